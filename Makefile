@@ -1,0 +1,29 @@
+# The two commands: `make run` and `make test`. Both install what is missing first.
+SHELL := /bin/bash
+.DEFAULT_GOAL := run
+ENV := . scripts/env.sh
+
+.PHONY: setup run test test-rust test-e2e bench guests
+
+setup:
+	@bash scripts/setup.sh
+
+guests:
+	@bash scripts/build-guests.sh
+
+## Build everything and start the server on http://127.0.0.1:8080 (data in ./data).
+run: setup
+	@$(ENV); exec "$$TENSORAS_BIN" serve
+
+## Build everything and run every test: unit, component and end-to-end.
+test: setup test-rust test-e2e
+
+test-rust:
+	@$(ENV); CARGO=$$(pick_cargo); PATH="$$(dirname $$CARGO):$$PATH" "$$CARGO" test --release --locked -p tensoras
+
+test-e2e:
+	@$(ENV); TENSORAS_BIN="$$TENSORAS_BIN" "$$TENSORAS_VENV/bin/python" -m pytest -q tests/e2e
+
+## Benchmarks (not tests): per-request instantiation, pooled vs on-demand.
+bench: setup
+	@$(ENV); CARGO=$$(pick_cargo); PATH="$$(dirname $$CARGO):$$PATH" "$$CARGO" bench --locked -p tensoras --bench instantiation

@@ -1,0 +1,104 @@
+//! The one error type of the HTTP API: every failure becomes OpenAI's error object
+//! `{"error":{"message","type","param","code"}}` with a fitting status. Internal details
+//! go to the log; clients get a message they can act on.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::runtime::InvokeError;
+
+/// An API failure.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// OpenAI `type`.
+    pub kind: &'static str,
+    /// OpenAI `message`.
+    pub message: String,
+    /// OpenAI `param`.
+    pub param: Option<String>,
+    /// OpenAI `code`.
+    pub code: Option<&'static str>,
+}
+
+impl ApiError {
+    /// A generic error.
+    pub fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
+        Self { status, kind, message: message.into(), param: None, code: None }
+    }
+
+    /// 400 `invalid_request_error`.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request_error", message)
+    }
+
+    /// 404 `invalid_request_error`.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "invalid_request_error", message)
+    }
+
+    /// 401 with OpenAI's `invalid_api_key` code.
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "invalid_request_error", message).code("invalid_api_key")
+    }
+
+    /// 403: authenticated, but not allowed.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "permission_error", message).code("insufficient_permissions")
+    }
+
+    /// 500 with a generic message; the cause is logged, not returned.
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        tracing::error!("internal error: {cause}");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "The server had an error while processing your request.")
+    }
+
+    /// Sets `param`.
+    pub fn param(mut self, param: impl Into<String>) -> Self {
+        self.param = Some(param.into());
+        self
+    }
+
+    /// Sets `code`.
+    pub fn code(mut self, code: &'static str) -> Self {
+        self.code = Some(code);
+        self
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({
+            "error": {
+                "message": self.message,
+                "type": self.kind,
+                "param": self.param,
+                "code": self.code,
+            }
+        });
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+impl From<InvokeError> for ApiError {
+    fn from(e: InvokeError) -> Self {
+        let message = e.to_string();
+        match e {
+            InvokeError::Timeout(_) => Self::new(StatusCode::GATEWAY_TIMEOUT, "timeout_error", message).code("function_timeout"),
+            InvokeError::OutOfFuel(_) => {
+                Self::new(StatusCode::GATEWAY_TIMEOUT, "timeout_error", message).code("function_cpu_limit")
+            }
+            InvokeError::OutOfMemory(_) => {
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "function_error", message).code("function_memory_limit")
+            }
+            InvokeError::StackOverflow => {
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "function_error", message).code("function_stack_overflow")
+            }
+            InvokeError::Trap(_) => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "function_error", message).code("function_trapped"),
+            InvokeError::Guest(_) => Self::new(StatusCode::BAD_GATEWAY, "function_error", message).code("function_failed"),
+            InvokeError::Internal(e) => Self::internal(format!("{e:#}")),
+        }
+    }
+}

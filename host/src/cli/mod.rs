@@ -1,0 +1,46 @@
+//! Command-line interface.
+
+mod functions;
+mod keys;
+mod serve;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Tensoras: an OpenAI-compatible inference platform with WebAssembly functions.
+#[derive(Debug, Parser)]
+#[command(name = "tensoras", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the API server.
+    Serve(serve::ServeArgs),
+    /// Manage API keys (works on the data directory; the server may be running).
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
+    /// Deploy and manage functions on a running server.
+    #[command(subcommand)]
+    Functions(functions::FunctionsCommand),
+}
+
+/// Where state lives; shared by the commands that open the database.
+#[derive(Debug, clap::Args)]
+struct DataDirArg {
+    /// Directory holding all state (database, components, caches).
+    #[arg(long, env = "TENSORAS_DATA_DIR", default_value = "data")]
+    data_dir: PathBuf,
+}
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => serve::run(args).await,
+        Command::Keys(cmd) => keys::run(cmd),
+        Command::Functions(cmd) => functions::run(cmd).await,
+    }
+}

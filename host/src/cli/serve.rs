@@ -1,0 +1,107 @@
+//! `tensoras serve`.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tensoras::api::{self, AppState};
+use tensoras::config::Config;
+use tensoras::functions::Registry;
+use tensoras::runtime::{Runtime, RuntimeOptions};
+use tensoras::store::MetadataStore;
+use tensoras::store::sqlite::SqliteStore;
+
+use super::DataDirArg;
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "TENSORAS_HOST", default_value = "127.0.0.1")]
+    host: String,
+    /// Port to listen on (0 picks a free one).
+    #[arg(long, env = "TENSORAS_PORT", default_value_t = 8080)]
+    port: u16,
+    #[command(flatten)]
+    data: DataDirArg,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, env = "TENSORAS_MAX_BODY_BYTES", default_value_t = 32 * 1024 * 1024)]
+    max_body_bytes: usize,
+    /// Most function instances alive at once.
+    #[arg(long, env = "TENSORAS_MAX_INSTANCES", default_value_t = 256)]
+    max_instances: u32,
+    /// Admin key to create when the database has none (first start only).
+    #[arg(long, env = "TENSORAS_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+}
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let mut config = Config::new(&args.data.data_dir);
+    config.max_body_bytes = args.max_body_bytes;
+    config.max_instances = args.max_instances.max(1);
+    let config = Arc::new(config);
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+
+    let store: Arc<dyn MetadataStore> = Arc::new(SqliteStore::open(&config.database_path())?);
+    bootstrap_key(store.as_ref(), args.api_key.as_deref())?;
+
+    let runtime = Arc::new(Runtime::new(&RuntimeOptions {
+        pooling: true,
+        max_instances: config.max_instances,
+        max_memory_bytes: config.max_limits.memory_bytes,
+        cache_dir: Some(config.compile_cache_dir()),
+    })?);
+    let functions = Arc::new(Registry::open(runtime.clone(), store.clone(), config.clone()).await?);
+    let state = AppState { config: config.clone(), store, runtime, functions };
+
+    let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
+        .await
+        .with_context(|| format!("listening on {}:{}", args.host, args.port))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(data_dir = %config.data_dir.display(), "Tensoras listening on http://{addr}");
+    api::serve(listener, state, shutdown_signal()).await?;
+    tracing::info!("shut down cleanly");
+    Ok(())
+}
+
+/// First start: make sure some admin key exists so the API is usable.
+fn bootstrap_key(store: &dyn MetadataStore, env_key: Option<&str>) -> anyhow::Result<()> {
+    if store.count_keys().map_err(|e| anyhow::anyhow!("{e}"))? > 0 {
+        return Ok(());
+    }
+    match env_key {
+        Some(secret) => {
+            let id = tensoras::auth::new_id("key")?;
+            tensoras::auth::register_key(store, secret, &id, "bootstrap", "default", true)
+                .context("TENSORAS_API_KEY cannot be used as the first admin key")?;
+            tracing::info!(key_id = %id, "created the first admin key from TENSORAS_API_KEY");
+        }
+        None => {
+            let (key, secret) = tensoras::auth::create_key(store, "bootstrap", "default", true)?;
+            // Shown once on the console, like `tensoras keys create`; never logged.
+            println!("Created the first admin API key ({}); it is shown only now:\n\n    {secret}\n", key.id);
+        }
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}

@@ -1,0 +1,61 @@
+//! Process configuration. Everything the server keeps lives under one data directory,
+//! so a fresh directory is a fresh install.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Settings of a running server.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Root of all state: `tensoras.db`, deployed components, function storage, caches.
+    pub data_dir: PathBuf,
+    /// Largest request body accepted, in bytes (413 above it).
+    pub max_body_bytes: usize,
+    /// Limits applied to a function whose manifest does not set them.
+    pub default_limits: crate::runtime::Limits,
+    /// Upper bounds no manifest may exceed.
+    pub max_limits: crate::runtime::Limits,
+    /// Most guest instances alive at once; further requests wait for a slot.
+    pub max_instances: u32,
+}
+
+impl Config {
+    /// Defaults for a data directory.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            max_body_bytes: 32 * 1024 * 1024,
+            default_limits: crate::runtime::Limits {
+                memory_bytes: 128 << 20,
+                timeout: Duration::from_secs(10),
+                fuel: 20_000_000_000,
+            },
+            max_limits: crate::runtime::Limits {
+                memory_bytes: 1 << 30,
+                timeout: Duration::from_secs(300),
+                fuel: u64::MAX,
+            },
+            max_instances: 256,
+        }
+    }
+
+    /// SQLite metadata database.
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join("tensoras.db")
+    }
+
+    /// Deployed components, `functions/<tenant>/<name>.wasm`.
+    pub fn functions_dir(&self) -> PathBuf {
+        self.data_dir.join("functions")
+    }
+
+    /// Private storage granted to functions, `function-data/<tenant>/<name>/`.
+    pub fn function_data_dir(&self) -> PathBuf {
+        self.data_dir.join("function-data")
+    }
+
+    /// wasmtime's compiled-code cache, so a restart does not recompile components.
+    pub fn compile_cache_dir(&self) -> PathBuf {
+        self.data_dir.join("cache").join("wasmtime")
+    }
+}

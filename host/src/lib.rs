@@ -1,0 +1,21 @@
+//! Tensoras host: an OpenAI-compatible API server whose request handlers and user
+//! functions run as sandboxed WebAssembly components.
+//!
+//! Layout: [`api`] is the HTTP surface (one module per endpoint group), [`runtime`] owns
+//! the wasmtime engine and per-request instantiation, [`functions`] is the registry of
+//! deployed components, [`store`] the metadata database, [`auth`] API keys.
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod functions;
+pub mod runtime;
+pub mod store;
+
+/// Seconds since the Unix epoch, as OpenAI's `created` fields use.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}

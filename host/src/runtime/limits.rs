@@ -1,0 +1,163 @@
+//! Per-function resource limits and capability grants, as written in a deploy manifest.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Effective limits of one function call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest linear memory, in bytes.
+    pub memory_bytes: usize,
+    /// Wall-clock deadline of the whole call, instantiation included.
+    pub timeout: Duration,
+    /// CPU budget in wasmtime fuel units (about one per wasm instruction).
+    pub fuel: u64,
+}
+
+/// Limits as a manifest states them; unset fields take the server's defaults.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSpec {
+    /// Memory limit in MiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_mb: Option<u64>,
+    /// Wall-time limit in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    /// Fuel (instruction) budget per call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fuel: Option<u64>,
+}
+
+impl LimitsSpec {
+    /// Applies defaults and checks the bounds; the error names the offending field.
+    pub fn resolve(&self, default: &Limits, max: &Limits) -> Result<Limits, String> {
+        let memory_bytes = match self.memory_mb {
+            None => default.memory_bytes,
+            Some(0) => return Err("limits.memory_mb must be at least 1".into()),
+            Some(mb) => usize::try_from(mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX),
+        };
+        if memory_bytes > max.memory_bytes {
+            return Err(format!(
+                "limits.memory_mb {} exceeds this server's maximum of {}",
+                memory_bytes >> 20,
+                max.memory_bytes >> 20
+            ));
+        }
+        let timeout = match self.timeout_ms {
+            None => default.timeout,
+            Some(0) => return Err("limits.timeout_ms must be at least 1".into()),
+            Some(ms) => Duration::from_millis(ms),
+        };
+        if timeout > max.timeout {
+            return Err(format!(
+                "limits.timeout_ms {} exceeds this server's maximum of {}",
+                timeout.as_millis(),
+                max.timeout.as_millis()
+            ));
+        }
+        let fuel = match self.fuel {
+            None => default.fuel,
+            Some(0) => return Err("limits.fuel must be at least 1".into()),
+            Some(f) if f > max.fuel => {
+                return Err(format!("limits.fuel {f} exceeds this server's maximum of {}", max.fuel));
+            }
+            Some(f) => f,
+        };
+        Ok(Limits { memory_bytes, timeout, fuel })
+    }
+}
+
+/// Capabilities beyond the sandbox's defaults. The default grants nothing: no files,
+/// no network, no environment variables.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Grants {
+    /// Outbound destinations allowed, each `*`, `host:port` or `host:*` (TCP and
+    /// outgoing HTTP). Hosts of TCP sockets are IP addresses; HTTP may use names.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub network: Vec<String>,
+    /// Environment variables the function sees.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// A private, persistent directory mounted at `/data`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub storage: bool,
+}
+
+impl Grants {
+    /// Checks the shape of every network pattern.
+    pub fn validate(&self) -> Result<(), String> {
+        for pattern in &self.network {
+            if pattern == "*" {
+                continue;
+            }
+            let valid = pattern.rsplit_once(':').is_some_and(|(host, port)| {
+                !host.is_empty()
+                    && !host.contains('/')
+                    && (port == "*" || port.parse::<u16>().is_ok())
+            });
+            if !valid {
+                return Err(format!(
+                    "grants.network entry {pattern:?} must be \"*\", \"host:port\" or \"host:*\""
+                ));
+            }
+        }
+        if let Some(k) = self.env.keys().find(|k| k.is_empty() || k.contains('=')) {
+            return Err(format!("grants.env name {k:?} is not a valid variable name"));
+        }
+        Ok(())
+    }
+
+    /// Whether `host:port` is an allowed destination.
+    pub fn allows(&self, host: &str, port: u16) -> bool {
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        self.network.iter().any(|p| {
+            if p == "*" {
+                return true;
+            }
+            let Some((h, pp)) = p.rsplit_once(':') else { return false };
+            let h = h.trim_start_matches('[').trim_end_matches(']');
+            h.eq_ignore_ascii_case(host) && (pp == "*" || pp.parse::<u16>() == Ok(port))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn defaults() -> (Limits, Limits) {
+        let d = Limits { memory_bytes: 64 << 20, timeout: Duration::from_secs(1), fuel: 1000 };
+        let m = Limits { memory_bytes: 256 << 20, timeout: Duration::from_secs(10), fuel: 10_000 };
+        (d, m)
+    }
+
+    #[test]
+    fn limits_default_and_bound() {
+        let (d, m) = defaults();
+        assert_eq!(LimitsSpec::default().resolve(&d, &m), Ok(d));
+        let spec = LimitsSpec { memory_mb: Some(32), timeout_ms: Some(500), fuel: Some(5) };
+        let l = spec.resolve(&d, &m).unwrap();
+        assert_eq!((l.memory_bytes, l.timeout.as_millis(), l.fuel), (32 << 20, 500, 5));
+        let too_big = LimitsSpec { memory_mb: Some(1024), ..Default::default() };
+        assert!(too_big.resolve(&d, &m).unwrap_err().contains("memory_mb"));
+        let zero = LimitsSpec { timeout_ms: Some(0), ..Default::default() };
+        assert!(zero.resolve(&d, &m).unwrap_err().contains("timeout_ms"));
+    }
+
+    #[test]
+    fn network_patterns() {
+        let g = Grants { network: vec!["127.0.0.1:8080".into(), "example.com:*".into()], ..Default::default() };
+        assert!(g.validate().is_ok());
+        assert!(g.allows("127.0.0.1", 8080));
+        assert!(!g.allows("127.0.0.1", 8081));
+        assert!(g.allows("EXAMPLE.com", 443));
+        assert!(!Grants::default().allows("127.0.0.1", 80));
+        assert!(Grants { network: vec!["*".into()], ..Default::default() }.allows("10.0.0.1", 1));
+        assert!(Grants { network: vec!["nope".into()], ..Default::default() }.validate().is_err());
+        assert!(Grants { network: vec!["h:99999".into()], ..Default::default() }.validate().is_err());
+    }
+}

@@ -1,0 +1,145 @@
+//! Per-request store state: the WASI context built from a function's grants, the
+//! outgoing-HTTP policy, and the memory limiter.
+
+use std::path::PathBuf;
+
+use wasmtime::ResourceLimiter;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::sockets::SocketAddrUse;
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+
+use super::Grants;
+
+/// What a function may touch: its grants and, if `storage` is granted, its directory.
+#[derive(Debug, Clone, Default)]
+pub struct Sandbox {
+    /// Capabilities from the manifest.
+    pub grants: Grants,
+    /// Host directory mounted at `/data` when `grants.storage` is set.
+    pub storage_dir: Option<PathBuf>,
+}
+
+/// The data of one `Store`: lives exactly as long as one request.
+pub struct State {
+    table: ResourceTable,
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    hooks: OutgoingPolicy,
+    pub(super) limiter: MemoryLimiter,
+}
+
+impl State {
+    /// Builds a deny-by-default WASI context widened only by `sandbox`.
+    pub fn new(sandbox: &Sandbox, memory_bytes: usize) -> anyhow::Result<Self> {
+        let mut b = WasiCtx::builder();
+        // No stdio, args, env, preopens or sockets unless granted below.
+        b.allow_ip_name_lookup(false).allow_tcp(false).allow_udp(false);
+        for (k, v) in &sandbox.grants.env {
+            b.env(k, v);
+        }
+        if sandbox.grants.storage {
+            if let Some(dir) = &sandbox.storage_dir {
+                std::fs::create_dir_all(dir)?;
+                b.preopened_dir(dir, "/data", FsPerms::ReadWrite)
+                    .map_err(|e| anyhow::anyhow!("mounting {}: {e}", dir.display()))?;
+            }
+        }
+        if !sandbox.grants.network.is_empty() {
+            let grants = sandbox.grants.clone();
+            b.inherit_network()
+                .allow_tcp(true)
+                .allow_ip_name_lookup(true)
+                .socket_addr_check(move |addr, usage| {
+                    // Connecting is what a grant allows; listening stays denied.
+                    let ok = match usage {
+                        SocketAddrUse::TcpConnect => grants.allows(&addr.ip().to_string(), addr.port()),
+                        // The implicit bind to an ephemeral port that precedes a connect.
+                        SocketAddrUse::TcpBind => addr.port() == 0,
+                        _ => false,
+                    };
+                    Box::pin(async move { ok })
+                });
+        }
+        Ok(Self {
+            table: ResourceTable::new(),
+            wasi: b.build(),
+            http: WasiHttpCtx::new(),
+            hooks: OutgoingPolicy { grants: sandbox.grants.clone() },
+            limiter: MemoryLimiter { max: memory_bytes, hit: false },
+        })
+    }
+
+    /// Whether the guest tried to grow memory past its limit during this request.
+    pub fn memory_limit_hit(&self) -> bool {
+        self.limiter.hit
+    }
+}
+
+impl WasiView for State {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl WasiHttpView for State {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.hooks }
+    }
+}
+
+/// Outgoing `wasi:http` requests go out only to granted destinations.
+struct OutgoingPolicy {
+    grants: Grants,
+}
+
+impl WasiHttpHooks for OutgoingPolicy {
+    fn send_request(
+        &mut self,
+        request: http::Request<wasmtime_wasi_http::WasiBody>,
+        options: Option<wasmtime_wasi_http::RequestOptions>,
+        fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+    ) -> Box<
+        dyn Future<
+                Output = Result<
+                    (
+                        http::Response<wasmtime_wasi_http::WasiBody>,
+                        Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+                    ),
+                    wasmtime_wasi_http::Error,
+                >,
+            > + Send,
+    > {
+        let uri = request.uri();
+        let https = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
+        let allowed = uri.host().is_some_and(|host| {
+            let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+            self.grants.allows(host, port)
+        });
+        if !allowed {
+            return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
+        }
+        wasmtime_wasi_http::default_hooks().send_request(request, options, fut)
+    }
+}
+
+/// Caps linear memory growth and remembers that it did, so the error can say why the
+/// guest died (a Rust guest aborts when allocation fails).
+pub(super) struct MemoryLimiter {
+    max: usize,
+    hit: bool,
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.max {
+            self.hit = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= 1_000_000)
+    }
+}

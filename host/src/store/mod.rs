@@ -1,0 +1,109 @@
+//! Metadata: API keys and deployed functions. [`MetadataStore`] is the data-access
+//! boundary; SQLite ([`sqlite::SqliteStore`]) is the embedded default, and a PostgreSQL
+//! backend for replicated deployments implements the same trait.
+
+pub mod sqlite;
+
+use serde::{Deserialize, Serialize};
+
+/// An API key as stored (never the secret itself).
+#[derive(Debug, Clone, Serialize)]
+pub struct ApiKey {
+    /// `key_...`.
+    pub id: String,
+    /// Human label.
+    pub name: String,
+    /// Tenant that owns everything created with this key.
+    pub tenant: String,
+    /// Admin keys manage keys.
+    pub admin: bool,
+    /// Unix seconds.
+    pub created_at: i64,
+}
+
+/// A deployed function's manifest and bookkeeping.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FunctionRecord {
+    /// Owning tenant.
+    pub tenant: String,
+    /// Unique per tenant; part of its URL.
+    pub name: String,
+    /// `tool` or `http`.
+    pub kind: FunctionKind,
+    /// Shown to models for tools.
+    pub description: String,
+    /// JSON Schema of tool arguments (tools only).
+    pub parameters: Option<serde_json::Value>,
+    /// Resource limits.
+    pub limits: crate::runtime::LimitsSpec,
+    /// Capabilities granted beyond the deny-by-default sandbox.
+    pub grants: crate::runtime::Grants,
+    /// SHA-256 of the component bytes.
+    pub sha256: String,
+    /// Component size in bytes.
+    pub size_bytes: u64,
+    /// Unix seconds.
+    pub created_at: i64,
+}
+
+/// What a function exports.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum FunctionKind {
+    /// Exports `tensoras:platform/tool`.
+    Tool,
+    /// Exports `wasi:http/incoming-handler`.
+    Http,
+}
+
+impl FunctionKind {
+    /// Name used in manifests and the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Tool => "tool",
+            Self::Http => "http",
+        }
+    }
+
+    /// Parses a manifest `kind`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "tool" => Some(Self::Tool),
+            "http" => Some(Self::Http),
+            _ => None,
+        }
+    }
+}
+
+/// Failures of the metadata store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A unique constraint was hit (e.g. a function name already used by the tenant).
+    #[error("already exists")]
+    Conflict,
+    /// Anything else; details go to logs, not clients.
+    #[error(transparent)]
+    Backend(#[from] anyhow::Error),
+}
+
+/// Data access for keys and functions. Methods are short and synchronous: SQLite answers
+/// in microseconds, and a networked backend would wrap its own pool.
+pub trait MetadataStore: Send + Sync {
+    /// Number of active keys.
+    fn count_keys(&self) -> Result<u64, StoreError>;
+    /// Stores a new key by hash.
+    fn insert_key(&self, key: &ApiKey, hash: &str) -> Result<(), StoreError>;
+    /// Finds an active key by the hash of its secret.
+    fn find_key_by_hash(&self, hash: &str) -> Result<Option<ApiKey>, StoreError>;
+    /// All active keys.
+    fn list_keys(&self) -> Result<Vec<ApiKey>, StoreError>;
+    /// Revokes a key; false when no active key has that id.
+    fn revoke_key(&self, id: &str) -> Result<bool, StoreError>;
+
+    /// Adds a function; [`StoreError::Conflict`] when the tenant already has that name.
+    fn insert_function(&self, f: &FunctionRecord) -> Result<(), StoreError>;
+    /// Every function of every tenant (loaded at start-up).
+    fn all_functions(&self) -> Result<Vec<FunctionRecord>, StoreError>;
+    /// Deletes a function; false when it did not exist.
+    fn delete_function(&self, tenant: &str, name: &str) -> Result<bool, StoreError>;
+}

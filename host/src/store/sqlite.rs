@@ -1,0 +1,278 @@
+//! SQLite backend of [`MetadataStore`]: one file, WAL mode, so the CLI and a running
+//! server can use the same database at once.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use anyhow::Context as _;
+use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
+
+use super::{ApiKey, FunctionKind, FunctionRecord, MetadataStore, StoreError};
+
+/// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE api_keys (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    tenant TEXT NOT NULL,
+    key_hash TEXT NOT NULL UNIQUE,
+    admin INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    revoked_at INTEGER
+);
+CREATE TABLE functions (
+    tenant TEXT NOT NULL,
+    name TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    description TEXT NOT NULL,
+    parameters TEXT,
+    limits TEXT NOT NULL,
+    grants TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    size_bytes INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (tenant, name)
+);
+"#];
+
+/// The embedded metadata store.
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SqliteStore")
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) and migrates the database at `path`.
+    pub fn open(path: &Path) -> anyhow::Result<Self> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("creating data directory {}", dir.display()))?;
+        }
+        let mut conn = Connection::open(path)
+            .with_context(|| format!("opening database {}", path.display()))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let version: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if version > MIGRATIONS.len() {
+            anyhow::bail!(
+                "database {} has schema version {version}, newer than this build understands ({}); upgrade tensoras",
+                path.display(),
+                MIGRATIONS.len()
+            );
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+            let tx = conn.transaction()?;
+            tx.execute_batch(sql).with_context(|| format!("migration {}", i + 1))?;
+            tx.pragma_update(None, "user_version", i + 1)?;
+            tx.commit()?;
+        }
+        Ok(Self { conn: Mutex::new(conn) })
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
+        let conn = self
+            .conn
+            .lock()
+            .map_err(|_| StoreError::Backend(anyhow::anyhow!("database lock poisoned")))?;
+        f(&conn).map_err(|e| match e {
+            rusqlite::Error::SqliteFailure(err, _) if err.code == ErrorCode::ConstraintViolation => {
+                StoreError::Conflict
+            }
+            other => StoreError::Backend(other.into()),
+        })
+    }
+}
+
+fn key_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApiKey> {
+    Ok(ApiKey {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        tenant: r.get(2)?,
+        admin: r.get(3)?,
+        created_at: r.get(4)?,
+    })
+}
+
+/// A column holding JSON, decoded into `T`; a corrupt value is an error, not a default.
+fn json_column<T: serde::de::DeserializeOwned>(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<T> {
+    let text: String = r.get(i)?;
+    serde_json::from_str(&text)
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e)))
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
+    serde_json::to_string(v).map_err(|e| StoreError::Backend(e.into()))
+}
+
+impl MetadataStore for SqliteStore {
+    fn count_keys(&self) -> Result<u64, StoreError> {
+        self.with(|c| c.query_row("SELECT COUNT(*) FROM api_keys WHERE revoked_at IS NULL", [], |r| r.get(0)))
+    }
+
+    fn insert_key(&self, key: &ApiKey, hash: &str) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO api_keys (id, name, tenant, key_hash, admin, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![key.id, key.name, key.tenant, hash, key.admin, key.created_at],
+            )
+            .map(drop)
+        })
+    }
+
+    fn find_key_by_hash(&self, hash: &str) -> Result<Option<ApiKey>, StoreError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT id, name, tenant, admin, created_at FROM api_keys WHERE key_hash = ?1 AND revoked_at IS NULL",
+                [hash],
+                key_from_row,
+            )
+            .optional()
+        })
+    }
+
+    fn list_keys(&self) -> Result<Vec<ApiKey>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c.prepare(
+                "SELECT id, name, tenant, admin, created_at FROM api_keys WHERE revoked_at IS NULL ORDER BY created_at, id",
+            )?;
+            stmt.query_map([], key_from_row)?.collect()
+        })
+    }
+
+    fn revoke_key(&self, id: &str) -> Result<bool, StoreError> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE api_keys SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+                params![id, crate::unix_now()],
+            )
+            .map(|n| n > 0)
+        })
+    }
+
+    fn insert_function(&self, f: &FunctionRecord) -> Result<(), StoreError> {
+        let parameters = f.parameters.as_ref().map(to_json).transpose()?;
+        let limits = to_json(&f.limits)?;
+        let grants = to_json(&f.grants)?;
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO functions (tenant, name, kind, description, parameters, limits, grants, sha256, size_bytes, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                params![
+                    f.tenant,
+                    f.name,
+                    f.kind.as_str(),
+                    f.description,
+                    parameters,
+                    limits,
+                    grants,
+                    f.sha256,
+                    f.size_bytes,
+                    f.created_at
+                ],
+            )
+            .map(drop)
+        })
+    }
+
+    fn all_functions(&self) -> Result<Vec<FunctionRecord>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c.prepare(
+                "SELECT tenant, name, kind, description, parameters, limits, grants, sha256, size_bytes, created_at
+                 FROM functions ORDER BY tenant, name",
+            )?;
+            stmt.query_map([], |r| {
+                let kind: String = r.get(2)?;
+                let parameters: Option<String> = r.get(4)?;
+                Ok(FunctionRecord {
+                    tenant: r.get(0)?,
+                    name: r.get(1)?,
+                    kind: FunctionKind::parse(&kind).ok_or_else(|| {
+                        rusqlite::Error::InvalidColumnType(2, kind.clone(), rusqlite::types::Type::Text)
+                    })?,
+                    description: r.get(3)?,
+                    parameters: match parameters {
+                        Some(p) => Some(serde_json::from_str(&p).map_err(|e| {
+                            rusqlite::Error::FromSqlConversionFailure(4, rusqlite::types::Type::Text, Box::new(e))
+                        })?),
+                        None => None,
+                    },
+                    limits: json_column(r, 5)?,
+                    grants: json_column(r, 6)?,
+                    sha256: r.get(7)?,
+                    size_bytes: r.get(8)?,
+                    created_at: r.get(9)?,
+                })
+            })?
+            .collect()
+        })
+    }
+
+    fn delete_function(&self, tenant: &str, name: &str) -> Result<bool, StoreError> {
+        self.with(|c| {
+            c.execute("DELETE FROM functions WHERE tenant = ?1 AND name = ?2", params![tenant, name])
+                .map(|n| n > 0)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::{Grants, LimitsSpec};
+
+    fn record(tenant: &str, name: &str) -> FunctionRecord {
+        FunctionRecord {
+            tenant: tenant.into(),
+            name: name.into(),
+            kind: FunctionKind::Tool,
+            description: "d".into(),
+            parameters: Some(serde_json::json!({"type": "object"})),
+            limits: LimitsSpec { memory_mb: Some(64), timeout_ms: None, fuel: None },
+            grants: Grants::default(),
+            sha256: "00".into(),
+            size_bytes: 3,
+            created_at: 1,
+        }
+    }
+
+    #[test]
+    fn keys_round_trip_and_revoke() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("t.db")).unwrap();
+        assert_eq!(store.count_keys().unwrap(), 0);
+        let key = ApiKey { id: "key_1".into(), name: "n".into(), tenant: "t".into(), admin: true, created_at: 5 };
+        store.insert_key(&key, "h1").unwrap();
+        assert!(matches!(store.insert_key(&key, "h1"), Err(StoreError::Conflict)));
+        assert_eq!(store.find_key_by_hash("h1").unwrap().unwrap().tenant, "t");
+        assert!(store.find_key_by_hash("h2").unwrap().is_none());
+        assert!(store.revoke_key("key_1").unwrap());
+        assert!(!store.revoke_key("key_1").unwrap());
+        assert!(store.find_key_by_hash("h1").unwrap().is_none());
+        assert_eq!(store.count_keys().unwrap(), 0);
+    }
+
+    #[test]
+    fn functions_are_unique_per_tenant_and_persist() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        {
+            let store = SqliteStore::open(&path).unwrap();
+            store.insert_function(&record("a", "calc")).unwrap();
+            store.insert_function(&record("b", "calc")).unwrap();
+            assert!(matches!(store.insert_function(&record("a", "calc")), Err(StoreError::Conflict)));
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        let all = store.all_functions().unwrap();
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[0], record("a", "calc"));
+        assert!(store.delete_function("a", "calc").unwrap());
+        assert!(!store.delete_function("a", "calc").unwrap());
+        assert_eq!(store.all_functions().unwrap().len(), 1);
+    }
+}

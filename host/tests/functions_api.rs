@@ -1,0 +1,177 @@
+//! Deploying, listing, calling and deleting functions over HTTP; authentication,
+//! tenant isolation, persistence across restarts and OpenAI-shaped errors.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::{Server, assert_openai_error, component};
+use serde_json::{Value, json};
+
+#[tokio::test]
+async fn tool_deploy_call_list_get_delete() {
+    let s = Server::start().await;
+    // No description or parameters in the manifest: both come from the component.
+    s.deploy_ok("calc", "calc", "tool", json!({})).await;
+
+    let (status, out) = s.call("calc", json!({"expression": "2*(3+4)"})).await;
+    assert_eq!(status, 200, "{out}");
+    let result: Value = serde_json::from_str(out["output"].as_str().unwrap()).unwrap();
+    assert_eq!(result["result"], json!(14));
+
+    let (status, out) = s.call("calc", json!({"expression": "1/0"})).await;
+    assert_eq!(status, 400);
+    assert_eq!(assert_openai_error(&out)["code"], "invalid_tool_arguments");
+
+    s.deploy_ok("wc", "wordcount", "tool", json!({"description": "Counts words"})).await;
+    let (status, out) = s.call("wc", json!({"text": "one two three\nfour"})).await;
+    assert_eq!(status, 200, "{out}");
+    let counts: Value = serde_json::from_str(out["output"].as_str().unwrap()).unwrap();
+    assert_eq!(counts["words"], 4);
+    assert_eq!(counts["lines"], 2);
+
+    let list: Value = s.client().get(s.url("/v1/functions")).bearer_auth(&s.key).send().await.unwrap().json().await.unwrap();
+    let names: Vec<&str> = list["data"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["calc", "wc"]);
+
+    let calc: Value = s.client().get(s.url("/v1/functions/calc")).bearer_auth(&s.key).send().await.unwrap().json().await.unwrap();
+    assert_eq!(calc["kind"], "tool");
+    assert!(!calc["description"].as_str().unwrap().is_empty(), "{calc}");
+    assert_eq!(calc["parameters"]["type"], "object");
+    assert_eq!(calc["parameters"]["required"][0], "expression");
+    let wc: Value = s.client().get(s.url("/v1/functions/wc")).bearer_auth(&s.key).send().await.unwrap().json().await.unwrap();
+    assert_eq!(wc["description"], "Counts words");
+
+    let resp = s.client().delete(s.url("/v1/functions/calc")).bearer_auth(&s.key).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let (status, out) = s.call("calc", json!({"expression": "1"})).await;
+    assert_eq!(status, 404);
+    assert_eq!(assert_openai_error(&out)["code"], "function_not_found");
+    let resp = s.client().delete(s.url("/v1/functions/calc")).bearer_auth(&s.key).send().await.unwrap();
+    assert_eq!(resp.status(), 404);
+}
+
+#[tokio::test]
+async fn invalid_uploads_are_refused_with_the_reason() {
+    let s = Server::start().await;
+    let cases: Vec<(Vec<u8>, Value, &str, &str)> = vec![
+        (b"hello, not wasm".to_vec(), json!({"name": "a", "kind": "tool"}), "file", "not a WebAssembly binary"),
+        (b"\0asm\x01\0\0\0".to_vec(), json!({"name": "a", "kind": "tool"}), "file", "core WebAssembly module"),
+        (component("echo"), json!({"name": "a", "kind": "tool"}), "file", "tensoras:platform/tool"),
+        (component("calc"), json!({"name": "a", "kind": "http"}), "file", "incoming-handler"),
+        (component("calc"), json!({"name": "a b", "kind": "tool"}), "name", "function names"),
+        (component("calc"), json!({"kind": "tool"}), "name", "missing function name"),
+        (component("calc"), json!({"name": "a", "kind": "lambda"}), "kind", "kind must be"),
+        (component("calc"), json!({"name": "a", "kind": "tool", "limits": {"memory_mb": 999999}}), "limits", "memory_mb"),
+        (component("calc"), json!({"name": "a", "kind": "tool", "grants": {"network": ["nope"]}}), "grants", "grants.network"),
+        (component("calc"), json!({"name": "a", "kind": "tool", "parameters": {"type": "string"}}), "parameters", "object"),
+        (component("calc"), json!({"name": "a", "kind": "tool", "permissions": {}}), "manifest", "unknown field"),
+        (Vec::new(), json!({"name": "a", "kind": "tool"}), "file", "missing component"),
+    ];
+    for (wasm, manifest, param, needle) in cases {
+        let (status, body) = s.deploy(wasm, manifest.clone()).await;
+        assert_eq!(status, 400, "{manifest}: {body}");
+        let e = assert_openai_error(&body);
+        assert_eq!(e["param"], param, "{manifest}: {body}");
+        assert!(e["message"].as_str().unwrap().contains(needle), "{manifest}: expected {needle:?} in {body}");
+    }
+    s.deploy_ok("calc", "calc", "tool", json!({})).await;
+    let (status, body) = s.deploy(component("calc"), json!({"name": "calc", "kind": "tool"})).await;
+    assert_eq!(status, 400);
+    assert_eq!(assert_openai_error(&body)["code"], "function_exists");
+}
+
+#[tokio::test]
+async fn keys_are_required_and_tenants_are_isolated() {
+    let s = Server::start().await;
+    s.deploy_ok("calc", "calc", "tool", json!({})).await;
+    let c = s.client();
+
+    let resp = c.get(s.url("/v1/functions")).send().await.unwrap();
+    assert_eq!(resp.status(), 401);
+    assert_eq!(assert_openai_error(&resp.json().await.unwrap())["code"], "invalid_api_key");
+    for bad in ["tns_0123456789012345678901234567890123456789abc", "sk-not-ours", ""] {
+        let resp = c.get(s.url("/v1/functions")).bearer_auth(bad).send().await.unwrap();
+        assert_eq!(resp.status(), 401, "{bad}");
+        assert_eq!(assert_openai_error(&resp.json().await.unwrap())["code"], "invalid_api_key");
+    }
+
+    let beta = s.key_for_tenant("beta", false).await;
+    assert!(beta.starts_with("tns_") && beta.len() >= 36);
+    let list: Value = c.get(s.url("/v1/functions")).bearer_auth(&beta).send().await.unwrap().json().await.unwrap();
+    assert_eq!(list["data"], json!([]));
+    let resp = c.post(s.url("/v1/functions/calc/call")).bearer_auth(&beta).json(&json!({"expression": "1"})).send().await.unwrap();
+    assert_eq!(resp.status(), 404);
+    let resp = c.delete(s.url("/v1/functions/calc")).bearer_auth(&beta).send().await.unwrap();
+    assert_eq!(resp.status(), 404);
+    // The same name in another tenant is a different function.
+    let (status, body) = s.deploy_with_key(&beta, component("wordcount"), json!({"name": "calc", "kind": "tool"})).await;
+    assert_eq!(status, 201, "{body}");
+
+    // Non-admin keys cannot manage keys.
+    let resp = c.get(s.url("/v1/keys")).bearer_auth(&beta).send().await.unwrap();
+    assert_eq!(resp.status(), 403);
+    assert_openai_error(&resp.json().await.unwrap());
+
+    // Revoked keys stop working.
+    let keys: Value = c.get(s.url("/v1/keys")).bearer_auth(&s.key).send().await.unwrap().json().await.unwrap();
+    let beta_id = keys["data"].as_array().unwrap().iter().find(|k| k["tenant"] == "beta").unwrap()["id"].as_str().unwrap().to_owned();
+    assert!(keys.to_string().find("tns_").is_none(), "secrets must never be listed: {keys}");
+    let resp = c.delete(s.url(&format!("/v1/keys/{beta_id}"))).bearer_auth(&s.key).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let resp = c.get(s.url("/v1/functions")).bearer_auth(&beta).send().await.unwrap();
+    assert_eq!(resp.status(), 401);
+}
+
+#[tokio::test]
+async fn functions_survive_a_restart() {
+    let s = Server::start().await;
+    s.deploy_ok("calc", "calc", "tool", json!({"limits": {"memory_mb": 32}})).await;
+    s.deploy_ok("echo", "echo", "http", json!({})).await;
+    let data = s.stop().await;
+
+    let s = Server::start_with(data, |_| {}).await;
+    let (status, out) = s.call("calc", json!({"expression": "6*7"})).await;
+    assert_eq!(status, 200, "{out}");
+    assert!(out["output"].as_str().unwrap().contains("42"));
+    let f: Value = s.client().get(s.url("/v1/functions/calc")).bearer_auth(&s.key).send().await.unwrap().json().await.unwrap();
+    assert_eq!(f["limits"]["memory_mb"], 32);
+    let resp = s.client().post(s.url("/v1/functions/echo/invoke")).bearer_auth(&s.key).body("again").send().await.unwrap();
+    assert_eq!(resp.text().await.unwrap(), "again");
+}
+
+#[tokio::test]
+async fn malformed_requests_get_openai_errors() {
+    let s = Server::start_with(std::sync::Arc::new(tempfile::tempdir().unwrap()), |c| c.max_body_bytes = 256 * 1024).await;
+    s.deploy_ok("calc", "calc", "tool", json!({})).await;
+    let c = s.client();
+    let call = s.url("/v1/functions/calc/call");
+
+    let resp = c.post(&call).bearer_auth(&s.key).header("content-type", "application/json").body("{not json").send().await.unwrap();
+    assert_eq!(resp.status(), 400);
+    assert_openai_error(&resp.json().await.unwrap());
+
+    let resp = c.post(&call).bearer_auth(&s.key).header("content-type", "text/plain").body("{}").send().await.unwrap();
+    assert_eq!(resp.status(), 415);
+    assert_openai_error(&resp.json().await.unwrap());
+
+    let resp = c.post(&call).bearer_auth(&s.key).json(&json!(["not", "an", "object"])).send().await.unwrap();
+    assert_eq!(resp.status(), 400);
+    assert_eq!(assert_openai_error(&resp.json().await.unwrap())["param"], "arguments");
+
+    let big = json!({"expression": "1".repeat(400 * 1024)});
+    let resp = c.post(&call).bearer_auth(&s.key).json(&big).send().await.unwrap();
+    assert_eq!(resp.status(), 413);
+    assert_openai_error(&resp.json().await.unwrap());
+
+    let resp = c.get(s.url("/v1/no/such/route")).bearer_auth(&s.key).send().await.unwrap();
+    assert_eq!(resp.status(), 404);
+    assert_openai_error(&resp.json().await.unwrap());
+
+    let resp = c.put(s.url("/v1/functions")).bearer_auth(&s.key).send().await.unwrap();
+    assert_eq!(resp.status(), 405);
+    assert_openai_error(&resp.json().await.unwrap());
+
+    let resp = c.get(s.url("/health")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+}

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs what is missing, then builds the host and every guest component.
+# Idempotent and quick when everything is already in place.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/env.sh
+
+SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+apt_updated=0
+apt_install() {
+  local missing=()
+  for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  command -v apt-get >/dev/null || { echo "setup: please install: ${missing[*]}" >&2; exit 1; }
+  echo "setup: installing ${missing[*]}"
+  if [ $apt_updated = 0 ]; then $SUDO apt-get update -qq; apt_updated=1; fi
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+# Toolchain: Rust >= 1.96 for the host; C compiler for SQLite.
+if ! CARGO=$(pick_cargo); then
+  apt_install rustc-web cargo-web
+  CARGO=$(pick_cargo) || { echo "setup: need cargo >= 1.96 (rustup update, or Debian's cargo-web)" >&2; exit 1; }
+fi
+command -v cc >/dev/null || apt_install gcc libc6-dev
+export CARGO
+
+# Python for the end-to-end tests (the official SDKs drive the real server).
+if [ ! -x "$TENSORAS_VENV/bin/python" ]; then
+  python3 -m venv "$TENSORAS_VENV" 2>/dev/null || { apt_install python3-venv; python3 -m venv "$TENSORAS_VENV"; }
+fi
+if ! "$TENSORAS_VENV/bin/python" -c "import pytest, requests" 2>/dev/null; then
+  "$TENSORAS_VENV/bin/pip" install -q --disable-pip-version-check -r tests/requirements.txt
+fi
+
+scripts/vendor-wit.sh --check
+echo "setup: building the host with $("$CARGO" --version)"
+PATH="$(dirname "$CARGO"):$PATH" "$CARGO" build --release --locked -p tensoras
+bash scripts/build-guests.sh
+echo "setup: ready: $TENSORAS_BIN"

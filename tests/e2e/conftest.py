@@ -1,0 +1,91 @@
+"""Fixtures that start the real `tensoras` binary on a free loopback port."""
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+REPO = Path(__file__).resolve().parents[2]
+FUNCTIONS = REPO / "build" / "functions"
+
+
+def binary() -> str:
+    path = os.environ.get("TENSORAS_BIN")
+    if not path or not Path(path).exists():
+        pytest.fail("TENSORAS_BIN must point at the built tensoras binary (make test sets it)")
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def new_key() -> str:
+    return "tns_" + secrets.token_urlsafe(32)
+
+
+class Server:
+    """A `tensoras serve` process."""
+
+    def __init__(self, data_dir: Path, api_key: str | None):
+        self.data_dir = data_dir
+        self.api_key = api_key
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+
+    def env(self) -> dict:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TENSORAS_")}
+        env["TENSORAS_DATA_DIR"] = str(self.data_dir)
+        env["TENSORAS_URL"] = self.url
+        if self.api_key:
+            env["TENSORAS_API_KEY"] = self.api_key
+        return env
+
+    def start(self) -> "Server":
+        self.proc = subprocess.Popen(
+            [binary(), "serve", "--port", str(self.port)],
+            env=self.env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: {self.proc.stderr.read()}")
+            try:
+                if requests.get(self.url + "/health", timeout=1).status_code == 200:
+                    return self
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        raise RuntimeError("server did not become healthy in 60 s")
+
+    def stop(self) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(timeout=30)
+        return code
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        return subprocess.run([binary(), *args], env=self.env(), capture_output=True, text=True, check=check, timeout=120)
+
+    def headers(self) -> dict:
+        return {"Authorization": f"Bearer {self.api_key}"}
+
+
+@pytest.fixture
+def server(tmp_path):
+    s = Server(tmp_path / "data", new_key()).start()
+    yield s
+    if s.proc and s.proc.poll() is None:
+        s.proc.kill()
+        s.proc.wait()
