@@ -62,30 +62,6 @@ pub fn looks_like_key(secret: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn generated_keys_have_the_documented_shape() {
-        let k = generate_key().unwrap();
-        assert!(k.secret.starts_with("tns_"));
-        assert!(k.secret.len() >= MIN_KEY_LEN, "{}", k.secret);
-        assert!(looks_like_key(&k.secret));
-        assert_eq!(k.hash, hash_key(&k.secret));
-        assert_ne!(k.hash, k.secret);
-        assert!(k.id.starts_with("key_"));
-        assert_ne!(generate_key().unwrap().secret, k.secret);
-    }
-
-    #[test]
-    fn malformed_keys_are_rejected() {
-        assert!(!looks_like_key("sk-abc"));
-        assert!(!looks_like_key("tns_short"));
-        assert!(!looks_like_key("tns_0123456789012345678901234567890!"));
-        assert!(looks_like_key("tns_01234567890123456789012345678901"));
-    }
-}
 
 /// Creates and stores a key; returns its record and the secret to show once.
 pub fn create_key(
@@ -126,4 +102,29 @@ pub fn register_key(
     };
     store.insert_key(&key, &hash_key(secret)).map_err(|e| anyhow::anyhow!("storing the key: {e}"))?;
     Ok(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_keys_have_the_documented_shape() {
+        let k = generate_key().unwrap();
+        assert!(k.secret.starts_with("tns_"));
+        assert!(k.secret.len() >= MIN_KEY_LEN, "{}", k.secret);
+        assert!(looks_like_key(&k.secret));
+        assert_eq!(k.hash, hash_key(&k.secret));
+        assert_ne!(k.hash, k.secret);
+        assert!(k.id.starts_with("key_"));
+        assert_ne!(generate_key().unwrap().secret, k.secret);
+    }
+
+    #[test]
+    fn malformed_keys_are_rejected() {
+        assert!(!looks_like_key("sk-abc"));
+        assert!(!looks_like_key("tns_short"));
+        assert!(!looks_like_key("tns_0123456789012345678901234567890!"));
+        assert!(looks_like_key("tns_01234567890123456789012345678901"));
+    }
 }

@@ -212,32 +212,6 @@ fn classify_binary(bytes: &[u8]) -> BinaryKind {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn binary_kinds() {
-        assert_eq!(classify_binary(b"\0asm\x0d\x00\x01\x00rest"), BinaryKind::Component);
-        assert_eq!(classify_binary(b"\0asm\x01\x00\x00\x00"), BinaryKind::CoreModule);
-        assert_eq!(classify_binary(b"hello world"), BinaryKind::NotWasm);
-        assert_eq!(classify_binary(b""), BinaryKind::NotWasm);
-    }
-
-    #[test]
-    fn compile_rejects_non_components_with_a_reason() {
-        let rt = Runtime::new(&RuntimeOptions {
-            pooling: false,
-            max_instances: 4,
-            max_memory_bytes: 1 << 20,
-            cache_dir: None,
-        })
-        .unwrap();
-        assert!(rt.compile(b"\0asm\x01\x00\x00\x00").unwrap_err().contains("core WebAssembly module"));
-        assert!(rt.compile(b"PK\x03\x04zip").unwrap_err().contains("not a WebAssembly binary"));
-        assert!(rt.compile(b"\0asm\x0d\x00\x01\x00\xff").unwrap_err().contains("invalid component"));
-    }
-}
 
 impl Runtime {
     /// Resolves a component's imports against what functions may use.
@@ -266,5 +240,32 @@ impl Runtime {
                 Err(err)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn binary_kinds() {
+        assert_eq!(classify_binary(b"\0asm\x0d\x00\x01\x00rest"), BinaryKind::Component);
+        assert_eq!(classify_binary(b"\0asm\x01\x00\x00\x00"), BinaryKind::CoreModule);
+        assert_eq!(classify_binary(b"hello world"), BinaryKind::NotWasm);
+        assert_eq!(classify_binary(b""), BinaryKind::NotWasm);
+    }
+
+    #[test]
+    fn compile_rejects_non_components_with_a_reason() {
+        let rt = Runtime::new(&RuntimeOptions {
+            pooling: false,
+            max_instances: 4,
+            max_memory_bytes: 1 << 20,
+            cache_dir: None,
+        })
+        .unwrap();
+        assert!(rt.compile(b"\0asm\x01\x00\x00\x00").unwrap_err().contains("core WebAssembly module"));
+        assert!(rt.compile(b"PK\x03\x04zip").unwrap_err().contains("not a WebAssembly binary"));
+        assert!(rt.compile(b"\0asm\x0d\x00\x01\x00\xff").unwrap_err().contains("invalid component"));
     }
 }

@@ -38,12 +38,10 @@ impl State {
         for (k, v) in &sandbox.grants.env {
             b.env(k, v);
         }
-        if sandbox.grants.storage {
-            if let Some(dir) = &sandbox.storage_dir {
-                std::fs::create_dir_all(dir)?;
-                b.preopened_dir(dir, "/data", FsPerms::ReadWrite)
-                    .map_err(|e| anyhow::anyhow!("mounting {}: {e}", dir.display()))?;
-            }
+        if let (true, Some(dir)) = (sandbox.grants.storage, &sandbox.storage_dir) {
+            std::fs::create_dir_all(dir)?;
+            b.preopened_dir(dir, "/data", FsPerms::ReadWrite)
+                .map_err(|e| anyhow::anyhow!("mounting {}: {e}", dir.display()))?;
         }
         if !sandbox.grants.network.is_empty() {
             let grants = sandbox.grants.clone();

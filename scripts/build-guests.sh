@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Builds every guest function (the functions/ workspace) into a WebAssembly
+# component and copies it to build/functions/<crate>.wasm.
+#
+#   scripts/build-guests.sh
+#
+# Toolchain: the rustup target wasm32-wasip2 when it is installed; otherwise
+# Debian's rustc-web 1.96 with -Zbuild-std (see TOOLCHAIN.md), whose packages
+# this script installs when missing, because `rustup target add` cannot
+# download on the project's machines.
+#
+# Environment:
+#   TENSORAS_GUEST_TARGET_DIR  cargo target dir (default ~/.cache/tensoras/guest-target);
+#                              outside the checkout so fresh clones reuse earlier builds.
+#
+# Quiet on success apart from one line per component; prints cargo's output
+# when the build fails (or warns).
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+out_dir="$repo/build/functions"
+export CARGO_TARGET_DIR="${TENSORAS_GUEST_TARGET_DIR:-$HOME/.cache/tensoras/guest-target}"
+target=wasm32-wasip2
+
+die() {
+  echo "build-guests: $*" >&2
+  exit 1
+}
+
+# Installs Debian's rustc-web toolchain pieces that are missing (a no-op when
+# they are all present, so repeated runs never touch apt).
+ensure_debian_toolchain() {
+  local pkgs=(rustc-web cargo-web rust-web-src wasi-libc lld-16) missing=() p
+  command -v dpkg >/dev/null 2>&1 ||
+    die "no $target target in rustup and no dpkg for the Debian fallback; run: rustup target add $target"
+  for p in "${pkgs[@]}"; do
+    dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  local sudo=()
+  [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+  echo "build-guests: installing ${missing[*]}" >&2
+  "${sudo[@]}" apt-get update -qq
+  # Through `env` so sudo's environment reset cannot drop DEBIAN_FRONTEND.
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+cargo_args=(build --release --target "$target")
+# Capture rather than pipe into `grep -q`: an early grep exit would SIGPIPE
+# rustup and, under pipefail, hide a match.
+installed=$(rustup target list --installed 2>/dev/null || true)
+if grep -qx "$target" <<<"$installed"; then
+  cargo_env=()
+else
+  ensure_debian_toolchain
+  # /usr/bin first for Debian's cargo/rustc 1.96 (rustup's come first on a
+  # default PATH); llvm-16 for wasm-ld. RUSTC_BOOTSTRAP allows -Zbuild-std on
+  # this stable compiler, which builds std for the target from rust-web-src
+  # (once per target dir); wasi-libc's objects live in /usr/lib/wasm32-wasi.
+  cargo_env=(
+    PATH="/usr/bin:/usr/lib/llvm-16/bin:$PATH"
+    RUSTC_BOOTSTRAP=1
+    RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }-L /usr/lib/wasm32-wasi"
+  )
+  cargo_args+=(-Zbuild-std=std,panic_abort)
+fi
+
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+if ! (cd "$repo/functions" && env "${cargo_env[@]}" cargo "${cargo_args[@]}") >"$log" 2>&1; then
+  cat "$log" >&2
+  die "cargo build failed"
+fi
+if grep -q '^warning' "$log"; then
+  cat "$log" >&2
+fi
+
+# Every crate under functions/ that builds a cdylib is one component.
+mkdir -p "$out_dir"
+count=0
+for manifest in "$repo"/functions/*/Cargo.toml; do
+  grep -q 'cdylib' "$manifest" || continue
+  name=$(sed -n 's/^name *= *"\(.*\)"/\1/p' "$manifest" | head -1)
+  [ -n "$name" ] || die "no package name in $manifest"
+  built="$CARGO_TARGET_DIR/$target/release/${name//-/_}.wasm"
+  [ -f "$built" ] || die "$built was not produced"
+  # A component starts with "\0asm" and layer/version 0d 00 01 00; a core
+  # module (01 00 00 00) means componentisation did not happen.
+  magic=$(od -An -tx1 -j4 -N4 "$built" | tr -d ' \n')
+  [ "$magic" = "0d000100" ] || die "$built is not a component (header $magic)"
+  dest="$out_dir/$name.wasm"
+  # Copy only on change so unchanged components keep their mtime (and the
+  # host's caches keyed on it stay valid); rename for an atomic replace.
+  if cmp -s "$built" "$dest"; then
+    state=unchanged
+  else
+    cp "$built" "$dest.tmp"
+    mv -f "$dest.tmp" "$dest"
+    state=updated
+  fi
+  printf '%-32s %8d bytes  %s\n' "build/functions/$name.wasm" "$(wc -c <"$dest")" "$state"
+  count=$((count + 1))
+done
+[ "$count" -gt 0 ] || die "no guest crates found under functions/"
