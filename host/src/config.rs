@@ -17,6 +17,18 @@ pub struct Config {
     pub max_limits: crate::runtime::Limits,
     /// Most guest instances alive at once; further requests wait for a slot.
     pub max_instances: u32,
+    /// Limits of one inference request (chat, embeddings handlers).
+    pub handler_limits: crate::runtime::Limits,
+    /// Model manifests (`models/*.toml`).
+    pub manifests_dir: PathBuf,
+    /// Converted model files, `<dir>/<model>/model.onnx` ...
+    pub models_dir: PathBuf,
+    /// Handler components (`chat.wasm`, `embeddings.wasm`).
+    pub handlers_dir: PathBuf,
+    /// Whether OpenAI model names (gpt-4o-mini, ...) resolve to local models.
+    pub openai_aliases: bool,
+    /// ONNX Runtime library, threads and device.
+    pub ort: crate::inference::OrtOptions,
 }
 
 impl Config {
@@ -36,6 +48,20 @@ impl Config {
                 fuel: u64::MAX,
             },
             max_instances: 256,
+            handler_limits: crate::runtime::Limits {
+                memory_bytes: 512 << 20,
+                timeout: Duration::from_secs(600),
+                fuel: u64::MAX,
+            },
+            manifests_dir: PathBuf::from("models"),
+            models_dir: default_models_dir(),
+            handlers_dir: PathBuf::from("build/functions"),
+            openai_aliases: false,
+            ort: crate::inference::OrtOptions {
+                library: None,
+                threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+                cuda: false,
+            },
         }
     }
 
@@ -58,4 +84,12 @@ impl Config {
     pub fn compile_cache_dir(&self) -> PathBuf {
         self.data_dir.join("cache").join("wasmtime")
     }
+}
+
+/// `~/.cache/tensoras/models`, where `make` puts the default models: converted once and
+/// shared by every data directory.
+pub fn default_models_dir() -> PathBuf {
+    std::env::var_os("HOME")
+        .map(|h| PathBuf::from(h).join(".cache/tensoras/models"))
+        .unwrap_or_else(|| PathBuf::from("models-data"))
 }

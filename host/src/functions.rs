@@ -246,6 +246,11 @@ impl Registry {
         Ok(self.insert(Deployed { record, exec }).record.clone())
     }
 
+    /// The runtime functions run on.
+    pub fn runtime(&self) -> &Arc<Runtime> {
+        &self.runtime
+    }
+
     /// A tenant's function.
     pub fn get(&self, tenant: &str, name: &str) -> Option<Arc<Deployed>> {
         let map = self.deployed.read().ok()?;

@@ -9,6 +9,7 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod functions;
+pub mod inference;
 pub mod runtime;
 pub mod store;
 

@@ -2,6 +2,8 @@
 //! `{"error":{"message","type","param","code"}}` with a fitting status. Internal details
 //! go to the log; clients get a message they can act on.
 
+use std::borrow::Cow;
+
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
@@ -20,7 +22,7 @@ pub struct ApiError {
     /// OpenAI `param`.
     pub param: Option<String>,
     /// OpenAI `code`.
-    pub code: Option<&'static str>,
+    pub code: Option<Cow<'static, str>>,
 }
 
 impl ApiError {
@@ -62,8 +64,8 @@ impl ApiError {
     }
 
     /// Sets `code`.
-    pub fn code(mut self, code: &'static str) -> Self {
-        self.code = Some(code);
+    pub fn code(mut self, code: impl Into<Cow<'static, str>>) -> Self {
+        self.code = Some(code.into());
         self
     }
 }

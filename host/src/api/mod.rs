@@ -6,6 +6,7 @@ mod authn;
 pub mod error;
 pub mod extract;
 mod functions;
+pub mod inference;
 mod keys;
 
 use std::sync::Arc;
@@ -34,6 +35,10 @@ pub struct AppState {
     pub runtime: Arc<Runtime>,
     /// Deployed functions.
     pub functions: Arc<Registry>,
+    /// Models.
+    pub inference: Arc<crate::inference::Inference>,
+    /// Handler components of the inference endpoints.
+    pub handlers: inference::Handlers,
 }
 
 impl std::fmt::Debug for AppState {
@@ -42,9 +47,42 @@ impl std::fmt::Debug for AppState {
     }
 }
 
+impl AppState {
+    /// Opens everything a server needs from its configuration: the database, the
+    /// runtime, deployed functions, models and handler components.
+    pub async fn open(config: Config) -> anyhow::Result<Self> {
+        use anyhow::Context as _;
+        let config = Arc::new(config);
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+        let store: Arc<dyn MetadataStore> =
+            Arc::new(crate::store::sqlite::SqliteStore::open(&config.database_path())?);
+        let runtime = Arc::new(Runtime::new(&crate::runtime::RuntimeOptions {
+            pooling: true,
+            max_instances: config.max_instances,
+            max_memory_bytes: config.max_limits.memory_bytes.max(config.handler_limits.memory_bytes),
+            cache_dir: Some(config.compile_cache_dir()),
+        })?);
+        let functions = Arc::new(Registry::open(runtime.clone(), store.clone(), config.clone()).await?);
+        let inference = Arc::new(crate::inference::Inference::load(
+            &config.manifests_dir,
+            &config.models_dir,
+            config.openai_aliases,
+            &config.ort,
+        )?);
+        let handlers = inference::Handlers::load(&runtime, &config.handlers_dir, config.handler_limits);
+        Ok(Self { config, store, runtime, functions, inference, handlers })
+    }
+}
+
 /// The whole application.
 pub fn router(state: AppState) -> Router {
     let v1 = Router::new()
+        .route("/chat/completions", post(inference::completions))
+        .route("/completions", post(inference::completions))
+        .route("/embeddings", post(inference::embeddings))
+        .route("/models", get(inference::list_models))
+        .route("/models/{id}", get(inference::get_model))
         .route("/functions", post(functions::deploy).get(functions::list))
         .route("/functions/{name}", get(functions::get).delete(functions::delete))
         .route("/functions/{name}/call", post(functions::call))

@@ -1,14 +1,11 @@
 //! `tensoras serve`.
 
-use std::sync::Arc;
+use std::path::PathBuf;
 
 use anyhow::Context as _;
 use tensoras::api::{self, AppState};
 use tensoras::config::Config;
-use tensoras::functions::Registry;
-use tensoras::runtime::{Runtime, RuntimeOptions};
 use tensoras::store::MetadataStore;
-use tensoras::store::sqlite::SqliteStore;
 
 use super::DataDirArg;
 
@@ -31,33 +28,53 @@ pub struct ServeArgs {
     /// Admin key to create when the database has none (first start only).
     #[arg(long, env = "TENSORAS_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
+    /// Folder of model manifests (`*.toml`).
+    #[arg(long, env = "TENSORAS_MODEL_MANIFESTS", default_value = "models")]
+    manifests: PathBuf,
+    /// Folder of converted models [default: ~/.cache/tensoras/models].
+    #[arg(long, env = "TENSORAS_MODELS_DIR")]
+    models_dir: Option<PathBuf>,
+    /// Folder with the handler components `chat.wasm` and `embeddings.wasm`.
+    #[arg(long, env = "TENSORAS_HANDLERS_DIR", default_value = "build/functions")]
+    handlers_dir: PathBuf,
+    /// Let OpenAI model names (gpt-4o-mini, text-embedding-3-small, ...) resolve to local models.
+    #[arg(long, env = "TENSORAS_OPENAI_ALIASES")]
+    openai_aliases: bool,
+    /// ONNX Runtime shared library [default: found in the project's Python environment].
+    #[arg(long, env = "TENSORAS_ORT_LIB")]
+    ort_lib: Option<PathBuf>,
+    /// Threads per model for ONNX Runtime [default: all cores].
+    #[arg(long, env = "TENSORAS_THREADS")]
+    threads: Option<usize>,
+    /// Device for model execution: `cpu` or `cuda` (falls back to CPU with a warning).
+    #[arg(long, env = "TENSORAS_DEVICE", default_value = "cpu", value_parser = ["cpu", "cuda"])]
+    device: String,
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let mut config = Config::new(&args.data.data_dir);
     config.max_body_bytes = args.max_body_bytes;
     config.max_instances = args.max_instances.max(1);
-    let config = Arc::new(config);
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    config.manifests_dir = args.manifests;
+    if let Some(dir) = args.models_dir {
+        config.models_dir = dir;
+    }
+    config.handlers_dir = args.handlers_dir;
+    config.openai_aliases = args.openai_aliases;
+    config.ort.library = args.ort_lib.or_else(|| std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from));
+    if let Some(t) = args.threads {
+        config.ort.threads = t.max(1);
+    }
+    config.ort.cuda = args.device == "cuda";
 
-    let store: Arc<dyn MetadataStore> = Arc::new(SqliteStore::open(&config.database_path())?);
-    bootstrap_key(store.as_ref(), args.api_key.as_deref())?;
-
-    let runtime = Arc::new(Runtime::new(&RuntimeOptions {
-        pooling: true,
-        max_instances: config.max_instances,
-        max_memory_bytes: config.max_limits.memory_bytes,
-        cache_dir: Some(config.compile_cache_dir()),
-    })?);
-    let functions = Arc::new(Registry::open(runtime.clone(), store.clone(), config.clone()).await?);
-    let state = AppState { config: config.clone(), store, runtime, functions };
+    let state = AppState::open(config).await?;
+    bootstrap_key(state.store.as_ref(), args.api_key.as_deref())?;
 
     let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
         .await
         .with_context(|| format!("listening on {}:{}", args.host, args.port))?;
     let addr = listener.local_addr()?;
-    tracing::info!(data_dir = %config.data_dir.display(), "Tensoras listening on http://{addr}");
+    tracing::info!(data_dir = %state.config.data_dir.display(), "Tensoras listening on http://{addr}");
     api::serve(listener, state, shutdown_signal()).await?;
     tracing::info!("shut down cleanly");
     Ok(())

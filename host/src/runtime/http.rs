@@ -51,7 +51,7 @@ impl Runtime {
     ) -> Result<hyper::Response<HyperOutgoingBody>, InvokeError> {
         let permit = self.slot().await?;
         let limits = f.limits;
-        let mut store = self.new_store(&limits, &f.sandbox)?;
+        let mut store = self.new_store(&limits, &f.sandbox, None)?;
         let (tx, rx) = tokio::sync::oneshot::channel();
         let (req, out) = {
             let mut http = store.data_mut().http();

@@ -7,10 +7,11 @@
 //! calls), and a fuel budget. A guest that traps, loops, exhausts memory or overflows
 //! its stack fails only its own request; the host keeps serving.
 
+mod handler;
+mod http;
 mod limits;
 mod state;
 mod tool;
-mod http;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
 
+pub use self::handler::{HandlerCtx, HandlerError, HandlerFunction, HandlerRequest, HandlerResponse, Usage};
 pub use self::http::{HttpFunction, HttpRequestBody};
 pub use self::limits::{Grants, Limits, LimitsSpec};
 pub use self::state::{Sandbox, State};
@@ -72,7 +74,10 @@ pub enum InvokeError {
 /// Process-wide runtime: engine, linker and the instance slots.
 pub struct Runtime {
     engine: Engine,
+    /// What user functions may import: WASI and wasi:http.
     linker: Linker<State>,
+    /// What API handlers may import: WASI, wasi:nn and the Tensoras interfaces.
+    handler_linker: Linker<State>,
     slots: Arc<Semaphore>,
     ticker_stop: Arc<AtomicBool>,
 }
@@ -115,6 +120,9 @@ impl Runtime {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow::Error::from)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(anyhow::Error::from)?;
+        let mut handler_linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut handler_linker).map_err(anyhow::Error::from)?;
+        handler::add_to_linker(&mut handler_linker).map_err(anyhow::Error::from)?;
 
         let ticker_stop = Arc::new(AtomicBool::new(false));
         {
@@ -133,6 +141,7 @@ impl Runtime {
         Ok(Self {
             engine,
             linker,
+            handler_linker,
             slots: Arc::new(Semaphore::new(opts.max_instances as usize)),
             ticker_stop,
         })
@@ -168,8 +177,13 @@ impl Runtime {
     }
 
     /// A fresh store with the call's limits armed.
-    fn new_store(&self, limits: &Limits, sandbox: &Sandbox) -> Result<Store<State>, InvokeError> {
-        let state = State::new(sandbox, limits.memory_bytes).map_err(InvokeError::Internal)?;
+    fn new_store(
+        &self,
+        limits: &Limits,
+        sandbox: &Sandbox,
+        handler: Option<HandlerCtx>,
+    ) -> Result<Store<State>, InvokeError> {
+        let state = State::new(sandbox, limits.memory_bytes, handler).map_err(InvokeError::Internal)?;
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
         store
@@ -228,8 +242,19 @@ impl Runtime {
         sandbox: &Sandbox,
         f: impl for<'a> FnOnce(&'a mut Store<State>) -> futures::future::BoxFuture<'a, wasmtime::Result<T>>,
     ) -> Result<T, InvokeError> {
+        self.run_with(limits, sandbox, None, f).await
+    }
+
+    /// [`Self::run`] for a store whose handler imports reach `handler`.
+    async fn run_with<T>(
+        &self,
+        limits: &Limits,
+        sandbox: &Sandbox,
+        handler: Option<HandlerCtx>,
+        f: impl for<'a> FnOnce(&'a mut Store<State>) -> futures::future::BoxFuture<'a, wasmtime::Result<T>>,
+    ) -> Result<T, InvokeError> {
         let _permit = self.slot().await?;
-        let mut store = self.new_store(limits, sandbox)?;
+        let mut store = self.new_store(limits, sandbox, handler)?;
         let outcome = tokio::time::timeout(limits.timeout, f(&mut store)).await;
         match outcome {
             Err(_) => Err(InvokeError::Timeout(limits.timeout)),

@@ -27,11 +27,17 @@ pub struct State {
     http: WasiHttpCtx,
     hooks: OutgoingPolicy,
     pub(super) limiter: MemoryLimiter,
+    /// Set for API handler calls: what their non-WASI imports reach.
+    pub(super) handler: Option<super::handler::HandlerCtx>,
 }
 
 impl State {
     /// Builds a deny-by-default WASI context widened only by `sandbox`.
-    pub fn new(sandbox: &Sandbox, memory_bytes: usize) -> anyhow::Result<Self> {
+    pub fn new(
+        sandbox: &Sandbox,
+        memory_bytes: usize,
+        handler: Option<super::handler::HandlerCtx>,
+    ) -> anyhow::Result<Self> {
         let mut b = WasiCtx::builder();
         // No stdio, args, env, preopens or sockets unless granted below.
         b.allow_ip_name_lookup(false).allow_tcp(false).allow_udp(false);
@@ -65,7 +71,13 @@ impl State {
             http: WasiHttpCtx::new(),
             hooks: OutgoingPolicy { grants: sandbox.grants.clone() },
             limiter: MemoryLimiter { max: memory_bytes, hit: false },
+            handler,
         })
+    }
+
+    /// The resource table shared by WASI and the handler imports.
+    pub(super) fn table(&mut self) -> &mut ResourceTable {
+        &mut self.table
     }
 
     /// Whether the guest tried to grow memory past its limit during this request.

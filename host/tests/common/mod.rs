@@ -9,10 +9,6 @@ use std::sync::Arc;
 use serde_json::Value;
 use tensoras::api::{self, AppState};
 use tensoras::config::Config;
-use tensoras::functions::Registry;
-use tensoras::runtime::{Runtime, RuntimeOptions};
-use tensoras::store::MetadataStore;
-use tensoras::store::sqlite::SqliteStore;
 
 /// A guest component built by `scripts/build-guests.sh`. Missing components fail the
 /// test: they are part of the build, not optional.
@@ -44,28 +40,21 @@ impl Server {
     pub async fn start_with(data: Arc<tempfile::TempDir>, tweak: impl FnOnce(&mut Config)) -> Self {
         let mut config = Config::new(data.path());
         config.max_instances = 16;
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        config.manifests_dir = repo.join("models");
+        config.handlers_dir = repo.join("build/functions");
+        // Function tests need no models; the inference path has its own end-to-end tests.
+        config.models_dir = data.path().join("no-models");
         tweak(&mut config);
-        let config = Arc::new(config);
-        let store: Arc<dyn MetadataStore> = Arc::new(SqliteStore::open(&config.database_path()).unwrap());
+        let state = AppState::open(config).await.unwrap();
         let key = match std::fs::read_to_string(data.path().join("test-key")) {
             Ok(k) => k,
             Err(_) => {
-                let (_, secret) = tensoras::auth::create_key(store.as_ref(), "test", "alpha", true).unwrap();
+                let (_, secret) = tensoras::auth::create_key(state.store.as_ref(), "test", "alpha", true).unwrap();
                 std::fs::write(data.path().join("test-key"), &secret).unwrap();
                 secret
             }
         };
-        let runtime = Arc::new(
-            Runtime::new(&RuntimeOptions {
-                pooling: true,
-                max_instances: config.max_instances,
-                max_memory_bytes: config.max_limits.memory_bytes,
-                cache_dir: Some(config.compile_cache_dir()),
-            })
-            .unwrap(),
-        );
-        let functions = Arc::new(Registry::open(runtime.clone(), store.clone(), config.clone()).await.unwrap());
-        let state = AppState { config, store, runtime, functions };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();

@@ -1,0 +1,241 @@
+//! `/v1/chat/completions`, `/v1/completions`, `/v1/embeddings` and `/v1/models`.
+//!
+//! The host authenticates, checks the body is a JSON object naming an installed model,
+//! and hands the raw body to the handler component, which owns every OpenAI semantic.
+//! Streams: the handler pushes chunks through `output.send`; they become server-sent
+//! events, ended by `data: [DONE]`. A client that goes away closes the channel, and the
+//! handler stops generating at its next `send`.
+
+use std::convert::Infallible;
+
+use axum::Extension;
+use axum::extract::{OriginalUri, Path, State};
+use axum::http::StatusCode;
+use axum::response::sse::{Event, Sse};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use super::error::ApiError;
+use super::extract::Json;
+use super::{AppState, Caller};
+use crate::inference::Model;
+use crate::runtime::{HandlerCtx, HandlerError, HandlerFunction, HandlerRequest, InvokeError};
+
+/// The handler components serving the inference endpoints.
+#[derive(Debug, Clone, Default)]
+pub struct Handlers {
+    /// `functions/chat`: chat completions and completions.
+    pub chat: Option<HandlerFunction>,
+    /// `functions/embeddings`.
+    pub embeddings: Option<HandlerFunction>,
+}
+
+impl Handlers {
+    /// Loads `chat.wasm` and `embeddings.wasm` from `dir`. A missing or broken handler is
+    /// logged and its endpoints answer 503; the rest of the server still works.
+    pub fn load(runtime: &crate::runtime::Runtime, dir: &std::path::Path, limits: crate::runtime::Limits) -> Self {
+        let load = |name: &str| -> Option<HandlerFunction> {
+            let path = dir.join(format!("{name}.wasm"));
+            let result = std::fs::read(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|bytes| runtime.compile(&bytes))
+                .and_then(|c| runtime.prepare_handler(&c, limits));
+            match result {
+                Ok(h) => Some(h),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), "{name} handler unavailable: {e}");
+                    None
+                }
+            }
+        };
+        Self { chat: load("chat"), embeddings: load("embeddings") }
+    }
+}
+
+impl From<HandlerError> for ApiError {
+    fn from(e: HandlerError) -> Self {
+        let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let kind: &'static str = match e.kind.as_str() {
+            "invalid_request_error" => "invalid_request_error",
+            "not_found_error" => "not_found_error",
+            "rate_limit_error" => "rate_limit_error",
+            _ if status.is_client_error() => "invalid_request_error",
+            _ => "server_error",
+        };
+        let mut out = ApiError::new(status, kind, e.message);
+        out.param = e.param;
+        out.code = e.code.map(Into::into);
+        out
+    }
+}
+
+/// `POST /v1/chat/completions` and `POST /v1/completions`.
+pub async fn completions(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    OriginalUri(uri): OriginalUri,
+    Json(body): Json<Value>,
+) -> Result<Response, ApiError> {
+    run(&state, &caller, state.handlers.chat.as_ref(), "chat", uri.path(), body).await
+}
+
+/// `POST /v1/embeddings`.
+pub async fn embeddings(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    OriginalUri(uri): OriginalUri,
+    Json(body): Json<Value>,
+) -> Result<Response, ApiError> {
+    run(&state, &caller, state.handlers.embeddings.as_ref(), "embeddings", uri.path(), body).await
+}
+
+/// Checks what the host must know before a handler runs: a JSON object, a model that
+/// is installed, and a boolean `stream`.
+fn precheck(state: &AppState, body: &Value) -> Result<bool, ApiError> {
+    let obj = body.as_object().ok_or_else(|| ApiError::invalid("The request body must be a JSON object."))?;
+    let model = match obj.get("model") {
+        Some(Value::String(m)) if !m.is_empty() => m,
+        Some(_) => return Err(ApiError::invalid("'model' must be a non-empty string.").param("model")),
+        None => return Err(ApiError::invalid("you must provide a model parameter").param("model")),
+    };
+    if state.inference.get(model).is_none() {
+        let message = match state.inference.catalog().get(model) {
+            Some(m) => format!(
+                "The model `{model}` is in the catalogue but not installed on this server. Install it with \
+                 `tensoras models import` (models directory: see `tensoras models list`); installed models are listed \
+                 at /v1/models (id `{}`).",
+                m.manifest.id
+            ),
+            None => format!("The model `{model}` does not exist or you do not have access to it."),
+        };
+        return Err(ApiError::not_found(message).param("model").code("model_not_found"));
+    }
+    match obj.get("stream") {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(_) => Err(ApiError::invalid("'stream' must be a boolean.").param("stream")),
+    }
+}
+
+async fn run(
+    state: &AppState,
+    caller: &Caller,
+    handler: Option<&HandlerFunction>,
+    handler_name: &str,
+    path: &str,
+    body: Value,
+) -> Result<Response, ApiError> {
+    let stream = precheck(state, &body)?;
+    let handler = handler.cloned().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_error",
+            format!("The {handler_name} handler component is not installed on this server."),
+        )
+        .code("handler_unavailable")
+    })?;
+    let req = HandlerRequest { body: body.to_string(), stream, tenant: caller.tenant.clone(), path: path.to_owned() };
+    let (tx, mut rx) = if stream {
+        let (tx, rx) = mpsc::channel::<String>(64);
+        (Some(tx), Some(rx))
+    } else {
+        (None, None)
+    };
+    let ctx = HandlerCtx {
+        inference: state.inference.clone(),
+        output: tx,
+        tools: Some((caller.tenant.clone(), state.functions.clone())),
+    };
+    let runtime = state.runtime.clone();
+    let task = tokio::spawn(async move { runtime.call_handler(&handler, ctx, req).await });
+
+    let Some(mut chunks) = rx.take() else {
+        let response = join(task).await??;
+        tracing::debug!(prompt_tokens = response.usage.prompt_tokens, completion_tokens = response.usage.completion_tokens, "handled");
+        let value: Value = serde_json::from_str(&response.body).map_err(|e| ApiError::internal(format!("handler returned invalid JSON: {e}")))?;
+        return Ok(axum::Json(value).into_response());
+    };
+
+    // Answer with an error status if the handler fails before its first chunk.
+    let first = chunks.recv().await;
+    let Some(first) = first else {
+        join(task).await??;
+        return Err(ApiError::internal("handler finished a stream without sending anything"));
+    };
+    let events = async_stream(first, chunks, task);
+    Ok(Sse::new(events).into_response())
+}
+
+type HandlerTask = tokio::task::JoinHandle<Result<Result<crate::runtime::HandlerResponse, HandlerError>, InvokeError>>;
+
+async fn join(task: HandlerTask) -> Result<Result<crate::runtime::HandlerResponse, ApiError>, ApiError> {
+    match task.await {
+        Err(e) => Err(ApiError::internal(format!("handler task failed: {e}"))),
+        Ok(Err(e)) => Err(e.into()),
+        Ok(Ok(r)) => Ok(r.map_err(ApiError::from)),
+    }
+}
+
+/// The SSE body: chunks as they come, an error event if the handler fails mid-stream,
+/// then `[DONE]`. Dropping it (client gone) drops the receiver, which stops the handler.
+fn async_stream(
+    first: String,
+    rx: mpsc::Receiver<String>,
+    task: HandlerTask,
+) -> impl futures::Stream<Item = Result<Event, Infallible>> {
+    enum Phase {
+        First(String, mpsc::Receiver<String>, HandlerTask),
+        Chunks(mpsc::Receiver<String>, HandlerTask),
+        Done,
+    }
+    futures::stream::unfold(Phase::First(first, rx, task), |phase| async move {
+        match phase {
+            Phase::First(chunk, rx, task) => Some((Ok(Event::default().data(chunk)), Phase::Chunks(rx, task))),
+            Phase::Chunks(mut rx, task) => match rx.recv().await {
+                Some(chunk) => Some((Ok(Event::default().data(chunk)), Phase::Chunks(rx, task))),
+                None => {
+                    let end = match join(task).await {
+                        Ok(Ok(_)) => Event::default().data("[DONE]"),
+                        Ok(Err(e)) | Err(e) => Event::default().data(json!({"error": {
+                            "message": e.message, "type": e.kind, "param": e.param, "code": e.code
+                        }}).to_string()),
+                    };
+                    Some((Ok(end), Phase::Done))
+                }
+            },
+            Phase::Done => None,
+        }
+    })
+}
+
+fn model_json(m: &Model, installed: bool) -> Value {
+    json!({
+        "id": m.manifest.id,
+        "object": "model",
+        "created": 0,
+        "owned_by": m.manifest.owned_by,
+        "kind": m.manifest.kind.as_str(),
+        "installed": installed,
+        "context_length": m.context_length(),
+        "aliases": m.manifest.aliases,
+        "pricing": {"input_per_million": m.manifest.price.input, "output_per_million": m.manifest.price.output},
+    })
+}
+
+/// `GET /v1/models`: installed models first, then the rest of the catalogue.
+pub async fn list_models(State(state): State<AppState>) -> axum::Json<Value> {
+    let mut data: Vec<Value> = state.inference.catalog().all().map(|m| model_json(m, state.inference.get(&m.manifest.id).is_some())).collect();
+    data.sort_by_key(|m| !m["installed"].as_bool().unwrap_or(false));
+    axum::Json(json!({"object": "list", "data": data}))
+}
+
+/// `GET /v1/models/{id}`.
+pub async fn get_model(State(state): State<AppState>, Path(id): Path<String>) -> Result<axum::Json<Value>, ApiError> {
+    let m = state.inference.catalog().get(&id).ok_or_else(|| {
+        ApiError::not_found(format!("The model `{id}` does not exist or you do not have access to it."))
+            .param("model")
+            .code("model_not_found")
+    })?;
+    Ok(axum::Json(model_json(m, state.inference.get(&id).is_some())))
+}

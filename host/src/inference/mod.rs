@@ -1,0 +1,70 @@
+//! Model execution on the host: the catalogue, ONNX Runtime graphs, tokenizers and chat
+//! templates. Guests reach all of it through WIT (`wasi:nn`, `tokenizer`, `models`); they
+//! never hold weights or KV caches.
+
+pub mod catalog;
+pub mod onnx;
+pub mod text;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+
+pub use catalog::{Catalog, Model, ModelKind};
+pub use onnx::{Graph, OrtOptions};
+pub use text::TextModel;
+
+/// An installed model ready to run.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// Catalogue entry.
+    pub model: Model,
+    /// The graph.
+    pub graph: Graph,
+    /// Tokenizer and template.
+    pub text: Arc<TextModel>,
+}
+
+/// The catalogue plus every installed model, loaded.
+#[derive(Debug, Default)]
+pub struct Inference {
+    catalog: Catalog,
+    loaded: HashMap<String, Loaded>,
+}
+
+impl Inference {
+    /// Reads the catalogue and loads every installed model. ONNX Runtime is loaded only
+    /// when some model is installed; if it cannot be found, the error says how to fix it.
+    pub fn load(manifests: &Path, models_dir: &Path, openai_aliases: bool, ort: &OrtOptions) -> anyhow::Result<Self> {
+        let catalog = Catalog::load(manifests, models_dir, openai_aliases)?;
+        let mut loaded = HashMap::new();
+        let installed: Vec<&Model> = catalog.all().filter(|m| m.installed.is_some()).collect();
+        if !installed.is_empty() {
+            let lib = onnx::init(ort)?;
+            tracing::info!(library = %lib.display(), "loaded ONNX Runtime");
+        }
+        for model in installed {
+            let Some(files) = &model.installed else { continue };
+            let started = std::time::Instant::now();
+            let graph = onnx::load_graph(model, files, ort)?;
+            let template = (model.manifest.kind == ModelKind::Chat).then(|| files.chat_template_path());
+            let text = TextModel::load(&files.tokenizer_path(), template.as_deref(), &files.config.eos_token_ids)
+                .with_context(|| format!("model {}", model.manifest.id))?;
+            tracing::info!(model = %model.manifest.id, ms = started.elapsed().as_millis() as u64, "loaded model");
+            loaded.insert(model.manifest.id.clone(), Loaded { model: model.clone(), graph, text: Arc::new(text) });
+        }
+        Ok(Self { catalog, loaded })
+    }
+
+    /// The catalogue.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// A loaded model by id or alias.
+    pub fn get(&self, name: &str) -> Option<&Loaded> {
+        self.catalog.get(name).and_then(|m| self.loaded.get(&m.manifest.id))
+    }
+}

@@ -1,0 +1,369 @@
+//! ONNX Runtime (through `ort`, loaded at run time from the PyPI `onnxruntime` wheel):
+//! decoder sequences that keep their KV cache on the host between steps, and encoders.
+//!
+//! A decoder step takes only the new token ids; the attention mask, position ids and
+//! `past_key_values.*` are the host's. The `present.*` outputs of one step become the
+//! next step's inputs without a copy. `Session::run` needs `&mut Session`, so steps of one
+//! graph take turns on a mutex; batching concurrent sequences into one run is the next
+//! step (see docs/design/003-inference-abi.md).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context as _;
+use ort::memory::Allocator;
+use ort::session::Session;
+use ort::session::builder::GraphOptimizationLevel;
+use ort::value::{DynValue, Tensor};
+
+/// How a wasi:nn call failed; `code` maps to `wasi:nn/errors.error-code`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NnError {
+    /// Category.
+    pub code: NnErrorCode,
+    /// What happened, for the guest.
+    pub message: String,
+}
+
+/// Error categories (the subset of wasi:nn's that the backend produces).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NnErrorCode {
+    /// Bad tensor name, type, shape or data.
+    InvalidArgument,
+    /// The sequence would exceed the context length.
+    TooLarge,
+    /// ONNX Runtime failed.
+    RuntimeError,
+}
+
+impl NnError {
+    fn invalid(message: impl Into<String>) -> Self {
+        Self { code: NnErrorCode::InvalidArgument, message: message.into() }
+    }
+    fn runtime(e: impl std::fmt::Display) -> Self {
+        Self { code: NnErrorCode::RuntimeError, message: format!("onnxruntime: {e}") }
+    }
+}
+
+/// Where the ONNX Runtime library is and which device runs graphs.
+#[derive(Debug, Clone)]
+pub struct OrtOptions {
+    /// `libonnxruntime.so*` to load; discovered when `None`.
+    pub library: Option<PathBuf>,
+    /// Intra-op threads per session.
+    pub threads: usize,
+    /// Ask for the CUDA execution provider.
+    pub cuda: bool,
+}
+
+/// Loads ONNX Runtime once per process. The error says how to fix a missing library.
+pub fn init(opts: &OrtOptions) -> anyhow::Result<PathBuf> {
+    let path = match &opts.library {
+        Some(p) => p.clone(),
+        None => discover_library().ok_or_else(|| {
+            anyhow::anyhow!(
+                "ONNX Runtime not found. Install it with `pip install onnxruntime` (or run `make run`, which \
+                 does), or point TENSORAS_ORT_LIB at libonnxruntime.so"
+            )
+        })?,
+    };
+    anyhow::ensure!(path.is_file(), "ONNX Runtime library {} does not exist", path.display());
+    ort::init_from(path.to_string_lossy())
+        .with_name("tensoras")
+        .commit()
+        .map_err(|e| anyhow::anyhow!("loading ONNX Runtime from {}: {e}", path.display()))?;
+    Ok(path)
+}
+
+/// Looks for `onnxruntime/capi/libonnxruntime.so*` in the project's Python environments
+/// and in the `python3` on PATH.
+fn discover_library() -> Option<PathBuf> {
+    let mut roots: Vec<PathBuf> = Vec::new();
+    if let Some(home) = std::env::var_os("HOME") {
+        let cache = Path::new(&home).join(".cache/tensoras");
+        for venv in ["venv", "importer-venv"] {
+            if let Ok(libs) = std::fs::read_dir(cache.join(venv).join("lib")) {
+                roots.extend(libs.flatten().map(|e| e.path().join("site-packages/onnxruntime/capi")));
+            }
+        }
+    }
+    if let Ok(out) = std::process::Command::new("python3")
+        .args(["-c", "import onnxruntime, os; print(os.path.dirname(onnxruntime.__file__))"])
+        .output()
+    {
+        if out.status.success() {
+            roots.push(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join("capi"));
+        }
+    }
+    roots.into_iter().find_map(|dir| {
+        let mut libs: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .ok()?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("libonnxruntime.so")))
+            .collect();
+        libs.sort();
+        libs.pop()
+    })
+}
+
+fn session(path: &Path, opts: &OrtOptions) -> anyhow::Result<Session> {
+    let mut builder = Session::builder()
+        .and_then(|b| b.with_optimization_level(GraphOptimizationLevel::Level3))
+        .and_then(|b| b.with_intra_threads(opts.threads.max(1)))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if opts.cuda {
+        builder = with_cuda(builder)?;
+    }
+    builder.commit_from_file(path).map_err(|e| anyhow::anyhow!("loading {}: {e}", path.display()))
+}
+
+#[cfg(feature = "cuda")]
+fn with_cuda(builder: ort::session::builder::SessionBuilder) -> anyhow::Result<ort::session::builder::SessionBuilder> {
+    use ort::execution_providers::CUDAExecutionProvider;
+    match builder.clone().with_execution_providers([CUDAExecutionProvider::default().build().error_on_failure()]) {
+        Ok(b) => Ok(b),
+        Err(e) => {
+            tracing::warn!("CUDA execution provider unavailable ({e}); running on CPU");
+            Ok(builder)
+        }
+    }
+}
+
+#[cfg(not(feature = "cuda"))]
+fn with_cuda(builder: ort::session::builder::SessionBuilder) -> anyhow::Result<ort::session::builder::SessionBuilder> {
+    tracing::warn!("CUDA was requested but this build has no `cuda` feature; running on CPU");
+    Ok(builder)
+}
+
+/// A decoder LLM graph in the standard layout (`input_ids`, `attention_mask`,
+/// `position_ids`, `past_key_values.N.key/value` → `logits`, `present.N.key/value`).
+pub struct DecoderGraph {
+    session: Mutex<Session>,
+    layers: usize,
+    kv_heads: usize,
+    head_dim: usize,
+    vocab: usize,
+    context_length: usize,
+    has_position_ids: bool,
+}
+
+impl std::fmt::Debug for DecoderGraph {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DecoderGraph").field("layers", &self.layers).field("vocab", &self.vocab).finish()
+    }
+}
+
+impl DecoderGraph {
+    /// Loads `model.onnx` with the shapes from its config.
+    pub fn load(path: &Path, config: &super::catalog::GraphConfig, context_length: u32, opts: &OrtOptions) -> anyhow::Result<Self> {
+        let session = session(path, opts)?;
+        let names: Vec<&str> = session.inputs.iter().map(|i| i.name.as_str()).collect();
+        anyhow::ensure!(names.contains(&"input_ids"), "{} has no input_ids input", path.display());
+        anyhow::ensure!(
+            config.n_layers > 0 && config.n_kv_heads > 0 && config.head_dim > 0 && config.vocab_size > 0,
+            "config.json of {} lacks n_layers, n_kv_heads, head_dim or vocab_size",
+            path.display()
+        );
+        let has_position_ids = names.contains(&"position_ids");
+        Ok(Self {
+            session: Mutex::new(session),
+            layers: config.n_layers,
+            kv_heads: config.n_kv_heads,
+            head_dim: config.head_dim,
+            vocab: config.vocab_size,
+            context_length: context_length as usize,
+            has_position_ids,
+        })
+    }
+
+    /// Width of a logits row.
+    pub fn vocab(&self) -> usize {
+        self.vocab
+    }
+}
+
+/// One sequence: its KV cache lives here between steps.
+pub struct DecoderSequence {
+    graph: Arc<DecoderGraph>,
+    past: Option<Vec<DynValue>>,
+    len: usize,
+}
+
+impl std::fmt::Debug for DecoderSequence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DecoderSequence").field("len", &self.len).finish()
+    }
+}
+
+impl DecoderSequence {
+    /// An empty sequence.
+    pub fn new(graph: Arc<DecoderGraph>) -> Self {
+        Self { graph, past: None, len: 0 }
+    }
+
+    /// Tokens held so far.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether nothing has been computed yet.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Appends `ids` and returns the logits of the last position.
+    pub fn step(&mut self, ids: &[i64]) -> Result<Vec<f32>, NnError> {
+        let g = &self.graph;
+        if ids.is_empty() {
+            return Err(NnError::invalid("input_ids must hold at least one token"));
+        }
+        if let Some(bad) = ids.iter().find(|&&t| t < 0 || t as usize >= g.vocab) {
+            return Err(NnError::invalid(format!("token id {bad} is outside the vocabulary (0..{})", g.vocab)));
+        }
+        let total = self.len + ids.len();
+        if total > g.context_length {
+            return Err(NnError {
+                code: NnErrorCode::TooLarge,
+                message: format!("sequence of {total} tokens exceeds the context length of {}", g.context_length),
+            });
+        }
+        let n = ids.len();
+        let mut inputs: Vec<(String, ort::session::SessionInputValue<'_>)> = Vec::with_capacity(3 + 2 * g.layers);
+        inputs.push(("input_ids".into(), Tensor::from_array(([1usize, n], ids.to_vec())).map_err(NnError::runtime)?.into()));
+        inputs.push((
+            "attention_mask".into(),
+            Tensor::from_array(([1usize, total], vec![1i64; total])).map_err(NnError::runtime)?.into(),
+        ));
+        if g.has_position_ids {
+            let positions: Vec<i64> = (self.len as i64..total as i64).collect();
+            inputs.push(("position_ids".into(), Tensor::from_array(([1usize, n], positions)).map_err(NnError::runtime)?.into()));
+        }
+        let past = match self.past.take() {
+            Some(p) => p,
+            None => self.empty_cache()?,
+        };
+        for (i, value) in past.into_iter().enumerate() {
+            let name = format!("past_key_values.{}.{}", i / 2, if i % 2 == 0 { "key" } else { "value" });
+            inputs.push((name, value.into()));
+        }
+        let run = || -> Result<(Vec<f32>, Vec<DynValue>), NnError> {
+            let mut session = g.session.lock().map_err(|_| NnError::runtime("session lock poisoned"))?;
+            let mut out = session.run(inputs).map_err(NnError::runtime)?;
+            let logits = out.get("logits").ok_or_else(|| NnError::runtime("graph has no logits output"))?;
+            let (shape, data) = logits.try_extract_tensor::<f32>().map_err(NnError::runtime)?;
+            // Last position only, whether the graph already sliced it or not.
+            if data.len() < g.vocab || shape.last().copied() != Some(g.vocab as i64) {
+                return Err(NnError::runtime(format!("unexpected logits shape {shape:?}")));
+            }
+            let last = data[data.len() - g.vocab..].to_vec();
+            let mut present = Vec::with_capacity(2 * g.layers);
+            for layer in 0..g.layers {
+                for kind in ["key", "value"] {
+                    let name = format!("present.{layer}.{kind}");
+                    present.push(out.remove(&name).ok_or_else(|| NnError::runtime(format!("graph has no {name} output")))?);
+                }
+            }
+            Ok((last, present))
+        };
+        let (logits, present) = run()?;
+        self.past = Some(present);
+        self.len = total;
+        Ok(logits)
+    }
+
+    fn empty_cache(&self) -> Result<Vec<DynValue>, NnError> {
+        let g = &self.graph;
+        // ort rejects zero-length dimensions in from_array; an allocated empty tensor works.
+        let shape = [1usize, g.kv_heads, 0, g.head_dim];
+        (0..2 * g.layers)
+            .map(|_| Tensor::<f32>::new(&Allocator::default(), shape).map(|t| t.into_dyn()).map_err(NnError::runtime))
+            .collect()
+    }
+}
+
+/// A sentence encoder (`input_ids`, `attention_mask`[, `token_type_ids`] → `last_hidden_state`).
+pub struct EncoderGraph {
+    session: Mutex<Session>,
+    hidden: usize,
+    context_length: usize,
+    has_token_type_ids: bool,
+}
+
+impl std::fmt::Debug for EncoderGraph {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EncoderGraph").field("hidden", &self.hidden).finish()
+    }
+}
+
+impl EncoderGraph {
+    /// Loads `model.onnx`.
+    pub fn load(path: &Path, config: &super::catalog::GraphConfig, context_length: u32, opts: &OrtOptions) -> anyhow::Result<Self> {
+        let session = session(path, opts)?;
+        let has_token_type_ids = session.inputs.iter().any(|i| i.name == "token_type_ids");
+        anyhow::ensure!(config.hidden_size > 0, "config.json of {} lacks hidden_size", path.display());
+        Ok(Self { session: Mutex::new(session), hidden: config.hidden_size, context_length: context_length as usize, has_token_type_ids })
+    }
+
+    /// Embedding width.
+    pub fn hidden(&self) -> usize {
+        self.hidden
+    }
+
+    /// Runs a `[batch, seq]` batch; returns `last_hidden_state` `[batch, seq, hidden]`.
+    pub fn encode(&self, batch: usize, seq: usize, ids: Vec<i64>, mask: Vec<i64>, types: Option<Vec<i64>>) -> Result<Vec<f32>, NnError> {
+        if batch == 0 || seq == 0 || ids.len() != batch * seq || mask.len() != batch * seq {
+            return Err(NnError::invalid(format!(
+                "input_ids and attention_mask must both be [batch, seq] = [{batch}, {seq}] with batch, seq > 0"
+            )));
+        }
+        if seq > self.context_length {
+            return Err(NnError {
+                code: NnErrorCode::TooLarge,
+                message: format!("sequence of {seq} tokens exceeds the model's limit of {}", self.context_length),
+            });
+        }
+        let mut inputs: Vec<(String, ort::session::SessionInputValue<'_>)> = vec![
+            ("input_ids".into(), Tensor::from_array(([batch, seq], ids)).map_err(NnError::runtime)?.into()),
+            ("attention_mask".into(), Tensor::from_array(([batch, seq], mask)).map_err(NnError::runtime)?.into()),
+        ];
+        if self.has_token_type_ids {
+            let types = types.unwrap_or_else(|| vec![0; batch * seq]);
+            if types.len() != batch * seq {
+                return Err(NnError::invalid("token_type_ids must be [batch, seq] like input_ids"));
+            }
+            inputs.push(("token_type_ids".into(), Tensor::from_array(([batch, seq], types)).map_err(NnError::runtime)?.into()));
+        }
+        let mut session = self.session.lock().map_err(|_| NnError::runtime("session lock poisoned"))?;
+        let out = session.run(inputs).map_err(NnError::runtime)?;
+        let hidden = out.get("last_hidden_state").ok_or_else(|| NnError::runtime("graph has no last_hidden_state output"))?;
+        let (_, data) = hidden.try_extract_tensor::<f32>().map_err(NnError::runtime)?;
+        if data.len() != batch * seq * self.hidden {
+            return Err(NnError::runtime(format!("last_hidden_state has {} values, expected {}", data.len(), batch * seq * self.hidden)));
+        }
+        Ok(data.to_vec())
+    }
+}
+
+/// Loads a graph for an installed model.
+pub fn load_graph(model: &super::catalog::Model, installed: &super::catalog::Installed, opts: &OrtOptions) -> anyhow::Result<Graph> {
+    let path = installed.graph_path();
+    let ctx = model.context_length();
+    Ok(match model.manifest.kind {
+        super::catalog::ModelKind::Chat => Graph::Decoder(Arc::new(
+            DecoderGraph::load(&path, &installed.config, ctx, opts).with_context(|| format!("model {}", model.manifest.id))?,
+        )),
+        super::catalog::ModelKind::Embedding => Graph::Encoder(Arc::new(
+            EncoderGraph::load(&path, &installed.config, ctx, opts).with_context(|| format!("model {}", model.manifest.id))?,
+        )),
+    })
+}
+
+/// A loaded graph.
+#[derive(Debug, Clone)]
+pub enum Graph {
+    /// Decoder LLM.
+    Decoder(Arc<DecoderGraph>),
+    /// Encoder.
+    Encoder(Arc<EncoderGraph>),
+}

@@ -1,0 +1,166 @@
+//! Tokenizers (HF `tokenizer.json`) and chat templates (the model's Jinja template,
+//! rendered with minijinja and Python-compatible string methods), on the host.
+
+use std::path::Path;
+
+use anyhow::Context as _;
+use minijinja::Environment;
+use serde::Serialize;
+
+/// Template used when a chat model ships none: ChatML, which SmolLM2 and many others use.
+const CHATML: &str = "{% for message in messages %}<|im_start|>{{ message.role }}\n{{ message.content }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
+
+/// One message as templates see it.
+#[derive(Debug, Clone, Serialize)]
+pub struct TemplateMessage {
+    /// `system`, `user`, `assistant` or `tool`.
+    pub role: String,
+    /// Text content.
+    pub content: String,
+    /// For tool results: the call answered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
+    /// For assistant turns that called tools: the calls (OpenAI JSON).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<serde_json::Value>,
+}
+
+/// A model's tokenizer, template and stop tokens.
+pub struct TextModel {
+    tokenizer: tokenizers::Tokenizer,
+    template: Option<Environment<'static>>,
+    stop_tokens: Vec<u32>,
+    bos_token: String,
+    eos_token: String,
+}
+
+impl std::fmt::Debug for TextModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TextModel").field("stop_tokens", &self.stop_tokens).finish_non_exhaustive()
+    }
+}
+
+impl TextModel {
+    /// Loads `tokenizer.json` and, for chat models, `chat_template.jinja` (ChatML if absent).
+    pub fn load(tokenizer: &Path, template: Option<&Path>, eos_ids: &[u32]) -> anyhow::Result<Self> {
+        let tok = tokenizers::Tokenizer::from_file(tokenizer)
+            .map_err(|e| anyhow::anyhow!("loading {}: {e}", tokenizer.display()))?;
+        let template = match template {
+            None => None,
+            Some(path) => {
+                let source = if path.is_file() {
+                    std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
+                } else {
+                    CHATML.to_owned()
+                };
+                let mut env = Environment::new();
+                minijinja_contrib::add_to_environment(&mut env);
+                env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+                env.add_function("raise_exception", |msg: String| -> Result<String, minijinja::Error> {
+                    Err(minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, msg))
+                });
+                env.add_template_owned("chat", source).map_err(|e| anyhow::anyhow!("chat template {}: {e}", path.display()))?;
+                Some(env)
+            }
+        };
+        let mut stop_tokens: Vec<u32> = eos_ids.to_vec();
+        for special in ["<|im_end|>", "<|eot_id|>", "<|end_of_text|>", "</s>", "<|endoftext|>"] {
+            if let Some(id) = tok.token_to_id(special) {
+                stop_tokens.push(id);
+            }
+        }
+        stop_tokens.sort_unstable();
+        stop_tokens.dedup();
+        let name_of = |id: Option<&u32>| id.and_then(|&i| tok.id_to_token(i)).unwrap_or_default();
+        let eos_token = name_of(eos_ids.first());
+        let bos_token = tok.id_to_token(1).filter(|t| t.starts_with('<')).unwrap_or_default();
+        Ok(Self { tokenizer: tok, template, stop_tokens, bos_token, eos_token })
+    }
+
+    /// Text to ids.
+    pub fn encode(&self, text: &str, add_special: bool) -> Result<Vec<u32>, String> {
+        self.tokenizer.encode(text, add_special).map(|e| e.get_ids().to_vec()).map_err(|e| e.to_string())
+    }
+
+    /// Ids to text.
+    pub fn decode(&self, ids: &[u32], skip_special: bool) -> Result<String, String> {
+        self.tokenizer.decode(ids, skip_special).map_err(|e| e.to_string())
+    }
+
+    /// Ids that end a turn.
+    pub fn stop_tokens(&self) -> &[u32] {
+        &self.stop_tokens
+    }
+
+    /// Renders the chat template with the generation prompt appended.
+    pub fn apply_chat_template(&self, messages: &[TemplateMessage], tools: Option<serde_json::Value>) -> Result<String, String> {
+        let env = self.template.as_ref().ok_or("this model has no chat template")?;
+        let template = env.get_template("chat").map_err(|e| e.to_string())?;
+        template
+            .render(minijinja::context! {
+                messages => messages,
+                tools => tools,
+                add_generation_prompt => true,
+                bos_token => self.bos_token,
+                eos_token => self.eos_token,
+            })
+            .map_err(|e| format!("rendering the chat template: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiny_tokenizer(dir: &Path) -> std::path::PathBuf {
+        // A word-level tokenizer with two special tokens, enough to test the plumbing.
+        let json = serde_json::json!({
+            "version": "1.0",
+            "truncation": null, "padding": null,
+            "added_tokens": [
+                {"id": 0, "content": "<|im_start|>", "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true},
+                {"id": 1, "content": "<|im_end|>", "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true}
+            ],
+            "normalizer": null,
+            "pre_tokenizer": {"type": "Whitespace"},
+            "post_processor": null,
+            "decoder": null,
+            "model": {"type": "WordLevel", "vocab": {"<|im_start|>": 0, "<|im_end|>": 1, "hello": 2, "world": 3, "[UNK]": 4}, "unk_token": "[UNK]"}
+        });
+        let path = dir.join("tokenizer.json");
+        std::fs::write(&path, json.to_string()).unwrap();
+        path
+    }
+
+    #[test]
+    fn encode_decode_and_stop_tokens() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = TextModel::load(&tiny_tokenizer(dir.path()), None, &[]).unwrap();
+        assert_eq!(m.encode("hello world", false).unwrap(), vec![2, 3]);
+        assert_eq!(m.stop_tokens(), &[1]);
+        assert!(m.apply_chat_template(&[], None).is_err(), "embedding models have no template");
+    }
+
+    #[test]
+    fn chat_templates_render_roles_and_python_methods() {
+        let dir = tempfile::tempdir().unwrap();
+        let template = dir.path().join("chat_template.jinja");
+        std::fs::write(
+            &template,
+            "{% for m in messages %}[{{ m.role }}]{{ m.content.strip() }}{% if m.tool_call_id %}#{{ m.tool_call_id }}{% endif %}\n{% endfor %}{% if add_generation_prompt %}[assistant]{% endif %}",
+        )
+        .unwrap();
+        let m = TextModel::load(&tiny_tokenizer(dir.path()), Some(&template), &[1]).unwrap();
+        let msgs = vec![
+            TemplateMessage { role: "system".into(), content: " be brief ".into(), tool_call_id: None, tool_calls: None },
+            TemplateMessage { role: "tool".into(), content: "42".into(), tool_call_id: Some("call_1".into()), tool_calls: None },
+        ];
+        assert_eq!(m.apply_chat_template(&msgs, None).unwrap(), "[system]be brief\n[tool]42#call_1\n[assistant]");
+        // A missing template file falls back to ChatML.
+        let m = TextModel::load(&tiny_tokenizer(dir.path()), Some(&dir.path().join("none.jinja")), &[1]).unwrap();
+        assert_eq!(
+            m.apply_chat_template(&msgs[..1], None).unwrap(),
+            "<|im_start|>system\n be brief <|im_end|>\n<|im_start|>assistant\n"
+        );
+    }
+}

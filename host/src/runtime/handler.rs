@@ -1,0 +1,438 @@
+//! API handler components (`functions/chat`, `functions/embeddings`): the host side of
+//! the `chat-handler` / `embeddings-handler` worlds — wasi:nn on our ONNX Runtime
+//! backend, tokenizers, the model catalogue, the stream output sink and tool calls.
+
+use std::sync::{Arc, Mutex};
+
+use futures::FutureExt as _;
+use tokio::sync::mpsc;
+use wasmtime::component::{Component, HasSelf, Resource};
+
+use super::{InvokeError, Limits, Runtime, Sandbox, State};
+use crate::inference::onnx::{DecoderSequence, EncoderGraph, NnError, NnErrorCode};
+use crate::inference::{Graph, Inference};
+
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "tensoras:platform/chat-handler",
+        imports: {
+            "wasi:nn/inference.[method]graph-execution-context.compute": async | trappable,
+            "tensoras:platform/output.send": async | trappable,
+            "tensoras:platform/tools.invoke": async | trappable,
+            default: trappable,
+        },
+        exports: { default: async },
+        with: {
+            "wasi:nn/graph.graph": super::NnGraph,
+            "wasi:nn/inference.graph-execution-context": super::NnContext,
+            "wasi:nn/tensor.tensor": super::NnTensor,
+            "wasi:nn/errors.error": super::NnErrorResource,
+        },
+    });
+}
+
+pub use bindings::exports::tensoras::platform::handler::{Request as HandlerRequest, Response as HandlerResponse};
+pub use bindings::tensoras::platform::types::{HandlerError, Usage};
+use bindings::tensoras::platform::{models, output, tokenizer, tools};
+use bindings::wasi::nn::{errors, graph, inference, tensor};
+
+/// A loaded graph handed to a guest.
+pub struct NnGraph(Graph);
+
+/// One execution context: a decoder sequence (with its KV cache) or an encoder.
+pub enum NnContext {
+    /// Decoder sequence; behind a mutex so a step can run on a blocking thread.
+    Decoder(Arc<Mutex<DecoderSequence>>),
+    /// Encoder.
+    Encoder(Arc<EncoderGraph>),
+}
+
+/// A tensor owned by the guest's resource table.
+pub struct NnTensor {
+    dims: Vec<u32>,
+    ty: tensor::TensorType,
+    data: Vec<u8>,
+}
+
+/// An error resource: code plus the backend's real message.
+pub struct NnErrorResource {
+    code: errors::ErrorCode,
+    message: String,
+}
+
+/// What a handler call may reach besides its sandbox.
+pub struct HandlerCtx {
+    /// Models.
+    pub inference: Arc<Inference>,
+    /// Stream sink, for `stream: true` requests.
+    pub output: Option<mpsc::Sender<String>>,
+    /// The caller's tenant and its deployed tools.
+    pub tools: Option<(String, Arc<crate::functions::Registry>)>,
+}
+
+/// A handler component ready to instantiate.
+#[derive(Clone)]
+pub struct HandlerFunction {
+    pre: bindings::ChatHandlerPre<State>,
+    /// Limits of one request.
+    pub limits: Limits,
+}
+
+impl std::fmt::Debug for HandlerFunction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HandlerFunction").field("limits", &self.limits).finish_non_exhaustive()
+    }
+}
+
+/// Adds the handler imports (beyond WASI) to a linker.
+pub(super) fn add_to_linker(linker: &mut wasmtime::component::Linker<State>) -> wasmtime::Result<()> {
+    bindings::ChatHandler::add_to_linker::<State, HasSelf<State>>(linker, |s| s)
+}
+
+impl Runtime {
+    /// Links a handler component; the error says what is missing.
+    pub fn prepare_handler(&self, component: &Component, limits: Limits) -> Result<HandlerFunction, String> {
+        let pre = self
+            .handler_linker
+            .instantiate_pre(component)
+            .map_err(|e| format!("handler needs an import the host does not provide: {e}"))?;
+        let pre = bindings::ChatHandlerPre::new(pre)
+            .map_err(|e| format!("component does not export `tensoras:platform/handler@0.1.0`: {e}"))?;
+        Ok(HandlerFunction { pre, limits })
+    }
+
+    /// Runs one API request through a handler.
+    pub async fn call_handler(
+        &self,
+        f: &HandlerFunction,
+        ctx: HandlerCtx,
+        req: HandlerRequest,
+    ) -> Result<Result<HandlerResponse, HandlerError>, InvokeError> {
+        let pre = f.pre.clone();
+        self.run_with(&f.limits, &Sandbox::default(), Some(ctx), move |store| {
+            async move {
+                let inst = pre.instantiate_async(&mut *store).await?;
+                inst.tensoras_platform_handler().call_handle(&mut *store, &req).await
+            }
+            .boxed()
+        })
+        .await
+    }
+}
+
+impl State {
+    fn handler(&self) -> wasmtime::Result<&HandlerCtx> {
+        self.handler.as_ref().ok_or_else(|| wasmtime::format_err!("handler imports used outside a handler call"))
+    }
+
+    fn nn_error(&mut self, e: NnError) -> wasmtime::Result<Resource<NnErrorResource>> {
+        let code = match e.code {
+            NnErrorCode::InvalidArgument => errors::ErrorCode::InvalidArgument,
+            NnErrorCode::TooLarge => errors::ErrorCode::TooLarge,
+            NnErrorCode::RuntimeError => errors::ErrorCode::RuntimeError,
+        };
+        Ok(self.table().push(NnErrorResource { code, message: e.message })?)
+    }
+}
+
+fn invalid(message: impl Into<String>) -> NnError {
+    NnError { code: NnErrorCode::InvalidArgument, message: message.into() }
+}
+
+impl graph::Host for State {
+    fn load(
+        &mut self,
+        _builder: Vec<graph::GraphBuilder>,
+        _encoding: graph::GraphEncoding,
+        _target: graph::ExecutionTarget,
+    ) -> wasmtime::Result<Result<Resource<NnGraph>, Resource<NnErrorResource>>> {
+        let e = NnError {
+            code: NnErrorCode::InvalidArgument,
+            message: "guests cannot load graph bytes; use load-by-name with a model id".into(),
+        };
+        Ok(Err(self.nn_error(e)?))
+    }
+
+    fn load_by_name(&mut self, name: String) -> wasmtime::Result<Result<Resource<NnGraph>, Resource<NnErrorResource>>> {
+        let found = self.handler()?.inference.get(&name).map(|l| l.graph.clone());
+        match found {
+            Some(g) => Ok(Ok(self.table().push(NnGraph(g))?)),
+            None => {
+                let code = errors::ErrorCode::NotFound;
+                Ok(Err(self.table().push(NnErrorResource { code, message: format!("no installed model named {name:?}") })?))
+            }
+        }
+    }
+}
+
+impl graph::HostGraph for State {
+    fn init_execution_context(
+        &mut self,
+        g: Resource<NnGraph>,
+    ) -> wasmtime::Result<Result<Resource<NnContext>, Resource<NnErrorResource>>> {
+        let ctx = match &self.table().get(&g)?.0 {
+            Graph::Decoder(d) => NnContext::Decoder(Arc::new(Mutex::new(DecoderSequence::new(d.clone())))),
+            Graph::Encoder(e) => NnContext::Encoder(e.clone()),
+        };
+        Ok(Ok(self.table().push(ctx)?))
+    }
+
+    fn drop(&mut self, rep: Resource<NnGraph>) -> wasmtime::Result<()> {
+        self.table().delete(rep)?;
+        Ok(())
+    }
+}
+
+/// Reads an I64 tensor's values, checking shape and length.
+fn i64_values(t: &NnTensor, name: &str) -> Result<Vec<i64>, NnError> {
+    if t.ty != tensor::TensorType::I64 {
+        return Err(invalid(format!("{name} must be an I64 tensor")));
+    }
+    let count: usize = t.dims.iter().map(|&d| d as usize).product();
+    if t.data.len() != count * 8 {
+        return Err(invalid(format!("{name}: dimensions {:?} need {} bytes, got {}", t.dims, count * 8, t.data.len())));
+    }
+    Ok(t.data.chunks_exact(8).map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])).collect())
+}
+
+fn f32_tensor(dims: Vec<u32>, values: &[f32]) -> NnTensor {
+    NnTensor { dims, ty: tensor::TensorType::Fp32, data: values.iter().flat_map(|v| v.to_le_bytes()).collect() }
+}
+
+/// Runs blocking ONNX work off the async workers.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, NnError> + Send + 'static) -> Result<T, NnError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(NnError { code: NnErrorCode::RuntimeError, message: format!("inference task failed: {e}") }))
+}
+
+impl inference::HostGraphExecutionContext for State {
+    async fn compute(
+        &mut self,
+        ctx: Resource<NnContext>,
+        inputs: Vec<(String, Resource<NnTensor>)>,
+    ) -> wasmtime::Result<Result<Vec<(String, Resource<NnTensor>)>, Resource<NnErrorResource>>> {
+        let mut tensors = Vec::with_capacity(inputs.len());
+        for (name, t) in inputs {
+            tensors.push((name, self.table().delete(t)?));
+        }
+        let find = |name: &str| tensors.iter().find(|(n, _)| n == name).map(|(_, t)| t);
+        let result = match self.table().get(&ctx)? {
+            NnContext::Decoder(seq) => {
+                let seq = seq.clone();
+                match find("input_ids").ok_or_else(|| invalid("missing input tensor \"input_ids\"")).and_then(|t| {
+                    if t.dims.len() != 2 || t.dims[0] != 1 {
+                        return Err(invalid(format!("input_ids must be [1, n], got {:?}", t.dims)));
+                    }
+                    i64_values(t, "input_ids")
+                }) {
+                    Err(e) => Err(e),
+                    Ok(ids) => blocking(move || {
+                        let mut s = seq.lock().map_err(|_| invalid("sequence lock poisoned"))?;
+                        s.step(&ids)
+                    })
+                    .await
+                    .map(|logits| vec![("logits".to_owned(), f32_tensor(vec![1, logits.len() as u32], &logits))]),
+                }
+            }
+            NnContext::Encoder(enc) => {
+                let enc = enc.clone();
+                let prepared = (|| {
+                    let ids_t = find("input_ids").ok_or_else(|| invalid("missing input tensor \"input_ids\""))?;
+                    if ids_t.dims.len() != 2 {
+                        return Err(invalid(format!("input_ids must be [batch, seq], got {:?}", ids_t.dims)));
+                    }
+                    let (b, s) = (ids_t.dims[0] as usize, ids_t.dims[1] as usize);
+                    let ids = i64_values(ids_t, "input_ids")?;
+                    let mask = match find("attention_mask") {
+                        Some(t) if t.dims == ids_t.dims => i64_values(t, "attention_mask")?,
+                        Some(t) => return Err(invalid(format!("attention_mask must match input_ids {:?}, got {:?}", ids_t.dims, t.dims))),
+                        None => vec![1; ids.len()],
+                    };
+                    let types = find("token_type_ids").map(|t| i64_values(t, "token_type_ids")).transpose()?;
+                    Ok((b, s, ids, mask, types))
+                })();
+                match prepared {
+                    Err(e) => Err(e),
+                    Ok((b, s, ids, mask, types)) => {
+                        let hidden = enc.hidden();
+                        blocking(move || enc.encode(b, s, ids, mask, types)).await.map(|values| {
+                            vec![("last_hidden_state".to_owned(), f32_tensor(vec![b as u32, s as u32, hidden as u32], &values))]
+                        })
+                    }
+                }
+            }
+        };
+        match result {
+            Ok(outputs) => {
+                let mut out = Vec::with_capacity(outputs.len());
+                for (name, t) in outputs {
+                    out.push((name, self.table().push(t)?));
+                }
+                Ok(Ok(out))
+            }
+            Err(e) => Ok(Err(self.nn_error(e)?)),
+        }
+    }
+
+    fn drop(&mut self, rep: Resource<NnContext>) -> wasmtime::Result<()> {
+        self.table().delete(rep)?;
+        Ok(())
+    }
+}
+
+impl inference::Host for State {}
+
+impl tensor::HostTensor for State {
+    fn new(&mut self, dims: Vec<u32>, ty: tensor::TensorType, data: Vec<u8>) -> wasmtime::Result<Resource<NnTensor>> {
+        Ok(self.table().push(NnTensor { dims, ty, data })?)
+    }
+    fn dimensions(&mut self, t: Resource<NnTensor>) -> wasmtime::Result<Vec<u32>> {
+        Ok(self.table().get(&t)?.dims.clone())
+    }
+    fn ty(&mut self, t: Resource<NnTensor>) -> wasmtime::Result<tensor::TensorType> {
+        Ok(self.table().get(&t)?.ty)
+    }
+    fn data(&mut self, t: Resource<NnTensor>) -> wasmtime::Result<Vec<u8>> {
+        Ok(self.table().get(&t)?.data.clone())
+    }
+    fn drop(&mut self, rep: Resource<NnTensor>) -> wasmtime::Result<()> {
+        self.table().delete(rep)?;
+        Ok(())
+    }
+}
+
+impl tensor::Host for State {}
+
+impl errors::HostError for State {
+    fn code(&mut self, e: Resource<NnErrorResource>) -> wasmtime::Result<errors::ErrorCode> {
+        Ok(self.table().get(&e)?.code)
+    }
+    fn data(&mut self, e: Resource<NnErrorResource>) -> wasmtime::Result<String> {
+        Ok(self.table().get(&e)?.message.clone())
+    }
+    fn drop(&mut self, rep: Resource<NnErrorResource>) -> wasmtime::Result<()> {
+        self.table().delete(rep)?;
+        Ok(())
+    }
+}
+
+impl errors::Host for State {}
+
+impl State {
+    fn text(&self, model: &str) -> wasmtime::Result<Result<Arc<crate::inference::TextModel>, tokenizer::TokenizerError>> {
+        Ok(match self.handler()?.inference.get(model) {
+            Some(l) => Ok(l.text.clone()),
+            None => Err(tokenizer::TokenizerError::UnknownModel(model.to_owned())),
+        })
+    }
+}
+
+impl tokenizer::Host for State {
+    fn encode(&mut self, model: String, text: String, add_special: bool) -> wasmtime::Result<Result<Vec<u32>, tokenizer::TokenizerError>> {
+        Ok(self.text(&model)?.and_then(|t| t.encode(&text, add_special).map_err(tokenizer::TokenizerError::InvalidInput)))
+    }
+
+    fn decode(&mut self, model: String, tokens: Vec<u32>, skip_special: bool) -> wasmtime::Result<Result<String, tokenizer::TokenizerError>> {
+        Ok(self.text(&model)?.and_then(|t| t.decode(&tokens, skip_special).map_err(tokenizer::TokenizerError::InvalidInput)))
+    }
+
+    fn apply_chat_template(
+        &mut self,
+        model: String,
+        messages: Vec<tokenizer::ChatMessage>,
+        tools: Option<String>,
+    ) -> wasmtime::Result<Result<String, tokenizer::TokenizerError>> {
+        let text = match self.text(&model)? {
+            Ok(t) => t,
+            Err(e) => return Ok(Err(e)),
+        };
+        let parse = |s: &str, what: &str| {
+            serde_json::from_str::<serde_json::Value>(s)
+                .map_err(|e| tokenizer::TokenizerError::InvalidInput(format!("{what} is not valid JSON: {e}")))
+        };
+        let tools = match tools.as_deref().map(|t| parse(t, "tools")).transpose() {
+            Ok(t) => t,
+            Err(e) => return Ok(Err(e)),
+        };
+        let mut msgs = Vec::with_capacity(messages.len());
+        for m in messages {
+            let tool_calls = match m.tool_calls.as_deref().map(|t| parse(t, "tool_calls")).transpose() {
+                Ok(t) => t,
+                Err(e) => return Ok(Err(e)),
+            };
+            msgs.push(crate::inference::text::TemplateMessage { role: m.role, content: m.content, tool_call_id: m.tool_call_id, tool_calls });
+        }
+        Ok(text.apply_chat_template(&msgs, tools).map_err(tokenizer::TokenizerError::InvalidInput))
+    }
+
+    fn stop_tokens(&mut self, model: String) -> wasmtime::Result<Result<Vec<u32>, tokenizer::TokenizerError>> {
+        Ok(self.text(&model)?.map(|t| t.stop_tokens().to_vec()))
+    }
+}
+
+impl models::Host for State {
+    fn get(&mut self, model: String) -> wasmtime::Result<Option<models::ModelInfo>> {
+        let Some(l) = self.handler()?.inference.get(&model) else { return Ok(None) };
+        let m = &l.model;
+        let (vocab, dims) = match &l.graph {
+            Graph::Decoder(d) => (d.vocab() as u32, 0),
+            Graph::Encoder(e) => (0, e.hidden() as u32),
+        };
+        Ok(Some(models::ModelInfo {
+            id: m.manifest.id.clone(),
+            kind: m.manifest.kind.as_str().to_owned(),
+            context_length: m.context_length(),
+            vocab_size: vocab,
+            embedding_dimensions: dims,
+            default_temperature: m.manifest.defaults.temperature,
+            default_top_p: m.manifest.defaults.top_p,
+            default_max_tokens: m.manifest.defaults.max_tokens,
+        }))
+    }
+}
+
+impl output::Host for State {
+    async fn send(&mut self, chunk: String) -> wasmtime::Result<bool> {
+        let Some(tx) = self.handler()?.output.clone() else { return Ok(true) };
+        // A full channel makes the guest wait: generation keeps pace with the client.
+        Ok(tx.send(chunk).await.is_ok())
+    }
+}
+
+impl tools::Host for State {
+    fn available(&mut self) -> wasmtime::Result<Vec<tools::ToolInfo>> {
+        let Some((tenant, registry)) = &self.handler()?.tools else { return Ok(Vec::new()) };
+        Ok(registry
+            .list(tenant)
+            .into_iter()
+            .filter(|f| f.kind == crate::store::FunctionKind::Tool)
+            .map(|f| tools::ToolInfo {
+                name: f.name,
+                description: f.description,
+                parameters: f.parameters.map(|p| p.to_string()).unwrap_or_else(|| "{}".into()),
+            })
+            .collect())
+    }
+
+    async fn invoke(&mut self, name: String, arguments: String) -> wasmtime::Result<Result<String, tools::ToolError>> {
+        let Some((tenant, registry)) = self.handler()?.tools.clone() else {
+            return Ok(Err(tools::ToolError::Failed("no tools are available to this request".into())));
+        };
+        let Some(f) = registry.get(&tenant, &name) else {
+            return Ok(Err(tools::ToolError::Failed(format!("no tool named {name:?}"))));
+        };
+        let crate::functions::Executable::Tool(tool) = &f.exec else {
+            return Ok(Err(tools::ToolError::Failed(format!("{name:?} is not a tool function"))));
+        };
+        Ok(match registry.runtime().call_tool(tool, &arguments).await {
+            Ok(super::ToolOutcome::Ok(s)) => Ok(s),
+            Ok(super::ToolOutcome::InvalidArguments(m)) => Err(tools::ToolError::InvalidArguments(m)),
+            Ok(super::ToolOutcome::Failed(m)) => Err(tools::ToolError::Failed(m)),
+            Err(e) => Err(tools::ToolError::Failed(e.to_string())),
+        })
+    }
+}
+
+impl bindings::tensoras::platform::types::Host for State {}
