@@ -2,6 +2,7 @@
 
 mod functions;
 mod keys;
+mod models;
 mod serve;
 
 use std::path::PathBuf;
@@ -26,6 +27,9 @@ enum Command {
     /// Deploy and manage functions on a running server.
     #[command(subcommand)]
     Functions(functions::FunctionsCommand),
+    /// List, import and pull models.
+    #[command(subcommand)]
+    Models(models::ModelsCommand),
 }
 
 /// Where state lives; shared by the commands that open the database.
@@ -42,5 +46,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => serve::run(args).await,
         Command::Keys(cmd) => keys::run(cmd),
         Command::Functions(cmd) => functions::run(cmd).await,
+        Command::Models(cmd) => models::run(cmd),
     }
 }

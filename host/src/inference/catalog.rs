@@ -204,6 +204,12 @@ impl Catalog {
             .filter(|p| p.extension().is_some_and(|x| x == "toml"))
             .collect();
         paths.sort();
+        // Models imported under ids the shipped catalogue does not know carry their own manifest.
+        if let Ok(dirs) = std::fs::read_dir(models_dir) {
+            let mut extra: Vec<PathBuf> = dirs.flatten().map(|e| e.path().join("manifest.toml")).filter(|p| p.is_file()).collect();
+            extra.sort();
+            paths.extend(extra);
+        }
         for path in paths {
             let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
             let manifest: Manifest = toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;

@@ -376,9 +376,10 @@ impl models::Host for State {
     fn get(&mut self, model: String) -> wasmtime::Result<Option<models::ModelInfo>> {
         let Some(l) = self.handler()?.inference.get(&model) else { return Ok(None) };
         let m = &l.model;
-        let (vocab, dims) = match &l.graph {
-            Graph::Decoder(d) => (d.vocab() as u32, 0),
-            Graph::Encoder(e) => (0, e.hidden() as u32),
+        let vocab = m.installed.as_ref().map_or(0, |i| i.config.vocab_size as u32);
+        let dims = match &l.graph {
+            Graph::Decoder(_) => 0,
+            Graph::Encoder(e) => e.hidden() as u32,
         };
         Ok(Some(models::ModelInfo {
             id: m.manifest.id.clone(),
