@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := run
 ENV := . scripts/env.sh
 
-.PHONY: setup run test test-rust test-e2e bench guests
+.PHONY: setup run test test-rust test-guests test-models test-e2e bench guests
 
 setup:
 	@bash scripts/setup.sh
@@ -16,10 +16,16 @@ run: setup
 	@$(ENV); exec "$$TENSORAS_BIN" serve
 
 ## Build everything and run every test: unit, component and end-to-end.
-test: setup test-rust test-e2e
+test: setup test-rust test-guests test-models test-e2e
 
 test-rust:
 	@$(ENV); CARGO=$$(pick_cargo); PATH="$$(dirname $$CARGO):$$PATH" "$$CARGO" test --release --locked -p tensoras
+
+test-guests:
+	@bash scripts/test-guests.sh
+
+test-models:
+	@$(ENV); "$${TENSORAS_IMPORTER_VENV:-$$TENSORAS_CACHE/importer-venv}/bin/python" -m pytest -q tests/models
 
 test-e2e:
 	@$(ENV); TENSORAS_BIN="$$TENSORAS_BIN" "$$TENSORAS_VENV/bin/python" -m pytest -q tests/e2e

@@ -17,6 +17,17 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 }
 
+# Installs a requirements file into a venv unless the same file was installed there before.
+pip_sync() {
+  local venv=$1 req=$2 stamp sum
+  stamp="$venv/.tensoras-$(basename "$(dirname "$req")")-$(basename "$req").sha256"
+  sum=$(sha256sum "$req" | cut -d' ' -f1)
+  [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$sum" ] && return 0
+  echo "setup: installing Python packages from $req"
+  "$venv/bin/pip" install -q --disable-pip-version-check -r "$req"
+  echo "$sum" > "$stamp"
+}
+
 # Toolchain: Rust >= 1.96 for the host; C compiler for SQLite.
 if ! CARGO=$(pick_cargo); then
   apt_install rustc-web cargo-web
@@ -29,9 +40,15 @@ export CARGO
 if [ ! -x "$TENSORAS_VENV/bin/python" ]; then
   python3 -m venv "$TENSORAS_VENV" 2>/dev/null || { apt_install python3-venv; python3 -m venv "$TENSORAS_VENV"; }
 fi
-if ! "$TENSORAS_VENV/bin/python" -c "import pytest, requests" 2>/dev/null; then
-  "$TENSORAS_VENV/bin/pip" install -q --disable-pip-version-check -r tests/requirements.txt
+pip_sync "$TENSORAS_VENV" tests/requirements.txt
+
+# The model importer and the two default models (converted once, then a checksum check).
+IMPORTER_VENV=${TENSORAS_IMPORTER_VENV:-$TENSORAS_CACHE/importer-venv}
+if [ ! -x "$IMPORTER_VENV/bin/python" ]; then
+  python3 -m venv "$IMPORTER_VENV"
 fi
+pip_sync "$IMPORTER_VENV" models/importer/requirements.txt
+"$IMPORTER_VENV/bin/python" models/importer/prepare_default_models.py --dest "${TENSORAS_MODELS_DIR:-$TENSORAS_CACHE/models}"
 
 scripts/vendor-wit.sh --check
 echo "setup: building the host with $("$CARGO" --version)"

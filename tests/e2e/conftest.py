@@ -35,12 +35,16 @@ def new_key() -> str:
 class Server:
     """A `tensoras serve` process."""
 
-    def __init__(self, data_dir: Path, api_key: str | None):
+    def __init__(self, data_dir: Path, api_key: str | None, *extra_args: str):
         self.data_dir = data_dir
         self.api_key = api_key
+        self.extra_args = list(extra_args)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
+        # The server's log (stderr) goes to a file, not a pipe nobody drains: a full pipe
+        # would block its logging and hang it partway through a long test module.
+        self.log_path = data_dir.parent / f"{data_dir.name}-server-{self.port}.log"
 
     def env(self) -> dict:
         env = {k: v for k, v in os.environ.items() if not k.startswith("TENSORAS_")}
@@ -51,17 +55,22 @@ class Server:
         return env
 
     def start(self) -> "Server":
-        self.proc = subprocess.Popen(
-            [binary(), "serve", "--port", str(self.port)],
-            env=self.env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            # CWD is the repository root: the server reads `models/*.toml` and
+            # `build/functions/*.wasm` relative to it.
+            self.proc = subprocess.Popen(
+                [binary(), "serve", "--port", str(self.port), *self.extra_args],
+                env=self.env(),
+                cwd=REPO,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
+            )
         deadline = time.time() + 60
         while time.time() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited: {self.proc.stderr.read()}")
+                raise RuntimeError(f"server exited: {self.log()}")
             try:
                 if requests.get(self.url + "/health", timeout=1).status_code == 200:
                     return self
@@ -75,8 +84,21 @@ class Server:
         code = self.proc.wait(timeout=30)
         return code
 
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        return subprocess.run([binary(), *args], env=self.env(), capture_output=True, text=True, check=check, timeout=120)
+        return subprocess.run(
+            [binary(), *args], env=self.env(), cwd=REPO, capture_output=True, text=True, check=check, timeout=120
+        )
 
     def headers(self) -> dict:
         return {"Authorization": f"Bearer {self.api_key}"}
@@ -86,6 +108,4 @@ class Server:
 def server(tmp_path):
     s = Server(tmp_path / "data", new_key()).start()
     yield s
-    if s.proc and s.proc.poll() is None:
-        s.proc.kill()
-        s.proc.wait()
+    s.kill()
