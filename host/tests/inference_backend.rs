@@ -129,3 +129,45 @@ fn minilm_encodes_a_padded_batch() {
     let e = enc.encode(2, seq, vec![0; 3], vec![1; 3], None).unwrap_err();
     assert_eq!(e.code, NnErrorCode::InvalidArgument);
 }
+
+/// A guest that throws every kind of bad tensor at wasi:nn gets errors with the
+/// backend's real messages, and the sequence stays usable afterwards.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_guest_cannot_crash_the_host_through_wasi_nn() {
+    let inference = Arc::new(default_models());
+    let runtime = tensoras::runtime::Runtime::new(&tensoras::runtime::RuntimeOptions {
+        pooling: false,
+        max_instances: 4,
+        max_memory_bytes: 256 << 20,
+        cache_dir: None,
+    })
+    .unwrap();
+    let wasm = std::fs::read(repo().join("build/functions/nn-abuse.wasm")).expect("run scripts/build-guests.sh");
+    let limits = tensoras::runtime::Limits { memory_bytes: 256 << 20, timeout: std::time::Duration::from_secs(60), fuel: u64::MAX };
+    let handler = runtime.prepare_handler(&runtime.compile(&wasm).unwrap(), limits).unwrap();
+    let ctx = tensoras::runtime::HandlerCtx { inference, output: None, tools: None };
+    let req = tensoras::runtime::HandlerRequest {
+        body: "smollm2-135m-instruct".into(),
+        stream: false,
+        tenant: "t".into(),
+        path: "/v1/chat/completions".into(),
+    };
+    let body = runtime.call_handler(&handler, ctx, req).await.unwrap().unwrap().body;
+    let line = |case: &str| -> String {
+        body.lines().find_map(|l| l.strip_prefix(&format!("{case}: "))).unwrap_or_else(|| panic!("no {case} in {body}")).to_owned()
+    };
+    assert!(line("load-bytes").contains("use load-by-name"), "{body}");
+    assert!(line("unknown-model").contains("NotFound"), "{body}");
+    assert!(line("no-inputs").contains("missing input tensor \"input_ids\""), "{body}");
+    assert!(line("wrong-name").contains("missing input tensor"), "{body}");
+    assert!(line("wrong-type").contains("must be an I64 tensor"), "{body}");
+    assert!(line("short-data").contains("do not match"), "{body}");
+    assert!(line("bad-rank").contains("must be [1, n]"), "{body}");
+    assert!(line("huge-dims").contains("InvalidArgument"), "{body}");
+    assert!(line("out-of-vocab").contains("outside the vocabulary"), "{body}");
+    assert!(line("negative-id").contains("outside the vocabulary"), "{body}");
+    assert!(line("empty").contains("InvalidArgument"), "{body}");
+    assert!(line("valid").starts_with("ok logits[1, 49152]"), "{body}");
+    assert!(line("overflow").contains("TooLarge"), "{body}");
+    assert!(line("still-valid").starts_with("ok logits"), "{body}");
+}

@@ -87,13 +87,11 @@ fn discover_library() -> Option<PathBuf> {
             }
         }
     }
-    if let Ok(out) = std::process::Command::new("python3")
+    let probe = std::process::Command::new("python3")
         .args(["-c", "import onnxruntime, os; print(os.path.dirname(onnxruntime.__file__))"])
-        .output()
-    {
-        if out.status.success() {
-            roots.push(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join("capi"));
-        }
+        .output();
+    if let Some(out) = probe.ok().filter(|o| o.status.success()) {
+        roots.push(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join("capi"));
     }
     roots.into_iter().find_map(|dir| {
         let mut libs: Vec<PathBuf> = std::fs::read_dir(&dir)

@@ -189,9 +189,9 @@ fn i64_values(t: &NnTensor, name: &str) -> Result<Vec<i64>, NnError> {
     if t.ty != tensor::TensorType::I64 {
         return Err(invalid(format!("{name} must be an I64 tensor")));
     }
-    let count: usize = t.dims.iter().map(|&d| d as usize).product();
-    if t.data.len() != count * 8 {
-        return Err(invalid(format!("{name}: dimensions {:?} need {} bytes, got {}", t.dims, count * 8, t.data.len())));
+    let bytes = t.dims.iter().try_fold(8usize, |acc, &d| acc.checked_mul(d as usize));
+    if bytes != Some(t.data.len()) {
+        return Err(invalid(format!("{name}: dimensions {:?} do not match {} bytes of data", t.dims, t.data.len())));
     }
     Ok(t.data.chunks_exact(8).map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])).collect())
 }

@@ -1,0 +1,193 @@
+//! The handler's side of the host interfaces: wasi:nn sequences, the
+//! tokenizer, and their errors as [`ApiError`]s.
+//!
+//! Failures of the host become 500 `server_error`s carrying the host's own
+//! message; they never trap. The one exception is a tokenizer rejecting the
+//! client's input (a chat template raising "roles must alternate", say),
+//! which is the client's mistake and answered with a 400 on the prompt field.
+
+use handler_common::ApiError;
+
+use crate::bindings::tensoras::platform::tokenizer::{self, ChatMessage, TokenizerError};
+use crate::bindings::wasi::nn::errors::{Error as NnError, ErrorCode};
+use crate::bindings::wasi::nn::graph::{self, Graph};
+use crate::bindings::wasi::nn::inference::GraphExecutionContext;
+use crate::bindings::wasi::nn::tensor::{Tensor, TensorType};
+use crate::generate::{Detokenizer, Sequence};
+use crate::request::Message;
+
+/// wasi:nn's error codes as their WIT names.
+fn code_name(code: ErrorCode) -> &'static str {
+    match code {
+        ErrorCode::InvalidArgument => "invalid-argument",
+        ErrorCode::InvalidEncoding => "invalid-encoding",
+        ErrorCode::Timeout => "timeout",
+        ErrorCode::RuntimeError => "runtime-error",
+        ErrorCode::UnsupportedOperation => "unsupported-operation",
+        ErrorCode::TooLarge => "too-large",
+        ErrorCode::NotFound => "not-found",
+        ErrorCode::Security => "security",
+        ErrorCode::Unknown => "unknown",
+    }
+}
+
+/// A wasi:nn error as a 500 with the backend's message.
+fn nn_error(what: &str, err: NnError) -> ApiError {
+    ApiError::server(format!(
+        "wasi-nn {what} failed ({}): {}",
+        code_name(err.code()),
+        err.data()
+    ))
+}
+
+/// Loads the model's graph by its canonical id.
+pub fn load_graph(model: &str) -> Result<Graph, ApiError> {
+    graph::load_by_name(model).map_err(|e| nn_error(&format!("load of `{model}`"), e))
+}
+
+/// One decoder sequence: a wasi:nn execution context whose KV cache the
+/// host keeps between `compute` calls.
+pub struct NnSequence {
+    ctx: GraphExecutionContext,
+}
+
+impl NnSequence {
+    /// A fresh sequence (execution context) of `graph`.
+    pub fn new(graph: &Graph) -> Result<Self, ApiError> {
+        let ctx = graph
+            .init_execution_context()
+            .map_err(|e| nn_error("init-execution-context", e))?;
+        Ok(Self { ctx })
+    }
+}
+
+impl Sequence for NnSequence {
+    fn feed(&mut self, ids: &[u32]) -> Result<Vec<f32>, ApiError> {
+        let data = i64_le_bytes(ids);
+        let input = Tensor::new(&[1, ids.len() as u32], TensorType::I64, &data);
+        let outputs = self
+            .ctx
+            .compute(vec![("input_ids".to_owned(), input)])
+            .map_err(|e| nn_error("compute", e))?;
+        let Some((_, logits)) = outputs.into_iter().find(|(name, _)| name == "logits") else {
+            return Err(ApiError::server("the model returned no `logits` output"));
+        };
+        if !matches!(logits.ty(), TensorType::Fp32) {
+            return Err(ApiError::server("the model's `logits` output is not FP32"));
+        }
+        last_row(&logits.dimensions(), &logits.data())
+    }
+}
+
+/// Token ids as the little-endian i64 data of an I64 tensor.
+pub fn i64_le_bytes(ids: &[u32]) -> Vec<u8> {
+    ids.iter()
+        .flat_map(|&id| i64::from(id).to_le_bytes())
+        .collect()
+}
+
+/// The last row of an FP32 tensor (`[1, vocab]` per the ABI; a backend that
+/// returns every position, `[1, n, vocab]`, is tolerated).
+pub fn last_row(dims: &[u32], data: &[u8]) -> Result<Vec<f32>, ApiError> {
+    let width = dims.last().copied().unwrap_or(0) as usize;
+    let elements: usize = dims.iter().map(|&d| d as usize).product();
+    if width == 0 || data.len() != elements * 4 {
+        return Err(ApiError::server(format!(
+            "malformed `logits` tensor: dimensions {dims:?} with {} bytes of data",
+            data.len()
+        )));
+    }
+    let row = &data[data.len() - width * 4..];
+    Ok(row
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect())
+}
+
+/// A tokenizer error as an [`ApiError`]: invalid input is the client's
+/// (400 on `param`), anything else is the server's.
+fn tokenizer_error(what: &str, err: TokenizerError, param: Option<&str>) -> ApiError {
+    match (err, param) {
+        (TokenizerError::InvalidInput(msg), Some(param)) => ApiError::invalid(param, msg),
+        (TokenizerError::InvalidInput(msg), None) => {
+            ApiError::server(format!("tokenizer {what} failed: invalid input: {msg}"))
+        }
+        (TokenizerError::UnknownModel(msg), _) => {
+            ApiError::server(format!("tokenizer {what} failed: unknown model: {msg}"))
+        }
+    }
+}
+
+/// Renders the chat template with the generation prompt.
+pub fn apply_chat_template(
+    model: &str,
+    messages: &[Message],
+    tools: Option<&str>,
+) -> Result<String, ApiError> {
+    let messages: Vec<ChatMessage> = messages
+        .iter()
+        .map(|m| ChatMessage {
+            role: m.role.clone(),
+            content: m.content.clone(),
+            tool_call_id: m.tool_call_id.clone(),
+            tool_calls: m.tool_calls.clone(),
+        })
+        .collect();
+    tokenizer::apply_chat_template(model, &messages, tools)
+        .map_err(|e| tokenizer_error("apply-chat-template", e, Some("messages")))
+}
+
+/// Prompt text to ids, without adding special tokens (a rendered template
+/// already has them; a raw prompt is taken as is).
+pub fn encode_prompt(model: &str, text: &str, param: &str) -> Result<Vec<u32>, ApiError> {
+    tokenizer::encode(model, text, false).map_err(|e| tokenizer_error("encode", e, Some(param)))
+}
+
+/// The ids that end a turn.
+pub fn stop_tokens(model: &str) -> Result<Vec<u32>, ApiError> {
+    tokenizer::stop_tokens(model).map_err(|e| tokenizer_error("stop-tokens", e, None))
+}
+
+/// Decoding through the host tokenizer.
+pub struct HostDetokenizer<'a> {
+    /// Canonical model id.
+    pub model: &'a str,
+}
+
+impl Detokenizer for HostDetokenizer<'_> {
+    fn decode(&mut self, ids: &[u32]) -> Result<String, ApiError> {
+        tokenizer::decode(self.model, ids, true).map_err(|e| tokenizer_error("decode", e, None))
+    }
+
+    fn token_text(&mut self, id: u32) -> Result<String, ApiError> {
+        tokenizer::decode(self.model, &[id], false).map_err(|e| tokenizer_error("decode", e, None))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_become_little_endian_i64() {
+        assert_eq!(
+            i64_le_bytes(&[1, 258]),
+            [1, 0, 0, 0, 0, 0, 0, 0, 2, 1, 0, 0, 0, 0, 0, 0]
+        );
+    }
+
+    #[test]
+    fn logits_rows_are_read() {
+        let data: Vec<u8> = [1.0f32, -2.5, 3.0, 4.0, 5.0, 6.0]
+            .iter()
+            .flat_map(|x| x.to_le_bytes())
+            .collect();
+        assert_eq!(
+            last_row(&[1, 6], &data).unwrap(),
+            [1.0, -2.5, 3.0, 4.0, 5.0, 6.0]
+        );
+        assert_eq!(last_row(&[1, 2, 3], &data).unwrap(), [4.0, 5.0, 6.0]);
+        assert_eq!(last_row(&[1, 7], &data).unwrap_err().status, 500);
+        assert_eq!(last_row(&[], &data).unwrap_err().status, 500);
+    }
+}

@@ -1,0 +1,121 @@
+//! # embeddings
+//!
+//! The handler component behind `POST /v1/embeddings` (world
+//! `tensoras:platform/embeddings-handler`). Per request it:
+//!
+//! 1. validates the body ([`request`]) and resolves the model
+//!    (`models.get`; it must be an `embedding` model);
+//! 2. tokenises each string with the model's special tokens (token arrays
+//!    are used as given) and truncates to the context length
+//!    ([`pooling::truncate`]);
+//! 3. runs the encoder over wasi:nn in batches of up to 32 inputs, sorted by
+//!    length so little padding is computed, as the inference ABI describes
+//!    (`input_ids` + `attention_mask` → `last_hidden_state`);
+//! 4. mean-pools over the mask, L2-normalises, and answers in input order,
+//!    as floats or base64 ([`response`]).
+
+pub mod base64;
+mod host;
+pub mod pooling;
+pub mod request;
+pub mod response;
+
+use handler_common::ApiError;
+
+use crate::request::{Inputs, ModelFacts};
+
+#[allow(missing_docs, clippy::all)]
+mod bindings {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "tensoras:platform/embeddings-handler",
+        // wit-parser needs the @unstable clocks-timezone feature to resolve
+        // the vendored WASI packages (see guest-sdk/src/lib.rs).
+        features: ["clocks-timezone"],
+        generate_all,
+    });
+}
+
+use bindings::exports::tensoras::platform::handler::{Guest, Request, Response};
+use bindings::tensoras::platform::models;
+use bindings::tensoras::platform::types::{HandlerError, Usage};
+
+/// The exported handler.
+struct EmbeddingsHandler;
+
+impl Guest for EmbeddingsHandler {
+    fn handle(req: Request) -> Result<Response, HandlerError> {
+        handle(req).map_err(|e| HandlerError {
+            status: e.status,
+            kind: e.kind.to_owned(),
+            message: e.message,
+            param: e.param,
+            code: e.code.map(str::to_owned),
+        })
+    }
+}
+
+bindings::export!(EmbeddingsHandler with_types_in bindings);
+
+fn handle(raw: Request) -> Result<Response, ApiError> {
+    if raw.path.trim_end_matches('/') != "/v1/embeddings" {
+        return Err(ApiError::unknown_path(&raw.path));
+    }
+    let req = request::parse(&raw.body)?;
+    let info = models::get(&req.model).ok_or_else(|| ApiError::model_not_found(&req.model))?;
+    req.check_against(ModelFacts {
+        id: &info.id,
+        kind: &info.kind,
+        embedding_dimensions: info.embedding_dimensions,
+        vocab_size: info.vocab_size,
+    })?;
+
+    let max_len = info.context_length as usize;
+    let mut seqs: Vec<Vec<u32>> = match req.input {
+        Inputs::Texts(texts) => texts
+            .iter()
+            .map(|t| host::encode(&info.id, t))
+            .collect::<Result<_, _>>()?,
+        Inputs::Tokens(arrays) => arrays,
+    };
+    for seq in &mut seqs {
+        pooling::truncate(seq, max_len);
+        if seq.is_empty() {
+            return Err(ApiError::invalid("input", "An input produced no tokens."));
+        }
+    }
+    let prompt_tokens = seqs
+        .iter()
+        .map(Vec::len)
+        .sum::<usize>()
+        .min(u32::MAX as usize) as u32;
+
+    let graph = host::load_graph(&info.id)?;
+    let lengths: Vec<usize> = seqs.iter().map(Vec::len).collect();
+    let mut embeddings: Vec<Vec<f32>> = vec![Vec::new(); seqs.len()];
+    for members in pooling::plan_batches(&lengths, pooling::MAX_BATCH) {
+        let batch: Vec<&[u32]> = members.iter().map(|&i| seqs[i].as_slice()).collect();
+        let (ids, mask, width) = pooling::pad_batch(&batch);
+        let hidden = host::run_batch(&graph, &ids, &mask, batch.len(), width)?;
+        let expected = info.embedding_dimensions as usize;
+        if expected != 0 && hidden.width != expected {
+            return Err(ApiError::server(format!(
+                "the model produced {}-dimensional states but is catalogued with {expected} dimensions",
+                hidden.width
+            )));
+        }
+        let pooled =
+            pooling::mean_pool_normalized(&hidden.values, &mask, batch.len(), width, hidden.width);
+        for (&i, v) in members.iter().zip(pooled) {
+            embeddings[i] = v;
+        }
+    }
+
+    Ok(Response {
+        body: response::body(&info.id, &embeddings, req.encoding, prompt_tokens),
+        usage: Usage {
+            prompt_tokens,
+            completion_tokens: 0,
+        },
+    })
+}

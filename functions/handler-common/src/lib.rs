@@ -1,0 +1,100 @@
+//! # handler-common
+//!
+//! What the OpenAI API handlers (`functions/chat`, `functions/embeddings`)
+//! share and that does not depend on their WIT worlds:
+//!
+//! - [`ApiError`]: an OpenAI error (`status`, `type`, `message`, `param`,
+//!   `code`) that each handler converts into its own bindings'
+//!   `handler-error`;
+//! - [`fields`]: typed reads of request-body fields whose errors read like
+//!   OpenAI's ("Invalid type for 'n': expected an integer, but got a string
+//!   instead.") and name the field in `param`;
+//! - [`ids`]: WASI randomness, response ids (`chatcmpl-…`) and `created`
+//!   timestamps.
+//!
+//! Everything except [`ids::random_u64`] (and what calls it) is plain Rust
+//! that runs natively, so the handlers' unit tests run with a host `cargo test`.
+#![deny(missing_docs)]
+
+pub mod fields;
+pub mod ids;
+
+/// An OpenAI-shaped error a handler answers with instead of trapping.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// HTTP status (400..=599).
+    pub status: u16,
+    /// OpenAI error `type`, e.g. `invalid_request_error`.
+    pub kind: &'static str,
+    /// Human-readable message.
+    pub message: String,
+    /// The request field at fault (OpenAI `param`).
+    pub param: Option<String>,
+    /// Machine-readable code (OpenAI `code`).
+    pub code: Option<&'static str>,
+}
+
+impl ApiError {
+    /// 400 `invalid_request_error` about `param`.
+    pub fn invalid(param: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            status: 400,
+            kind: "invalid_request_error",
+            message: message.into(),
+            param: Some(param.into()),
+            code: None,
+        }
+    }
+
+    /// 400 `invalid_request_error` not tied to one field (e.g. a body that is
+    /// not JSON).
+    pub fn invalid_body(message: impl Into<String>) -> Self {
+        Self {
+            status: 400,
+            kind: "invalid_request_error",
+            message: message.into(),
+            param: None,
+            code: None,
+        }
+    }
+
+    /// Adds a machine-readable `code`.
+    pub fn with_code(mut self, code: &'static str) -> Self {
+        self.code = Some(code);
+        self
+    }
+
+    /// 404 `model_not_found`, worded like OpenAI's.
+    pub fn model_not_found(model: &str) -> Self {
+        Self {
+            status: 404,
+            kind: "invalid_request_error",
+            message: format!("The model `{model}` does not exist or you do not have access to it."),
+            param: Some("model".into()),
+            code: Some("model_not_found"),
+        }
+    }
+
+    /// 500 `server_error` carrying the underlying failure's own message.
+    pub fn server(message: impl Into<String>) -> Self {
+        Self {
+            status: 500,
+            kind: "server_error",
+            message: message.into(),
+            param: None,
+            code: None,
+        }
+    }
+
+    /// 404 for a path this handler does not serve (a host routing mistake
+    /// rather than a client error, but answered the way an API would).
+    pub fn unknown_path(path: &str) -> Self {
+        Self {
+            status: 404,
+            kind: "invalid_request_error",
+            message: format!("Unknown request URL: {path}."),
+            param: None,
+            code: Some("unknown_url"),
+        }
+    }
+}
