@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := run
 ENV := . scripts/env.sh
 
-.PHONY: setup run test test-rust test-guests test-models test-e2e bench guests
+.PHONY: setup run test test-rust test-guests test-models test-e2e bench bench-inference guests
 
 setup:
 	@bash scripts/setup.sh
@@ -33,3 +33,8 @@ test-e2e:
 ## Benchmarks (not tests): per-request instantiation, pooled vs on-demand.
 bench: setup
 	@$(ENV); CARGO=$$(pick_cargo); PATH="$$(dirname $$CARGO):$$PATH" "$$CARGO" bench --locked -p tensoras --bench instantiation
+
+## Single stream: tensoras (HTTP + WASM) vs the bare ORT loop vs llama.cpp's server, and embeddings/s.
+## Builds llama-cpp-python from PyPI into ~/.cache/tensoras/bench-venv the first time (~15 min).
+bench-inference: setup
+	@bash benches/inference.sh

@@ -16,6 +16,8 @@
 //! session). One warm-up generation is discarded, then the medians are printed, plus one
 //! machine-readable line per thread count starting with `RESULT`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;

