@@ -36,6 +36,11 @@ fn describe(r: Result<Vec<(String, Tensor)>, bindings::wasi::nn::errors::Error>)
     }
 }
 
+/// A setup failure the test cannot go on from.
+fn fatal(e: bindings::wasi::nn::errors::Error) -> HandlerError {
+    HandlerError { status: 500, kind: "server_error".into(), message: e.data(), param: None, code: None }
+}
+
 fn run(ctx: &GraphExecutionContext, tensor: Tensor) -> String {
     describe(ctx.compute(vec![("input_ids".to_string(), tensor)]))
 }
@@ -58,20 +63,8 @@ impl Guest for Abuse {
                 Err(e) => format!("{:?}: {}", e.code(), e.data()),
             }
         ));
-        let g = graph::load_by_name(&model).map_err(|e| HandlerError {
-            status: 500,
-            kind: "server_error".into(),
-            message: e.data(),
-            param: None,
-            code: None,
-        })?;
-        let ctx = g.init_execution_context().map_err(|e| HandlerError {
-            status: 500,
-            kind: "server_error".into(),
-            message: e.data(),
-            param: None,
-            code: None,
-        })?;
+        let g = graph::load_by_name(&model).map_err(fatal)?;
+        let ctx = g.init_execution_context().map_err(fatal)?;
         lines.push(format!("no-inputs: {}", describe(ctx.compute(vec![]))));
         lines.push(format!("wrong-name: {}", describe(ctx.compute(vec![("ids".into(), Tensor::new(&[1, 1], TensorType::I64, &i64s(&[1])))]))));
         lines.push(format!("wrong-type: {}", run(&ctx, Tensor::new(&[1, 1], TensorType::Fp32, &1.0f32.to_le_bytes()))));

@@ -25,6 +25,24 @@ impl ModelDirs {
     }
 }
 
+/// The converter: a Python with `models/importer/requirements.txt` and the scripts.
+#[derive(Debug, clap::Args)]
+pub struct Importer {
+    /// Python with the importer's requirements [default: ~/.cache/tensoras/importer-venv].
+    #[arg(long, env = "TENSORAS_IMPORTER_PYTHON")]
+    python: Option<PathBuf>,
+    /// The importer scripts.
+    #[arg(long, default_value = "models/importer")]
+    importer: PathBuf,
+}
+
+impl Importer {
+    /// Runs one importer script with `args`.
+    fn run(&self, script: &str, args: &[&std::ffi::OsStr]) -> anyhow::Result<()> {
+        run_importer(&python(self.python.clone()), &self.importer.join(script), args)
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum ModelsCommand {
     /// List the catalogue and what is installed.
@@ -43,12 +61,8 @@ pub enum ModelsCommand {
         /// Model id to install as (a catalogue id, or a new one).
         #[arg(long)]
         id: String,
-        /// Python with the importer's requirements [default: ~/.cache/tensoras/importer-venv].
-        #[arg(long, env = "TENSORAS_IMPORTER_PYTHON")]
-        python: Option<PathBuf>,
-        /// The importer scripts.
-        #[arg(long, default_value = "models/importer")]
-        importer: PathBuf,
+        #[command(flatten)]
+        importer: Importer,
         #[command(flatten)]
         dirs: ModelDirs,
     },
@@ -59,12 +73,8 @@ pub enum ModelsCommand {
         /// Model id to install as.
         #[arg(long)]
         id: String,
-        /// Python with the importer's requirements.
-        #[arg(long, env = "TENSORAS_IMPORTER_PYTHON")]
-        python: Option<PathBuf>,
-        /// The importer scripts.
-        #[arg(long, default_value = "models/importer")]
-        importer: PathBuf,
+        #[command(flatten)]
+        importer: Importer,
         #[command(flatten)]
         dirs: ModelDirs,
     },
@@ -109,6 +119,22 @@ fn write_checksums(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The folder a new model `id` is installed into, created.
+fn install_dir(dirs: &ModelDirs, id: &str) -> anyhow::Result<PathBuf> {
+    anyhow::ensure!(tensoras::functions::valid_name(id), "model ids are 1-64 characters of A-Z, a-z, 0-9, '_' and '-'");
+    let out = dirs.models_dir().join(id);
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    Ok(out)
+}
+
+/// Registers an installed model: a manifest if the id is new, and checksums.
+fn finish_install(dirs: &ModelDirs, id: &str, kind: &str, out: &Path) -> anyhow::Result<()> {
+    ensure_manifest(dirs, id, kind)?;
+    write_checksums(out)?;
+    println!("installed {id} ({kind}) in {}", out.display());
+    Ok(())
+}
+
 /// Adds a manifest for an id the catalogue does not know yet, next to the files.
 fn ensure_manifest(dirs: &ModelDirs, id: &str, kind: &str) -> anyhow::Result<()> {
     let catalog = Catalog::load(&dirs.manifests, &dirs.models_dir(), false)?;
@@ -140,39 +166,27 @@ pub fn run(cmd: ModelsCommand) -> anyhow::Result<()> {
             }
             println!("\nmodels directory: {}", dirs.models_dir().display());
         }
-        ModelsCommand::Import { gguf, safetensors, id, python: py, importer, dirs } => {
-            anyhow::ensure!(tensoras::functions::valid_name(&id), "model ids are 1-64 characters of A-Z, a-z, 0-9, '_' and '-'");
-            let out = dirs.models_dir().join(&id);
-            std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-            let py = python(py);
+        ModelsCommand::Import { gguf, safetensors, id, importer, dirs } => {
+            let out = install_dir(&dirs, &id)?;
             let kind = match (gguf, safetensors) {
                 (Some(file), None) => {
-                    run_importer(&py, &importer.join("gguf_to_onnx.py"), &["--gguf".as_ref(), file.as_os_str(), "--out".as_ref(), out.as_os_str()])?;
+                    importer.run("gguf_to_onnx.py", &["--gguf".as_ref(), file.as_os_str(), "--out".as_ref(), out.as_os_str()])?;
                     "chat"
                 }
                 (None, Some(dir)) => {
-                    run_importer(
-                        &py,
-                        &importer.join("safetensors_to_onnx.py"),
-                        &["--model-dir".as_ref(), dir.as_os_str(), "--out".as_ref(), out.as_os_str()],
-                    )?;
+                    let args = ["--model-dir".as_ref(), dir.as_os_str(), "--out".as_ref(), out.as_os_str()];
+                    importer.run("safetensors_to_onnx.py", &args)?;
                     "embedding"
                 }
                 _ => anyhow::bail!("pass exactly one of --gguf FILE or --safetensors DIR"),
             };
-            ensure_manifest(&dirs, &id, kind)?;
-            write_checksums(&out)?;
-            println!("installed {id} ({kind}) in {}", out.display());
+            finish_install(&dirs, &id, kind, &out)?;
         }
-        ModelsCommand::Pull { repo, id, python: py, importer, dirs } => {
-            anyhow::ensure!(tensoras::functions::valid_name(&id), "model ids are 1-64 characters of A-Z, a-z, 0-9, '_' and '-'");
-            let out = dirs.models_dir().join(&id);
-            std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-            run_importer(&python(py), &importer.join("pull.py"), &["--repo".as_ref(), repo.as_ref(), "--out".as_ref(), out.as_os_str()])?;
+        ModelsCommand::Pull { repo, id, importer, dirs } => {
+            let out = install_dir(&dirs, &id)?;
+            importer.run("pull.py", &["--repo".as_ref(), repo.as_ref(), "--out".as_ref(), out.as_os_str()])?;
             let kind = if out.join("chat_template.jinja").is_file() { "chat" } else { "embedding" };
-            ensure_manifest(&dirs, &id, kind)?;
-            write_checksums(&out)?;
-            println!("installed {id} ({kind}) in {}", out.display());
+            finish_install(&dirs, &id, kind, &out)?;
         }
     }
     Ok(())
