@@ -9,36 +9,13 @@
 use handler_common::ApiError;
 
 use crate::bindings::tensoras::platform::tokenizer::{self, ChatMessage, TokenizerError};
-use crate::bindings::wasi::nn::errors::{Error as NnError, ErrorCode};
 use crate::bindings::wasi::nn::graph::{self, Graph};
 use crate::bindings::wasi::nn::inference::GraphExecutionContext;
 use crate::bindings::wasi::nn::tensor::{Tensor, TensorType};
 use crate::generate::{Detokenizer, Sequence};
 use crate::request::Message;
 
-/// wasi:nn's error codes as their WIT names.
-fn code_name(code: ErrorCode) -> &'static str {
-    match code {
-        ErrorCode::InvalidArgument => "invalid-argument",
-        ErrorCode::InvalidEncoding => "invalid-encoding",
-        ErrorCode::Timeout => "timeout",
-        ErrorCode::RuntimeError => "runtime-error",
-        ErrorCode::UnsupportedOperation => "unsupported-operation",
-        ErrorCode::TooLarge => "too-large",
-        ErrorCode::NotFound => "not-found",
-        ErrorCode::Security => "security",
-        ErrorCode::Unknown => "unknown",
-    }
-}
-
-/// A wasi:nn error as a 500 with the backend's message.
-fn nn_error(what: &str, err: NnError) -> ApiError {
-    ApiError::server(format!(
-        "wasi-nn {what} failed ({}): {}",
-        code_name(err.code()),
-        err.data()
-    ))
-}
+handler_common::nn_error_fn!();
 
 /// Loads the model's graph by its canonical id.
 pub fn load_graph(model: &str) -> Result<Graph, ApiError> {

@@ -46,27 +46,12 @@ mod bindings {
     });
 }
 
-use bindings::exports::tensoras::platform::handler::{Guest, Request, Response};
+use bindings::exports::tensoras::platform::handler::{Request, Response};
 use bindings::tensoras::platform::models::{self, ModelInfo};
 use bindings::tensoras::platform::output;
-use bindings::tensoras::platform::types::{HandlerError, Usage as WitUsage};
+use bindings::tensoras::platform::types::Usage as WitUsage;
 
-/// The exported handler.
-struct ChatHandler;
-
-impl Guest for ChatHandler {
-    fn handle(req: Request) -> Result<Response, HandlerError> {
-        handle(req).map_err(|e| HandlerError {
-            status: e.status,
-            kind: e.kind.to_owned(),
-            message: e.message,
-            param: e.param,
-            code: e.code.map(str::to_owned),
-        })
-    }
-}
-
-bindings::export!(ChatHandler with_types_in bindings);
+handler_common::export_handler!(ChatHandler, handle);
 
 /// Sampling settings from the request, falling back to the model's
 /// defaults (clamped into the API's ranges, in case a catalogue entry is

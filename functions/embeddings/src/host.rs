@@ -5,32 +5,10 @@
 use handler_common::ApiError;
 
 use crate::bindings::tensoras::platform::tokenizer::{self, TokenizerError};
-use crate::bindings::wasi::nn::errors::{Error as NnError, ErrorCode};
 use crate::bindings::wasi::nn::graph::{self, Graph};
 use crate::bindings::wasi::nn::tensor::{Tensor, TensorType};
 
-/// wasi:nn's error codes as their WIT names.
-fn code_name(code: ErrorCode) -> &'static str {
-    match code {
-        ErrorCode::InvalidArgument => "invalid-argument",
-        ErrorCode::InvalidEncoding => "invalid-encoding",
-        ErrorCode::Timeout => "timeout",
-        ErrorCode::RuntimeError => "runtime-error",
-        ErrorCode::UnsupportedOperation => "unsupported-operation",
-        ErrorCode::TooLarge => "too-large",
-        ErrorCode::NotFound => "not-found",
-        ErrorCode::Security => "security",
-        ErrorCode::Unknown => "unknown",
-    }
-}
-
-fn nn_error(what: &str, err: NnError) -> ApiError {
-    ApiError::server(format!(
-        "wasi-nn {what} failed ({}): {}",
-        code_name(err.code()),
-        err.data()
-    ))
-}
+handler_common::nn_error_fn!();
 
 /// Tokenises one input with the model's special tokens (`[CLS] … [SEP]`).
 /// Invalid input is the client's (400 on `input`).

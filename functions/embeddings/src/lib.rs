@@ -36,26 +36,11 @@ mod bindings {
     });
 }
 
-use bindings::exports::tensoras::platform::handler::{Guest, Request, Response};
+use bindings::exports::tensoras::platform::handler::{Request, Response};
 use bindings::tensoras::platform::models;
-use bindings::tensoras::platform::types::{HandlerError, Usage};
+use bindings::tensoras::platform::types::Usage;
 
-/// The exported handler.
-struct EmbeddingsHandler;
-
-impl Guest for EmbeddingsHandler {
-    fn handle(req: Request) -> Result<Response, HandlerError> {
-        handle(req).map_err(|e| HandlerError {
-            status: e.status,
-            kind: e.kind.to_owned(),
-            message: e.message,
-            param: e.param,
-            code: e.code.map(str::to_owned),
-        })
-    }
-}
-
-bindings::export!(EmbeddingsHandler with_types_in bindings);
+handler_common::export_handler!(EmbeddingsHandler, handle);
 
 fn handle(raw: Request) -> Result<Response, ApiError> {
     if raw.path.trim_end_matches('/') != "/v1/embeddings" {

@@ -98,3 +98,58 @@ impl ApiError {
         }
     }
 }
+
+/// Exports `$ty` as the world's `tensoras:platform/handler`, answering with
+/// `$handle(request) -> Result<Response, ApiError>`. Each handler crate has its
+/// own generated bindings (in a `bindings` module at its root), so the
+/// conversion from [`ApiError`] to that crate's `handler-error` is generated here
+/// once instead of written in every handler.
+#[macro_export]
+macro_rules! export_handler {
+    ($ty:ident, $handle:path) => {
+        /// The exported handler.
+        struct $ty;
+
+        impl bindings::exports::tensoras::platform::handler::Guest for $ty {
+            fn handle(
+                req: bindings::exports::tensoras::platform::handler::Request,
+            ) -> Result<bindings::exports::tensoras::platform::handler::Response, bindings::tensoras::platform::types::HandlerError>
+            {
+                $handle(req).map_err(|e: $crate::ApiError| bindings::tensoras::platform::types::HandlerError {
+                    status: e.status,
+                    kind: e.kind.to_owned(),
+                    message: e.message,
+                    param: e.param,
+                    code: e.code.map(str::to_owned),
+                })
+            }
+        }
+
+        bindings::export!($ty with_types_in bindings);
+    };
+}
+
+/// Defines `nn_error(what, err) -> ApiError` for the crate's generated
+/// `wasi:nn` error type (at `crate::bindings::wasi::nn::errors`): a 500
+/// `server_error` carrying the error code's WIT name and the host's message.
+#[macro_export]
+macro_rules! nn_error_fn {
+    () => {
+        /// A wasi:nn error as a 500 with the backend's message.
+        fn nn_error(what: &str, err: crate::bindings::wasi::nn::errors::Error) -> $crate::ApiError {
+            use crate::bindings::wasi::nn::errors::ErrorCode;
+            let code = match err.code() {
+                ErrorCode::InvalidArgument => "invalid-argument",
+                ErrorCode::InvalidEncoding => "invalid-encoding",
+                ErrorCode::Timeout => "timeout",
+                ErrorCode::RuntimeError => "runtime-error",
+                ErrorCode::UnsupportedOperation => "unsupported-operation",
+                ErrorCode::TooLarge => "too-large",
+                ErrorCode::NotFound => "not-found",
+                ErrorCode::Security => "security",
+                ErrorCode::Unknown => "unknown",
+            };
+            $crate::ApiError::server(format!("wasi-nn {what} failed ({code}): {}", err.data()))
+        }
+    };
+}
