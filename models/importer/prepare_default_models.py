@@ -43,7 +43,7 @@ MODELS = [
         "name": "sentence-transformers/all-MiniLM-L6-v2",
     },
 ]
-IMPORTER_FILES = ["gguf_to_onnx.py", "safetensors_to_onnx.py", "prepare_default_models.py"]
+IMPORTER_FILES = ["gguf_to_onnx.py", "safetensors_to_onnx.py", "onnx_graph.py", "prepare_default_models.py"]
 
 
 class Failure(Exception):

@@ -23,6 +23,7 @@ import numpy as np
 try:
     import onnx
     from onnx import TensorProto, helper, numpy_helper
+    from onnx_graph import G
     from safetensors.numpy import load_file
 except ImportError as e:  # pragma: no cover
     sys.exit(f"safetensors_to_onnx: missing Python package ({e}); "
@@ -65,29 +66,6 @@ def load_config(model_dir: Path):
     normalize = any(m.get("type", "").endswith("Normalize") for m in modules) if modules else True
     max_len = int(st.get("max_seq_length") or min(512, cfg.get("max_position_embeddings", 512)))
     return cfg, {"pooling": pooling, "normalize": normalize, "max_length": max_len}
-
-
-class G:
-    def __init__(self):
-        self.nodes, self.inits, self.n, self._c = [], [], 0, {}
-
-    def init(self, name, arr):
-        self.inits.append(numpy_helper.from_array(np.ascontiguousarray(arr), name))
-        return name
-
-    def const(self, arr, dtype=np.int64):
-        arr = np.asarray(arr, dtype=dtype)
-        key = (arr.dtype.str, arr.shape, arr.tobytes())
-        if key not in self._c:
-            self._c[key] = self.init(f"const_{len(self._c)}", arr)
-        return self._c[key]
-
-    def op(self, t, ins, n_out=1, outputs=None, name=None, domain=None, **attrs):
-        self.n += 1
-        name = name or f"{t}_{self.n}"
-        outs = outputs or [f"{name}_out{i}" for i in range(n_out)]
-        self.nodes.append(helper.make_node(t, ins, outs, name=name, domain=domain, **attrs))
-        return outs[0] if len(outs) == 1 else outs
 
 
 def build_graph(w: dict, cfg: dict) -> onnx.ModelProto:
