@@ -159,6 +159,23 @@ def cmd_chat(a):
     json.dump(out, open(a.out, "w"), indent=1)
 
 
+def embed_passes(a, one_pass, **extra):
+    """One warm-up pass, then a.reps timed passes; writes the median rate to a.out."""
+    one_pass()
+    rates = []
+    for i in range(a.reps):
+        t0 = time.perf_counter()
+        n = one_pass()
+        rates.append(n / (time.perf_counter() - t0))
+        print(f"[{a.label}] pass {i + 1}: {n} embeddings, {rates[-1]:.1f}/s", flush=True)
+    json.dump(
+        {"kind": "embed", "label": a.label, "threads": a.threads, "per_s": statistics.median(rates),
+         "sentences": a.sentences, "batch": a.batch, "rates": rates, **extra},
+        open(a.out, "w"),
+        indent=1,
+    )
+
+
 def cmd_embed_http(a):
     texts = sentences(a.sentences)
     def one_pass():
@@ -178,19 +195,7 @@ def cmd_embed_http(a):
                 raise SystemExit(f"embeddings: HTTP {resp.status}: {body[:300]!r}")
             n += len(json.loads(body)["data"])
         return n
-    one_pass()  # warm-up
-    rates = []
-    for i in range(a.reps):
-        t0 = time.perf_counter()
-        n = one_pass()
-        rates.append(n / (time.perf_counter() - t0))
-        print(f"[{a.label}] pass {i + 1}: {n} embeddings, {rates[-1]:.1f}/s", flush=True)
-    json.dump(
-        {"kind": "embed", "label": a.label, "threads": a.threads, "per_s": statistics.median(rates),
-         "sentences": a.sentences, "batch": a.batch, "rates": rates},
-        open(a.out, "w"),
-        indent=1,
-    )
+    embed_passes(a, one_pass)
 
 
 def cmd_embed_ort(a):
@@ -224,19 +229,7 @@ def cmd_embed_ort(a):
             n += len(pooled)
         return n
 
-    one_pass()
-    rates = []
-    for i in range(a.reps):
-        t0 = time.perf_counter()
-        n = one_pass()
-        rates.append(n / (time.perf_counter() - t0))
-        print(f"[{a.label}] pass {i + 1}: {n} embeddings, {rates[-1]:.1f}/s", flush=True)
-    json.dump(
-        {"kind": "embed", "label": a.label, "threads": a.threads, "per_s": statistics.median(rates),
-         "sentences": a.sentences, "batch": a.batch, "rates": rates, "onnxruntime": ort.__version__},
-        open(a.out, "w"),
-        indent=1,
-    )
+    embed_passes(a, one_pass, onnxruntime=ort.__version__)
 
 
 def cmd_ingest_bare(a):
