@@ -29,6 +29,11 @@ pub struct Config {
     pub openai_aliases: bool,
     /// ONNX Runtime library, threads and device.
     pub ort: crate::inference::OrtOptions,
+    /// Object store for uploaded files (`memory://`, `file:///dir`, `s3://bucket/prefix`
+    /// ...); `None` is `<data_dir>/objects`.
+    pub files_url: Option<String>,
+    /// Largest uploaded file, in bytes (413 above it).
+    pub max_file_bytes: u64,
 }
 
 impl Config {
@@ -62,6 +67,8 @@ impl Config {
                 threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
                 cuda: false,
             },
+            files_url: None,
+            max_file_bytes: 512 << 20,
         }
     }
 
@@ -78,6 +85,16 @@ impl Config {
     /// Private storage granted to functions, `function-data/<tenant>/<name>/`.
     pub fn function_data_dir(&self) -> PathBuf {
         self.data_dir.join("function-data")
+    }
+
+    /// The object store when no URL is configured; uploaded files are `files/...` in it.
+    pub fn objects_dir(&self) -> PathBuf {
+        self.data_dir.join("objects")
+    }
+
+    /// Embedded vector store (qdrant-edge shards, one per knowledge base).
+    pub fn vectors_dir(&self) -> PathBuf {
+        self.data_dir.join("vectors")
     }
 
     /// wasmtime's compiled-code cache, so a restart does not recompile components.

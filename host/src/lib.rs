@@ -8,8 +8,10 @@
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod files;
 pub mod functions;
 pub mod inference;
+pub mod kb;
 pub mod runtime;
 pub mod store;
 

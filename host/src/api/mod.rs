@@ -5,6 +5,7 @@
 mod authn;
 pub mod error;
 pub mod extract;
+mod files;
 mod functions;
 pub mod inference;
 mod keys;
@@ -39,6 +40,8 @@ pub struct AppState {
     pub inference: Arc<crate::inference::Inference>,
     /// Handler components of the inference endpoints.
     pub handlers: inference::Handlers,
+    /// Bytes of uploaded files.
+    pub file_storage: crate::files::FileStorage,
 }
 
 impl std::fmt::Debug for AppState {
@@ -71,7 +74,8 @@ impl AppState {
             &config.ort,
         )?);
         let handlers = inference::Handlers::load(&runtime, &config.handlers_dir, config.handler_limits);
-        Ok(Self { config, store, runtime, functions, inference, handlers })
+        let file_storage = crate::files::FileStorage::open(config.files_url.as_deref(), &config.objects_dir())?;
+        Ok(Self { config, store, runtime, functions, inference, handlers, file_storage })
     }
 }
 
@@ -88,6 +92,16 @@ pub fn router(state: AppState) -> Router {
         .route("/functions/{name}/call", post(functions::call))
         .route("/functions/{name}/invoke", any(functions::invoke))
         .route("/functions/{name}/invoke/{*rest}", any(functions::invoke))
+        .route(
+            "/files",
+            // Uploads have their own cap (checked while streaming, with a precise 413);
+            // the body limit only leaves room for the multipart framing around it.
+            post(files::upload)
+                .layer(DefaultBodyLimit::max(usize::try_from(state.config.max_file_bytes).unwrap_or(usize::MAX).saturating_add(1 << 20)))
+                .get(files::list),
+        )
+        .route("/files/{id}", get(files::get).delete(files::delete))
+        .route("/files/{id}/content", get(files::content))
         .route("/keys", post(keys::create).get(keys::list))
         .route("/keys/{id}", axum::routing::delete(keys::revoke))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), authn::require_key));

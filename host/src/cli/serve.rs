@@ -46,6 +46,14 @@ pub struct ServeArgs {
     /// Threads per model for ONNX Runtime [default: all cores].
     #[arg(long, env = "TENSORAS_THREADS")]
     threads: Option<usize>,
+    /// Object store for uploaded files: `file:///dir`, `memory://`, or (with the
+    /// `cloud-storage` build feature) `s3://bucket/prefix`, `gs://...`, `az://...`
+    /// [default: <data-dir>/objects].
+    #[arg(long, env = "TENSORAS_FILES_URL")]
+    files_url: Option<String>,
+    /// Largest uploaded file, in bytes.
+    #[arg(long, env = "TENSORAS_MAX_FILE_BYTES", default_value_t = 512 << 20)]
+    max_file_bytes: u64,
     /// Device for model execution: `cpu` or `cuda` (falls back to CPU with a warning).
     #[arg(long, env = "TENSORAS_DEVICE", default_value = "cpu", value_parser = ["cpu", "cuda"])]
     device: String,
@@ -66,6 +74,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         config.ort.threads = t.max(1);
     }
     config.ort.cuda = args.device == "cuda";
+    config.files_url = args.files_url;
+    config.max_file_bytes = args.max_file_bytes;
 
     let state = AppState::open(config).await?;
     bootstrap_key(state.store.as_ref(), args.api_key.as_deref())?;

@@ -1,8 +1,14 @@
-//! Metadata: API keys and deployed functions. [`MetadataStore`] is the data-access
+//! Metadata: API keys, deployed functions, files and knowledge bases. [`MetadataStore`] is the data-access
 //! boundary; SQLite ([`sqlite::SqliteStore`]) is the embedded default, and a PostgreSQL
 //! backend for replicated deployments implements the same trait.
 
+pub mod knowledge;
+mod knowledge_sqlite;
 pub mod sqlite;
+
+pub use knowledge::{
+    DataSourceRecord, FileQuery, FileRecord, KnowledgeBaseRecord, KnowledgeStore, SourceProgress, SourceStatus,
+};
 
 use serde::{Deserialize, Serialize};
 
@@ -88,7 +94,7 @@ pub enum StoreError {
 
 /// Data access for keys and functions. Methods are short and synchronous: SQLite answers
 /// in microseconds, and a networked backend would wrap its own pool.
-pub trait MetadataStore: Send + Sync {
+pub trait MetadataStore: KnowledgeStore + Send + Sync {
     /// Number of active keys.
     fn count_keys(&self) -> Result<u64, StoreError>;
     /// Stores a new key by hash.

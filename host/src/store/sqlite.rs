@@ -33,6 +33,45 @@ CREATE TABLE functions (
     created_at INTEGER NOT NULL,
     PRIMARY KEY (tenant, name)
 );
+"#, r#"
+CREATE TABLE files (
+    id TEXT PRIMARY KEY,
+    tenant TEXT NOT NULL,
+    filename TEXT NOT NULL,
+    purpose TEXT NOT NULL,
+    bytes INTEGER NOT NULL,
+    content_type TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX files_by_tenant ON files (tenant, created_at, id);
+CREATE TABLE knowledge_bases (
+    id TEXT PRIMARY KEY,
+    tenant TEXT NOT NULL,
+    name TEXT NOT NULL,
+    description TEXT,
+    embedding_model TEXT NOT NULL,
+    chunking TEXT NOT NULL,
+    metadata TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE INDEX kbs_by_tenant ON knowledge_bases (tenant, created_at, id);
+CREATE TABLE data_sources (
+    id TEXT PRIMARY KEY,
+    tenant TEXT NOT NULL,
+    kb_id TEXT NOT NULL REFERENCES knowledge_bases (id) ON DELETE CASCADE,
+    file_id TEXT NOT NULL,
+    metadata TEXT NOT NULL,
+    status TEXT NOT NULL,
+    error TEXT,
+    chunks_total INTEGER,
+    chunks_done INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE INDEX sources_by_kb ON data_sources (kb_id, created_at, id);
+CREATE INDEX sources_by_status ON data_sources (status);
+CREATE INDEX sources_by_file ON data_sources (tenant, file_id);
 "#];
 
 /// The embedded metadata store.
@@ -58,6 +97,7 @@ impl SqliteStore {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
         let version: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         if version > MIGRATIONS.len() {
             anyhow::bail!(
@@ -75,7 +115,7 @@ impl SqliteStore {
         Ok(Self { conn: Mutex::new(conn) })
     }
 
-    fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
+    pub(super) fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
         let conn = self
             .conn
             .lock()
@@ -100,13 +140,13 @@ fn key_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApiKey> {
 }
 
 /// A column holding JSON, decoded into `T`; a corrupt value is an error, not a default.
-fn json_column<T: serde::de::DeserializeOwned>(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<T> {
+pub(super) fn json_column<T: serde::de::DeserializeOwned>(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<T> {
     let text: String = r.get(i)?;
     serde_json::from_str(&text)
         .map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e)))
 }
 
-fn to_json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
+pub(super) fn to_json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
     serde_json::to_string(v).map_err(|e| StoreError::Backend(e.into()))
 }
 

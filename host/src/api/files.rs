@@ -1,0 +1,297 @@
+//! `/v1/files`: OpenAI's Files API. Uploads stream into the object store (never whole in
+//! memory) with a size cap; the record is written only once the bytes are complete, so a
+//! file that lists is a file whose content can be read.
+
+use axum::Extension;
+use axum::body::Body;
+use axum::extract::{Multipart, Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::error::ApiError;
+use super::extract::body_rejection;
+use super::{AppState, Caller};
+use crate::files::{PURPOSES, new_file_id, sniff};
+use crate::store::{FileQuery, FileRecord};
+
+/// How many bytes of the head are kept for sniffing.
+const SNIFF_BYTES: usize = 8192;
+
+/// The OpenAI file object.
+pub fn file_json(f: &FileRecord) -> Value {
+    json!({
+        "id": f.id,
+        "object": "file",
+        "bytes": f.bytes,
+        "created_at": f.created_at,
+        "expires_at": null,
+        "filename": f.filename,
+        "purpose": f.purpose,
+        "status": "processed",
+        "status_details": null,
+        "content_type": f.content_type,
+    })
+}
+
+/// 404 for a file id the caller's tenant does not own (or that does not exist).
+pub fn file_not_found(id: &str) -> ApiError {
+    ApiError::not_found(format!("No such File object: {id}")).param("id").code("file_not_found")
+}
+
+fn multipart_err(e: axum::extract::multipart::MultipartError) -> ApiError {
+    body_rejection(e.status(), e.body_text())
+}
+
+fn too_large(limit: u64) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "invalid_request_error",
+        format!("File is larger than this server accepts ({limit} bytes)."),
+    )
+    .param("file")
+    .code("file_too_large")
+}
+
+fn validate_purpose(purpose: Option<String>) -> Result<String, ApiError> {
+    let purpose = purpose.ok_or_else(|| ApiError::invalid("Missing required parameter: 'purpose'.").param("purpose"))?;
+    if PURPOSES.contains(&purpose.as_str()) {
+        Ok(purpose)
+    } else {
+        Err(ApiError::invalid(format!(
+            "'{purpose}' is not one of {PURPOSES:?} - 'purpose'",
+        ))
+        .param("purpose")
+        .code("invalid_value"))
+    }
+}
+
+/// A file part being streamed into storage.
+struct Received {
+    id: String,
+    filename: String,
+    bytes: u64,
+    head: Vec<u8>,
+}
+
+/// Streams the `file` part into storage under a fresh id. Over the limit → 413 and
+/// nothing is kept.
+async fn receive(
+    state: &AppState,
+    tenant: &str,
+    field: &mut axum::extract::multipart::Field<'_>,
+) -> Result<Received, ApiError> {
+    let filename = field.file_name().map(str::to_owned).unwrap_or_default();
+    let id = new_file_id().map_err(ApiError::internal)?;
+    let limit = state.config.max_file_bytes;
+    let mut upload = state.file_storage.upload(tenant, &id);
+    let mut received = Received { id, filename, bytes: 0, head: Vec::new() };
+    let outcome: Result<(), ApiError> = async {
+        while let Some(chunk) = field.chunk().await.map_err(multipart_err)? {
+            received.bytes += chunk.len() as u64;
+            if received.bytes > limit {
+                return Err(too_large(limit));
+            }
+            if received.head.len() < SNIFF_BYTES {
+                let take = (SNIFF_BYTES - received.head.len()).min(chunk.len());
+                received.head.extend_from_slice(&chunk[..take]);
+            }
+            upload.write(chunk).await.map_err(|e| ApiError::internal(format!("{e:#}")))?;
+        }
+        Ok(())
+    }
+    .await;
+    match outcome {
+        Ok(()) => {
+            upload.finish().await.map_err(|e| ApiError::internal(format!("{e:#}")))?;
+            Ok(received)
+        }
+        Err(e) => {
+            upload.abort().await;
+            Err(e)
+        }
+    }
+}
+
+/// `POST /v1/files`: multipart with `file` and `purpose`.
+pub async fn upload(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    form: Result<Multipart, axum::extract::multipart::MultipartRejection>,
+) -> Result<Response, ApiError> {
+    let mut form = form.map_err(|e| {
+        ApiError::new(e.status(), "invalid_request_error", format!("Expected a multipart/form-data body: {}", e.body_text()))
+    })?;
+    let mut purpose = None;
+    let mut file: Option<Received> = None;
+    let result: Result<(), ApiError> = async {
+        while let Some(mut field) = form.next_field().await.map_err(multipart_err)? {
+            let name = field.name().unwrap_or_default().to_owned();
+            match name.as_str() {
+                "file" if file.is_some() => {
+                    return Err(ApiError::invalid("Only one 'file' part may be sent.").param("file"));
+                }
+                "file" => file = Some(receive(&state, &caller.tenant, &mut field).await?),
+                "purpose" => purpose = Some(field.text().await.map_err(multipart_err)?.trim().to_owned()),
+                // Other fields (expires_after[...], future ones) are accepted and ignored.
+                _ => {
+                    while field.chunk().await.map_err(multipart_err)?.is_some() {}
+                }
+            }
+        }
+        Ok(())
+    }
+    .await;
+    let discard = |file: &Option<Received>| {
+        let storage = state.file_storage.clone();
+        let tenant = caller.tenant.clone();
+        let id = file.as_ref().map(|f| f.id.clone());
+        async move {
+            if let Some(id) = id {
+                let _ = storage.delete(&tenant, &id).await;
+            }
+        }
+    };
+    if let Err(e) = result {
+        discard(&file).await;
+        return Err(e);
+    }
+    let purpose = match validate_purpose(purpose) {
+        Ok(p) => p,
+        Err(e) => {
+            discard(&file).await;
+            return Err(e);
+        }
+    };
+    let Some(file) = file else {
+        return Err(ApiError::invalid("Missing required parameter: 'file'.").param("file"));
+    };
+    let filename = if file.filename.is_empty() { "upload".to_owned() } else { file.filename.clone() };
+    let record = FileRecord {
+        content_type: sniff::content_type(&file.head, &filename).to_owned(),
+        id: file.id.clone(),
+        tenant: caller.tenant.clone(),
+        filename,
+        purpose,
+        bytes: file.bytes,
+        created_at: crate::unix_now(),
+    };
+    if let Err(e) = state.store.insert_file(&record) {
+        discard(&Some(file)).await;
+        return Err(ApiError::internal(e));
+    }
+    tracing::info!(file_id = %record.id, bytes = record.bytes, content_type = %record.content_type, "file uploaded");
+    Ok(axum::Json(file_json(&record)).into_response())
+}
+
+/// Query of `GET /v1/files`.
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    purpose: Option<String>,
+    limit: Option<String>,
+    order: Option<String>,
+    after: Option<String>,
+}
+
+/// `GET /v1/files`: newest first by default, cursor pagination with `after`.
+pub async fn list(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::invalid(format!("Invalid query string: {}", e.body_text())))?;
+    let limit: u32 = match q.limit.as_deref() {
+        None => 10_000,
+        Some(s) => s
+            .parse()
+            .ok()
+            .filter(|n| (1..=10_000).contains(n))
+            .ok_or_else(|| ApiError::invalid("'limit' must be an integer from 1 to 10000.").param("limit"))?,
+    };
+    let descending = match q.order.as_deref() {
+        None | Some("desc") => true,
+        Some("asc") => false,
+        Some(_) => return Err(ApiError::invalid("'order' must be 'asc' or 'desc'.").param("order")),
+    };
+    let query = FileQuery {
+        purpose: q.purpose.filter(|p| !p.is_empty()),
+        limit: limit + 1,
+        descending,
+        after: q.after.filter(|a| !a.is_empty()),
+    };
+    let mut files = state
+        .store
+        .list_files(&caller.tenant, &query)
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::invalid("'after' does not name one of your files.").param("after"))?;
+    let has_more = files.len() > limit as usize;
+    files.truncate(limit as usize);
+    let data: Vec<Value> = files.iter().map(file_json).collect();
+    Ok(axum::Json(json!({
+        "object": "list",
+        "data": data,
+        "first_id": files.first().map(|f| &f.id),
+        "last_id": files.last().map(|f| &f.id),
+        "has_more": has_more,
+    })))
+}
+
+fn lookup(state: &AppState, caller: &Caller, id: &str) -> Result<FileRecord, ApiError> {
+    state.store.get_file(&caller.tenant, id).map_err(ApiError::internal)?.ok_or_else(|| file_not_found(id))
+}
+
+/// `GET /v1/files/{id}`.
+pub async fn get(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Value>, ApiError> {
+    Ok(axum::Json(file_json(&lookup(&state, &caller, &id)?)))
+}
+
+/// `GET /v1/files/{id}/content`: the bytes, streamed.
+pub async fn content(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let record = lookup(&state, &caller, &id)?;
+    let stream = state
+        .file_storage
+        .stream(&caller.tenant, &id)
+        .await
+        .map_err(|e| ApiError::internal(format!("file {id}: {e:#}")))?;
+    let safe: String =
+        record.filename.chars().map(|c| if c.is_control() || c == '"' || c == '\\' { '_' } else { c }).collect();
+    let disposition = format!("attachment; filename=\"{safe}\"");
+    let body = Body::from_stream(futures::StreamExt::map(stream, |r: object_store::Result<Bytes>| {
+        r.map_err(std::io::Error::other)
+    }));
+    Ok((
+        [
+            (header::CONTENT_TYPE, record.content_type.clone()),
+            (header::CONTENT_LENGTH, record.bytes.to_string()),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+/// `DELETE /v1/files/{id}`: the record first (so the id stops resolving at once), then
+/// the bytes. Knowledge bases keep the chunks already ingested from it.
+pub async fn delete(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Value>, ApiError> {
+    if !state.store.delete_file(&caller.tenant, &id).map_err(ApiError::internal)? {
+        return Err(file_not_found(&id));
+    }
+    if let Err(e) = state.file_storage.delete(&caller.tenant, &id).await {
+        tracing::warn!(file_id = %id, "file record deleted but its bytes were not: {e:#}");
+    }
+    Ok(axum::Json(json!({"id": id, "object": "file", "deleted": true})))
+}
