@@ -10,6 +10,7 @@ use std::collections::HashMap;
 
 use handler_common::ApiError;
 
+use crate::grammar::Constraint;
 use crate::sampling::{Sampler, log_sum_exp, top_k};
 use crate::text::{Step, TextTracker};
 
@@ -35,6 +36,8 @@ pub enum FinishReason {
     Stop,
     /// The token limit.
     Length,
+    /// The model called tools.
+    ToolCalls,
 }
 
 impl FinishReason {
@@ -43,6 +46,7 @@ impl FinishReason {
         match self {
             Self::Stop => "stop",
             Self::Length => "length",
+            Self::ToolCalls => "tool_calls",
         }
     }
 }
@@ -74,6 +78,37 @@ pub struct ChoiceResult {
     /// Per-token log probabilities, when requested (a final stop token has
     /// none: it is not part of the text).
     pub logprobs: Vec<TokenLogprob>,
+    /// Tool calls for the client to run (the text is then the content
+    /// before them, usually empty).
+    pub tool_calls: Vec<ToolCall>,
+    /// Deployed tools the server ran for this choice, in order.
+    pub server_calls: Vec<ServerCall>,
+}
+
+/// A tool call returned to the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolCall {
+    /// `call_…`.
+    pub id: String,
+    /// Function name.
+    pub name: String,
+    /// Arguments JSON text as generated.
+    pub arguments: String,
+}
+
+/// A call of a deployed tool function that the server made.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ServerCall {
+    /// `call_…`.
+    pub id: String,
+    /// Tool name.
+    pub name: String,
+    /// Arguments JSON text as generated.
+    pub arguments: String,
+    /// The tool's output, or its error message (also what the model saw).
+    pub output: String,
+    /// Whether the call failed.
+    pub is_error: bool,
 }
 
 /// The end of a choice.
@@ -128,21 +163,35 @@ impl<'d, D: Detokenizer> CachedTokens<'d, D> {
     }
 }
 
+/// What the consumer of released text wants next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// Keep generating.
+    Continue,
+    /// The answer is complete (a model repeating a tool call): end it as a
+    /// normal stop.
+    Stop,
+    /// The client left: stop at once.
+    Abandon,
+}
+
 /// Runs one choice to its end. `on_delta(text, logprobs)` receives every
 /// piece of released text with the logprobs of the tokens since the last
-/// call (text may be empty when only logprobs are pending); returning false
-/// abandons the choice.
+/// call (text may be empty when only logprobs are pending) and says whether
+/// to go on. With a `constraint`, every token is drawn from what
+/// its grammar allows, and the choice ends when the grammar is complete.
 pub fn run_choice<S, D, F>(
     seq: &mut S,
     detok: &mut D,
     sampler: &mut Sampler,
     spec: &ChoiceSpec<'_>,
+    mut constraint: Option<&mut Constraint>,
     mut on_delta: F,
 ) -> Result<Outcome, ApiError>
 where
     S: Sequence,
     D: Detokenizer,
-    F: FnMut(&str, &[TokenLogprob]) -> bool,
+    F: FnMut(&str, &[TokenLogprob]) -> Flow,
 {
     let mut tokens = CachedTokens::new(detok);
     let mut tracker = TextTracker::new(spec.stop);
@@ -156,6 +205,9 @@ where
     let mut logits = seq.feed(spec.prompt)?;
     // Each exit yields the finish reason and the text still to release.
     let (finish_reason, last) = loop {
+        if let Some(c) = constraint.as_deref_mut() {
+            c.mask(&mut logits).map_err(grammar_error)?;
+        }
         let token = sampler.sample(&logits);
         generated += 1;
         if spec.stop_tokens.contains(&token) {
@@ -171,18 +223,36 @@ where
         sampler.record(token);
         ids.push(token);
         full = tokens.inner.decode(&ids)?;
+        // Nothing but the end can follow a complete grammar: stop without
+        // computing another step.
+        let complete = match constraint.as_deref_mut() {
+            Some(c) => {
+                c.accept(token).map_err(grammar_error)?;
+                c.is_finished()
+            }
+            None => false,
+        };
 
         match tracker.update(&full) {
             Step::Stop(delta) => break (FinishReason::Stop, delta),
             Step::Continue(delta) if !delta.is_empty() => {
-                if !on_delta(&delta, &all_logprobs[unsent..]) {
-                    return Ok(Outcome::Abandoned {
-                        completion_tokens: generated,
-                    });
-                }
+                let flow = on_delta(&delta, &all_logprobs[unsent..]);
                 unsent = all_logprobs.len();
+                match flow {
+                    Flow::Continue => {}
+                    Flow::Stop => break (FinishReason::Stop, String::new()),
+                    Flow::Abandon => {
+                        return Ok(Outcome::Abandoned {
+                            completion_tokens: generated,
+                        });
+                    }
+                }
             }
             Step::Continue(_) => {}
+        }
+        if complete {
+            let (delta, _) = tracker.finish(&full);
+            break (FinishReason::Stop, delta);
         }
         if generated >= spec.max_tokens {
             let (delta, hit_stop) = tracker.finish(&full);
@@ -197,7 +267,7 @@ where
     };
 
     if (!last.is_empty() || unsent < all_logprobs.len())
-        && !on_delta(&last, &all_logprobs[unsent..])
+        && on_delta(&last, &all_logprobs[unsent..]) == Flow::Abandon
     {
         return Ok(Outcome::Abandoned {
             completion_tokens: generated,
@@ -209,7 +279,16 @@ where
         finish_reason,
         completion_tokens: generated,
         logprobs: all_logprobs,
+        tool_calls: Vec::new(),
+        server_calls: Vec::new(),
     }))
+}
+
+/// A failure of the grammar engine mid-generation (the sampler chose a
+/// token the grammar forbids, which `logit_bias` banning every allowed
+/// token can cause).
+fn grammar_error(message: String) -> ApiError {
+    ApiError::server(format!("constrained decoding failed: {message}"))
 }
 
 /// Log probability (log-softmax of the raw logits) of `token` and of the
@@ -346,10 +425,10 @@ mod tests {
         };
         let mut deltas = Vec::new();
         let mut delta_logprobs = Vec::new();
-        let outcome = run_choice(&mut model, tok, &mut greedy(), &spec, |d, lp| {
+        let outcome = run_choice(&mut model, tok, &mut greedy(), &spec, None, |d, lp| {
             deltas.push(d.to_owned());
             delta_logprobs.extend_from_slice(lp);
-            true
+            Flow::Continue
         })
         .unwrap();
         Run {
@@ -491,7 +570,7 @@ mod tests {
             stop: &[],
             logprobs: None,
         };
-        let outcome = run_choice(&mut model, &mut tok, &mut greedy(), &spec, |_, _| false).unwrap();
+        let outcome = run_choice(&mut model, &mut tok, &mut greedy(), &spec, None, |_, _| Flow::Abandon).unwrap();
         assert_eq!(
             outcome,
             Outcome::Abandoned {
@@ -519,7 +598,7 @@ mod tests {
             stop: &[],
             logprobs: None,
         };
-        let err = run_choice(&mut Broken, &mut tok, &mut greedy(), &spec, |_, _| true).unwrap_err();
+        let err = run_choice(&mut Broken, &mut tok, &mut greedy(), &spec, None, |_, _| Flow::Continue).unwrap_err();
         assert_eq!(err.status, 500);
         assert!(err.message.contains("boom"));
     }

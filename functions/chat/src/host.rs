@@ -9,6 +9,8 @@
 use handler_common::ApiError;
 
 use crate::bindings::tensoras::platform::tokenizer::{self, ChatMessage, TokenizerError};
+use crate::bindings::tensoras::platform::tools::{self, ToolInfo};
+use crate::bindings::tensoras::platform::types::ToolError;
 use crate::bindings::wasi::nn::graph::{self, Graph};
 use crate::bindings::wasi::nn::inference::GraphExecutionContext;
 use crate::bindings::wasi::nn::tensor::{Tensor, TensorType};
@@ -123,6 +125,43 @@ pub fn encode_prompt(model: &str, text: &str, param: &str) -> Result<Vec<u32>, A
 /// The ids that end a turn.
 pub fn stop_tokens(model: &str) -> Result<Vec<u32>, ApiError> {
     tokenizer::stop_tokens(model).map_err(|e| tokenizer_error("stop-tokens", e, None))
+}
+
+/// The model's token bytes, for the grammar engine.
+pub fn vocabulary(model: &str) -> Result<crate::grammar::Vocabulary, ApiError> {
+    let v = tokenizer::vocabulary(model).map_err(|e| tokenizer_error("vocabulary", e, None))?;
+    Ok(crate::grammar::Vocabulary {
+        bytes: v.bytes,
+        ends: v.ends,
+    })
+}
+
+/// The tenant's deployed tool functions, listed on first use.
+#[derive(Default)]
+pub struct DeployedTools {
+    listed: Option<Vec<ToolInfo>>,
+}
+
+impl crate::tools::ServerTools for DeployedTools {
+    fn describe(&mut self, name: &str) -> Option<(String, serde_json::Value)> {
+        let tools = self.listed.get_or_insert_with(tools::available);
+        let t = tools.iter().find(|t| t.name == name)?;
+        // A tool that describes no usable schema takes any object.
+        let parameters = serde_json::from_str::<serde_json::Value>(&t.parameters)
+            .ok()
+            .filter(|p| p.get("type").is_some())
+            .unwrap_or_else(|| serde_json::json!({"type": "object"}));
+        Some((t.description.clone(), parameters))
+    }
+}
+
+/// Runs a deployed tool in its own sandbox. A failure is returned as the
+/// text the model sees, never as an error of this request.
+pub fn invoke_tool(name: &str, arguments: &str) -> Result<String, String> {
+    tools::invoke(name, arguments).map_err(|e| match e {
+        ToolError::InvalidArguments(m) => format!("invalid arguments: {m}"),
+        ToolError::Failed(m) => format!("the tool failed: {m}"),
+    })
 }
 
 /// Decoding through the host tokenizer.

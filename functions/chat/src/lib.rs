@@ -15,22 +15,34 @@
 //!
 //! The conventions with the host are in `docs/design/003-inference-abi.md`.
 //! Choices are generated one after another; every chunk names its choice.
-//! Tool calls: `tools` reach the chat template, but the model's output is
-//! returned as text (no tool-call parsing).
+//!
+//! `tools` and `response_format` are enforced by constrained decoding
+//! ([`grammar`]): the output is forced into the tool-call format
+//! ([`calls`]) or the JSON schema. Calls of deployed tool functions
+//! (`type: "tensoras_function"`) run on the server between generation
+//! rounds ([`turns`]). See `docs/design/005-tool-calling.md`.
 
+pub mod calls;
 pub mod generate;
+pub mod grammar;
 mod host;
+pub mod prompt;
 pub mod request;
 pub mod response;
 pub mod sampling;
 pub mod text;
+pub mod tools;
+mod turns;
 
 use handler_common::{ApiError, ids};
 
-use crate::generate::{ChoiceResult, ChoiceSpec, Outcome, run_choice};
-use crate::request::{GenerationRequest, Input, ModelFacts};
+use crate::calls::CallFormat;
+use crate::generate::ChoiceResult;
+use crate::grammar::Engine;
+use crate::request::{GenerationRequest, ModelFacts};
 use crate::response::{ChunkEvent, ChunkWriter, Envelope, Usage, full_response, id_prefix};
-use crate::sampling::{Rng, Sampler, SamplingParams};
+use crate::sampling::SamplingParams;
+use crate::turns::{Turns, TurnsOutcome};
 
 #[allow(missing_docs, clippy::all)]
 mod bindings {
@@ -76,37 +88,22 @@ fn sampling_params(req: &GenerationRequest, info: &ModelInfo) -> SamplingParams 
 fn handle(raw: Request) -> Result<Response, ApiError> {
     let endpoint =
         request::Endpoint::from_path(&raw.path).ok_or_else(|| ApiError::unknown_path(&raw.path))?;
-    let req = request::parse(endpoint, &raw.body, raw.stream)?;
+    let req = request::parse(
+        endpoint,
+        &raw.body,
+        raw.stream,
+        &mut host::DeployedTools::default(),
+    )?;
     let info = models::get(&req.model).ok_or_else(|| ApiError::model_not_found(&req.model))?;
     req.check_against(ModelFacts {
         id: &info.id,
         kind: &info.kind,
         vocab_size: info.vocab_size,
     })?;
-
-    let prompt_param = endpoint.prompt_param();
-    let prompt = match &req.input {
-        Input::Messages { messages, tools } => {
-            let text = host::apply_chat_template(&info.id, messages, tools.as_deref())?;
-            host::encode_prompt(&info.id, &text, prompt_param)?
-        }
-        Input::Prompt(text) => host::encode_prompt(&info.id, text, prompt_param)?,
-    };
-    if prompt.is_empty() {
-        return Err(ApiError::invalid(
-            prompt_param,
-            format!("The {prompt_param} produced no tokens."),
-        ));
-    }
-    let prompt_tokens = prompt.len().min(u32::MAX as usize) as u32;
-    let max_tokens = request::completion_budget(
-        endpoint,
-        prompt_tokens,
-        req.max_tokens,
-        info.context_length,
-        info.default_max_tokens,
-    )?;
     let stop_tokens = host::stop_tokens(&info.id)?;
+    let format = CallFormat::named(&info.tool_call_format);
+    let engine = grammar_engine(&req, &info, &stop_tokens)?;
+
     let params = sampling_params(&req, &info);
     // Without a seed each request draws one; with it, choice i always gets
     // the same stream.
@@ -120,55 +117,47 @@ fn handle(raw: Request) -> Result<Response, ApiError> {
         model: info.id.clone(),
     };
     let writer = ChunkWriter::new(env.clone(), req.logprobs.is_some(), req.include_usage);
-    let spec = ChoiceSpec {
-        prompt: &prompt,
-        max_tokens,
-        stop_tokens: &stop_tokens,
-        stop: &req.stop,
-        logprobs: req.logprobs,
-    };
-    let mut detok = host::HostDetokenizer { model: &info.id };
     // Streams go to `output.send`; a false return means the client left.
     let send = |chunk: Option<String>| chunk.is_none_or(|c| output::send(&c));
-
-    let mut choices: Vec<ChoiceResult> = Vec::with_capacity(req.n as usize);
-    let mut completion_tokens = 0u32;
-    let abandoned = |completion_tokens: u32| Response {
-        body: String::new(),
-        usage: WitUsage {
-            prompt_tokens,
-            completion_tokens,
-        },
+    let turns = Turns {
+        req: &req,
+        info: &info,
+        graph: &graph,
+        stop_tokens: &stop_tokens,
+        params: &params,
+        seed,
+        engine: engine.as_ref(),
+        format,
+        writer: &writer,
+        send: &send,
     };
 
+    let mut choices: Vec<ChoiceResult> = Vec::with_capacity(req.n as usize);
+    let mut prompt_tokens = 0u32;
+    let mut completion_tokens = 0u32;
+    let mut abandoned = false;
     for index in 0..req.n {
-        // One execution context per choice; dropped (cache freed) after it.
-        let mut seq = host::NnSequence::new(&graph)?;
-        let mut sampler = Sampler::new(params.clone(), Rng::for_choice(seed, index));
         if req.stream && !send(writer.chunk(index, ChunkEvent::Start)) {
-            return Ok(abandoned(completion_tokens));
+            abandoned = true;
+            break;
         }
-        let outcome = run_choice(
-            &mut seq,
-            &mut detok,
-            &mut sampler,
-            &spec,
-            |text, logprobs| {
-                !req.stream || send(writer.chunk(index, ChunkEvent::Text(text, logprobs)))
-            },
-        )?;
-        match outcome {
-            Outcome::Abandoned {
-                completion_tokens: used,
-            } => {
-                return Ok(abandoned(completion_tokens.saturating_add(used)));
+        let outcome = turns.run(index)?;
+        // The prompt is counted once for all choices, plus the prompts of
+        // any later rounds (after server-side tool calls).
+        prompt_tokens = prompt_tokens.max(outcome.first_prompt_tokens);
+        prompt_tokens = prompt_tokens.saturating_add(outcome.more_prompt_tokens);
+        completion_tokens = completion_tokens.saturating_add(outcome.completion_tokens);
+        match outcome.result {
+            TurnsOutcome::Abandoned => {
+                abandoned = true;
+                break;
             }
-            Outcome::Finished(result) => {
-                completion_tokens = completion_tokens.saturating_add(result.completion_tokens);
+            TurnsOutcome::Finished(result) => {
                 if req.stream
                     && !send(writer.chunk(index, ChunkEvent::Finish(result.finish_reason)))
                 {
-                    return Ok(abandoned(completion_tokens));
+                    abandoned = true;
+                    break;
                 }
                 choices.push(result);
             }
@@ -176,9 +165,11 @@ fn handle(raw: Request) -> Result<Response, ApiError> {
     }
 
     let usage = Usage::new(prompt_tokens, completion_tokens);
-    let body = if req.stream {
+    let body = if req.stream || abandoned {
         // The host ignores a stream's body; only the usage chunk remains.
-        send(writer.usage_chunk(usage));
+        if !abandoned {
+            send(writer.usage_chunk(usage));
+        }
         String::new()
     } else {
         full_response(&env, &choices, req.logprobs.is_some(), usage)
@@ -190,4 +181,48 @@ fn handle(raw: Request) -> Result<Response, ApiError> {
             completion_tokens,
         },
     })
+}
+
+/// The grammar engine, when the request constrains the output; every
+/// schema is compiled here first, so one that cannot be enforced is a 400
+/// on its own parameter before any generation.
+fn grammar_engine(
+    req: &GenerationRequest,
+    info: &ModelInfo,
+    stop_tokens: &[u32],
+) -> Result<Option<Engine>, ApiError> {
+    let tooling = &req.tooling;
+    let constrained =
+        tooling.calls_allowed() || tooling.format != tools::ResponseFormat::Text;
+    if !constrained {
+        return Ok(None);
+    }
+    let vocab = host::vocabulary(&info.id)?;
+    let engine = Engine::new(&vocab, info.vocab_size as usize, stop_tokens)
+        .map_err(|e| ApiError::server(format!("the grammar engine could not start: {e}")))?;
+    let check = |schema: serde_json::Value, param: String, what: String| {
+        engine
+            .constraint(llguidance::api::TopLevelGrammar::from_json_schema(schema))
+            .map(drop)
+            .map_err(|e| ApiError::invalid(param, format!("Invalid schema for {what}: {e}")))
+    };
+    if tooling.calls_allowed() {
+        for tool in &tooling.tools {
+            check(
+                calls::args_schema(tool),
+                tool.param(),
+                format!("function '{}'", tool.name),
+            )?;
+        }
+    }
+    if let tools::ResponseFormat::JsonSchema { name, .. } = &tooling.format
+        && let Some(schema) = calls::format_schema(&tooling.format)
+    {
+        check(
+            schema,
+            tools::ResponseFormat::param().to_owned(),
+            format!("response_format '{name}'"),
+        )?;
+    }
+    Ok(Some(engine))
 }

@@ -11,6 +11,8 @@ use handler_common::ApiError;
 use handler_common::fields::{Body, check_number, parse_object, type_error};
 use serde_json::Value;
 
+use crate::tools::{self, ServerTools, Tooling};
+
 /// Which API the request came in on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
@@ -57,12 +59,7 @@ pub struct Message {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Input {
     /// Chat messages, rendered by the model's chat template.
-    Messages {
-        /// The conversation.
-        messages: Vec<Message>,
-        /// The `tools` array as JSON text, when the model may call tools.
-        tools: Option<String>,
-    },
+    Messages(Vec<Message>),
     /// A raw prompt, tokenised as is.
     Prompt(String),
 }
@@ -103,6 +100,8 @@ pub struct GenerationRequest {
     pub stream: bool,
     /// `stream_options.include_usage`.
     pub include_usage: bool,
+    /// Tools and `response_format` (chat only; nothing for completions).
+    pub tooling: Tooling,
 }
 
 /// Most choices one request may ask for.
@@ -117,16 +116,21 @@ pub const MAX_LEGACY_LOGPROBS: i64 = 5;
 /// Parses and validates a body. `stream` is the host's flag (it decides
 /// whether the answer is an event stream); the body's own `stream` is only
 /// type-checked and, when true, also allows `stream_options`.
-pub fn parse(endpoint: Endpoint, body: &str, stream: bool) -> Result<GenerationRequest, ApiError> {
+pub fn parse(
+    endpoint: Endpoint,
+    body: &str,
+    stream: bool,
+    server_tools: &mut dyn ServerTools,
+) -> Result<GenerationRequest, ApiError> {
     let map = parse_object(body)?;
     let body = Body(&map);
 
     let model = body.required_str("model")?.to_owned();
-    let input = match endpoint {
-        Endpoint::Chat => parse_chat_input(body)?,
+    let (input, tooling) = match endpoint {
+        Endpoint::Chat => (parse_chat_input(body)?, tools::parse(body, server_tools)?),
         Endpoint::Completions => {
             reject_legacy_extras(body)?;
-            Input::Prompt(parse_prompt(body)?)
+            (Input::Prompt(parse_prompt(body)?), Tooling::none())
         }
     };
 
@@ -171,6 +175,7 @@ pub fn parse(endpoint: Endpoint, body: &str, stream: bool) -> Result<GenerationR
         logprobs,
         stream,
         include_usage,
+        tooling,
     })
 }
 
@@ -220,7 +225,7 @@ impl GenerationRequest {
     }
 }
 
-/// `messages` (and `tools`) of a chat request.
+/// `messages` of a chat request.
 fn parse_chat_input(body: Body<'_>) -> Result<Input, ApiError> {
     let messages = match body.get("messages") {
         None => {
@@ -243,18 +248,7 @@ fn parse_chat_input(body: Body<'_>) -> Result<Input, ApiError> {
         .enumerate()
         .map(|(i, m)| parse_message(i, m))
         .collect::<Result<Vec<_>, _>>()?;
-
-    // `tool_choice: "none"` means the model must not call tools, so the
-    // template is rendered without them.
-    let tools_off = matches!(body.get("tool_choice"), Some(Value::String(s)) if s == "none");
-    let tools = match body.get("tools") {
-        None => None,
-        Some(Value::Array(items)) if items.is_empty() => None,
-        Some(v @ Value::Array(_)) if !tools_off => Some(v.to_string()),
-        Some(Value::Array(_)) => None,
-        Some(other) => return Err(type_error("tools", "an array", other)),
-    };
-    Ok(Input::Messages { messages, tools })
+    Ok(Input::Messages(messages))
 }
 
 /// One element of `messages`.
@@ -594,11 +588,19 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    struct NoServerTools;
+    impl ServerTools for NoServerTools {
+        fn describe(&mut self, _: &str) -> Option<(String, Value)> {
+            None
+        }
+    }
+
     fn chat(body: Value) -> Result<GenerationRequest, ApiError> {
         parse(
             Endpoint::Chat,
             &body.to_string(),
             body["stream"] == json!(true),
+            &mut NoServerTools,
         )
     }
 
@@ -607,6 +609,7 @@ mod tests {
             Endpoint::Completions,
             &body.to_string(),
             body["stream"] == json!(true),
+            &mut NoServerTools,
         )
     }
 
@@ -631,7 +634,7 @@ mod tests {
         assert_eq!(req.logprobs, None);
         assert!(!req.stream && !req.include_usage);
         assert!(
-            matches!(req.input, Input::Messages { ref messages, tools: None } if messages.len() == 1)
+            matches!(req.input, Input::Messages(ref messages) if messages.len() == 1)
         );
     }
 
@@ -644,7 +647,7 @@ mod tests {
             {"role": "tool", "tool_call_id": "c1", "content": "42"},
         ]}))
         .unwrap();
-        let Input::Messages { messages, .. } = req.input else {
+        let Input::Messages(messages) = req.input else {
             panic!()
         };
         assert_eq!(messages[0].role, "system");

@@ -7,7 +7,7 @@
 use serde::Serialize;
 use serde::ser::{SerializeMap, Serializer};
 
-use crate::generate::{ChoiceResult, FinishReason, TokenLogprob};
+use crate::generate::{ChoiceResult, FinishReason, ServerCall, TokenLogprob, ToolCall};
 use crate::request::Endpoint;
 
 /// `system_fingerprint` of every response: one fixed value, since the
@@ -177,10 +177,48 @@ fn logprobs<'a>(
 // ---- non-streaming responses ---------------------------------------------
 
 #[derive(Serialize)]
+struct FunctionCall<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    arguments: &'a str,
+}
+
+#[derive(Serialize)]
+struct ToolCallJson<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    index: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a str>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    kind: Option<&'static str>,
+    function: FunctionCall<'a>,
+}
+
+fn tool_calls_json(calls: &[ToolCall]) -> Option<Vec<ToolCallJson<'_>>> {
+    (!calls.is_empty()).then(|| {
+        calls
+            .iter()
+            .map(|c| ToolCallJson {
+                index: None,
+                id: Some(&c.id),
+                kind: Some("function"),
+                function: FunctionCall {
+                    name: Some(&c.name),
+                    arguments: &c.arguments,
+                },
+            })
+            .collect()
+    })
+}
+
+#[derive(Serialize)]
 struct AssistantMessage<'a> {
     role: &'static str,
-    content: &'a str,
+    /// Null when the model only called tools, as OpenAI answers.
+    content: Option<&'a str>,
     refusal: Option<()>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_calls: Option<Vec<ToolCallJson<'a>>>,
 }
 
 #[derive(Serialize)]
@@ -189,6 +227,9 @@ struct ChatChoice<'a> {
     message: AssistantMessage<'a>,
     logprobs: Option<Logprobs<'a>>,
     finish_reason: &'static str,
+    /// Tensoras extension: the deployed tools the server ran.
+    #[serde(skip_serializing_if = "<[ServerCall]>::is_empty")]
+    server_tool_calls: &'a [ServerCall],
 }
 
 #[derive(Serialize)]
@@ -232,11 +273,14 @@ pub fn full_response(
                     index: i as u32,
                     message: AssistantMessage {
                         role: "assistant",
-                        content: &c.text,
+                        content: (c.tool_calls.is_empty() || !c.text.is_empty())
+                            .then_some(c.text.as_str()),
                         refusal: None,
+                        tool_calls: tool_calls_json(&c.tool_calls),
                     },
                     logprobs: logprobs(ep, logprobs_wanted, &c.logprobs),
                     finish_reason: c.finish_reason.as_str(),
+                    server_tool_calls: &c.server_calls,
                 })
                 .collect(),
             usage,
@@ -273,6 +317,11 @@ struct Delta<'a> {
     role: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_calls: Option<Vec<ToolCallJson<'a>>>,
+    /// Tensoras extension: a deployed tool the server just ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    server_tool_calls: Option<[&'a ServerCall; 1]>,
 }
 
 #[derive(Serialize)]
@@ -335,6 +384,12 @@ pub enum ChunkEvent<'a> {
     Text(&'a str, &'a [TokenLogprob]),
     /// The end of a choice: empty delta and the finish reason.
     Finish(FinishReason),
+    /// A tool call begins: its position, id and name (arguments follow).
+    CallStart(usize, &'a str, &'a str),
+    /// A fragment of the arguments of the call at this position.
+    CallArguments(usize, &'a str),
+    /// The server ran a deployed tool.
+    ServerCall(&'a ServerCall),
 }
 
 /// Builds the chunks of one stream.
@@ -372,19 +427,60 @@ impl ChunkWriter {
                         Delta {
                             role: Some("assistant"),
                             content: Some(""),
+                            ..Delta::default()
                         },
                         None,
                         None,
                     ),
                     ChunkEvent::Text(text, lp) => (
                         Delta {
-                            role: None,
                             content: Some(text),
+                            ..Delta::default()
                         },
                         logprobs(ep, self.logprobs_wanted, lp),
                         None,
                     ),
                     ChunkEvent::Finish(reason) => (Delta::default(), None, Some(reason.as_str())),
+                    ChunkEvent::CallStart(i, id, name) => (
+                        Delta {
+                            tool_calls: Some(vec![ToolCallJson {
+                                index: Some(i),
+                                id: Some(id),
+                                kind: Some("function"),
+                                function: FunctionCall {
+                                    name: Some(name),
+                                    arguments: "",
+                                },
+                            }]),
+                            ..Delta::default()
+                        },
+                        None,
+                        None,
+                    ),
+                    ChunkEvent::CallArguments(i, text) => (
+                        Delta {
+                            tool_calls: Some(vec![ToolCallJson {
+                                index: Some(i),
+                                id: None,
+                                kind: None,
+                                function: FunctionCall {
+                                    name: None,
+                                    arguments: text,
+                                },
+                            }]),
+                            ..Delta::default()
+                        },
+                        None,
+                        None,
+                    ),
+                    ChunkEvent::ServerCall(call) => (
+                        Delta {
+                            server_tool_calls: Some([call]),
+                            ..Delta::default()
+                        },
+                        None,
+                        None,
+                    ),
                 };
                 self.encode(
                     vec![ChatChunkChoice {
@@ -398,7 +494,10 @@ impl ChunkWriter {
             }
             Endpoint::Completions => {
                 let (text, lp, finish) = match event {
-                    ChunkEvent::Start => return None,
+                    ChunkEvent::Start
+                    | ChunkEvent::CallStart(..)
+                    | ChunkEvent::CallArguments(..)
+                    | ChunkEvent::ServerCall(_) => return None,
                     ChunkEvent::Text(text, lp) => (text, lp, None),
                     ChunkEvent::Finish(reason) => ("", no_logprobs, Some(reason.as_str())),
                 };
@@ -476,7 +575,47 @@ mod tests {
             finish_reason: FinishReason::Stop,
             completion_tokens: 2,
             logprobs,
+            tool_calls: Vec::new(),
+            server_calls: Vec::new(),
         }
+    }
+
+    #[test]
+    fn tool_calls_have_openai_shape() {
+        let mut c = choice(vec![]);
+        c.text.clear();
+        c.finish_reason = FinishReason::ToolCalls;
+        c.tool_calls = vec![ToolCall { id: "call_1".into(), name: "f".into(), arguments: "{\"x\": 1}".into() }];
+        c.server_calls = vec![ServerCall {
+            id: "call_0".into(),
+            name: "calc".into(),
+            arguments: "{}".into(),
+            output: "{\"result\": 2}".into(),
+            is_error: false,
+        }];
+        let body = parse(&full_response(&env(Endpoint::Chat), &[c.clone()], false, Usage::new(5, 2)));
+        let choice = &body["choices"][0];
+        assert_eq!(choice["finish_reason"], "tool_calls");
+        assert_eq!(choice["message"]["content"], Value::Null);
+        assert_eq!(
+            choice["message"]["tool_calls"],
+            json!([{"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{\"x\": 1}"}}])
+        );
+        assert_eq!(choice["server_tool_calls"][0]["name"], "calc");
+
+        let w = ChunkWriter::new(env(Endpoint::Chat), false, false);
+        let start = parse(&w.chunk(0, ChunkEvent::CallStart(0, "call_1", "f")).unwrap());
+        assert_eq!(
+            start["choices"][0]["delta"],
+            json!({"tool_calls": [{"index": 0, "id": "call_1", "type": "function", "function": {"name": "f", "arguments": ""}}]})
+        );
+        let args = parse(&w.chunk(0, ChunkEvent::CallArguments(0, "{\"x")).unwrap());
+        assert_eq!(
+            args["choices"][0]["delta"],
+            json!({"tool_calls": [{"index": 0, "function": {"arguments": "{\"x"}}]})
+        );
+        let server = parse(&w.chunk(0, ChunkEvent::ServerCall(&c.server_calls[0])).unwrap());
+        assert_eq!(server["choices"][0]["delta"]["server_tool_calls"][0]["output"], "{\"result\": 2}");
     }
 
     fn parse(s: &str) -> Value {

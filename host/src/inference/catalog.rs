@@ -99,6 +99,32 @@ pub struct Manifest {
     /// Where the weights come from, for `tensoras models list`.
     #[serde(default)]
     pub source: Option<String>,
+    /// How the model writes tool calls (what it was trained on).
+    #[serde(default)]
+    pub tool_call_format: ToolCallFormat,
+}
+
+/// The text a chat model writes to call a tool. The chat handler constrains
+/// generation to this shape, so it must be what the model was trained on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ToolCallFormat {
+    /// `<tool_call>\n{"name": …, "arguments": …}\n</tool_call>` (Hermes, Qwen 2.5,
+    /// SmolLM and the generic prompt for templates without tool support).
+    #[default]
+    Hermes,
+    /// A bare `{"name": …, "parameters": …}` object (Llama 3.1+ JSON tool calling).
+    Llama3Json,
+}
+
+impl ToolCallFormat {
+    /// Name used in manifests and over WIT.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Hermes => "hermes",
+            Self::Llama3Json => "llama3-json",
+        }
+    }
 }
 
 fn owned_by() -> String {

@@ -1,7 +1,9 @@
 //! Tokenizers (HF `tokenizer.json`) and chat templates (the model's Jinja template,
 //! rendered with minijinja and Python-compatible string methods), on the host.
 
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::{Arc, OnceLock};
 
 use anyhow::Context as _;
 use minijinja::Environment;
@@ -32,7 +34,23 @@ pub struct TextModel {
     stop_tokens: Vec<u32>,
     bos_token: String,
     eos_token: String,
+    /// Whether the template renders `tools` itself.
+    template_tools: bool,
+    /// Token bytes for grammar engines, computed on first use.
+    vocabulary: OnceLock<Arc<Vocabulary>>,
 }
+
+/// Every token's bytes (see `tokenizer.vocabulary` in wit/tokenizer.wit).
+#[derive(Debug, Default)]
+pub struct Vocabulary {
+    /// All tokens' bytes, concatenated in id order.
+    pub bytes: Vec<u8>,
+    /// End offset of each token in `bytes`.
+    pub ends: Vec<u32>,
+}
+
+/// Marks special tokens in [`Vocabulary`]: no UTF-8 text contains 0xFF.
+const SPECIAL_MARKER: u8 = 0xFF;
 
 impl std::fmt::Debug for TextModel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -74,7 +92,12 @@ impl TextModel {
         let name_of = |id: Option<&u32>| id.and_then(|&i| tok.id_to_token(i)).unwrap_or_default();
         let eos_token = name_of(eos_ids.first());
         let bos_token = tok.id_to_token(1).filter(|t| t.starts_with('<')).unwrap_or_default();
-        Ok(Self { tokenizer: tok, template, stop_tokens, bos_token, eos_token })
+        // A template that reads `tools` renders them; one that never mentions
+        // them would silently drop them.
+        let template_tools = template.as_ref().is_some_and(|env| {
+            env.get_template("chat").is_ok_and(|t| t.undeclared_variables(true).contains("tools"))
+        });
+        Ok(Self { tokenizer: tok, template, stop_tokens, bos_token, eos_token, template_tools, vocabulary: OnceLock::new() })
     }
 
     /// Text to ids.
@@ -92,6 +115,16 @@ impl TextModel {
         &self.stop_tokens
     }
 
+    /// Whether the chat template renders the `tools` it is given.
+    pub fn template_tools(&self) -> bool {
+        self.template_tools
+    }
+
+    /// Every token's bytes, computed once per model.
+    pub fn vocabulary(&self) -> Arc<Vocabulary> {
+        self.vocabulary.get_or_init(|| Arc::new(token_bytes(&self.tokenizer))).clone()
+    }
+
     /// Renders the chat template with the generation prompt appended.
     pub fn apply_chat_template(&self, messages: &[TemplateMessage], tools: Option<serde_json::Value>) -> Result<String, String> {
         let env = self.template.as_ref().ok_or("this model has no chat template")?;
@@ -106,6 +139,70 @@ impl TextModel {
             })
             .map_err(|e| format!("rendering the chat template: {e}"))
     }
+}
+
+/// The bytes each token stands for. Tokenizers store tokens as strings in
+/// one of two encodings: byte-level BPE (GPT-2, Llama 3, SmolLM) maps every
+/// byte to a printable character; SentencePiece-style vocabularies (Llama 2,
+/// Mistral) write a space as `▁` and raw bytes as `<0xNN>`. The decoder
+/// configuration says which.
+fn token_bytes(tok: &tokenizers::Tokenizer) -> Vocabulary {
+    let decoder = serde_json::to_string(&tok.get_decoder()).unwrap_or_default();
+    let byte_level = decoder.contains("\"ByteLevel\"");
+    let chars = byte_level_chars();
+    let added = tok.get_added_tokens_decoder();
+    let mut vocab = Vocabulary::default();
+    for id in 0..tok.get_vocab_size(true) as u32 {
+        if let Some(t) = added.get(&id) {
+            if t.special {
+                vocab.bytes.push(SPECIAL_MARKER);
+            }
+            vocab.bytes.extend_from_slice(t.content.as_bytes());
+        } else if let Some(piece) = tok.id_to_token(id) {
+            if byte_level {
+                for c in piece.chars() {
+                    match chars.get(&c) {
+                        Some(&b) => vocab.bytes.push(b),
+                        None => vocab.bytes.extend_from_slice(c.to_string().as_bytes()),
+                    }
+                }
+            } else if let Some(b) = byte_fallback(&piece) {
+                vocab.bytes.push(b);
+            } else {
+                vocab.bytes.extend_from_slice(piece.replace('\u{2581}', " ").as_bytes());
+            }
+        }
+        vocab.ends.push(vocab.bytes.len() as u32);
+    }
+    vocab
+}
+
+/// GPT-2's byte-to-character table, inverted: printable Latin-1 bytes stand
+/// for themselves, the rest are shifted to U+0100 and up in byte order.
+fn byte_level_chars() -> HashMap<char, u8> {
+    let printable = |b: u8| matches!(b, b'!'..=b'~' | 0xA1..=0xAC | 0xAE..=0xFF);
+    let mut next = 0x100u32;
+    let mut map = HashMap::with_capacity(256);
+    for b in 0..=255u8 {
+        let c = if printable(b) {
+            char::from(b)
+        } else {
+            let c = char::from_u32(next).unwrap_or('\u{FFFD}');
+            next += 1;
+            c
+        };
+        map.insert(c, b);
+    }
+    map
+}
+
+/// `<0x0A>` → 0x0A (SentencePiece byte fallback pieces).
+fn byte_fallback(piece: &str) -> Option<u8> {
+    let hex = piece.strip_prefix("<0x")?.strip_suffix('>')?;
+    if hex.len() != 2 {
+        return None;
+    }
+    u8::from_str_radix(hex, 16).ok()
 }
 
 #[cfg(test)]
@@ -130,6 +227,29 @@ mod tests {
         let path = dir.join("tokenizer.json");
         std::fs::write(&path, json.to_string()).unwrap();
         path
+    }
+
+    #[test]
+    fn vocabulary_marks_special_tokens() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = TextModel::load(&tiny_tokenizer(dir.path()), None, &[]).unwrap();
+        let v = m.vocabulary();
+        let words: Vec<&[u8]> =
+            v.ends.iter().scan(0usize, |start, &end| { let w = &v.bytes[*start..end as usize]; *start = end as usize; Some(w) }).collect();
+        assert_eq!(words, [&b"\xFF<|im_start|>"[..], b"\xFF<|im_end|>", b"hello", b"world", b"[UNK]"]);
+        assert!(!m.template_tools());
+    }
+
+    #[test]
+    fn byte_level_and_sentencepiece_pieces_become_bytes() {
+        let chars = byte_level_chars();
+        assert_eq!(chars.len(), 256);
+        assert_eq!(chars[&'\u{0120}'], b' ', "Ġ is a space");
+        assert_eq!(chars[&'\u{010A}'], b'\n', "Ċ is a newline");
+        assert_eq!(chars[&'a'], b'a');
+        assert_eq!(byte_fallback("<0x0A>"), Some(b'\n'));
+        assert_eq!(byte_fallback("<0x0A"), None);
+        assert_eq!(byte_fallback("<s>"), None);
     }
 
     #[test]

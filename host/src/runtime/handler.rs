@@ -370,6 +370,13 @@ impl tokenizer::Host for State {
     fn stop_tokens(&mut self, model: String) -> wasmtime::Result<Result<Vec<u32>, tokenizer::TokenizerError>> {
         Ok(self.text(&model)?.map(|t| t.stop_tokens().to_vec()))
     }
+
+    fn vocabulary(&mut self, model: String) -> wasmtime::Result<Result<tokenizer::TokenBytes, tokenizer::TokenizerError>> {
+        Ok(self.text(&model)?.map(|t| {
+            let v = t.vocabulary();
+            tokenizer::TokenBytes { bytes: v.bytes.clone(), ends: v.ends.clone() }
+        }))
+    }
 }
 
 impl models::Host for State {
@@ -390,6 +397,8 @@ impl models::Host for State {
             default_temperature: m.manifest.defaults.temperature,
             default_top_p: m.manifest.defaults.top_p,
             default_max_tokens: m.manifest.defaults.max_tokens,
+            template_tools: l.text.template_tools(),
+            tool_call_format: m.manifest.tool_call_format.as_str().to_owned(),
         }))
     }
 }

@@ -1,0 +1,641 @@
+//! Tool calls as text: the format a model writes them in, the grammar that
+//! forces it, the generic prompt for templates without tool support, and a
+//! scanner that turns the generated text back into OpenAI tool calls.
+//!
+//! A call is always written as `open + {"name": "NAME", KEY: ARGS} + close`
+//! (calls separated by `sep`), byte for byte, because the grammar forces
+//! every byte outside `ARGS`. The scanner can therefore cut the text
+//! deterministically, and streamed and non-streamed answers are cut the
+//! same way.
+
+use serde_json::Value;
+
+use crate::tools::{ResponseFormat, ToolChoice, ToolDef, Tooling};
+
+/// How one model family writes tool calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallFormat {
+    /// Before each call.
+    pub open: &'static str,
+    /// The key of the arguments object.
+    pub args_key: &'static str,
+    /// After each call.
+    pub close: &'static str,
+    /// Between calls.
+    pub sep: &'static str,
+    /// How tool results are shown to a model whose template has no tool
+    /// role: (prefix, suffix) around the result, in a user turn.
+    pub result: (&'static str, &'static str),
+}
+
+/// Hermes / Qwen 2.5 style, also the generic format.
+pub const HERMES: CallFormat = CallFormat {
+    open: "<tool_call>\n",
+    args_key: "arguments",
+    close: "\n</tool_call>",
+    sep: "\n",
+    result: ("<tool_response>\n", "\n</tool_response>"),
+};
+
+/// Llama 3.1+ JSON tool calling.
+pub const LLAMA3_JSON: CallFormat = CallFormat {
+    open: "",
+    args_key: "parameters",
+    close: "",
+    sep: "\n",
+    result: ("", ""),
+};
+
+impl CallFormat {
+    /// The format named in the model's manifest (unknown names fall back to
+    /// Hermes, the generic format).
+    pub fn named(name: &str) -> Self {
+        match name {
+            "llama3-json" => LLAMA3_JSON,
+            _ => HERMES,
+        }
+    }
+
+    /// Text before the name: `open{"name": "`.
+    fn head(&self) -> String {
+        format!("{}{{\"name\": \"", self.open)
+    }
+
+    /// Text between the name and the arguments.
+    fn mid(&self) -> String {
+        format!("\", \"{}\": ", self.args_key)
+    }
+
+    /// Text after the arguments.
+    fn tail(&self) -> String {
+        format!("}}{}", self.close)
+    }
+
+    /// One call as the model would write it (for history in prompts).
+    pub fn write_call(&self, name: &str, arguments: &str) -> String {
+        format!("{}{name}{}{arguments}{}", self.head(), self.mid(), self.tail())
+    }
+
+    /// The generic system prompt describing `tools`, for chat templates that
+    /// do not render tools themselves.
+    pub fn generic_prompt(&self, tools: &[ToolDef]) -> String {
+        let mut s = String::from(
+            "You may call functions to help with the user's request. The functions are described in JSON inside <tools></tools>:\n<tools>\n",
+        );
+        for t in tools {
+            s.push_str(&t.as_openai().to_string());
+            s.push('\n');
+        }
+        s.push_str("</tools>\nTo call a function, reply with exactly:\n");
+        s.push_str(&self.write_call("<function-name>", "<arguments-json-object>"));
+        s.push_str("\nOtherwise answer normally.");
+        s
+    }
+}
+
+/// JSON compile options every schema gets: one fixed spacing, so a small
+/// model cannot wander into endless whitespace, and the same separators as
+/// the call format.
+fn with_options(schema: &Value, lenient: bool) -> Value {
+    let mut schema = schema.clone();
+    if let Value::Object(map) = &mut schema {
+        map.insert(
+            "x-guidance".into(),
+            serde_json::json!({
+                "whitespace_flexible": false,
+                "item_separator": ", ",
+                "key_separator": ": ",
+                "lenient": lenient,
+            }),
+        );
+    }
+    schema
+}
+
+/// The JSON schema grammar of `response_format` (none for text).
+pub fn format_schema(format: &ResponseFormat) -> Option<Value> {
+    match format {
+        ResponseFormat::Text => None,
+        ResponseFormat::JsonObject => Some(with_options(&serde_json::json!({"type": "object"}), false)),
+        ResponseFormat::JsonSchema { schema, strict, .. } => Some(with_options(schema, !strict)),
+    }
+}
+
+/// The arguments schema of one tool, with compile options. An arguments
+/// object that does not say whether it takes other properties takes none:
+/// otherwise a small model pads its calls with invented keys (it copies the
+/// schema's own `properties` into the arguments), which validate but which
+/// no function expects.
+pub fn args_schema(tool: &ToolDef) -> Value {
+    let mut schema = tool.parameters.clone();
+    if let Value::Object(map) = &mut schema
+        && map.contains_key("properties")
+        && !map.contains_key("additionalProperties")
+    {
+        map.insert("additionalProperties".into(), Value::Bool(false));
+    }
+    with_options(&schema, !tool.strict)
+}
+
+/// A Lark grammar for the answer to a request whose model may call tools:
+/// one or more calls (to the tools `choice` allows), or, under `auto`, a
+/// plain answer (text, or JSON when `response_format` asks for it).
+pub fn tools_grammar(tooling: &Tooling, format: &CallFormat) -> String {
+    let callable: Vec<&ToolDef> = match &tooling.choice {
+        ToolChoice::Named(name) => tooling.tools.iter().filter(|t| &t.name == name).collect(),
+        _ => tooling.tools.iter().collect(),
+    };
+    let mut g = String::new();
+    let calls = if tooling.parallel && !matches!(tooling.choice, ToolChoice::Named(_)) {
+        format!("call ({} call)*", lark_str(format.sep))
+    } else {
+        "call".to_owned()
+    };
+    match (&tooling.choice, format_schema(&tooling.format)) {
+        (ToolChoice::Auto, None) => {
+            // A text answer may not begin the way a call does, so the first
+            // character decides between the two.
+            let first = format.head().chars().next().unwrap_or('{');
+            g.push_str(&format!("start: calls | TEXT?\nTEXT: /[^{}](.|\\n)*/\n", regex_escape(first)));
+        }
+        (ToolChoice::Auto, Some(schema)) => {
+            g.push_str(&format!("start: calls | answer\nanswer: %json {schema}\n"));
+        }
+        _ => g.push_str("start: calls\n"),
+    }
+    g.push_str(&format!("calls: {calls}\n"));
+    let alternatives: Vec<String> = (0..callable.len()).map(|i| format!("call_{i}")).collect();
+    g.push_str(&format!("call: {}\n", alternatives.join(" | ")));
+    for (i, tool) in callable.iter().enumerate() {
+        g.push_str(&format!(
+            "call_{i}: {} args_{i} {}\nargs_{i}: %json {}\n",
+            lark_str(&format!("{}{}{}", format.head(), tool.name, format.mid())),
+            lark_str(&format.tail()),
+            args_schema(tool)
+        ));
+    }
+    g
+}
+
+/// `s` as a Lark string literal.
+fn lark_str(s: &str) -> String {
+    // JSON string escaping is valid Lark string syntax.
+    Value::String(s.to_owned()).to_string()
+}
+
+/// `c` escaped for a regex character class (Rust's regex syntax rejects
+/// escapes of characters that are not special).
+fn regex_escape(c: char) -> String {
+    if matches!(c, '\\' | ']' | '[' | '^' | '-' | '&' | '~') {
+        format!("\\{c}")
+    } else {
+        c.to_string()
+    }
+}
+
+/// What the scanner found in a piece of text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// Plain answer text.
+    Content(String),
+    /// A call began; its name is known.
+    CallStart {
+        /// Position among this answer's calls.
+        index: usize,
+        /// Function name.
+        name: String,
+    },
+    /// More of a call's arguments text.
+    Arguments {
+        /// Position among this answer's calls.
+        index: usize,
+        /// The fragment.
+        text: String,
+    },
+}
+
+/// Where the scanner is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum State {
+    /// Nothing seen yet: text or calls?
+    Start,
+    /// A plain answer.
+    Content,
+    /// Expecting the head of a call (or a separator before it).
+    Head,
+    /// Reading a name.
+    Name,
+    /// Between the name and the arguments.
+    Mid,
+    /// Inside the arguments JSON.
+    Args,
+    /// After the arguments.
+    Tail,
+    /// The model repeated a call: nothing more is read.
+    Done,
+}
+
+/// A call read back from the text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScannedCall {
+    /// Function name.
+    pub name: String,
+    /// Arguments JSON text, exactly as generated.
+    pub arguments: String,
+}
+
+/// Splits generated text into content and tool calls, incrementally.
+#[derive(Debug, Clone)]
+pub struct Scanner {
+    format: CallFormat,
+    /// Whether calls may occur at all.
+    calls_allowed: bool,
+    state: State,
+    /// Text received but not yet classified.
+    pending: String,
+    /// Calls so far.
+    calls: Vec<ScannedCall>,
+    /// JSON depth and string state inside the arguments.
+    depth: u32,
+    in_string: bool,
+    escaped: bool,
+    /// Events of the current call, held back while it may still turn out
+    /// to repeat an earlier call word for word.
+    held: Option<Vec<Event>>,
+}
+
+impl Scanner {
+    /// A scanner for one answer.
+    pub fn new(format: CallFormat, calls_allowed: bool) -> Self {
+        Self {
+            format,
+            calls_allowed,
+            state: if calls_allowed { State::Start } else { State::Content },
+            pending: String::new(),
+            calls: Vec::new(),
+            depth: 0,
+            in_string: false,
+            escaped: false,
+            held: None,
+        }
+    }
+
+    /// Whether the model repeated an earlier call word for word; the
+    /// repeat is dropped and the answer should end (small models otherwise
+    /// loop, calling the same tool until the token limit).
+    pub fn repeated(&self) -> bool {
+        self.state == State::Done
+    }
+
+    /// The calls read so far.
+    pub fn calls(&self) -> &[ScannedCall] {
+        &self.calls
+    }
+
+    /// Takes the next piece of released text.
+    pub fn feed(&mut self, text: &str) -> Vec<Event> {
+        let mut events = Vec::new();
+        self.pending.push_str(text);
+        loop {
+            let progressed = match self.state {
+                State::Start => self.start(),
+                State::Content => {
+                    if !self.pending.is_empty() {
+                        events.push(Event::Content(std::mem::take(&mut self.pending)));
+                    }
+                    false
+                }
+                State::Head => self.expect(&self.format.head(), State::Name, true),
+                State::Name => self.name(&mut events),
+                State::Mid => self.expect(&self.format.mid(), State::Args, false),
+                State::Args => self.args(&mut events),
+                State::Tail => self.expect(&self.format.tail(), State::Head, false),
+                State::Done => {
+                    self.pending.clear();
+                    false
+                }
+            };
+            if !progressed {
+                return events;
+            }
+        }
+    }
+
+    /// Decides on the first character between text and calls.
+    fn start(&mut self) -> bool {
+        let Some(first) = self.pending.chars().next() else {
+            return false;
+        };
+        self.state = if self.format.head().starts_with(first) {
+            State::Head
+        } else {
+            State::Content
+        };
+        true
+    }
+
+    /// Consumes the fixed text `want` (skipping a separator first when
+    /// `after_sep`), moving to `next`; waits while `pending` is a prefix.
+    fn expect(&mut self, want: &str, next: State, after_sep: bool) -> bool {
+        if after_sep && !self.calls.is_empty() {
+            let sep = self.format.sep;
+            if self.pending.starts_with(sep) && self.pending.len() >= sep.len() + 1 {
+                self.pending.drain(..sep.len());
+            } else if sep.starts_with(self.pending.as_str()) {
+                return false;
+            }
+        }
+        if self.pending.starts_with(want) {
+            self.pending.drain(..want.len());
+            self.state = next;
+            return true;
+        }
+        if !want.starts_with(self.pending.as_str()) && !self.pending.is_empty() {
+            // Not the forced text: the grammar was not followed (only
+            // possible when the stop sequence cut it). Keep it as content.
+            self.state = State::Content;
+            return true;
+        }
+        false
+    }
+
+    fn name(&mut self, events: &mut Vec<Event>) -> bool {
+        let Some(end) = self.pending.find('"') else {
+            return false;
+        };
+        let name: String = self.pending.drain(..end).collect();
+        let start = Event::CallStart {
+            index: self.calls.len(),
+            name: name.clone(),
+        };
+        if self.calls.iter().any(|c| c.name == name) {
+            self.held = Some(vec![start]);
+        } else {
+            events.push(start);
+        }
+        self.calls.push(ScannedCall {
+            name,
+            arguments: String::new(),
+        });
+        self.state = State::Mid;
+        true
+    }
+
+    /// Releases arguments text up to the end of the JSON value.
+    fn args(&mut self, events: &mut Vec<Event>) -> bool {
+        let mut end = None;
+        for (i, c) in self.pending.char_indices() {
+            if self.in_string {
+                match (self.escaped, c) {
+                    (true, _) => self.escaped = false,
+                    (false, '\\') => self.escaped = true,
+                    (false, '"') => self.in_string = false,
+                    _ => {}
+                }
+                continue;
+            }
+            match c {
+                '"' => self.in_string = true,
+                '{' | '[' => self.depth += 1,
+                '}' | ']' => {
+                    self.depth = self.depth.saturating_sub(1);
+                    if self.depth == 0 {
+                        end = Some(i + 1);
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        let cut = end.unwrap_or(self.pending.len());
+        let text: String = self.pending.drain(..cut).collect();
+        let index = self.calls.len() - 1;
+        if !text.is_empty() {
+            if let Some(call) = self.calls.last_mut() {
+                call.arguments.push_str(&text);
+            }
+            let event = Event::Arguments { index, text };
+            match &mut self.held {
+                Some(held) => held.push(event),
+                None => events.push(event),
+            }
+        }
+        if self.held.is_some() {
+            let (current, earlier) = self.calls.split_last().unwrap_or_else(|| unreachable!());
+            let same = |c: &&ScannedCall| c.name == current.name;
+            if end.is_some() && earlier.iter().filter(same).any(|c| c.arguments == current.arguments) {
+                self.held = None;
+                self.calls.pop();
+                self.state = State::Done;
+                return false;
+            }
+            if !earlier.iter().filter(same).any(|c| c.arguments.starts_with(&current.arguments)) {
+                events.extend(self.held.take().unwrap_or_default());
+            }
+        }
+        if end.is_some() {
+            self.state = State::Tail;
+            return true;
+        }
+        false
+    }
+
+    /// Whether the answer so far is (or began as) tool calls.
+    pub fn is_calls(&self) -> bool {
+        !self.calls.is_empty()
+    }
+
+    /// Whether calls could still begin (nothing decided yet).
+    pub fn undecided(&self) -> bool {
+        self.calls_allowed && self.state == State::Start
+    }
+
+    /// Flushes text held back at the end (an unfinished head is content).
+    pub fn finish(&mut self) -> Vec<Event> {
+        // A call cut short while it looked like a repeat is still a call.
+        let mut events = self.held.take().unwrap_or_default();
+        if matches!(self.state, State::Start | State::Content | State::Head) && self.calls.is_empty()
+        {
+            if !self.pending.is_empty() {
+                events.push(Event::Content(std::mem::take(&mut self.pending)));
+            }
+        }
+        self.pending.clear();
+        events
+    }
+}
+
+/// The Lark grammar and the JSON schema grammar, as one choice for
+/// [`crate::grammar::Engine::constraint`].
+pub enum GrammarSource {
+    /// `response_format` alone.
+    Schema(Value),
+    /// Tool calls (and maybe an answer).
+    Lark(String),
+}
+
+/// The grammar a request needs, if any.
+pub fn grammar_for(tooling: &Tooling, format: &CallFormat) -> Option<GrammarSource> {
+    if tooling.calls_allowed() {
+        Some(GrammarSource::Lark(tools_grammar(tooling, format)))
+    } else {
+        format_schema(&tooling.format).map(GrammarSource::Schema)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn tool(name: &str) -> ToolDef {
+        ToolDef {
+            name: name.into(),
+            description: None,
+            parameters: json!({"type": "object", "properties": {"x": {"type": "integer"}}, "required": ["x"]}),
+            strict: false,
+            server: false,
+            position: 0,
+        }
+    }
+
+    fn scan_all(s: &mut Scanner, pieces: &[&str]) -> Vec<Event> {
+        let mut events = Vec::new();
+        for p in pieces {
+            events.extend(s.feed(p));
+        }
+        events.extend(s.finish());
+        events
+    }
+
+    #[test]
+    fn calls_are_cut_the_same_whatever_the_chunking() {
+        let text = format!(
+            "{}\n{}",
+            HERMES.write_call("a", "{\"x\": 1, \"s\": \"}\\\"{\"}"),
+            HERMES.write_call("b", "{\"x\": [2]}")
+        );
+        let whole = {
+            let mut s = Scanner::new(HERMES, true);
+            scan_all(&mut s, &[&text]);
+            s.calls().to_vec()
+        };
+        assert_eq!(
+            whole,
+            [
+                ScannedCall { name: "a".into(), arguments: "{\"x\": 1, \"s\": \"}\\\"{\"}".into() },
+                ScannedCall { name: "b".into(), arguments: "{\"x\": [2]}".into() },
+            ]
+        );
+        // One character at a time: the same calls, arguments in fragments.
+        let mut s = Scanner::new(HERMES, true);
+        let pieces: Vec<String> = text.chars().map(String::from).collect();
+        let refs: Vec<&str> = pieces.iter().map(String::as_str).collect();
+        let events = scan_all(&mut s, &refs);
+        assert_eq!(s.calls(), whole.as_slice());
+        let starts: Vec<&Event> = events.iter().filter(|e| matches!(e, Event::CallStart { .. })).collect();
+        assert_eq!(starts.len(), 2);
+        assert!(events.iter().all(|e| !matches!(e, Event::Content(_))), "{events:?}");
+        let args0: String = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Arguments { index: 0, text } => Some(text.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(args0, whole[0].arguments);
+    }
+
+    #[test]
+    fn a_repeated_call_is_dropped_and_ends_the_answer() {
+        let first = HERMES.write_call("a", "{\"x\": 1}");
+        let other = HERMES.write_call("a", "{\"x\": 12}");
+        let text = format!("{first}\n{other}\n{first}\n<tool_call>");
+        let mut s = Scanner::new(HERMES, true);
+        let mut events = Vec::new();
+        for c in text.chars() {
+            events.extend(s.feed(&c.to_string()));
+            if s.repeated() {
+                break;
+            }
+        }
+        assert!(s.repeated());
+        let args: Vec<&str> = s.calls().iter().map(|c| c.arguments.as_str()).collect();
+        assert_eq!(args, ["{\"x\": 1}", "{\"x\": 12}"]);
+        let starts = events.iter().filter(|e| matches!(e, Event::CallStart { .. })).count();
+        assert_eq!(starts, 2, "the repeat was never announced: {events:?}");
+        let streamed: String = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Arguments { index: 1, text } => Some(text.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(streamed, "{\"x\": 12}");
+    }
+
+    #[test]
+    fn text_answers_pass_through() {
+        let mut s = Scanner::new(HERMES, true);
+        let events = scan_all(&mut s, &["Hel", "lo <tool_call>"]);
+        assert_eq!(events, [Event::Content("Hel".into()), Event::Content("lo <tool_call>".into())]);
+        assert!(!s.is_calls());
+        let mut s = Scanner::new(HERMES, false);
+        assert_eq!(scan_all(&mut s, &["<x>"]), [Event::Content("<x>".into())]);
+    }
+
+    /// Every grammar this module writes compiles, in every mode.
+    #[test]
+    fn grammars_compile() {
+        let mut words: Vec<Vec<u8>> = (0..=255u8).map(|b| vec![b]).collect();
+        words.push(b"\xFF<|end|>".to_vec());
+        let mut bytes = Vec::new();
+        let mut ends = Vec::new();
+        for w in &words {
+            bytes.extend_from_slice(w);
+            ends.push(bytes.len() as u32);
+        }
+        let engine = crate::grammar::Engine::new(
+            &crate::grammar::Vocabulary { bytes, ends },
+            words.len(),
+            &[words.len() as u32 - 1],
+        )
+        .unwrap();
+        for format in [HERMES, LLAMA3_JSON] {
+            for choice in [ToolChoice::Auto, ToolChoice::Required, ToolChoice::Named("b".into())] {
+                for rf in [ResponseFormat::Text, ResponseFormat::JsonObject] {
+                    let tooling = Tooling {
+                        tools: vec![tool("a"), tool("b")],
+                        choice: choice.clone(),
+                        parallel: true,
+                        format: rf,
+                    };
+                    let GrammarSource::Lark(g) = grammar_for(&tooling, &format).unwrap() else {
+                        panic!("tools need a Lark grammar")
+                    };
+                    if let Err(e) = engine.constraint(llguidance::api::TopLevelGrammar::from_lark(g.clone())) {
+                        panic!("{e}\n{g}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn grammars_name_every_allowed_tool() {
+        let tooling = Tooling {
+            tools: vec![tool("a"), tool("b")],
+            choice: ToolChoice::Named("b".into()),
+            parallel: true,
+            format: ResponseFormat::Text,
+        };
+        let g = tools_grammar(&tooling, &HERMES);
+        assert!(g.contains("\\\"b\\\"") || g.contains("\"name\\\": \\\"b"), "{g}");
+        assert!(!g.contains("name\\\": \\\"a"), "{g}");
+        assert!(g.starts_with("start: calls\n"));
+        let auto = Tooling { choice: ToolChoice::Auto, ..tooling };
+        let g = tools_grammar(&auto, &HERMES);
+        assert!(g.starts_with("start: calls | TEXT?"), "{g}");
+        assert!(g.contains("call (\"\\n\" call)*"), "{g}");
+    }
+}
