@@ -12,9 +12,13 @@ use serde_json::Value;
 
 use crate::tools::{ResponseFormat, ToolChoice, ToolDef, Tooling};
 
-/// How one model family writes tool calls.
+/// How one model family writes tool calls: `begin`, then calls separated
+/// by `sep`, each `open + {"name": "NAME", "ARGS_KEY": ARGS} + close`,
+/// then `end`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CallFormat {
+    /// Before the first call.
+    pub begin: &'static str,
     /// Before each call.
     pub open: &'static str,
     /// The key of the arguments object.
@@ -23,27 +27,38 @@ pub struct CallFormat {
     pub close: &'static str,
     /// Between calls.
     pub sep: &'static str,
-    /// How tool results are shown to a model whose template has no tool
-    /// role: (prefix, suffix) around the result, in a user turn.
-    pub result: (&'static str, &'static str),
+    /// After the last call.
+    pub end: &'static str,
 }
 
-/// Hermes / Qwen 2.5 style, also the generic format.
+/// Hermes / Qwen 2.5 style: one tagged object per call.
 pub const HERMES: CallFormat = CallFormat {
+    begin: "",
     open: "<tool_call>\n",
     args_key: "arguments",
     close: "\n</tool_call>",
     sep: "\n",
-    result: ("<tool_response>\n", "\n</tool_response>"),
+    end: "",
+};
+
+/// SmolLM2 style (its instruction data): one tagged JSON list of calls.
+pub const JSON_LIST: CallFormat = CallFormat {
+    begin: "<tool_call>[",
+    open: "",
+    args_key: "arguments",
+    close: "",
+    sep: ", ",
+    end: "]</tool_call>",
 };
 
 /// Llama 3.1+ JSON tool calling.
 pub const LLAMA3_JSON: CallFormat = CallFormat {
+    begin: "",
     open: "",
     args_key: "parameters",
     close: "",
     sep: "\n",
-    result: ("", ""),
+    end: "",
 };
 
 impl CallFormat {
@@ -52,6 +67,7 @@ impl CallFormat {
     pub fn named(name: &str) -> Self {
         match name {
             "llama3-json" => LLAMA3_JSON,
+            "json-list" => JSON_LIST,
             _ => HERMES,
         }
     }
@@ -71,24 +87,36 @@ impl CallFormat {
         format!("}}{}", self.close)
     }
 
-    /// One call as the model would write it (for history in prompts).
-    pub fn write_call(&self, name: &str, arguments: &str) -> String {
-        format!("{}{name}{}{arguments}{}", self.head(), self.mid(), self.tail())
+    /// The character every answer made of calls starts with.
+    fn first_char(&self) -> char {
+        format!("{}{}", self.begin, self.head()).chars().next().unwrap_or('{')
+    }
+
+    /// Calls as the model would write them (for history in prompts).
+    pub fn write_calls<'a>(&self, calls: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+        let written: Vec<String> = calls
+            .into_iter()
+            .map(|(name, args)| format!("{}{name}{}{args}{}", self.head(), self.mid(), self.tail()))
+            .collect();
+        format!("{}{}{}", self.begin, written.join(self.sep), self.end)
     }
 
     /// The generic system prompt describing `tools`, for chat templates that
     /// do not render tools themselves.
     pub fn generic_prompt(&self, tools: &[ToolDef]) -> String {
         let mut s = String::from(
-            "You may call functions to help with the user's request. The functions are described in JSON inside <tools></tools>:\n<tools>\n",
+            "You can call functions to answer the question. Based on the question, make one or more function calls with the right arguments. The functions you can call, in JSON:\n<tools>\n",
         );
         for t in tools {
             s.push_str(&t.as_openai().to_string());
             s.push('\n');
         }
-        s.push_str("</tools>\nTo call a function, reply with exactly:\n");
-        s.push_str(&self.write_call("<function-name>", "<arguments-json-object>"));
-        s.push_str("\nOtherwise answer normally.");
+        s.push_str("</tools>\nTo call functions, reply in this format and nothing else:\n");
+        s.push_str(&self.write_calls([
+            ("func_name1", "{\"argument1\": \"value1\"}"),
+            ("func_name2", "{\"argument1\": \"value1\", \"argument2\": 2}"),
+        ]));
+        s.push_str("\nIf no function fits, answer normally.");
         s
     }
 }
@@ -112,11 +140,50 @@ fn with_options(schema: &Value, lenient: bool) -> Value {
     schema
 }
 
+/// Longest string value `json_object` mode allows, in characters.
+pub const JSON_OBJECT_MAX_STRING: u32 = 512;
+
+/// Deepest nesting `json_object` mode allows (objects and arrays).
+pub const JSON_OBJECT_MAX_DEPTH: usize = 4;
+
+/// `json_object` mode: any JSON object, with bounded strings, keys,
+/// collections and nesting. Unbounded, a small model can write one string
+/// (or nest objects) until the token limit and return JSON that does not
+/// parse; bounded, the grammar closes what is open and the model ends the
+/// object soon after.
+fn any_object() -> Value {
+    let object = |value: Value| {
+        serde_json::json!({
+            "type": "object",
+            "patternProperties": {"^[^\\x00-\\x1f]{1,64}$": value},
+            "additionalProperties": false,
+            "maxProperties": 16,
+        })
+    };
+    let scalars = || {
+        vec![
+            serde_json::json!({"type": "string", "maxLength": JSON_OBJECT_MAX_STRING}),
+            serde_json::json!({"type": "number"}),
+            serde_json::json!({"type": "boolean"}),
+            serde_json::json!({"type": "null"}),
+        ]
+    };
+    // Innermost values are scalars; each level out may hold the level in.
+    let mut value = serde_json::json!({"anyOf": scalars()});
+    for _ in 1..JSON_OBJECT_MAX_DEPTH {
+        let mut options = scalars();
+        options.push(serde_json::json!({"type": "array", "items": value.clone(), "maxItems": 16}));
+        options.push(object(value));
+        value = serde_json::json!({"anyOf": options});
+    }
+    object(value)
+}
+
 /// The JSON schema grammar of `response_format` (none for text).
 pub fn format_schema(format: &ResponseFormat) -> Option<Value> {
     match format {
         ResponseFormat::Text => None,
-        ResponseFormat::JsonObject => Some(with_options(&serde_json::json!({"type": "object"}), false)),
+        ResponseFormat::JsonObject => Some(with_options(&any_object(), false)),
         ResponseFormat::JsonSchema { schema, strict, .. } => Some(with_options(schema, !strict)),
     }
 }
@@ -146,16 +213,22 @@ pub fn tools_grammar(tooling: &Tooling, format: &CallFormat) -> String {
         _ => tooling.tools.iter().collect(),
     };
     let mut g = String::new();
-    let calls = if tooling.parallel && !matches!(tooling.choice, ToolChoice::Named(_)) {
+    let mut calls = if tooling.parallel && !matches!(tooling.choice, ToolChoice::Named(_)) {
         format!("call ({} call)*", lark_str(format.sep))
     } else {
         "call".to_owned()
     };
+    if !format.begin.is_empty() {
+        calls = format!("{} {calls}", lark_str(format.begin));
+    }
+    if !format.end.is_empty() {
+        calls = format!("{calls} {}", lark_str(format.end));
+    }
     match (&tooling.choice, format_schema(&tooling.format)) {
         (ToolChoice::Auto, None) => {
             // A text answer may not begin the way a call does, so the first
             // character decides between the two.
-            let first = format.head().chars().next().unwrap_or('{');
+            let first = format.first_char();
             g.push_str(&format!("start: calls | TEXT?\nTEXT: /[^{}](.|\\n)*/\n", regex_escape(first)));
         }
         (ToolChoice::Auto, Some(schema)) => {
@@ -221,7 +294,9 @@ enum State {
     Start,
     /// A plain answer.
     Content,
-    /// Expecting the head of a call (or a separator before it).
+    /// Expecting the text before the first call.
+    Begin,
+    /// Expecting the head of a call.
     Head,
     /// Reading a name.
     Name,
@@ -231,8 +306,12 @@ enum State {
     Args,
     /// After the arguments.
     Tail,
+    /// After a call: a separator or the end.
+    After,
     /// The model repeated a call: nothing more is read.
     Done,
+    /// The calls' end marker was read: nothing more is read.
+    Ended,
 }
 
 /// A call read back from the text.
@@ -305,12 +384,14 @@ impl Scanner {
                     }
                     false
                 }
-                State::Head => self.expect(&self.format.head(), State::Name, true),
+                State::Begin => self.expect(self.format.begin, State::Head),
+                State::Head => self.expect(&self.format.head(), State::Name),
                 State::Name => self.name(&mut events),
-                State::Mid => self.expect(&self.format.mid(), State::Args, false),
+                State::Mid => self.expect(&self.format.mid(), State::Args),
                 State::Args => self.args(&mut events),
-                State::Tail => self.expect(&self.format.tail(), State::Head, false),
-                State::Done => {
+                State::Tail => self.expect(&self.format.tail(), State::After),
+                State::After => self.after(),
+                State::Done | State::Ended => {
                     self.pending.clear();
                     false
                 }
@@ -326,33 +407,45 @@ impl Scanner {
         let Some(first) = self.pending.chars().next() else {
             return false;
         };
-        self.state = if self.format.head().starts_with(first) {
-            State::Head
+        self.state = if self.format.first_char() == first {
+            State::Begin
         } else {
             State::Content
         };
         true
     }
 
-    /// Consumes the fixed text `want` (skipping a separator first when
-    /// `after_sep`), moving to `next`; waits while `pending` is a prefix.
-    fn expect(&mut self, want: &str, next: State, after_sep: bool) -> bool {
-        if after_sep && !self.calls.is_empty() {
-            let sep = self.format.sep;
-            if self.pending.starts_with(sep) && self.pending.len() >= sep.len() + 1 {
-                self.pending.drain(..sep.len());
-            } else if sep.starts_with(self.pending.as_str()) {
-                return false;
-            }
-        }
+    /// Consumes the fixed text `want`, moving to `next`; waits while
+    /// `pending` is a prefix of it.
+    fn expect(&mut self, want: &str, next: State) -> bool {
         if self.pending.starts_with(want) {
             self.pending.drain(..want.len());
             self.state = next;
             return true;
         }
-        if !want.starts_with(self.pending.as_str()) && !self.pending.is_empty() {
+        if !want.starts_with(self.pending.as_str()) {
             // Not the forced text: the grammar was not followed (only
-            // possible when the stop sequence cut it). Keep it as content.
+            // possible when a stop sequence cut it). Keep it as content.
+            self.state = State::Content;
+            return true;
+        }
+        false
+    }
+
+    /// After a call: another call follows the separator, or the calls end.
+    fn after(&mut self) -> bool {
+        let (sep, end) = (self.format.sep, self.format.end);
+        if !end.is_empty() && self.pending.starts_with(end) {
+            self.pending.drain(..end.len());
+            self.state = State::Ended;
+            return true;
+        }
+        if self.pending.starts_with(sep) {
+            self.pending.drain(..sep.len());
+            self.state = State::Head;
+            return true;
+        }
+        if !sep.starts_with(self.pending.as_str()) && !end.starts_with(self.pending.as_str()) {
             self.state = State::Content;
             return true;
         }
@@ -512,8 +605,8 @@ mod tests {
     fn calls_are_cut_the_same_whatever_the_chunking() {
         let text = format!(
             "{}\n{}",
-            HERMES.write_call("a", "{\"x\": 1, \"s\": \"}\\\"{\"}"),
-            HERMES.write_call("b", "{\"x\": [2]}")
+            HERMES.write_calls([("a", "{\"x\": 1, \"s\": \"}\\\"{\"}")]),
+            HERMES.write_calls([("b", "{\"x\": [2]}")])
         );
         let whole = {
             let mut s = Scanner::new(HERMES, true);
@@ -547,9 +640,24 @@ mod tests {
     }
 
     #[test]
+    fn list_formats_are_scanned() {
+        let text = JSON_LIST.write_calls([("a", "{\"x\": 1}"), ("b", "{\"y\": [1, 2]}")]);
+        assert_eq!(text, "<tool_call>[{\"name\": \"a\", \"arguments\": {\"x\": 1}}, {\"name\": \"b\", \"arguments\": {\"y\": [1, 2]}}]</tool_call>");
+        let mut s = Scanner::new(JSON_LIST, true);
+        for c in text.chars() {
+            s.feed(&c.to_string());
+        }
+        s.finish();
+        let names: Vec<&str> = s.calls().iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
+        assert_eq!(s.calls()[1].arguments, "{\"y\": [1, 2]}");
+        assert!(!s.repeated());
+    }
+
+    #[test]
     fn a_repeated_call_is_dropped_and_ends_the_answer() {
-        let first = HERMES.write_call("a", "{\"x\": 1}");
-        let other = HERMES.write_call("a", "{\"x\": 12}");
+        let first = HERMES.write_calls([("a", "{\"x\": 1}")]);
+        let other = HERMES.write_calls([("a", "{\"x\": 12}")]);
         let text = format!("{first}\n{other}\n{first}\n<tool_call>");
         let mut s = Scanner::new(HERMES, true);
         let mut events = Vec::new();
@@ -601,7 +709,15 @@ mod tests {
             &[words.len() as u32 - 1],
         )
         .unwrap();
-        for format in [HERMES, LLAMA3_JSON] {
+        for rf in [ResponseFormat::JsonObject, ResponseFormat::JsonSchema { name: "x".into(), schema: json!({"type": "object"}), strict: true }] {
+            let GrammarSource::Schema(schema) = grammar_for(&Tooling { format: rf, ..Tooling::none() }, &HERMES).unwrap() else {
+                panic!("a format alone is a schema")
+            };
+            if let Err(e) = engine.constraint(llguidance::api::TopLevelGrammar::from_json_schema(schema.clone())) {
+                panic!("{e}\n{schema}");
+            }
+        }
+        for format in [HERMES, JSON_LIST, LLAMA3_JSON] {
             for choice in [ToolChoice::Auto, ToolChoice::Required, ToolChoice::Named("b".into())] {
                 for rf in [ResponseFormat::Text, ResponseFormat::JsonObject] {
                     let tooling = Tooling {

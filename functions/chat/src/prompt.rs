@@ -4,7 +4,9 @@
 //! as they are. One that does not (SmolLM2's, plain ChatML) would drop
 //! them silently, so for it the handler writes the generic tool prompt into
 //! the system message, rewrites earlier tool calls as the text the model
-//! writes for them, and shows tool results as user turns. The format is
+//! writes for them, and shows each tool result as a user turn that names
+//! the function and asks for an answer from it (a small model shown a bare
+//! result tends to call the tool again instead). The call format is
 //! [`CallFormat`]'s, the same one the grammar enforces.
 
 use serde_json::Value;
@@ -45,6 +47,8 @@ pub fn build(
     }
 
     let mut out: Vec<Message> = Vec::with_capacity(messages.len() + 1);
+    // Tool names by call id, for showing results.
+    let mut names: Vec<(String, String)> = Vec::new();
     for m in messages {
         if template_tools {
             out.push(m.clone());
@@ -52,7 +56,14 @@ pub fn build(
         }
         match m.role.as_str() {
             "assistant" if m.tool_calls.is_some() => {
-                let calls = written_calls(m.tool_calls.as_deref().unwrap_or("[]"), format);
+                let json = m.tool_calls.as_deref().unwrap_or("[]");
+                let parsed: Vec<Value> = serde_json::from_str(json).unwrap_or_default();
+                for c in &parsed {
+                    if let (Some(id), Some(name)) = (c["id"].as_str(), c["function"]["name"].as_str()) {
+                        names.push((id.to_owned(), name.to_owned()));
+                    }
+                }
+                let calls = written_calls(json, format);
                 let content = if m.content.is_empty() {
                     calls
                 } else {
@@ -64,12 +75,21 @@ pub fn build(
                     ..m.clone()
                 });
             }
-            "tool" => out.push(Message {
-                role: "user".to_owned(),
-                content: format!("{}{}{}", format.result.0, m.content, format.result.1),
-                tool_call_id: None,
-                tool_calls: None,
-            }),
+            "tool" => {
+                let name = names
+                    .iter()
+                    .find(|(id, _)| Some(id) == m.tool_call_id.as_ref())
+                    .map_or("the function", |(_, name)| name.as_str());
+                out.push(Message {
+                    role: "user".to_owned(),
+                    content: format!(
+                        "The function {name} returned: {}\nUse this result to answer my question.",
+                        m.content
+                    ),
+                    tool_call_id: None,
+                    tool_calls: None,
+                });
+            }
             _ => out.push(m.clone()),
         }
     }
@@ -105,16 +125,13 @@ pub fn build(
 /// them.
 fn written_calls(tool_calls: &str, format: &CallFormat) -> String {
     let calls: Vec<Value> = serde_json::from_str(tool_calls).unwrap_or_default();
-    calls
-        .iter()
-        .map(|c| {
-            let f = &c["function"];
-            let name = f["name"].as_str().unwrap_or_default();
-            let args = f["arguments"].as_str().unwrap_or("{}");
-            format.write_call(name, args)
-        })
-        .collect::<Vec<_>>()
-        .join(format.sep)
+    format.write_calls(calls.iter().map(|c| {
+        let f = &c["function"];
+        (
+            f["name"].as_str().unwrap_or_default(),
+            f["arguments"].as_str().unwrap_or("{}"),
+        )
+    }))
 }
 
 #[cfg(test)]
@@ -174,7 +191,10 @@ mod tests {
             "<tool_call>\n{\"name\": \"calc\", \"arguments\": {\"e\": \"2+2\"}}\n</tool_call>"
         );
         assert_eq!(p.messages[3].role, "user");
-        assert_eq!(p.messages[3].content, "<tool_response>\n4\n</tool_response>");
+        assert_eq!(
+            p.messages[3].content,
+            "The function calc returned: 4\nUse this result to answer my question."
+        );
     }
 
     #[test]

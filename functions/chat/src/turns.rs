@@ -84,8 +84,12 @@ impl Turns<'_> {
             Input::Prompt(_) => Vec::new(),
         };
         let mut server_calls: Vec<ServerCall> = Vec::new();
+        let mut answer_now = false;
         for round in 0..=MAX_SERVER_ROUNDS {
-            let tooling = self.round_tooling(round);
+            let mut tooling = self.round_tooling(round);
+            if answer_now {
+                tooling.choice = ToolChoice::None;
+            }
             let prompt = self.encode(&messages, &tooling)?;
             let prompt_tokens = prompt.len().min(u32::MAX as usize) as u32;
             if round == 0 {
@@ -208,6 +212,15 @@ impl Turns<'_> {
 
             let scanned = scanner.calls().to_vec();
             let only_server = !scanned.is_empty() && client_calls.is_empty();
+            // A model that asks for calls it already made has its results:
+            // it answers next, with tools off.
+            let repeats = scanned.iter().all(|c| {
+                server_calls.iter().any(|d| d.name == c.name && d.arguments == c.arguments)
+            });
+            if only_server && repeats && round < MAX_SERVER_ROUNDS {
+                answer_now = true;
+                continue;
+            }
             if only_server && result.finish_reason != FinishReason::Length && round < MAX_SERVER_ROUNDS {
                 let mut assistant_calls = Vec::new();
                 let mut results = Vec::new();

@@ -115,6 +115,9 @@ pub enum ToolCallFormat {
     Hermes,
     /// A bare `{"name": …, "parameters": …}` object (Llama 3.1+ JSON tool calling).
     Llama3Json,
+    /// `<tool_call>[{"name": …, "arguments": …}, …]</tool_call>`: all calls in one JSON
+    /// list (SmolLM2's instruction data).
+    JsonList,
 }
 
 impl ToolCallFormat {
@@ -123,6 +126,7 @@ impl ToolCallFormat {
         match self {
             Self::Hermes => "hermes",
             Self::Llama3Json => "llama3-json",
+            Self::JsonList => "json-list",
         }
     }
 }
