@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := run
 ENV := . scripts/env.sh
 
-.PHONY: setup run test test-rust test-guests test-models test-e2e bench bench-inference guests
+.PHONY: setup run test test-rust test-guests test-models test-e2e bench bench-inference bench-grammar guests
 
 setup:
 	@bash scripts/setup.sh
@@ -38,3 +38,7 @@ bench: setup
 ## Builds llama-cpp-python from PyPI into ~/.cache/tensoras/bench-venv the first time (~15 min).
 bench-inference: setup
 	@bash benches/inference.sh
+
+## Per-token cost of constrained decoding (JSON schema, forced tool call) vs free text.
+bench-grammar: setup
+	@bash benches/grammar.sh

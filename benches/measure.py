@@ -12,6 +12,10 @@ Subcommands (each prints a human line per repetition and writes its result as JS
   embed-ort MODEL_DIR OUT.json [--threads N] [--sentences N] [--batch N] [--reps N]
       The same sentences through onnxruntime + tokenizers in Python, mean pooling and
       L2 normalisation (needs onnxruntime, tokenizers and numpy).
+  grammar URL MODEL OUT.json [--key KEY] [--reps N] [--max-tokens N]
+      Free text vs output constrained by a JSON schema (response_format json_schema) and by
+      a forced tool call; time per token from non-streamed requests of 1 and of N tokens, and
+      the grammar's cost per token = constrained - free (benches/grammar.sh).
   table RESULTS_DIR
       Prints the combined table from the JSON files the other subcommands wrote.
 
@@ -60,7 +64,7 @@ def headers(key):
     return h
 
 
-def stream_once(url, model, key, max_tokens):
+def stream_once(url, model, key, max_tokens, extra=None):
     body = json.dumps(
         {
             "model": model,
@@ -70,6 +74,7 @@ def stream_once(url, model, key, max_tokens):
             "max_tokens": max_tokens,
             "temperature": 0,
             "seed": 0,
+            **(extra or {}),
         }
     )
     conn = connect(url)
@@ -100,7 +105,11 @@ def stream_once(url, model, key, max_tokens):
         if obj.get("usage"):
             usage = obj["usage"]
         for choice in obj.get("choices") or []:
-            content = (choice.get("delta") or {}).get("content")
+            delta = choice.get("delta") or {}
+            # Text, or the argument fragments of a streamed tool call.
+            content = delta.get("content") or "".join(
+                (c.get("function") or {}).get("arguments") or "" for c in delta.get("tool_calls") or []
+            )
             if content:
                 now = time.perf_counter()
                 if t_first is None:
@@ -156,6 +165,84 @@ def cmd_chat(a):
         "finish_reason": runs[0]["finish_reason"],
         "runs": runs,
     }
+    json.dump(out, open(a.out, "w"), indent=1)
+
+
+# A long constrained answer: the grammar works on every token of the story string.
+STORY_SCHEMA = {
+    "type": "object",
+    "properties": {"title": {"type": "string"}, "story": {"type": "string"}, "moral": {"type": "string"}},
+    "required": ["title", "story", "moral"],
+    "additionalProperties": False,
+}
+GRAMMAR_MODES = {
+    "free text": None,
+    "json_schema": {"response_format": {"type": "json_schema", "json_schema": {"name": "story", "schema": STORY_SCHEMA, "strict": True}}},
+    "tool call (required)": {
+        "tools": [{"type": "function", "function": {"name": "publish_story", "parameters": STORY_SCHEMA}}],
+        "tool_choice": "required",
+    },
+}
+
+
+def timed_request(url, model, key, max_tokens, extra):
+    """One non-streamed request; (seconds, completion tokens, finish reason)."""
+    body = json.dumps(
+        {
+            "model": model,
+            "messages": [{"role": "user", "content": PROMPT}],
+            "max_tokens": max_tokens,
+            "temperature": 0,
+            "seed": 0,
+            **(extra or {}),
+        }
+    )
+    conn = connect(url)
+    t0 = time.perf_counter()
+    conn.request("POST", "/v1/chat/completions", body=body, headers=headers(key))
+    resp = conn.getresponse()
+    data = resp.read()
+    elapsed = time.perf_counter() - t0
+    conn.close()
+    if resp.status != 200:
+        raise SystemExit(f"{url}: HTTP {resp.status}: {data[:500]!r}")
+    obj = json.loads(data)
+    return elapsed, obj["usage"]["completion_tokens"], obj["choices"][0]["finish_reason"]
+
+
+def cmd_grammar(a):
+    """Time per generated token = (T(n tokens) - T(1 token)) / (n - 1) for each output mode:
+    the difference cancels prefill, prompt length and the grammar engine's start-up, leaving
+    what each decode step costs."""
+    runs = {mode: [] for mode in GRAMMAR_MODES}
+    for mode, extra in GRAMMAR_MODES.items():
+        timed_request(a.url, a.model, a.key, a.max_tokens, extra)  # warm-up
+    # Interleaved so that drift in machine load hits every mode alike.
+    for i in range(a.reps):
+        for mode, extra in GRAMMAR_MODES.items():
+            t1, _, _ = timed_request(a.url, a.model, a.key, 1, extra)
+            tn, n, finish = timed_request(a.url, a.model, a.key, a.max_tokens, extra)
+            r = {"t1_ms": t1 * 1e3, "tn_ms": tn * 1e3, "tokens": n, "finish_reason": finish,
+                 "ms_per_token": (tn - t1) * 1e3 / max(n - 1, 1)}
+            runs[mode].append(r)
+            print(
+                f"[grammar] run {i + 1} {mode}: {n} tokens (finish={finish}), 1 token {r['t1_ms']:.0f} ms, "
+                f"{r['ms_per_token']:.2f} ms per further token",
+                flush=True,
+            )
+    free_ms = statistics.median(r["ms_per_token"] for r in runs["free text"])
+    out = {"kind": "grammar", "threads": a.threads, "modes": {}}
+    print("| output | ms per token | decode tokens/s | grammar cost per token | first token (prefill + set-up) | tokens |")
+    print("|---|---|---|---|---|---|")
+    for mode, rs in runs.items():
+        ms = statistics.median(r["ms_per_token"] for r in rs)
+        cost = ms - free_ms
+        out["modes"][mode] = {"ms_per_token": ms, "grammar_ms_per_token": cost,
+                              "first_token_ms": statistics.median(r["t1_ms"] for r in rs),
+                              "tokens": statistics.median(r["tokens"] for r in rs), "runs": rs}
+        share = "-" if mode == "free text" else f"{cost:+.2f} ms ({100 * cost / free_ms:+.1f} % of a step)"
+        m = out["modes"][mode]
+        print(f"| {mode} | {ms:.2f} | {1e3 / ms:.1f} | {share} | {m['first_token_ms']:.0f} ms | {m['tokens']:g} |")
     json.dump(out, open(a.out, "w"), indent=1)
 
 
@@ -295,6 +382,10 @@ def main():
     e.add_argument("--key"); e.add_argument("--sentences", type=int, default=256)
     e.add_argument("--batch", type=int, default=64); e.add_argument("--reps", type=int, default=3)
     e.add_argument("--label", default="embeddings"); e.add_argument("--threads", type=int, default=2)
+    g = sub.add_parser("grammar")
+    g.add_argument("url"); g.add_argument("model"); g.add_argument("out")
+    g.add_argument("--key"); g.add_argument("--reps", type=int, default=5)
+    g.add_argument("--max-tokens", type=int, default=128); g.add_argument("--threads", type=int, default=2)
     o = sub.add_parser("embed-ort")
     o.add_argument("model_dir"); o.add_argument("out")
     o.add_argument("--threads", type=int, default=2); o.add_argument("--sentences", type=int, default=256)
@@ -306,7 +397,7 @@ def main():
     t.add_argument("dir")
     a = p.parse_args()
     {"chat": cmd_chat, "embed-http": cmd_embed_http, "embed-ort": cmd_embed_ort,
-     "ingest-bare": cmd_ingest_bare, "table": cmd_table}[a.cmd](a)
+     "grammar": cmd_grammar, "ingest-bare": cmd_ingest_bare, "table": cmd_table}[a.cmd](a)
 
 
 if __name__ == "__main__":
