@@ -3,7 +3,8 @@
 //!
 //! Layout: [`api`] is the HTTP surface (one module per endpoint group), [`runtime`] owns
 //! the wasmtime engine and per-request instantiation, [`functions`] is the registry of
-//! deployed components, [`store`] the metadata database, [`auth`] API keys.
+//! deployed components, [`store`] the metadata database, [`auth`] API keys; [`files`],
+//! [`kb`] and [`vector`] hold uploaded files, knowledge bases and their vectors.
 
 pub mod api;
 pub mod auth;
@@ -14,6 +15,7 @@ pub mod inference;
 pub mod kb;
 pub mod runtime;
 pub mod store;
+pub mod vector;
 
 /// Seconds since the Unix epoch, as OpenAI's `created` fields use.
 pub fn unix_now() -> i64 {

@@ -281,7 +281,7 @@ pub async fn content(
 }
 
 /// `DELETE /v1/files/{id}`: the record first (so the id stops resolving at once), then
-/// the bytes. Knowledge bases keep the chunks already ingested from it.
+/// the bytes, then its data sources and their chunks in every knowledge base.
 pub async fn delete(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -292,6 +292,11 @@ pub async fn delete(
     }
     if let Err(e) = state.file_storage.delete(&caller.tenant, &id).await {
         tracing::warn!(file_id = %id, "file record deleted but its bytes were not: {e:#}");
+    }
+    // The file leaves every knowledge base it was a data source of, chunks included.
+    for source in state.store.sources_of_file(&caller.tenant, &id).map_err(ApiError::internal)? {
+        state.store.delete_source(&caller.tenant, &source.kb_id, &source.id).map_err(ApiError::internal)?;
+        state.knowledge.delete_source_vectors(&source.kb_id, &source.id).await.map_err(ApiError::internal)?;
     }
     Ok(axum::Json(json!({"id": id, "object": "file", "deleted": true})))
 }

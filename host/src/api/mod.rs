@@ -9,6 +9,7 @@ mod files;
 mod functions;
 pub mod inference;
 mod keys;
+mod knowledge_bases;
 
 use std::sync::Arc;
 
@@ -42,6 +43,8 @@ pub struct AppState {
     pub handlers: inference::Handlers,
     /// Bytes of uploaded files.
     pub file_storage: crate::files::FileStorage,
+    /// Knowledge bases: ingestion worker, vectors, retrieval.
+    pub knowledge: crate::kb::Knowledge,
 }
 
 impl std::fmt::Debug for AppState {
@@ -75,7 +78,11 @@ impl AppState {
         )?);
         let handlers = inference::Handlers::load(&runtime, &config.handlers_dir, config.handler_limits);
         let file_storage = crate::files::FileStorage::open(config.files_url.as_deref(), &config.objects_dir())?;
-        Ok(Self { config, store, runtime, functions, inference, handlers, file_storage })
+        let vectors: Arc<dyn crate::vector::VectorStore> =
+            Arc::new(crate::vector::edge::EdgeStore::open(&config.vectors_dir())?);
+        let embedder = crate::kb::Embedder::new(runtime.clone(), handlers.embeddings.clone(), inference.clone());
+        let knowledge = crate::kb::Knowledge::start(store.clone(), file_storage.clone(), vectors, embedder)?;
+        Ok(Self { config, store, runtime, functions, inference, handlers, file_storage, knowledge })
     }
 }
 
@@ -102,6 +109,20 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/files/{id}", get(files::get).delete(files::delete))
         .route("/files/{id}/content", get(files::content))
+        .route("/knowledge-bases", post(knowledge_bases::create).get(knowledge_bases::list))
+        .route(
+            "/knowledge-bases/{id}",
+            get(knowledge_bases::get).patch(knowledge_bases::update).delete(knowledge_bases::delete),
+        )
+        .route(
+            "/knowledge-bases/{id}/data-sources",
+            post(knowledge_bases::add_sources).get(knowledge_bases::list_sources),
+        )
+        .route(
+            "/knowledge-bases/{id}/data-sources/{source_id}",
+            get(knowledge_bases::get_source).delete(knowledge_bases::delete_source),
+        )
+        .route("/knowledge-bases/{id}/retrieve", post(knowledge_bases::retrieve))
         .route("/keys", post(keys::create).get(keys::list))
         .route("/keys/{id}", axum::routing::delete(keys::revoke))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), authn::require_key));
@@ -138,5 +159,9 @@ pub async fn serve(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+    let knowledge = state.knowledge.clone();
+    let served = axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await;
+    // Stop ingestion after its current batch; unfinished sources resume on the next start.
+    knowledge.shutdown().await;
+    served
 }

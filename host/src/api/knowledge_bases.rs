@@ -1,0 +1,453 @@
+//! `/v1/knowledge-bases` (Tensoras extension): create, list, get, update and delete
+//! knowledge bases; attach uploaded files as data sources (ingested in the background,
+//! with a status each); retrieve chunks by vector, keyword or hybrid search.
+
+use axum::Extension;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde_json::{Map, Value, json};
+
+use super::error::ApiError;
+use super::extract::Json;
+use super::files::file_not_found;
+use super::{AppState, Caller};
+use crate::kb::{ChunkingKind, ChunkingStrategy, RetrieveError, RetrieveRequest};
+use crate::store::{DataSourceRecord, KnowledgeBaseRecord, SourceStatus, StoreError};
+use crate::vector::{MetadataFilter, SearchType};
+
+const MAX_NAME: usize = 256;
+const MAX_DESCRIPTION: usize = 4096;
+const MAX_FILES_PER_REQUEST: usize = 500;
+
+fn kb_not_found(id: &str) -> ApiError {
+    ApiError::not_found(format!("No knowledge base found with id '{id}'.")).code("knowledge_base_not_found")
+}
+
+fn source_not_found(id: &str) -> ApiError {
+    ApiError::not_found(format!("No data source found with id '{id}'.")).code("data_source_not_found")
+}
+
+fn internal(e: StoreError) -> ApiError {
+    ApiError::internal(e)
+}
+
+fn new_id(prefix: &str) -> Result<String, ApiError> {
+    let mut buf = [0u8; 12];
+    getrandom::fill(&mut buf).map_err(|e| ApiError::internal(format!("OS random source failed: {e}")))?;
+    Ok(format!("{prefix}_{}", crate::auth::hex(&buf)))
+}
+
+fn object<'a>(body: &'a Value) -> Result<&'a Map<String, Value>, ApiError> {
+    body.as_object().ok_or_else(|| ApiError::invalid("The request body must be a JSON object."))
+}
+
+fn opt_string(obj: &Map<String, Value>, key: &str, max: usize) -> Result<Option<String>, ApiError> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.chars().count() <= max => Ok(Some(s.clone())),
+        Some(Value::String(_)) => Err(ApiError::invalid(format!("'{key}' is longer than {max} characters.")).param(key)),
+        Some(_) => Err(ApiError::invalid(format!("'{key}' must be a string.")).param(key)),
+    }
+}
+
+fn opt_metadata(obj: &Map<String, Value>, key: &str) -> Result<Option<Value>, ApiError> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Object(m)) if m.len() <= 64 => Ok(Some(Value::Object(m.clone()))),
+        Some(Value::Object(_)) => Err(ApiError::invalid(format!("'{key}' may have at most 64 keys.")).param(key)),
+        Some(_) => Err(ApiError::invalid(format!("'{key}' must be an object.")).param(key)),
+    }
+}
+
+fn parse_chunking(v: &Value, base: ChunkingStrategy) -> Result<ChunkingStrategy, ApiError> {
+    let param = "chunking_strategy";
+    let obj = v.as_object().ok_or_else(|| ApiError::invalid("'chunking_strategy' must be an object.").param(param))?;
+    let mut s = base;
+    if let Some(t) = obj.get("type") {
+        s.kind = match t.as_str() {
+            Some("recursive") => ChunkingKind::Recursive,
+            Some("fixed_size") => ChunkingKind::FixedSize,
+            Some("semantic") => {
+                return Err(ApiError::invalid(
+                    "chunking_strategy type 'semantic' is not available on this server yet; use 'recursive' or 'fixed_size'.",
+                )
+                .param("chunking_strategy.type")
+                .code("unsupported_chunking_strategy"));
+            }
+            _ => {
+                return Err(ApiError::invalid("chunking_strategy.type must be 'recursive', 'fixed_size' or 'semantic'.")
+                    .param("chunking_strategy.type"));
+            }
+        };
+    }
+    for (key, slot) in [("chunk_size", &mut s.chunk_size), ("chunk_overlap", &mut s.chunk_overlap)] {
+        if let Some(v) = obj.get(key) {
+            *slot = v
+                .as_u64()
+                .and_then(|n| usize::try_from(n).ok())
+                .ok_or_else(|| ApiError::invalid(format!("chunking_strategy.{key} must be a non-negative integer.")).param(format!("chunking_strategy.{key}")))?;
+        }
+    }
+    // A size given without an overlap keeps the default overlap only where it fits.
+    if obj.get("chunk_overlap").is_none() && s.chunk_overlap * 2 > s.chunk_size {
+        s.chunk_overlap = s.chunk_size / 10;
+    }
+    s.validate().map_err(|m| ApiError::invalid(m).param(param))?;
+    Ok(s)
+}
+
+/// The knowledge base object. `chunk_count` is the recorded progress of its sources
+/// unless `stored_chunks` (counted in the vector store) is given.
+fn kb_json(state: &AppState, kb: &KnowledgeBaseRecord, stored_chunks: Option<u64>) -> Result<Value, ApiError> {
+    let sources = state.store.list_sources(&kb.tenant, &kb.id).map_err(internal)?;
+    let count = |st: SourceStatus| sources.iter().filter(|s| s.status == st).count();
+    Ok(json!({
+        "id": kb.id,
+        "object": "knowledge_base",
+        "name": kb.name,
+        "description": kb.description,
+        "embedding_model": kb.embedding_model,
+        "chunking_strategy": kb.chunking,
+        "metadata": kb.metadata,
+        "created_at": kb.created_at,
+        "updated_at": kb.updated_at,
+        "data_source_counts": {
+            "pending": count(SourceStatus::Pending),
+            "processing": count(SourceStatus::Processing),
+            "completed": count(SourceStatus::Completed),
+            "failed": count(SourceStatus::Failed),
+            "total": sources.len(),
+        },
+        "chunk_count": stored_chunks.unwrap_or_else(|| sources.iter().map(|s| s.chunks_done).sum::<u64>()),
+    }))
+}
+
+fn source_json(s: &DataSourceRecord) -> Value {
+    json!({
+        "id": s.id,
+        "object": "knowledge_base.data_source",
+        "knowledge_base_id": s.kb_id,
+        "type": "file",
+        "file_id": s.file_id,
+        "status": s.status.as_str(),
+        "error": s.error.as_ref().map(|m| json!({"message": m})),
+        "chunks_total": s.chunks_total,
+        "chunks_done": s.chunks_done,
+        "metadata": s.metadata,
+        "created_at": s.created_at,
+        "updated_at": s.updated_at,
+    })
+}
+
+fn lookup(state: &AppState, caller: &Caller, id: &str) -> Result<KnowledgeBaseRecord, ApiError> {
+    state.store.get_kb(&caller.tenant, id).map_err(internal)?.ok_or_else(|| kb_not_found(id))
+}
+
+/// `POST /v1/knowledge-bases`.
+pub async fn create(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Json(body): Json<Value>,
+) -> Result<(StatusCode, axum::Json<Value>), ApiError> {
+    let obj = object(&body)?;
+    let name = opt_string(obj, "name", MAX_NAME)?
+        .filter(|n| !n.trim().is_empty())
+        .ok_or_else(|| ApiError::invalid("Missing required parameter: 'name'.").param("name"))?;
+    let embedder = state.knowledge.embedder();
+    let embedding_model = match opt_string(obj, "embedding_model", MAX_NAME)? {
+        Some(m) => embedder
+            .resolve_model(&m)
+            .map_err(|e| ApiError::invalid(e.to_string()).param("embedding_model").code("model_not_found"))?,
+        None => embedder.default_model().ok_or_else(|| {
+            ApiError::invalid("No embedding model is installed on this server; install one or name 'embedding_model'.")
+                .param("embedding_model")
+                .code("model_not_found")
+        })?,
+    };
+    let chunking = match obj.get("chunking_strategy") {
+        None | Some(Value::Null) => ChunkingStrategy::default(),
+        Some(v) => parse_chunking(v, ChunkingStrategy::default())?,
+    };
+    let now = crate::unix_now();
+    let kb = KnowledgeBaseRecord {
+        id: new_id("kb")?,
+        tenant: caller.tenant.clone(),
+        name,
+        description: opt_string(obj, "description", MAX_DESCRIPTION)?,
+        embedding_model,
+        chunking,
+        metadata: opt_metadata(obj, "metadata")?.unwrap_or_else(|| json!({})),
+        created_at: now,
+        updated_at: now,
+    };
+    state.store.insert_kb(&kb).map_err(internal)?;
+    Ok((StatusCode::CREATED, axum::Json(kb_json(&state, &kb, None)?)))
+}
+
+/// `GET /v1/knowledge-bases`.
+pub async fn list(State(state): State<AppState>, Extension(caller): Extension<Caller>) -> Result<axum::Json<Value>, ApiError> {
+    let kbs = state.store.list_kbs(&caller.tenant).map_err(internal)?;
+    let data = kbs.iter().map(|kb| kb_json(&state, kb, None)).collect::<Result<Vec<_>, _>>()?;
+    Ok(axum::Json(json!({"object": "list", "data": data, "has_more": false})))
+}
+
+/// `GET /v1/knowledge-bases/{id}`.
+pub async fn get(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let kb = lookup(&state, &caller, &id)?;
+    let stored = state.knowledge.count_vectors(&kb.id).await.map_err(ApiError::internal)?;
+    Ok(axum::Json(kb_json(&state, &kb, Some(stored))?))
+}
+
+/// `PATCH /v1/knowledge-bases/{id}`: name, description, metadata, chunking (for sources
+/// ingested from now on). The embedding model is fixed: stored vectors depend on it.
+pub async fn update(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    Json(body): Json<Value>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let mut kb = lookup(&state, &caller, &id)?;
+    let obj = object(&body)?;
+    if let Some(m) = opt_string(obj, "embedding_model", MAX_NAME)? {
+        let same = state.knowledge.embedder().resolve_model(&m).is_ok_and(|m| m == kb.embedding_model);
+        if !same {
+            return Err(ApiError::invalid(
+                "'embedding_model' cannot change: the stored vectors were made with it. Create a new knowledge base instead.",
+            )
+            .param("embedding_model"));
+        }
+    }
+    if obj.contains_key("name") {
+        kb.name = opt_string(obj, "name", MAX_NAME)?
+            .filter(|n| !n.trim().is_empty())
+            .ok_or_else(|| ApiError::invalid("'name' must be a non-empty string.").param("name"))?;
+    }
+    if obj.contains_key("description") {
+        kb.description = opt_string(obj, "description", MAX_DESCRIPTION)?;
+    }
+    if obj.contains_key("metadata") {
+        kb.metadata = opt_metadata(obj, "metadata")?.unwrap_or_else(|| json!({}));
+    }
+    if let Some(v) = obj.get("chunking_strategy").filter(|v| !v.is_null()) {
+        kb.chunking = parse_chunking(v, kb.chunking)?;
+    }
+    kb.updated_at = crate::unix_now();
+    if !state.store.update_kb(&kb).map_err(internal)? {
+        return Err(kb_not_found(&id));
+    }
+    Ok(axum::Json(kb_json(&state, &kb, None)?))
+}
+
+/// `DELETE /v1/knowledge-bases/{id}`: the record, its data sources and its vectors.
+pub async fn delete(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Value>, ApiError> {
+    if !state.store.delete_kb(&caller.tenant, &id).map_err(internal)? {
+        return Err(kb_not_found(&id));
+    }
+    state.knowledge.drop_vectors(&id).await.map_err(ApiError::internal)?;
+    Ok(axum::Json(json!({"id": id, "object": "knowledge_base.deleted", "deleted": true})))
+}
+
+/// `POST /v1/knowledge-bases/{id}/data-sources`: `{"file_id": ...}` or
+/// `{"file_ids": [...]}`, optional `metadata` (copied onto every chunk, filterable).
+pub async fn add_sources(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    Json(body): Json<Value>,
+) -> Result<(StatusCode, axum::Json<Value>), ApiError> {
+    let kb = lookup(&state, &caller, &id)?;
+    let obj = object(&body)?;
+    if let Some(t) = obj.get("type").and_then(Value::as_str).filter(|t| *t != "file") {
+        return Err(ApiError::invalid(format!("Data source type '{t}' is not supported; upload the document to /v1/files and use type 'file'."))
+            .param("type"));
+    }
+    let (single, ids): (bool, Vec<String>) = match (obj.get("file_id"), obj.get("file_ids")) {
+        (Some(Value::String(f)), None) => (true, vec![f.clone()]),
+        (None, Some(Value::Array(items))) if !items.is_empty() && items.len() <= MAX_FILES_PER_REQUEST => {
+            let ids = items.iter().map(|v| v.as_str().map(str::to_owned)).collect::<Option<Vec<_>>>();
+            (false, ids.ok_or_else(|| ApiError::invalid("'file_ids' must be an array of file ids.").param("file_ids"))?)
+        }
+        (Some(_), Some(_)) => return Err(ApiError::invalid("Send 'file_id' or 'file_ids', not both.").param("file_ids")),
+        _ => {
+            return Err(ApiError::invalid(format!(
+                "Missing required parameter: 'file_id' (a string) or 'file_ids' (1 to {MAX_FILES_PER_REQUEST} strings)."
+            ))
+            .param("file_ids"));
+        }
+    };
+    let metadata = opt_metadata(obj, "metadata")?.unwrap_or_else(|| json!({}));
+    let existing = state.store.list_sources(&caller.tenant, &kb.id).map_err(internal)?;
+    let param = if single { "file_id" } else { "file_ids" };
+    for (i, file_id) in ids.iter().enumerate() {
+        if state.store.get_file(&caller.tenant, file_id).map_err(internal)?.is_none() {
+            return Err(file_not_found(file_id).param(param));
+        }
+        if existing.iter().any(|s| &s.file_id == file_id) || ids[..i].contains(file_id) {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "invalid_request_error",
+                format!("File {file_id} is already a data source of this knowledge base."),
+            )
+            .param(param)
+            .code("data_source_exists"));
+        }
+    }
+    let now = crate::unix_now();
+    let mut created = Vec::new();
+    for file_id in ids {
+        let s = DataSourceRecord {
+            id: new_id("ds")?,
+            tenant: caller.tenant.clone(),
+            kb_id: kb.id.clone(),
+            file_id,
+            metadata: metadata.clone(),
+            status: SourceStatus::Pending,
+            error: None,
+            chunks_total: None,
+            chunks_done: 0,
+            created_at: now,
+            updated_at: now,
+        };
+        state.store.insert_source(&s).map_err(internal)?;
+        state.knowledge.enqueue(&s);
+        created.push(s);
+    }
+    let body = if single {
+        source_json(&created[0])
+    } else {
+        json!({"object": "list", "data": created.iter().map(source_json).collect::<Vec<_>>()})
+    };
+    Ok((StatusCode::ACCEPTED, axum::Json(body)))
+}
+
+/// `GET /v1/knowledge-bases/{id}/data-sources`.
+pub async fn list_sources(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let kb = lookup(&state, &caller, &id)?;
+    let sources = state.store.list_sources(&caller.tenant, &kb.id).map_err(internal)?;
+    Ok(axum::Json(json!({"object": "list", "data": sources.iter().map(source_json).collect::<Vec<_>>(), "has_more": false})))
+}
+
+/// `GET /v1/knowledge-bases/{id}/data-sources/{source_id}`.
+pub async fn get_source(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path((id, source_id)): Path<(String, String)>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let kb = lookup(&state, &caller, &id)?;
+    let s = state.store.get_source(&caller.tenant, &kb.id, &source_id).map_err(internal)?.ok_or_else(|| source_not_found(&source_id))?;
+    Ok(axum::Json(source_json(&s)))
+}
+
+/// `DELETE /v1/knowledge-bases/{id}/data-sources/{source_id}`: the source and its chunks.
+pub async fn delete_source(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path((id, source_id)): Path<(String, String)>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let kb = lookup(&state, &caller, &id)?;
+    if !state.store.delete_source(&caller.tenant, &kb.id, &source_id).map_err(internal)? {
+        return Err(source_not_found(&source_id));
+    }
+    state.knowledge.delete_source_vectors(&kb.id, &source_id).await.map_err(ApiError::internal)?;
+    Ok(axum::Json(json!({"id": source_id, "object": "knowledge_base.data_source.deleted", "deleted": true})))
+}
+
+fn parse_retrieve(obj: &Map<String, Value>) -> Result<RetrieveRequest, ApiError> {
+    let query = match obj.get("query") {
+        Some(Value::String(q)) if !q.trim().is_empty() && q.len() <= 32_768 => q.clone(),
+        Some(Value::String(q)) if !q.trim().is_empty() => return Err(ApiError::invalid("'query' is longer than 32768 bytes.").param("query")),
+        Some(_) => return Err(ApiError::invalid("'query' must be a non-empty string.").param("query")),
+        None => return Err(ApiError::invalid("Missing required parameter: 'query'.").param("query")),
+    };
+    let top_k = match obj.get("top_k") {
+        None | Some(Value::Null) => 10,
+        Some(v) => v
+            .as_u64()
+            .filter(|k| (1..=100).contains(k))
+            .ok_or_else(|| ApiError::invalid("'top_k' must be an integer from 1 to 100.").param("top_k"))? as usize,
+    };
+    let search_type = match obj.get("search_type").map(|v| v.as_str()) {
+        None | Some(Some("vector")) => SearchType::Vector,
+        Some(Some("keyword")) => SearchType::Keyword,
+        Some(Some("hybrid")) => SearchType::Hybrid,
+        _ => return Err(ApiError::invalid("'search_type' must be 'vector', 'keyword' or 'hybrid'.").param("search_type")),
+    };
+    let filter = MetadataFilter::parse(obj.get("filters").unwrap_or(&Value::Null))
+        .map_err(|m| ApiError::invalid(m).param("filters"))?;
+    let min_score = match obj.get("min_score") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(
+            v.as_f64()
+                .filter(|s| s.is_finite())
+                .ok_or_else(|| ApiError::invalid("'min_score' must be a number.").param("min_score"))? as f32,
+        ),
+    };
+    Ok(RetrieveRequest { query, top_k, search_type, filter, min_score })
+}
+
+/// `POST /v1/knowledge-bases/{id}/retrieve`.
+pub async fn retrieve(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    Json(body): Json<Value>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let kb = lookup(&state, &caller, &id)?;
+    let obj = object(&body)?;
+    let req = parse_retrieve(obj)?;
+    let include_metadata = match obj.get("include_metadata") {
+        None | Some(Value::Null) => true,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(ApiError::invalid("'include_metadata' must be a boolean.").param("include_metadata")),
+    };
+    let hits = state.knowledge.retrieve(&caller.tenant, &kb.id, &kb.embedding_model, &req).await.map_err(|e| match e {
+        RetrieveError::Embed(e) => {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "server_error", e.to_string()).code("embedding_unavailable")
+        }
+        RetrieveError::Vector(e) => ApiError::internal(e),
+    })?;
+    let data: Vec<Value> = hits
+        .into_iter()
+        .map(|h| {
+            let p = &h.payload;
+            let mut chunk = json!({
+                "object": "knowledge_base.chunk",
+                "id": h.id.to_string(),
+                "score": h.score,
+                "text": p.get("text"),
+                "file_id": p.get("file_id"),
+                "filename": p.get("filename"),
+                "data_source_id": p.get("source_id"),
+                "chunk_index": p.get("chunk_index"),
+            });
+            if include_metadata {
+                chunk["metadata"] = p.get(crate::vector::filter::METADATA_KEY).cloned().unwrap_or_else(|| json!({}));
+            }
+            chunk
+        })
+        .collect();
+    let search_type = match req.search_type {
+        SearchType::Vector => "vector",
+        SearchType::Keyword => "keyword",
+        SearchType::Hybrid => "hybrid",
+    };
+    Ok(axum::Json(json!({
+        "object": "list",
+        "knowledge_base_id": kb.id,
+        "query": req.query,
+        "search_type": search_type,
+        "data": data,
+    })))
+}

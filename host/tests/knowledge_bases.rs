@@ -1,0 +1,302 @@
+//! Knowledge bases against a real server with the real embedding model
+//! (all-minilm-l6-v2, installed by `make setup`), the real embeddings handler component
+//! and the embedded qdrant-edge store: CRUD and validation, ingestion of every text
+//! format, retrieval (vector, keyword, hybrid, filters, min_score), deletion removing
+//! vectors, tenant isolation, and resuming an interrupted ingestion without duplicates.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{Server, assert_openai_error};
+use reqwest::multipart::{Form, Part};
+use serde_json::{Value, json};
+
+async fn start(data: Arc<tempfile::TempDir>) -> Server {
+    Server::start_with(data, |c| c.models_dir = tensoras::config::default_models_dir()).await
+}
+
+async fn req(s: &Server, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+    let mut r = s.client().request(method, s.url(path)).bearer_auth(&s.key);
+    if let Some(b) = body {
+        r = r.json(&b);
+    }
+    let resp = r.send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+async fn upload(s: &Server, name: &str, bytes: &[u8]) -> String {
+    let form = Form::new().part("file", Part::bytes(bytes.to_vec()).file_name(name.to_owned())).text("purpose", "knowledge_base");
+    let resp = s.client().post(s.url("/v1/files")).bearer_auth(&s.key).multipart(form).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned()
+}
+
+async fn create_kb(s: &Server, body: Value) -> String {
+    let (status, kb) = req(s, reqwest::Method::POST, "/v1/knowledge-bases", Some(body)).await;
+    assert_eq!(status, 201, "{kb}");
+    kb["id"].as_str().unwrap().to_owned()
+}
+
+/// Polls until no source of the KB is pending or processing.
+async fn wait_ingested(s: &Server, kb: &str) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let (_, list) = req(s, reqwest::Method::GET, &format!("/v1/knowledge-bases/{kb}/data-sources"), None).await;
+        let sources = list["data"].as_array().unwrap().clone();
+        if sources.iter().all(|x| x["status"] == "completed" || x["status"] == "failed") {
+            return sources;
+        }
+        assert!(Instant::now() < deadline, "ingestion did not finish: {list}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn retrieve(s: &Server, kb: &str, body: Value) -> Vec<Value> {
+    let (status, out) = req(s, reqwest::Method::POST, &format!("/v1/knowledge-bases/{kb}/retrieve"), Some(body)).await;
+    assert_eq!(status, 200, "{out}");
+    out["data"].as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn crud_validation_and_isolation() {
+    let s = start(Arc::new(tempfile::tempdir().unwrap())).await;
+    let (status, kb) = req(&s, reqwest::Method::POST, "/v1/knowledge-bases", Some(json!({"name": "docs", "metadata": {"team": "a"}}))).await;
+    assert_eq!(status, 201, "{kb}");
+    let id = kb["id"].as_str().unwrap().to_owned();
+    assert!(id.starts_with("kb_"));
+    assert_eq!(kb["object"], "knowledge_base");
+    assert_eq!(kb["embedding_model"], "all-minilm-l6-v2");
+    assert_eq!(kb["chunking_strategy"], json!({"type": "recursive", "chunk_size": 800, "chunk_overlap": 100}));
+    assert_eq!(kb["data_source_counts"]["total"], 0);
+
+    let (status, got) = req(&s, reqwest::Method::GET, &format!("/v1/knowledge-bases/{id}"), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(got["name"], "docs");
+    let (status, patched) = req(&s, reqwest::Method::PATCH, &format!("/v1/knowledge-bases/{id}"),
+        Some(json!({"name": "handbook", "description": "d", "chunking_strategy": {"type": "fixed_size", "chunk_size": 300}}))).await;
+    assert_eq!(status, 200, "{patched}");
+    assert_eq!(patched["name"], "handbook");
+    assert_eq!(patched["chunking_strategy"], json!({"type": "fixed_size", "chunk_size": 300, "chunk_overlap": 100}));
+    let (_, list) = req(&s, reqwest::Method::GET, "/v1/knowledge-bases", None).await;
+    assert_eq!(list["object"], "list");
+    assert_eq!(list["data"].as_array().unwrap().len(), 1);
+
+    for (body, param) in [
+        (json!({}), "name"),
+        (json!({"name": ""}), "name"),
+        (json!({"name": "x", "embedding_model": "nope"}), "embedding_model"),
+        (json!({"name": "x", "embedding_model": "smollm2-135m-instruct"}), "embedding_model"),
+        (json!({"name": "x", "chunking_strategy": {"type": "sentences"}}), "chunking_strategy.type"),
+        (json!({"name": "x", "chunking_strategy": {"type": "semantic"}}), "chunking_strategy.type"),
+        (json!({"name": "x", "chunking_strategy": {"chunk_size": 10}}), "chunking_strategy"),
+        (json!({"name": "x", "chunking_strategy": {"chunk_size": 100, "chunk_overlap": 80}}), "chunking_strategy"),
+        (json!({"name": "x", "metadata": [1]}), "metadata"),
+    ] {
+        let (status, err) = req(&s, reqwest::Method::POST, "/v1/knowledge-bases", Some(body.clone())).await;
+        assert_eq!(status, 400, "{body}: {err}");
+        assert_eq!(assert_openai_error(&err)["param"], param, "{body}");
+    }
+    let (status, err) = req(&s, reqwest::Method::PATCH, &format!("/v1/knowledge-bases/{id}"), Some(json!({"embedding_model": "other"}))).await;
+    assert_eq!(status, 400, "{err}");
+    let (status, err) = req(&s, reqwest::Method::POST, &format!("/v1/knowledge-bases/{id}/data-sources"), Some(json!({"file_id": "file-nope"}))).await;
+    assert_eq!(status, 404);
+    assert_eq!(assert_openai_error(&err)["code"], "file_not_found");
+    for body in [json!({}), json!({"file_ids": []}), json!({"file_ids": [1]}), json!({"type": "url", "file_id": "x"})] {
+        let (status, err) = req(&s, reqwest::Method::POST, &format!("/v1/knowledge-bases/{id}/data-sources"), Some(body.clone())).await;
+        assert_eq!(status, 400, "{body}: {err}");
+    }
+    for body in [json!({}), json!({"query": ""}), json!({"query": "x", "top_k": 0}), json!({"query": "x", "top_k": 101}),
+                 json!({"query": "x", "search_type": "fuzzy"}), json!({"query": "x", "filters": {"a": {"$regex": "."}}}),
+                 json!({"query": "x", "min_score": "high"}), json!({"query": "x", "include_metadata": 1})] {
+        let (status, err) = req(&s, reqwest::Method::POST, &format!("/v1/knowledge-bases/{id}/retrieve"), Some(body.clone())).await;
+        assert_eq!(status, 400, "{body}: {err}");
+        assert_openai_error(&err);
+    }
+
+    // Another tenant sees nothing and can touch nothing.
+    let other = s.key_for_tenant("beta", false).await;
+    for (method, path) in [
+        (reqwest::Method::GET, format!("/v1/knowledge-bases/{id}")),
+        (reqwest::Method::PATCH, format!("/v1/knowledge-bases/{id}")),
+        (reqwest::Method::DELETE, format!("/v1/knowledge-bases/{id}")),
+        (reqwest::Method::GET, format!("/v1/knowledge-bases/{id}/data-sources")),
+        (reqwest::Method::POST, format!("/v1/knowledge-bases/{id}/retrieve")),
+    ] {
+        let resp = s.client().request(method.clone(), s.url(&path)).bearer_auth(&other).json(&json!({"query": "x", "name": "y"})).send().await.unwrap();
+        assert_eq!(resp.status(), 404, "{method} {path}");
+        assert_eq!(assert_openai_error(&resp.json::<Value>().await.unwrap())["code"], "knowledge_base_not_found");
+    }
+    let resp = s.client().get(s.url("/v1/knowledge-bases")).bearer_auth(&other).send().await.unwrap();
+    assert!(resp.json::<Value>().await.unwrap()["data"].as_array().unwrap().is_empty());
+
+    let (status, del) = req(&s, reqwest::Method::DELETE, &format!("/v1/knowledge-bases/{id}"), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(del["deleted"], true);
+    let (status, _) = req(&s, reqwest::Method::GET, &format!("/v1/knowledge-bases/{id}"), None).await;
+    assert_eq!(status, 404);
+}
+
+const MARKDOWN: &str = "# Lighthouses\n\nThe lighthouse on Skerry Island was painted teal in 1987 by the keeper Ingrid Vos.\n\n\
+## Other\n\nFog horns sound every thirty seconds in winter.\n";
+const HTML: &str = "<html><head><style>b{}</style></head><body><h1>Bakery</h1><p>The Copperkettle bakery sells \
+rye loaves baked with caraway every Tuesday.</p><script>var x=1;</script></body></html>";
+const CSV: &str = "planet,moons,note\nMars,2,red dust storms\nNeptune,16,the windiest planet with supersonic winds\n";
+const JSON_DOC: &str = r#"{"recipe": {"name": "zorblax stew", "ingredients": ["turnips", "saffron"], "minutes": 95}}"#;
+const TEXT: &str = "Quarterly report. The Osprey project shipped its telemetry module in March after a two month delay.";
+
+#[tokio::test]
+async fn ingest_every_format_then_retrieve_and_delete() {
+    let s = start(Arc::new(tempfile::tempdir().unwrap())).await;
+    let kb = create_kb(&s, json!({"name": "mixed", "chunking_strategy": {"type": "recursive", "chunk_size": 200, "chunk_overlap": 20}})).await;
+    let files = [
+        ("lighthouse.md", MARKDOWN.as_bytes(), json!({"year": 1987, "kind": "history"})),
+        ("bakery.html", HTML.as_bytes(), json!({"year": 2021, "kind": "food"})),
+        ("planets.csv", CSV.as_bytes(), json!({"year": 2010, "kind": "science"})),
+        ("stew.json", JSON_DOC.as_bytes(), json!({"year": 2023, "kind": "food"})),
+        ("report.txt", TEXT.as_bytes(), json!({"year": 2024, "kind": "work"})),
+    ];
+    let mut file_ids = Vec::new();
+    for (name, bytes, meta) in &files {
+        let file_id = upload(&s, name, bytes).await;
+        let (status, src) = req(&s, reqwest::Method::POST, &format!("/v1/knowledge-bases/{kb}/data-sources"),
+            Some(json!({"file_id": file_id, "metadata": meta}))).await;
+        assert_eq!(status, 202, "{src}");
+        assert_eq!(src["object"], "knowledge_base.data_source");
+        assert!(src["status"] == "pending" || src["status"] == "processing" || src["status"] == "completed", "{src}");
+        file_ids.push(file_id);
+    }
+    let (status, err) = req(&s, reqwest::Method::POST, &format!("/v1/knowledge-bases/{kb}/data-sources"), Some(json!({"file_ids": [file_ids[0]]}))).await;
+    assert_eq!(status, 409, "{err}");
+
+    let sources = wait_ingested(&s, &kb).await;
+    for src in &sources {
+        assert_eq!(src["status"], "completed", "{src}");
+        assert!(src["chunks_total"].as_u64().unwrap() >= 1);
+        assert_eq!(src["chunks_done"], src["chunks_total"]);
+    }
+    let (_, info) = req(&s, reqwest::Method::GET, &format!("/v1/knowledge-bases/{kb}"), None).await;
+    assert_eq!(info["data_source_counts"]["completed"], 5, "{info}");
+
+    // Vector search finds each fact in its own file.
+    for (question, file) in [
+        ("What colour was the lighthouse painted?", "lighthouse.md"),
+        ("Which bakery sells rye bread with caraway?", "bakery.html"),
+        ("Which planet has the strongest winds?", "planets.csv"),
+        ("When did the telemetry module ship?", "report.txt"),
+    ] {
+        let hits = retrieve(&s, &kb, json!({"query": question, "top_k": 3})).await;
+        assert_eq!(hits[0]["filename"], file, "{question}: {hits:?}");
+        assert!(hits[0]["score"].as_f64().unwrap() > 0.2);
+        assert!(hits[0]["text"].is_string() && hits[0]["metadata"]["kind"].is_string());
+    }
+    // Keyword search: an invented word only BM25 can match exactly.
+    let hits = retrieve(&s, &kb, json!({"query": "zorblax", "search_type": "keyword"})).await;
+    assert_eq!(hits.len(), 1, "{hits:?}");
+    assert_eq!(hits[0]["filename"], "stew.json");
+    assert!(hits[0]["text"].as_str().unwrap().contains("zorblax stew"));
+    let hits = retrieve(&s, &kb, json!({"query": "Copperkettle caraway loaves", "search_type": "hybrid", "top_k": 2})).await;
+    assert_eq!(hits[0]["filename"], "bakery.html");
+    // Filters on metadata.
+    let hits = retrieve(&s, &kb, json!({"query": "food", "filters": {"kind": "food"}, "top_k": 10})).await;
+    let names: std::collections::BTreeSet<&str> = hits.iter().map(|h| h["filename"].as_str().unwrap()).collect();
+    assert_eq!(names.into_iter().collect::<Vec<_>>(), ["bakery.html", "stew.json"]);
+    let hits = retrieve(&s, &kb, json!({"query": "anything", "filters": {"year": {"$gte": 2010, "$lt": 2022}}, "top_k": 50})).await;
+    assert!(hits.iter().all(|h| ["bakery.html", "planets.csv"].contains(&h["filename"].as_str().unwrap())), "{hits:?}");
+    let hits = retrieve(&s, &kb, json!({"query": "anything", "filters": {"kind": {"$in": ["work", "science"]}, "year": {"$ne": 2010}}, "top_k": 50})).await;
+    assert!(!hits.is_empty() && hits.iter().all(|h| h["filename"] == "report.txt"), "{hits:?}");
+    let hits = retrieve(&s, &kb, json!({"query": "lighthouse teal", "filters": {"filename": "lighthouse.md"}, "include_metadata": false})).await;
+    assert!(hits.iter().all(|h| h["filename"] == "lighthouse.md" && h.get("metadata").is_none()));
+    let hits = retrieve(&s, &kb, json!({"query": "What colour was the lighthouse painted?", "min_score": 0.99})).await;
+    assert!(hits.is_empty(), "{hits:?}");
+    let hits = retrieve(&s, &kb, json!({"query": "x", "top_k": 1})).await;
+    assert_eq!(hits.len(), 1);
+
+    // Deleting a data source removes its chunks; deleting the file removes it from the KB.
+    let lighthouse = sources.iter().find(|x| x["file_id"] == file_ids[0].as_str()).unwrap();
+    let (status, _) = req(&s, reqwest::Method::DELETE, &format!("/v1/knowledge-bases/{kb}/data-sources/{}", lighthouse["id"].as_str().unwrap()), None).await;
+    assert_eq!(status, 200);
+    let hits = retrieve(&s, &kb, json!({"query": "lighthouse painted teal", "top_k": 100})).await;
+    assert!(hits.iter().all(|h| h["filename"] != "lighthouse.md"));
+    let (status, _) = req(&s, reqwest::Method::DELETE, &format!("/v1/files/{}", file_ids[3]), None).await;
+    assert_eq!(status, 200);
+    let hits = retrieve(&s, &kb, json!({"query": "zorblax", "search_type": "keyword"})).await;
+    assert!(hits.is_empty(), "{hits:?}");
+    let (_, list) = req(&s, reqwest::Method::GET, &format!("/v1/knowledge-bases/{kb}/data-sources"), None).await;
+    assert_eq!(list["data"].as_array().unwrap().len(), 3);
+
+    // A document with no usable content fails with a reason.
+    let bad = upload(&s, "image.png", b"\x89PNG\r\n\x1a\n\0\0\0").await;
+    let (status, _) = req(&s, reqwest::Method::POST, &format!("/v1/knowledge-bases/{kb}/data-sources"), Some(json!({"file_ids": [bad]}))).await;
+    assert_eq!(status, 202);
+    let sources = wait_ingested(&s, &kb).await;
+    let failed = sources.iter().find(|x| x["file_id"] == bad.as_str()).unwrap();
+    assert_eq!(failed["status"], "failed");
+    assert!(failed["error"]["message"].as_str().unwrap().contains("unsupported file type"), "{failed}");
+
+    let (status, _) = req(&s, reqwest::Method::DELETE, &format!("/v1/knowledge-bases/{kb}"), None).await;
+    assert_eq!(status, 200);
+    assert!(!s.data.path().join("vectors").join(&kb).exists(), "vectors removed with the knowledge base");
+}
+
+/// A long document: many chunks, several embedding batches.
+fn long_document() -> String {
+    (0..600).map(|i| format!("Paragraph {i} records that item {i} weighs {} grams and is stored on shelf {}.\n\n", i * 7 % 1000, i % 40)).collect()
+}
+
+#[tokio::test]
+async fn interrupted_ingestion_resumes_without_duplicates() {
+    let data = Arc::new(tempfile::tempdir().unwrap());
+    let s = start(data.clone()).await;
+    let kb = create_kb(&s, json!({"name": "big", "chunking_strategy": {"type": "fixed_size", "chunk_size": 120, "chunk_overlap": 0}})).await;
+    let file = upload(&s, "inventory.txt", long_document().as_bytes()).await;
+    let (_, src) = req(&s, reqwest::Method::POST, &format!("/v1/knowledge-bases/{kb}/data-sources"), Some(json!({"file_id": file}))).await;
+    let source_id = src["id"].as_str().unwrap().to_owned();
+    // Stop the server as soon as the first batch is recorded.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (_, src) = req(&s, reqwest::Method::GET, &format!("/v1/knowledge-bases/{kb}/data-sources/{source_id}"), None).await;
+        if src["chunks_done"].as_u64().unwrap_or(0) > 0 {
+            assert_eq!(src["status"], "processing", "{src}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no progress: {src}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let key = s.key.clone();
+    let data = s.stop().await;
+
+    // As if the process died after storing vectors but before recording them: rewind the
+    // recorded progress, so the restart re-stores chunks that are already there.
+    let (total, done) = {
+        let store = tensoras::store::sqlite::SqliteStore::open(&data.path().join("tensoras.db")).unwrap();
+        use tensoras::store::KnowledgeStore as _;
+        let src = store.list_sources("alpha", &kb).unwrap().remove(0);
+        assert_eq!(src.status, tensoras::store::SourceStatus::Processing);
+        let total = src.chunks_total.unwrap();
+        assert!(src.chunks_done < total, "stopped mid-way: {} of {total}", src.chunks_done);
+        let rewind = tensoras::store::SourceProgress { status: src.status, error: None, chunks_total: src.chunks_total, chunks_done: 0 };
+        store.update_source(&src.id, &rewind).unwrap();
+        (total, src.chunks_done)
+    };
+    assert!(done > 0);
+
+    let s = start(data).await;
+    assert_eq!(s.key, key);
+    let sources = wait_ingested(&s, &kb).await;
+    assert_eq!(sources[0]["status"], "completed", "{:?}", sources[0]);
+    assert_eq!(sources[0]["chunks_done"], total);
+    // Every chunk exactly once: as many points as chunks, and each chunk index once.
+    let hits = retrieve(&s, &kb, json!({"query": "weighs grams shelf", "search_type": "keyword", "top_k": 100})).await;
+    let mut indexes: Vec<u64> = hits.iter().map(|h| h["chunk_index"].as_u64().unwrap()).collect();
+    indexes.sort();
+    indexes.dedup();
+    assert_eq!(indexes.len(), hits.len(), "duplicate chunks in {hits:?}");
+    // `chunk_count` of one knowledge base is counted in the vector store itself.
+    let (_, info) = req(&s, reqwest::Method::GET, &format!("/v1/knowledge-bases/{kb}"), None).await;
+    assert_eq!(info["chunk_count"], total, "{info}");
+}
