@@ -108,6 +108,27 @@ fn smollm2_answers_the_france_question_through_the_backend() {
 }
 
 #[test]
+fn smollm2_token_bytes_spell_the_text() {
+    // The grammar engine sees tokens only as these bytes: they must concatenate to exactly
+    // the text the tokenizer encoded, multi-byte characters and spaces included.
+    let inference = default_models();
+    let text = &inference.get("smollm2").expect("installed").text;
+    let vocab = text.vocabulary();
+    let word = |id: u32| {
+        let end = vocab.ends[id as usize] as usize;
+        let start = if id == 0 { 0 } else { vocab.ends[id as usize - 1] as usize };
+        &vocab.bytes[start..end]
+    };
+    let sample = "Hello, world!\n  {\"naïve\": [1, 2.5e3]} — 東京 🦀";
+    let spelled: Vec<u8> = text.encode(sample, false).unwrap().into_iter().flat_map(|id| word(id).to_vec()).collect();
+    assert_eq!(String::from_utf8(spelled).unwrap(), sample);
+    let im_end = text.encode("<|im_end|>", false).unwrap();
+    assert_eq!(im_end.len(), 1);
+    assert_eq!(word(im_end[0]), b"\xFF<|im_end|>", "special tokens are marked");
+    assert!(!text.template_tools(), "SmolLM2's template does not render tools");
+}
+
+#[test]
 fn minilm_encodes_a_padded_batch() {
     let inference = default_models();
     let loaded = inference.get("all-minilm-l6-v2").expect("installed by `make setup`");
