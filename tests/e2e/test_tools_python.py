@@ -330,6 +330,18 @@ def test_server_tool_progress_is_streamed(client):
 # --- errors --------------------------------------------------------------------------------
 
 
+def test_strict_schemas_name_what_cannot_be_enforced(client):
+    schema = {"type": "object", "properties": {"tags": {"type": "array", "items": {"type": "string"}, "uniqueItems": True}}}
+    fmt = lambda strict: {"type": "json_schema", "json_schema": {"name": "t", "schema": schema, "strict": strict}}
+    with pytest.raises(openai.BadRequestError) as err:
+        client.chat.completions.create(model=CHAT, messages=[{"role": "user", "content": "tags"}], max_tokens=5, response_format=fmt(True))
+    assert err.value.body["param"] == "response_format.json_schema.schema"
+    assert "uniqueItems" in err.value.body["message"]
+    # Not strict: the keyword is ignored and the rest is enforced.
+    r = client.chat.completions.create(model=CHAT, messages=[{"role": "user", "content": "tags"}], max_tokens=60, response_format=fmt(False))
+    assert r.choices[0].finish_reason in ("stop", "length")
+
+
 @pytest.mark.parametrize(
     "extra, param",
     [

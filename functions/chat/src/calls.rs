@@ -692,9 +692,8 @@ mod tests {
         assert_eq!(scan_all(&mut s, &["<x>"]), [Event::Content("<x>".into())]);
     }
 
-    /// Every grammar this module writes compiles, in every mode.
-    #[test]
-    fn grammars_compile() {
+    /// A grammar engine over single bytes plus one special end token.
+    fn byte_engine() -> (crate::grammar::Engine, u32) {
         let mut words: Vec<Vec<u8>> = (0..=255u8).map(|b| vec![b]).collect();
         words.push(b"\xFF<|end|>".to_vec());
         let mut bytes = Vec::new();
@@ -703,12 +702,20 @@ mod tests {
             bytes.extend_from_slice(w);
             ends.push(bytes.len() as u32);
         }
+        let end = words.len() as u32 - 1;
         let engine = crate::grammar::Engine::new(
             &crate::grammar::Vocabulary { bytes, ends },
             words.len(),
-            &[words.len() as u32 - 1],
+            &[end],
         )
         .unwrap();
+        (engine, end)
+    }
+
+    /// Every grammar this module writes compiles, in every mode.
+    #[test]
+    fn grammars_compile() {
+        let (engine, _) = byte_engine();
         for rf in [ResponseFormat::JsonObject, ResponseFormat::JsonSchema { name: "x".into(), schema: json!({"type": "object"}), strict: true }] {
             let GrammarSource::Schema(schema) = grammar_for(&Tooling { format: rf, ..Tooling::none() }, &HERMES).unwrap() else {
                 panic!("a format alone is a schema")
@@ -735,6 +742,19 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn strict_schemas_name_unsupported_keywords_and_lenient_ones_ignore_them() {
+        let (engine, _) = byte_engine();
+        let schema = json!({"type": "object", "properties": {"tags": {"type": "array", "uniqueItems": true}}});
+        let strict = ResponseFormat::JsonSchema { name: "x".into(), schema: schema.clone(), strict: true };
+        let Some(s) = format_schema(&strict) else { panic!() };
+        let err = engine.constraint(llguidance::api::TopLevelGrammar::from_json_schema(s)).err().expect("strict rejects");
+        assert!(err.contains("uniqueItems"), "{err}");
+        let lenient = ResponseFormat::JsonSchema { name: "x".into(), schema, strict: false };
+        let Some(s) = format_schema(&lenient) else { panic!() };
+        assert!(engine.constraint(llguidance::api::TopLevelGrammar::from_json_schema(s)).is_ok());
     }
 
     #[test]
