@@ -64,19 +64,23 @@ def headers(key):
     return h
 
 
+def chat_body(model, max_tokens, extra=None, stream=False):
+    """The benchmark's chat request: PROMPT, greedy, fixed seed, plus `extra` fields."""
+    body = {
+        "model": model,
+        "messages": [{"role": "user", "content": PROMPT}],
+        "max_tokens": max_tokens,
+        "temperature": 0,
+        "seed": 0,
+        **(extra or {}),
+    }
+    if stream:
+        body.update(stream=True, stream_options={"include_usage": True})
+    return json.dumps(body)
+
+
 def stream_once(url, model, key, max_tokens, extra=None):
-    body = json.dumps(
-        {
-            "model": model,
-            "messages": [{"role": "user", "content": PROMPT}],
-            "stream": True,
-            "stream_options": {"include_usage": True},
-            "max_tokens": max_tokens,
-            "temperature": 0,
-            "seed": 0,
-            **(extra or {}),
-        }
-    )
+    body = chat_body(model, max_tokens, extra, stream=True)
     conn = connect(url)
     t_send = time.perf_counter()
     conn.request("POST", "/v1/chat/completions", body=body, headers=headers(key))
@@ -187,16 +191,7 @@ GRAMMAR_MODES = {
 
 def timed_request(url, model, key, max_tokens, extra):
     """One non-streamed request; (seconds, completion tokens, finish reason)."""
-    body = json.dumps(
-        {
-            "model": model,
-            "messages": [{"role": "user", "content": PROMPT}],
-            "max_tokens": max_tokens,
-            "temperature": 0,
-            "seed": 0,
-            **(extra or {}),
-        }
-    )
+    body = chat_body(model, max_tokens, extra)
     conn = connect(url)
     t0 = time.perf_counter()
     conn.request("POST", "/v1/chat/completions", body=body, headers=headers(key))
