@@ -37,7 +37,7 @@ fn new_id(prefix: &str) -> Result<String, ApiError> {
     Ok(format!("{prefix}_{}", crate::auth::hex(&buf)))
 }
 
-fn object<'a>(body: &'a Value) -> Result<&'a Map<String, Value>, ApiError> {
+fn object(body: &Value) -> Result<&Map<String, Value>, ApiError> {
     body.as_object().ok_or_else(|| ApiError::invalid("The request body must be a JSON object."))
 }
 
