@@ -202,22 +202,43 @@ def timed_request(url, model, key, max_tokens, extra):
     if resp.status != 200:
         raise SystemExit(f"{url}: HTTP {resp.status}: {data[:500]!r}")
     obj = json.loads(data)
-    return elapsed, obj["usage"]["completion_tokens"], obj["choices"][0]["finish_reason"]
+    return elapsed, obj["usage"]["completion_tokens"], obj["choices"][0]["finish_reason"], obj["usage"]["prompt_tokens"]
+
+
+def padded(extra, pad_words):
+    """Free text with `pad_words` filler words in a system message: a prompt as long as a
+    constrained mode's (tool descriptions and schemas lengthen it, and a longer context makes
+    every decode step slower, which is not the grammar's doing)."""
+    return {"messages": [{"role": "system", "content": " ".join(["word"] * pad_words)},
+                         {"role": "user", "content": PROMPT}],
+            # SmolLM2's <|endoftext|> and <|im_end|> banned, so that the baseline decodes
+            # the full max_tokens whatever the filler does to the model.
+            "logit_bias": {"0": -100, "2": -100}}
 
 
 def cmd_grammar(a):
     """Time per generated token = (T(n tokens) - T(1 token)) / (n - 1) for each output mode:
     the difference cancels prefill, prompt length and the grammar engine's start-up, leaving
     what each decode step costs."""
-    runs = {mode: [] for mode in GRAMMAR_MODES}
+    modes = dict(GRAMMAR_MODES)
+    free_prompt = timed_request(a.url, a.model, a.key, 1, None)[3]
     for mode, extra in GRAMMAR_MODES.items():
+        if extra:
+            # Each constrained mode gets a free-text baseline with a prompt of its length.
+            target = timed_request(a.url, a.model, a.key, 1, extra)[3]
+            words = max(target - free_prompt - 5, 0)
+            while timed_request(a.url, a.model, a.key, 1, padded(None, words))[3] < target:
+                words += 1
+            modes[f"free text, {target}-token prompt"] = padded(None, words)
+    runs = {mode: [] for mode in modes}
+    for mode, extra in modes.items():
         timed_request(a.url, a.model, a.key, a.max_tokens, extra)  # warm-up
     # Interleaved so that drift in machine load hits every mode alike.
     for i in range(a.reps):
-        for mode, extra in GRAMMAR_MODES.items():
-            t1, _, _ = timed_request(a.url, a.model, a.key, 1, extra)
-            tn, n, finish = timed_request(a.url, a.model, a.key, a.max_tokens, extra)
-            r = {"t1_ms": t1 * 1e3, "tn_ms": tn * 1e3, "tokens": n, "finish_reason": finish,
+        for mode, extra in modes.items():
+            t1, _, _, prompt = timed_request(a.url, a.model, a.key, 1, extra)
+            tn, n, finish, _ = timed_request(a.url, a.model, a.key, a.max_tokens, extra)
+            r = {"t1_ms": t1 * 1e3, "tn_ms": tn * 1e3, "tokens": n, "finish_reason": finish, "prompt_tokens": prompt,
                  "ms_per_token": (tn - t1) * 1e3 / max(n - 1, 1)}
             runs[mode].append(r)
             print(
@@ -225,19 +246,23 @@ def cmd_grammar(a):
                 f"{r['ms_per_token']:.2f} ms per further token",
                 flush=True,
             )
-    free_ms = statistics.median(r["ms_per_token"] for r in runs["free text"])
     out = {"kind": "grammar", "threads": a.threads, "modes": {}}
-    print("| output | ms per token | decode tokens/s | grammar cost per token | first token (prefill + set-up) | tokens |")
-    print("|---|---|---|---|---|---|")
     for mode, rs in runs.items():
-        ms = statistics.median(r["ms_per_token"] for r in rs)
-        cost = ms - free_ms
-        out["modes"][mode] = {"ms_per_token": ms, "grammar_ms_per_token": cost,
+        out["modes"][mode] = {"ms_per_token": statistics.median(r["ms_per_token"] for r in rs),
                               "first_token_ms": statistics.median(r["t1_ms"] for r in rs),
+                              "prompt_tokens": rs[0]["prompt_tokens"],
                               "tokens": statistics.median(r["tokens"] for r in rs), "runs": rs}
-        share = "-" if mode == "free text" else f"{cost:+.2f} ms ({100 * cost / free_ms:+.1f} % of a step)"
-        m = out["modes"][mode]
-        print(f"| {mode} | {ms:.2f} | {1e3 / ms:.1f} | {share} | {m['first_token_ms']:.0f} ms | {m['tokens']:g} |")
+    print("| output | prompt tokens | ms per token | decode tokens/s | grammar cost per token (vs free text, same prompt length) | first token (prefill + set-up) | tokens |")
+    print("|---|---|---|---|---|---|---|")
+    for mode, m in out["modes"].items():
+        share = "-"
+        if GRAMMAR_MODES.get(mode):
+            base = out["modes"][f"free text, {m['prompt_tokens']}-token prompt"]["ms_per_token"]
+            cost = m["ms_per_token"] - base
+            m["grammar_ms_per_token"] = cost
+            share = f"{cost:+.2f} ms ({100 * cost / base:+.1f} % of a step)"
+        print(f"| {mode} | {m['prompt_tokens']} | {m['ms_per_token']:.2f} | {1e3 / m['ms_per_token']:.1f} | {share} | "
+              f"{m['first_token_ms']:.0f} ms | {m['tokens']:g} |")
     json.dump(out, open(a.out, "w"), indent=1)
 
 
