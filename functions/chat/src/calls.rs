@@ -327,8 +327,6 @@ pub struct ScannedCall {
 #[derive(Debug, Clone)]
 pub struct Scanner {
     format: CallFormat,
-    /// Whether calls may occur at all.
-    calls_allowed: bool,
     state: State,
     /// Text received but not yet classified.
     pending: String,
@@ -348,7 +346,6 @@ impl Scanner {
     pub fn new(format: CallFormat, calls_allowed: bool) -> Self {
         Self {
             format,
-            calls_allowed,
             state: if calls_allowed { State::Start } else { State::Content },
             pending: String::new(),
             calls: Vec::new(),
@@ -533,21 +530,12 @@ impl Scanner {
         false
     }
 
-    /// Whether the answer so far is (or began as) tool calls.
-    pub fn is_calls(&self) -> bool {
-        !self.calls.is_empty()
-    }
-
-    /// Whether calls could still begin (nothing decided yet).
-    pub fn undecided(&self) -> bool {
-        self.calls_allowed && self.state == State::Start
-    }
-
     /// Flushes text held back at the end (an unfinished head is content).
     pub fn finish(&mut self) -> Vec<Event> {
         // A call cut short while it looked like a repeat is still a call.
         let mut events = self.held.take().unwrap_or_default();
-        if matches!(self.state, State::Start | State::Content | State::Head) && self.calls.is_empty()
+        if matches!(self.state, State::Start | State::Content | State::Begin | State::Head)
+            && self.calls.is_empty()
         {
             if !self.pending.is_empty() {
                 events.push(Event::Content(std::mem::take(&mut self.pending)));
@@ -687,7 +675,10 @@ mod tests {
         let mut s = Scanner::new(HERMES, true);
         let events = scan_all(&mut s, &["Hel", "lo <tool_call>"]);
         assert_eq!(events, [Event::Content("Hel".into()), Event::Content("lo <tool_call>".into())]);
-        assert!(!s.is_calls());
+        assert!(s.calls().is_empty());
+        // A list format's opening cut short (a stop sequence, the token limit) is text.
+        let mut s = Scanner::new(JSON_LIST, true);
+        assert_eq!(scan_all(&mut s, &["<tool"]), [Event::Content("<tool".into())]);
         let mut s = Scanner::new(HERMES, false);
         assert_eq!(scan_all(&mut s, &["<x>"]), [Event::Content("<x>".into())]);
     }

@@ -139,15 +139,16 @@ impl Turns<'_> {
             let mut client_calls: Vec<ToolCall> = Vec::new();
             // Maps scanner call positions to client call positions.
             let mut positions: Vec<Option<usize>> = Vec::new();
+            // Chunks are built only for streams: this runs on every token.
             let stream = self.req.stream;
+            let chunk = |event: ChunkEvent<'_>| if stream { self.writer.chunk(index, event) } else { None };
             let mut on_events = |events: Vec<Event>, logprobs: &[_]| -> bool {
                 let mut lp = Some(logprobs);
                 for event in events {
-                    let chunk = match event {
+                    let out = match event {
                         Event::Content(text) => {
                             content.push_str(&text);
-                            let chunk = self.writer.chunk(index, ChunkEvent::Text(&text, lp.take().unwrap_or(&[])));
-                            stream.then_some(chunk).flatten()
+                            chunk(ChunkEvent::Text(&text, lp.take().unwrap_or(&[])))
                         }
                         Event::CallStart { name, .. } => {
                             let server = tooling.tool(&name).is_some_and(|t| t.server);
@@ -163,20 +164,18 @@ impl Turns<'_> {
                                     arguments: String::new(),
                                 });
                                 let call = &client_calls[at];
-                                let chunk = self.writer.chunk(index, ChunkEvent::CallStart(at, &call.id, &call.name));
-                                stream.then_some(chunk).flatten()
+                                chunk(ChunkEvent::CallStart(at, &call.id, &call.name))
                             }
                         }
                         Event::Arguments { index: at, text } => match positions.get(at).copied().flatten() {
                             Some(at) => {
                                 client_calls[at].arguments.push_str(&text);
-                                let chunk = self.writer.chunk(index, ChunkEvent::CallArguments(at, &text));
-                                stream.then_some(chunk).flatten()
+                                chunk(ChunkEvent::CallArguments(at, &text))
                             }
                             None => None,
                         },
                     };
-                    if !(self.send)(chunk) {
+                    if !(self.send)(out) {
                         return false;
                     }
                 }
