@@ -23,7 +23,7 @@ pub struct Config {
     pub manifests_dir: PathBuf,
     /// Converted model files, `<dir>/<model>/model.onnx` ...
     pub models_dir: PathBuf,
-    /// Handler components (`chat.wasm`, `embeddings.wasm`).
+    /// Handler components (`chat.wasm`, `rag.wasm`, `embeddings.wasm`).
     pub handlers_dir: PathBuf,
     /// Whether OpenAI model names (gpt-4o-mini, ...) resolve to local models.
     pub openai_aliases: bool,

@@ -166,7 +166,7 @@ async fn a_guest_cannot_crash_the_host_through_wasi_nn() {
     let wasm = std::fs::read(repo().join("build/functions/nn-abuse.wasm")).expect("run scripts/build-guests.sh");
     let limits = tensoras::runtime::Limits { memory_bytes: 256 << 20, timeout: std::time::Duration::from_secs(60), fuel: u64::MAX };
     let handler = runtime.prepare_handler(&runtime.compile(&wasm).unwrap(), limits).unwrap();
-    let ctx = tensoras::runtime::HandlerCtx { inference, output: None, tools: None };
+    let ctx = tensoras::runtime::HandlerCtx::models_only(inference);
     let req = tensoras::runtime::HandlerRequest {
         body: "smollm2-135m-instruct".into(),
         stream: false,

@@ -7,6 +7,7 @@
 //! handler stops generating at its next `send`.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 
 use axum::Extension;
 use axum::extract::{OriginalUri, Path, State};
@@ -20,19 +21,21 @@ use super::error::ApiError;
 use super::extract::Json;
 use super::{AppState, Caller};
 use crate::inference::Model;
-use crate::runtime::{HandlerCtx, HandlerError, HandlerFunction, HandlerRequest, InvokeError};
+use crate::runtime::{HandlerCtx, HandlerError, HandlerFunction, HandlerRequest, InvokeError, Retriever};
 
 /// The handler components serving the inference endpoints.
 #[derive(Debug, Clone, Default)]
 pub struct Handlers {
     /// `functions/chat`: chat completions and completions.
     pub chat: Option<HandlerFunction>,
+    /// `functions/rag`: chat completions that name `knowledge_bases`.
+    pub rag: Option<HandlerFunction>,
     /// `functions/embeddings`.
     pub embeddings: Option<HandlerFunction>,
 }
 
 impl Handlers {
-    /// Loads `chat.wasm` and `embeddings.wasm` from `dir`. A missing or broken handler is
+    /// Loads `chat.wasm`, `rag.wasm` and `embeddings.wasm` from `dir`. A missing or broken handler is
     /// logged and its endpoints answer 503; the rest of the server still works.
     pub fn load(runtime: &crate::runtime::Runtime, dir: &std::path::Path, limits: crate::runtime::Limits) -> Self {
         let load = |name: &str| -> Option<HandlerFunction> {
@@ -49,7 +52,7 @@ impl Handlers {
                 }
             }
         };
-        Self { chat: load("chat"), embeddings: load("embeddings") }
+        Self { chat: load("chat"), rag: load("rag"), embeddings: load("embeddings") }
     }
 }
 
@@ -70,14 +73,22 @@ impl From<HandlerError> for ApiError {
     }
 }
 
-/// `POST /v1/chat/completions` and `POST /v1/completions`.
+/// `POST /v1/chat/completions` and `POST /v1/completions`. A body naming
+/// `knowledge_bases` goes to the RAG handler, which searches them (as the caller's
+/// tenant) before generating; it refuses the legacy completions endpoint itself.
 pub async fn completions(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     OriginalUri(uri): OriginalUri,
     Json(body): Json<Value>,
 ) -> Result<Response, ApiError> {
-    run(&state, &caller, state.handlers.chat.as_ref(), "chat", uri.path(), body).await
+    let grounded = body.get("knowledge_bases").is_some_and(|v| !v.is_null());
+    if grounded {
+        let retrieval = state.knowledge.retriever(&caller.tenant);
+        run(&state, &caller, state.handlers.rag.as_ref(), "RAG", uri.path(), body, Some(retrieval)).await
+    } else {
+        run(&state, &caller, state.handlers.chat.as_ref(), "chat", uri.path(), body, None).await
+    }
 }
 
 /// `POST /v1/embeddings`.
@@ -87,7 +98,7 @@ pub async fn embeddings(
     OriginalUri(uri): OriginalUri,
     Json(body): Json<Value>,
 ) -> Result<Response, ApiError> {
-    run(&state, &caller, state.handlers.embeddings.as_ref(), "embeddings", uri.path(), body).await
+    run(&state, &caller, state.handlers.embeddings.as_ref(), "embeddings", uri.path(), body, None).await
 }
 
 /// Checks what the host must know before a handler runs: a JSON object, a model that
@@ -125,6 +136,7 @@ async fn run(
     handler_name: &str,
     path: &str,
     body: Value,
+    retrieval: Option<Arc<dyn Retriever>>,
 ) -> Result<Response, ApiError> {
     let stream = precheck(state, &body)?;
     let handler = handler.cloned().ok_or_else(|| {
@@ -146,6 +158,7 @@ async fn run(
         inference: state.inference.clone(),
         output: tx,
         tools: Some((caller.tenant.clone(), state.functions.clone())),
+        retrieval,
     };
     let runtime = state.runtime.clone();
     let task = tokio::spawn(async move { runtime.call_handler(&handler, ctx, req).await });

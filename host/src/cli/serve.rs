@@ -34,7 +34,7 @@ pub struct ServeArgs {
     /// Folder of converted models [default: ~/.cache/tensoras/models].
     #[arg(long, env = "TENSORAS_MODELS_DIR")]
     models_dir: Option<PathBuf>,
-    /// Folder with the handler components `chat.wasm` and `embeddings.wasm`.
+    /// Folder with the handler components `chat.wasm`, `rag.wasm` and `embeddings.wasm`.
     #[arg(long, env = "TENSORAS_HANDLERS_DIR", default_value = "build/functions")]
     handlers_dir: PathBuf,
     /// Let OpenAI model names (gpt-4o-mini, text-embedding-3-small, ...) resolve to local models.

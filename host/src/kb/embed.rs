@@ -80,7 +80,7 @@ impl Embedder {
                 tenant: tenant.to_owned(),
                 path: "/v1/embeddings".to_owned(),
             };
-            let ctx = HandlerCtx { inference: self.inference.clone(), output: None, tools: None };
+            let ctx = HandlerCtx::models_only(self.inference.clone());
             let response = self
                 .runtime
                 .call_handler(&handler, ctx, req)

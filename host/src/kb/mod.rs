@@ -13,6 +13,7 @@ pub mod chunk;
 pub mod embed;
 mod ingest;
 pub mod parse;
+mod retriever;
 
 use std::sync::Arc;
 

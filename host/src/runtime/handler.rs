@@ -1,6 +1,11 @@
-//! API handler components (`functions/chat`, `functions/embeddings`): the host side of
-//! the `chat-handler` / `embeddings-handler` worlds — wasi:nn on our ONNX Runtime
-//! backend, tokenizers, the model catalogue, the stream output sink and tool calls.
+//! API handler components (`functions/chat`, `functions/rag`, `functions/embeddings`):
+//! the host side of the `chat-handler` / `rag-handler` / `embeddings-handler` worlds —
+//! wasi:nn on our ONNX Runtime backend, tokenizers, the model catalogue, the stream
+//! output sink, tool calls and knowledge-base retrieval ([`retrieval`]). The bindings
+//! are those of `rag-handler`, which includes the others' imports, so one linker serves
+//! all three.
+
+mod retrieval;
 
 use std::sync::{Arc, Mutex};
 
@@ -15,8 +20,9 @@ use crate::inference::{Graph, Inference};
 mod bindings {
     wasmtime::component::bindgen!({
         path: "../wit",
-        world: "tensoras:platform/chat-handler",
+        world: "tensoras:platform/rag-handler",
         imports: {
+            "tensoras:platform/retrieval.retrieve": async | trappable,
             "wasi:nn/inference.[method]graph-execution-context.compute": async | trappable,
             "tensoras:platform/output.send": async | trappable,
             "tensoras:platform/tools.invoke": async | trappable,
@@ -33,6 +39,8 @@ mod bindings {
 }
 
 pub use bindings::exports::tensoras::platform::handler::{Request as HandlerRequest, Response as HandlerResponse};
+pub use bindings::tensoras::platform::retrieval::{Chunk as RetrievedChunk, RetrievalError, Search as RetrievalSearch};
+pub use retrieval::Retriever;
 pub use bindings::tensoras::platform::types::{HandlerError, Usage};
 use bindings::tensoras::platform::{models, output, tokenizer, tools};
 use bindings::wasi::nn::{errors, graph, inference, tensor};
@@ -69,12 +77,21 @@ pub struct HandlerCtx {
     pub output: Option<mpsc::Sender<String>>,
     /// The caller's tenant and its deployed tools.
     pub tools: Option<(String, Arc<crate::functions::Registry>)>,
+    /// Knowledge-base search scoped to the caller's tenant (the RAG handler's).
+    pub retrieval: Option<Arc<dyn Retriever>>,
+}
+
+impl HandlerCtx {
+    /// A context that reaches models only: no stream, tools or retrieval.
+    pub fn models_only(inference: Arc<Inference>) -> Self {
+        Self { inference, output: None, tools: None, retrieval: None }
+    }
 }
 
 /// A handler component ready to instantiate.
 #[derive(Clone)]
 pub struct HandlerFunction {
-    pre: bindings::ChatHandlerPre<State>,
+    pre: bindings::RagHandlerPre<State>,
     /// Limits of one request.
     pub limits: Limits,
 }
@@ -87,7 +104,7 @@ impl std::fmt::Debug for HandlerFunction {
 
 /// Adds the handler imports (beyond WASI) to a linker.
 pub(super) fn add_to_linker(linker: &mut wasmtime::component::Linker<State>) -> wasmtime::Result<()> {
-    bindings::ChatHandler::add_to_linker::<State, HasSelf<State>>(linker, |s| s)
+    bindings::RagHandler::add_to_linker::<State, HasSelf<State>>(linker, |s| s)
 }
 
 impl Runtime {
@@ -97,7 +114,7 @@ impl Runtime {
             .handler_linker
             .instantiate_pre(component)
             .map_err(|e| format!("handler needs an import the host does not provide: {e}"))?;
-        let pre = bindings::ChatHandlerPre::new(pre)
+        let pre = bindings::RagHandlerPre::new(pre)
             .map_err(|e| format!("component does not export `tensoras:platform/handler@0.1.0`: {e}"))?;
         Ok(HandlerFunction { pre, limits })
     }

@@ -23,7 +23,10 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
 
-pub use self::handler::{HandlerCtx, HandlerError, HandlerFunction, HandlerRequest, HandlerResponse, Usage};
+pub use self::handler::{
+    HandlerCtx, HandlerError, HandlerFunction, HandlerRequest, HandlerResponse, RetrievalError, RetrievalSearch, RetrievedChunk,
+    Retriever, Usage,
+};
 pub use self::http::{HttpFunction, HttpRequestBody};
 pub use self::limits::{Grants, Limits, LimitsSpec};
 pub use self::state::{Sandbox, State};

@@ -287,21 +287,33 @@ impl Turns<'_> {
 
     /// The prompt ids of a round.
     fn encode(&self, messages: &[Message], tooling: &Tooling) -> Result<Vec<u32>, ApiError> {
-        let param = self.req.endpoint.prompt_param();
-        let ids = match &self.req.input {
-            Input::Prompt(text) => host::encode_prompt(&self.info.id, text, param)?,
-            Input::Messages(_) => {
-                let p = crate::prompt::build(messages, tooling, self.info.template_tools, &self.format);
-                let text = host::apply_chat_template(&self.info.id, &p.messages, p.tools.as_deref())?;
-                host::encode_prompt(&self.info.id, &text, param)?
-            }
-        };
-        if ids.is_empty() {
-            return Err(ApiError::invalid(
-                param,
-                format!("The {param} produced no tokens."),
-            ));
-        }
-        Ok(ids)
+        encode_prompt(self.req, self.info, &self.format, messages, tooling)
     }
+}
+
+/// The prompt ids for `messages` (the request's own prompt for legacy
+/// completions), rendered as a round with `tooling` would render them.
+pub fn encode_prompt(
+    req: &GenerationRequest,
+    info: &ModelInfo,
+    format: &CallFormat,
+    messages: &[Message],
+    tooling: &Tooling,
+) -> Result<Vec<u32>, ApiError> {
+    let param = req.endpoint.prompt_param();
+    let ids = match &req.input {
+        Input::Prompt(text) => host::encode_prompt(&info.id, text, param)?,
+        Input::Messages(_) => {
+            let p = crate::prompt::build(messages, tooling, info.template_tools, format);
+            let text = host::apply_chat_template(&info.id, &p.messages, p.tools.as_deref())?;
+            host::encode_prompt(&info.id, &text, param)?
+        }
+    };
+    if ids.is_empty() {
+        return Err(ApiError::invalid(
+            param,
+            format!("The {param} produced no tokens."),
+        ));
+    }
+    Ok(ids)
 }

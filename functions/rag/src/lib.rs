@@ -1,0 +1,147 @@
+//! # rag
+//!
+//! The handler component behind `POST /v1/chat/completions` when the body
+//! names `knowledge_bases` (world `tensoras:platform/rag-handler`): it
+//! searches each knowledge base for the last user message through the host's
+//! `retrieval` interface, puts the best chunks that fit the model's context
+//! in front of the question ([`grounding`]), generates with `chat-core`
+//! exactly as the chat handler does (streaming, tools, JSON modes, `n`,
+//! sampling all work), and adds `citations` — the chunks the prompt held —
+//! to the response, or to the first chunk of a stream.
+
+pub mod grounding;
+pub mod options;
+
+use chat_core::bindings;
+use chat_core::request::{Endpoint, Input};
+use handler_common::ApiError;
+use handler_common::fields::parse_object;
+use serde_json::Map;
+
+use bindings::exports::tensoras::platform::handler::{Request, Response};
+use bindings::tensoras::platform::retrieval::{self, RetrievalError, Search};
+use grounding::Source;
+use options::RagOptions;
+
+handler_common::export_handler!(RagHandler, handle);
+
+/// Completion tokens kept free when the request sets no limit: the model's
+/// default, but never more than this, so a long default does not crowd the
+/// sources out.
+const MAX_RESERVED_COMPLETION: u32 = 512;
+
+fn handle(raw: Request) -> Result<Response, ApiError> {
+    if Endpoint::from_path(&raw.path) != Some(Endpoint::Chat) {
+        return Err(ApiError::invalid(
+            "knowledge_bases",
+            "'knowledge_bases' is supported on /v1/chat/completions only.",
+        ));
+    }
+    let opts = options::parse(&parse_object(&raw.body)?)?;
+    let mut prepared = chat_core::prepare(&raw)?;
+
+    // The base prompt's size before the question is grounded.
+    let base_tokens = prepared.prompt_tokens()?;
+    let info = &prepared.info;
+    let reserve = prepared
+        .req
+        .max_tokens
+        .unwrap_or(info.default_max_tokens.clamp(1, MAX_RESERVED_COMPLETION));
+    let room = info
+        .context_length
+        .saturating_sub(base_tokens.saturating_add(reserve));
+    let model = info.id.clone();
+
+    let Input::Messages(messages) = &mut prepared.req.input else {
+        return Err(ApiError::server("a chat request without messages"));
+    };
+    let Some(at) = messages.iter().rposition(|m| m.role == "user") else {
+        return Err(ApiError::invalid(
+            "messages",
+            "'knowledge_bases' needs a user message to search for.",
+        ));
+    };
+    let question = messages[at].content.clone();
+    if question.trim().is_empty() {
+        return Err(ApiError::invalid(
+            "messages",
+            "The last user message is empty: there is nothing to search the knowledge bases for.",
+        ));
+    }
+
+    let ranked = search(&opts, &question)?;
+    let count = |text: &str| chat_core::host::encode_prompt(&model, text, "messages").map(|ids| ids.len() as u32);
+    // The grounded question replaces the plain one: it may take the room
+    // left plus what the plain question took.
+    let budget = room.saturating_add(count(&question)?);
+    let sources = grounding::fit(&question, ranked, budget, count)?;
+    messages[at].content = grounding::grounded_question(&question, &sources);
+
+    let mut extra = Map::new();
+    extra.insert("citations".into(), grounding::citations(&sources));
+    chat_core::respond(&prepared, &extra)
+}
+
+/// The best chunks for `query` over every knowledge base, best first.
+fn search(opts: &RagOptions, query: &str) -> Result<Vec<Source>, ApiError> {
+    let top_k = opts.top_k as usize;
+    if opts.search_type != "hybrid" {
+        let found = search_all(opts, query, &opts.search_type, opts.top_k, opts.min_score)?;
+        return Ok(grounding::rank(found, top_k));
+    }
+    // Hybrid over all knowledge bases at once (see `grounding::fuse`), from a
+    // deeper candidate list per ranking, as the store's own hybrid search does.
+    let depth = (opts.top_k * 4).min(100);
+    // `min_score` applies to the fused score, as on the retrieve endpoint.
+    let dense = search_all(opts, query, "vector", depth, None)?;
+    let sparse = search_all(opts, query, "keyword", depth, None)?;
+    let mut fused = grounding::fuse(vec![dense, sparse], top_k);
+    fused.retain(|s| opts.min_score.is_none_or(|m| s.score >= m));
+    Ok(fused)
+}
+
+/// One search type's results from every knowledge base, unmerged.
+fn search_all(
+    opts: &RagOptions,
+    query: &str,
+    search_type: &str,
+    top_k: u32,
+    min_score: Option<f32>,
+) -> Result<Vec<Source>, ApiError> {
+    let search = Search {
+        query: query.to_owned(),
+        top_k,
+        search_type: search_type.to_owned(),
+        filters: opts.filters.clone(),
+        min_score,
+    };
+    let mut out = Vec::new();
+    for kb in &opts.knowledge_bases {
+        let chunks = retrieval::retrieve(kb, &search).map_err(|e| retrieval_error(kb, e))?;
+        out.extend(chunks.into_iter().map(|c| Source {
+            knowledge_base: c.knowledge_base,
+            file_id: c.file_id,
+            filename: c.filename,
+            chunk_index: c.chunk_index,
+            text: c.text,
+            score: c.score,
+        }));
+    }
+    Ok(out)
+}
+
+fn retrieval_error(kb: &str, e: RetrievalError) -> ApiError {
+    match e {
+        RetrievalError::NotFound(_) => ApiError {
+            status: 404,
+            kind: "invalid_request_error",
+            message: format!("No knowledge base found with id '{kb}'."),
+            param: Some("knowledge_bases".into()),
+            code: Some("knowledge_base_not_found"),
+        },
+        RetrievalError::Invalid(why) => ApiError::invalid("retrieval_options", why),
+        RetrievalError::Backend(why) => {
+            ApiError::server(format!("retrieval from knowledge base '{kb}' failed: {why}"))
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! The RAG extension fields of a chat completions body.
+//!
+//! - `knowledge_bases`: `["kb_…", …]`, the knowledge bases to search (1 to
+//!   [`MAX_KNOWLEDGE_BASES`]; repeats are searched once).
+//! - `retrieval_options` (optional): `top_k` (chunks put in the prompt at
+//!   most, 1 to [`MAX_TOP_K`], default [`DEFAULT_TOP_K`]), `search_type`
+//!   (`vector` | `keyword` | `hybrid`, default `hybrid`), `filters` (the
+//!   metadata filter language of the retrieve endpoint) and `min_score`.
+//!
+//! Stock OpenAI SDKs send both through `extra_body`; every other field of the
+//! body is the chat request's own.
+
+use handler_common::ApiError;
+use handler_common::fields::{Body, type_error};
+use serde_json::{Map, Value};
+
+/// Most knowledge bases one request may search.
+pub const MAX_KNOWLEDGE_BASES: usize = 10;
+/// Most chunks one request may put in the prompt.
+pub const MAX_TOP_K: i64 = 20;
+/// Chunks put in the prompt when the request does not say: enough to cover
+/// a fact stated in a few places, few enough for a small model to use.
+pub const DEFAULT_TOP_K: u32 = 4;
+
+/// How to retrieve.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RagOptions {
+    /// Knowledge base ids, in request order, without repeats.
+    pub knowledge_bases: Vec<String>,
+    /// Chunks wanted over all knowledge bases.
+    pub top_k: u32,
+    /// `vector`, `keyword` or `hybrid`.
+    pub search_type: String,
+    /// Metadata filter as JSON text.
+    pub filters: Option<String>,
+    /// Lowest score kept.
+    pub min_score: Option<f32>,
+}
+
+const OPTIONS: &str = "retrieval_options";
+
+/// Reads the RAG fields of a body.
+pub fn parse(body: &Map<String, Value>) -> Result<RagOptions, ApiError> {
+    let knowledge_bases = parse_ids(body.get("knowledge_bases"))?;
+    let options = match body.get(OPTIONS) {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(o)) => o.clone(),
+        Some(other) => return Err(type_error(OPTIONS, "an object", other)),
+    };
+    let fields = Body(&options);
+    let nested = |e: ApiError| ApiError {
+        param: e.param.map(|p| format!("{OPTIONS}.{p}")),
+        ..e
+    };
+    let top_k = fields
+        .opt_integer("top_k", 1, MAX_TOP_K)
+        .map_err(nested)?
+        .map_or(DEFAULT_TOP_K, |k| k as u32);
+    let search_type = match options.get("search_type") {
+        None | Some(Value::Null) => "hybrid".to_owned(),
+        Some(Value::String(s)) if matches!(s.as_str(), "vector" | "keyword" | "hybrid") => s.clone(),
+        Some(_) => {
+            return Err(ApiError::invalid(
+                format!("{OPTIONS}.search_type"),
+                "'search_type' must be 'vector', 'keyword' or 'hybrid'.",
+            ));
+        }
+    };
+    let filters = match options.get("filters") {
+        None | Some(Value::Null) => None,
+        Some(f @ Value::Object(_)) => Some(f.to_string()),
+        Some(other) => return Err(nested(type_error("filters", "an object", other))),
+    };
+    let min_score = fields
+        .opt_number("min_score", f64::MIN, f64::MAX, false)
+        .map_err(nested)?
+        .map(|s| s as f32);
+    Ok(RagOptions {
+        knowledge_bases,
+        top_k,
+        search_type,
+        filters,
+        min_score,
+    })
+}
+
+fn parse_ids(value: Option<&Value>) -> Result<Vec<String>, ApiError> {
+    const PARAM: &str = "knowledge_bases";
+    let items = match value {
+        Some(Value::Array(items)) => items,
+        Some(Value::Null) | None => {
+            return Err(ApiError::invalid(PARAM, "Missing required parameter: 'knowledge_bases'."));
+        }
+        Some(other) => return Err(type_error(PARAM, "an array of knowledge base ids", other)),
+    };
+    if items.is_empty() || items.len() > MAX_KNOWLEDGE_BASES {
+        return Err(ApiError::invalid(
+            PARAM,
+            format!("'knowledge_bases' must list 1 to {MAX_KNOWLEDGE_BASES} knowledge base ids."),
+        ));
+    }
+    let mut ids: Vec<String> = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        match item {
+            Value::String(id) if !id.is_empty() => {
+                if !ids.contains(id) {
+                    ids.push(id.clone());
+                }
+            }
+            other => return Err(type_error(&format!("{PARAM}[{i}]"), "a knowledge base id", other)),
+        }
+    }
+    Ok(ids)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn parse_json(v: Value) -> Result<RagOptions, ApiError> {
+        parse(v.as_object().unwrap())
+    }
+
+    #[test]
+    fn defaults_and_repeats() {
+        let o = parse_json(json!({"knowledge_bases": ["kb_a", "kb_b", "kb_a"]})).unwrap();
+        assert_eq!(o.knowledge_bases, ["kb_a", "kb_b"]);
+        assert_eq!(o.top_k, DEFAULT_TOP_K);
+        assert_eq!(o.search_type, "hybrid");
+        assert_eq!((o.filters, o.min_score), (None, None));
+    }
+
+    #[test]
+    fn options_are_read() {
+        let o = parse_json(json!({"knowledge_bases": ["kb_a"], "retrieval_options": {
+            "top_k": 2, "search_type": "keyword", "filters": {"lang": {"$eq": "en"}}, "min_score": 0.5
+        }}))
+        .unwrap();
+        assert_eq!(o.top_k, 2);
+        assert_eq!(o.search_type, "keyword");
+        assert_eq!(o.filters.as_deref(), Some(r#"{"lang":{"$eq":"en"}}"#));
+        assert_eq!(o.min_score, Some(0.5));
+    }
+
+    #[test]
+    fn bad_fields_name_their_param() {
+        let param = |v: Value| parse_json(v).unwrap_err().param.unwrap();
+        assert_eq!(param(json!({"knowledge_bases": "kb_a"})), "knowledge_bases");
+        assert_eq!(param(json!({"knowledge_bases": []})), "knowledge_bases");
+        assert_eq!(param(json!({"knowledge_bases": ["kb_a", 3]})), "knowledge_bases[1]");
+        assert_eq!(param(json!({"knowledge_bases": vec!["kb_a"; 11]})), "knowledge_bases");
+        let with = |o: Value| json!({"knowledge_bases": ["kb_a"], "retrieval_options": o});
+        assert_eq!(param(with(json!({"top_k": 0}))), "retrieval_options.top_k");
+        assert_eq!(param(with(json!({"top_k": 21}))), "retrieval_options.top_k");
+        assert_eq!(param(with(json!({"search_type": "fuzzy"}))), "retrieval_options.search_type");
+        assert_eq!(param(with(json!({"filters": [1]}))), "retrieval_options.filters");
+        assert_eq!(param(with(json!({"min_score": "high"}))), "retrieval_options.min_score");
+        assert_eq!(param(json!({"knowledge_bases": ["kb_a"], "retrieval_options": 1})), "retrieval_options");
+    }
+}
