@@ -1,7 +1,7 @@
 //! Knowledge bases against a real server with the real embedding model
 //! (all-minilm-l6-v2, installed by `make setup`), the real embeddings handler component
 //! and the embedded qdrant-edge store: CRUD and validation, ingestion of every text
-//! format, retrieval (vector, keyword, hybrid, filters, min_score), deletion removing
+//! format (PDF and DOCX built here), semantic chunking, retrieval (vector, keyword, hybrid, filters, min_score), deletion removing
 //! vectors, tenant isolation, and resuming an interrupted ingestion without duplicates.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -92,7 +92,6 @@ async fn crud_validation_and_isolation() {
         (json!({"name": "x", "embedding_model": "nope"}), "embedding_model"),
         (json!({"name": "x", "embedding_model": "smollm2-135m-instruct"}), "embedding_model"),
         (json!({"name": "x", "chunking_strategy": {"type": "sentences"}}), "chunking_strategy.type"),
-        (json!({"name": "x", "chunking_strategy": {"type": "semantic"}}), "chunking_strategy.type"),
         (json!({"name": "x", "chunking_strategy": {"chunk_size": 10}}), "chunking_strategy"),
         (json!({"name": "x", "chunking_strategy": {"chunk_size": 100, "chunk_overlap": 80}}), "chunking_strategy"),
         (json!({"name": "x", "metadata": [1]}), "metadata"),
@@ -299,4 +298,143 @@ async fn interrupted_ingestion_resumes_without_duplicates() {
     // `chunk_count` of one knowledge base is counted in the vector store itself.
     let (_, info) = req(&s, reqwest::Method::GET, &format!("/v1/knowledge-bases/{kb}"), None).await;
     assert_eq!(info["chunk_count"], total, "{info}");
+}
+
+/// A DOCX as Word writes it, its body paragraphs given as text.
+fn docx(paragraphs: &[&str]) -> Vec<u8> {
+    use std::io::Write;
+    let body: String = paragraphs.iter().map(|p| format!("<w:p><w:r><w:t xml:space=\"preserve\">{}</w:t></w:r></w:p>", p.replace('&', "&amp;").replace('<', "&lt;"))).collect();
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let deflate = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+    for (name, content) in [
+        ("[Content_Types].xml", r#"<?xml version="1.0"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"><Override PartName="/word/document.xml" ContentType="application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml"/></Types>"#.to_owned()),
+        ("word/document.xml", format!(r#"<?xml version="1.0"?><w:document xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"><w:body>{body}</w:body></w:document>"#)),
+    ] {
+        zip.start_file(name, deflate).unwrap();
+        zip.write_all(content.as_bytes()).unwrap();
+    }
+    zip.finish().unwrap().into_inner()
+}
+
+/// A one-page PDF with `lines` in Helvetica (none: a page with only a filled rectangle,
+/// as a scan without a text layer looks to a text extractor).
+fn pdf(lines: &[&str]) -> Vec<u8> {
+    let stream = if lines.is_empty() {
+        "0.5 g 72 72 468 648 re f".to_owned()
+    } else {
+        let shown: String = lines.iter().map(|l| format!("({l}) Tj 0 -14 Td\n")).collect();
+        format!("BT /F1 12 Tf 72 720 Td\n{shown}ET")
+    };
+    let objects = [
+        "<< /Type /Catalog /Pages 2 0 R >>".to_owned(),
+        "<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_owned(),
+        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 4 0 R >> >> /Contents 5 0 R >>".to_owned(),
+        "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>".to_owned(),
+        format!("<< /Length {} >>\nstream\n{stream}\nendstream", stream.len()),
+    ];
+    let mut out = String::from("%PDF-1.4\n");
+    let mut offsets = Vec::new();
+    for (i, obj) in objects.iter().enumerate() {
+        offsets.push(out.len());
+        out += &format!("{} 0 obj\n{obj}\nendobj\n", i + 1);
+    }
+    let xref = out.len();
+    out += &format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1);
+    for o in offsets {
+        out += &format!("{o:010} 00000 n \n");
+    }
+    out += &format!("trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n", objects.len() + 1);
+    out.into_bytes()
+}
+
+/// Adds files to a knowledge base and waits for them; returns the sources by file name.
+async fn ingest_files(s: &Server, kb: &str, files: &[(&str, Vec<u8>)]) -> std::collections::HashMap<String, Value> {
+    let mut ids = Vec::new();
+    for (name, bytes) in files {
+        let file_id = upload(s, name, bytes).await;
+        let (status, src) = req(s, reqwest::Method::POST, &format!("/v1/knowledge-bases/{kb}/data-sources"), Some(json!({"file_id": file_id}))).await;
+        assert_eq!(status, 202, "{src}");
+        ids.push((name.to_string(), file_id));
+    }
+    let sources = wait_ingested(s, kb).await;
+    ids.into_iter()
+        .map(|(name, id)| (name, sources.iter().find(|x| x["file_id"] == id.as_str()).unwrap().clone()))
+        .collect()
+}
+
+#[tokio::test]
+async fn pdf_and_docx_are_read_and_bad_ones_fail_with_a_reason() {
+    let s = start(Arc::new(tempfile::tempdir().unwrap())).await;
+    let kb = create_kb(&s, json!({"name": "office", "chunking_strategy": {"type": "recursive", "chunk_size": 300, "chunk_overlap": 30}})).await;
+    let good_docx = docx(&["Minutes of the harbour board.", "The ferry Tern & Gull was repainted saffron yellow in April."]);
+    let files = [
+        ("minutes.docx", good_docx.clone()),
+        ("survey.pdf", pdf(&["Soil survey, plot 12.", "The orchard soil at Brackwater has a pH of 5.2 (acidic)."])),
+        ("scan.pdf", pdf(&[])),
+        ("broken.docx", good_docx[..good_docx.len() / 2].to_vec()),
+        ("broken.pdf", b"%PDF-1.7\n1 0 obj << /Type /Catalog".to_vec()),
+    ];
+    let sources = ingest_files(&s, &kb, &files).await;
+    for name in ["minutes.docx", "survey.pdf"] {
+        assert_eq!(sources[name]["status"], "completed", "{name}: {}", sources[name]);
+    }
+    let error = |name: &str| {
+        assert_eq!(sources[name]["status"], "failed", "{name}: {}", sources[name]);
+        sources[name]["error"]["message"].as_str().unwrap().to_owned()
+    };
+    assert!(error("scan.pdf").contains("no extractable text"), "{}", error("scan.pdf"));
+    assert!(error("broken.docx").contains("DOCX"), "{}", error("broken.docx"));
+    assert!(error("broken.pdf").contains("PDF"), "{}", error("broken.pdf"));
+
+    for (question, file, fact) in [
+        ("What colour was the ferry repainted?", "minutes.docx", "Tern & Gull was repainted saffron"),
+        ("How acidic is the orchard soil?", "survey.pdf", "pH of 5.2 (acidic)"),
+    ] {
+        let hits = retrieve(&s, &kb, json!({"query": question, "top_k": 2})).await;
+        assert_eq!(hits[0]["filename"], file, "{question}: {hits:?}");
+        assert!(hits[0]["text"].as_str().unwrap().contains(fact), "{hits:?}");
+    }
+}
+
+const VOLCANOES: &str = "Volcanoes form where magma rises through the crust. Magma that reaches the surface is called lava. \
+Basaltic lava flows are hot and runny. Explosive eruptions hurl ash and volcanic rock into the sky. \
+Pyroclastic flows of hot gas and ash race down the volcano's slopes. Mount Etna in Sicily erupts lava several times a year. ";
+const BREAD: &str = "Sourdough bread is leavened with a starter of wild yeast. Bakers feed the starter with flour and water every day. \
+The dough is kneaded, shaped into loaves and left to rise overnight. Loaves are baked in a hot oven until the crust is brown. \
+A good sourdough loaf has an open, chewy crumb. Rye flour makes a denser, darker bread.";
+
+/// Every chunk of a knowledge base with one source, in chunk order (vector search with a
+/// large `top_k` returns all points).
+async fn all_chunks(s: &Server, kb: &str) -> Vec<String> {
+    let mut hits = retrieve(s, kb, json!({"query": "notes", "top_k": 100})).await;
+    hits.sort_by_key(|h| h["chunk_index"].as_u64().unwrap());
+    hits.iter().map(|h| h["text"].as_str().unwrap().to_owned()).collect()
+}
+
+#[tokio::test]
+async fn semantic_chunking_breaks_where_the_topic_changes() {
+    let s = start(Arc::new(tempfile::tempdir().unwrap())).await;
+    let text = format!("{VOLCANOES}{BREAD}");
+    let semantic = create_kb(&s, json!({"name": "sem", "chunking_strategy": {"type": "semantic", "chunk_size": 2000}})).await;
+    let (_, info) = req(&s, reqwest::Method::GET, &format!("/v1/knowledge-bases/{semantic}"), None).await;
+    assert_eq!(info["chunking_strategy"]["type"], "semantic", "{info}");
+    let sources = ingest_files(&s, &semantic, &[("notes.txt", text.clone().into_bytes())]).await;
+    assert_eq!(sources["notes.txt"]["status"], "completed", "{}", sources["notes.txt"]);
+    // The whole text fits one chunk by size: the only cut is the change of topic.
+    let chunks = all_chunks(&s, &semantic).await;
+    assert_eq!(chunks, [VOLCANOES.trim(), BREAD.trim()], "{chunks:#?}");
+    let hits = retrieve(&s, &semantic, json!({"query": "How is sourdough leavened?", "top_k": 1})).await;
+    assert!(hits[0]["text"].as_str().unwrap().starts_with("Sourdough bread"), "{hits:?}");
+
+    // With a size limit, chunks also end before they would grow past it, and only at
+    // sentence ends; still no chunk mixes the topics.
+    let small = create_kb(&s, json!({"name": "small", "chunking_strategy": {"type": "semantic", "chunk_size": 200}})).await;
+    ingest_files(&s, &small, &[("notes.txt", text.into_bytes())]).await;
+    let chunks = all_chunks(&s, &small).await;
+    assert!(chunks.len() >= 4, "{chunks:#?}");
+    for c in &chunks {
+        assert!(c.chars().count() <= 200 && c.ends_with('.'), "{c}");
+        assert!(VOLCANOES.contains(c.as_str()) || BREAD.contains(c.as_str()), "mixed topics: {c}");
+    }
+    assert_eq!(chunks.join(" "), format!("{VOLCANOES}{BREAD}"), "nothing lost or repeated");
 }

@@ -2,13 +2,63 @@
 the real embedding model and the embedded qdrant-edge store; and a kill -9 in the middle
 of an ingestion, after which the restarted server finishes it with every chunk once."""
 
+import io
 import time
+import zipfile
+from xml.sax.saxutils import escape
 
 import openai
 import pytest
 import requests
 
 from conftest import Server, new_key
+
+def make_pdf(lines):
+    """A one-page PDF written by hand: Helvetica text, one `Tj` per line moved down with
+    `Td`, and a cross-reference table with the true byte offsets."""
+    shown = "".join("(" + line.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)") + ") Tj 0 -14 Td\n"
+                    for line in lines)
+    stream = f"BT /F1 12 Tf 72 720 Td\n{shown}ET"
+    objects = [
+        "<< /Type /Catalog /Pages 2 0 R >>",
+        "<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 4 0 R >> >> /Contents 5 0 R >>",
+        "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>",
+        f"<< /Length {len(stream)} >>\nstream\n{stream}\nendstream",
+    ]
+    out = b"%PDF-1.4\n"
+    offsets = []
+    for i, obj in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += f"{i} 0 obj\n{obj}\nendobj\n".encode("latin-1")
+    xref = len(out)
+    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
+    out += b"".join(f"{o:010} 00000 n \n".encode() for o in offsets)
+    out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
+    return out
+
+
+def make_docx(paragraphs, table=()):
+    """A DOCX as Word lays it out: content types, package relationships and the body."""
+    w = "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
+    para = lambda t: f'<w:p><w:r><w:t xml:space="preserve">{escape(t)}</w:t></w:r></w:p>'
+    rows = "".join("<w:tr>" + "".join(f"<w:tc>{para(c)}</w:tc>" for c in row) + "</w:tr>" for row in table)
+    body = "".join(map(para, paragraphs)) + (f"<w:tbl>{rows}</w:tbl>" if table else "")
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("[Content_Types].xml",
+                   '<?xml version="1.0" encoding="UTF-8"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
+                   '<Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/>'
+                   '<Override PartName="/word/document.xml" '
+                   'ContentType="application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml"/></Types>')
+        z.writestr("_rels/.rels",
+                   '<?xml version="1.0" encoding="UTF-8"?><Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
+                   '<Relationship Id="rId1" Target="word/document.xml" '
+                   'Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/officeDocument"/></Relationships>')
+        z.writestr("word/document.xml",
+                   f'<?xml version="1.0" encoding="UTF-8" standalone="yes"?><w:document xmlns:w="{w}"><w:body>{body}</w:body></w:document>')
+    return buf.getvalue()
+
 
 DOCS = {
     "lighthouse.md": (
@@ -26,6 +76,13 @@ DOCS = {
                   {"kind": "food", "year": 2023}),
     "report.txt": (b"Quarterly report. The Osprey project shipped its telemetry module in March after a delay.",
                    {"kind": "work", "year": 2024}),
+    "survey.pdf": (make_pdf(["Soil survey of plot 12 (Brackwater).",
+                             "The orchard soil at Brackwater is acidic, with a pH of 5.2."]),
+                   {"kind": "geology", "year": 1995}),
+    "minutes.docx": (make_docx(["Minutes of the harbour board.",
+                                "The ferry Tern & Gull was repainted saffron yellow in April."],
+                               table=[["Berth", "Vessel"], ["4", "Tern & Gull"]]),
+                     {"kind": "travel", "year": 2025}),
 }
 
 
@@ -79,12 +136,78 @@ def loaded_kb(kb_server):
     ("Which bakery sells rye bread with caraway?", "bakery.html"),
     ("Which planet has the strongest winds?", "planets.csv"),
     ("When did the Osprey telemetry module ship?", "report.txt"),
+    ("What is the pH of the orchard soil at Brackwater?", "survey.pdf"),
+    ("What colour was the ferry repainted?", "minutes.docx"),
+    ("How long does the zorblax stew take to cook?", "stew.json"),
 ])
 def test_vector_search_finds_the_document_with_the_fact(kb_server, loaded_kb, question, expected):
     kb, _, _ = loaded_kb
     hits = retrieve(kb_server, kb["id"], query=question, top_k=3)
     assert hits[0]["filename"] == expected, hits
     assert hits[0]["score"] > 0.2
+
+
+def test_pdf_and_docx_text_is_extracted(kb_server, loaded_kb):
+    kb, _, _ = loaded_kb
+    pdf = retrieve(kb_server, kb["id"], query="Brackwater", search_type="keyword")
+    assert [h["filename"] for h in pdf] == ["survey.pdf"], pdf
+    assert "Soil survey of plot 12 (Brackwater).\nThe orchard soil" in pdf[0]["text"]
+    assert pdf[0]["metadata"]["content_type"] == "application/pdf"
+    docx = retrieve(kb_server, kb["id"], query="saffron ferry", search_type="keyword")
+    assert docx[0]["filename"] == "minutes.docx", docx
+    assert "The ferry Tern & Gull was repainted saffron yellow in April." in docx[0]["text"]
+    assert "Berth | Vessel\n4 | Tern & Gull" in docx[0]["text"]
+
+
+def test_unreadable_documents_fail_with_a_reason(kb_server, loaded_kb):
+    _, _, client = loaded_kb
+    kb = api(kb_server, "POST", "/knowledge-bases", json={"name": "bad"}).json()
+    docx = make_docx(["hello"])
+    cases = {
+        "scan.pdf": (make_pdf([]), "no extractable text"),  # a page without a text layer
+        "broken.docx": (docx[: len(docx) // 2], "could not read the DOCX file"),
+        "broken.pdf": (b"%PDF-1.7\n1 0 obj << /Type /Catalog", "PDF"),
+    }
+    ids = {}
+    for name, (content, _) in cases.items():
+        f = client.files.create(file=(name, content), purpose="knowledge_base")
+        ids[f.id] = name
+        assert api(kb_server, "POST", f"/knowledge-bases/{kb['id']}/data-sources", json={"file_id": f.id}).status_code == 202
+    sources = wait_ingested(kb_server, kb["id"])
+    for s in sources:
+        name = ids[s["file_id"]]
+        assert s["status"] == "failed", s
+        assert cases[name][1] in s["error"]["message"], s
+    api(kb_server, "DELETE", f"/knowledge-bases/{kb['id']}")
+
+
+VOLCANOES = ("Volcanoes form where magma rises through the crust. Magma that reaches the surface is called lava. "
+             "Basaltic lava flows are hot and runny. Explosive eruptions hurl ash and volcanic rock into the sky. "
+             "Pyroclastic flows of hot gas and ash race down the volcano's slopes. "
+             "Mount Etna in Sicily erupts lava several times a year.")
+BREAD = ("Sourdough bread is leavened with a starter of wild yeast. Bakers feed the starter with flour and water every day. "
+         "The dough is kneaded, shaped into loaves and left to rise overnight. "
+         "Loaves are baked in a hot oven until the crust is brown. A good sourdough loaf has an open, chewy crumb. "
+         "Rye flour makes a denser, darker bread.")
+
+
+def test_semantic_chunking_ingests_and_retrieves(kb_server, loaded_kb):
+    _, _, client = loaded_kb
+    r = api(kb_server, "POST", "/knowledge-bases",
+            json={"name": "semantic", "chunking_strategy": {"type": "semantic", "chunk_size": 2000}})
+    assert r.status_code == 201, r.text
+    kb = r.json()
+    assert kb["chunking_strategy"]["type"] == "semantic"
+    f = client.files.create(file=("notes.md", (VOLCANOES + " " + BREAD).encode()), purpose="knowledge_base")
+    assert api(kb_server, "POST", f"/knowledge-bases/{kb['id']}/data-sources", json={"file_id": f.id}).status_code == 202
+    [source] = wait_ingested(kb_server, kb["id"])
+    # Everything fits one chunk by size: the one cut is where the topic changes.
+    assert source["status"] == "completed" and source["chunks_total"] == 2, source
+    hits = retrieve(kb_server, kb["id"], query="How is sourdough bread leavened?", top_k=2)
+    assert hits[0]["text"] == BREAD and hits[1]["text"] == VOLCANOES, hits
+    hits = retrieve(kb_server, kb["id"], query="Which volcano erupts several times a year?", top_k=1)
+    assert hits[0]["text"] == VOLCANOES, hits
+    api(kb_server, "DELETE", f"/knowledge-bases/{kb['id']}")
 
 
 def test_keyword_and_hybrid_search(kb_server, loaded_kb):

@@ -67,13 +67,7 @@ fn parse_chunking(v: &Value, base: ChunkingStrategy) -> Result<ChunkingStrategy,
         s.kind = match t.as_str() {
             Some("recursive") => ChunkingKind::Recursive,
             Some("fixed_size") => ChunkingKind::FixedSize,
-            Some("semantic") => {
-                return Err(ApiError::invalid(
-                    "chunking_strategy type 'semantic' is not available on this server yet; use 'recursive' or 'fixed_size'.",
-                )
-                .param("chunking_strategy.type")
-                .code("unsupported_chunking_strategy"));
-            }
+            Some("semantic") => ChunkingKind::Semantic,
             _ => {
                 return Err(ApiError::invalid("chunking_strategy.type must be 'recursive', 'fixed_size' or 'semantic'.")
                     .param("chunking_strategy.type"));

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use tokio::sync::{mpsc, watch};
 
-use super::{Inner, Job, blocking, chunk_payload, embed};
+use super::{ChunkingKind, Inner, Job, blocking, chunk, chunk_payload, embed};
 use crate::store::{SourceProgress, SourceStatus};
 use crate::vector::{ChunkPoint, point_id};
 
@@ -88,12 +88,19 @@ async fn ingest(inner: &Inner, job: &Job, stop: &watch::Receiver<bool>) -> Resul
     })?;
     let content_type = file.content_type.clone();
     let strategy = kb.chunking;
-    let chunks = tokio::task::spawn_blocking(move || {
-        super::parse::extract(&content_type, &bytes).map(|text| strategy.split(&text))
+    let pieces = tokio::task::spawn_blocking(move || {
+        super::parse::extract(&content_type, &bytes).map(|text| match strategy.kind {
+            ChunkingKind::Semantic => strategy.sentences(&text),
+            ChunkingKind::Recursive | ChunkingKind::FixedSize => strategy.split(&text),
+        })
     })
     .await
     .map_err(|e| Stop::Failed(format!("parsing stopped: {e}")))?
     .map_err(|e| Stop::Failed(e.to_string()))?;
+    let chunks = match strategy.kind {
+        ChunkingKind::Semantic => semantic_chunks(inner, job, &kb.embedding_model, &pieces, strategy.chunk_size, stop).await?,
+        ChunkingKind::Recursive | ChunkingKind::FixedSize => pieces,
+    };
     if chunks.is_empty() {
         return Err(Stop::Failed(format!("no text found in {}", file.filename)));
     }
@@ -153,4 +160,26 @@ async fn ingest(inner: &Inner, job: &Job, stop: &watch::Receiver<bool>) -> Resul
     let completed = SourceProgress { status: SourceStatus::Completed, error: None, chunks_total: Some(total), chunks_done: total };
     store.update_source(&source.id, &completed).map_err(store_err)?;
     Ok(total as usize)
+}
+
+/// Semantic chunks of a document's sentences: every sentence is embedded (batch by batch,
+/// stopping with the server), then grouped where the topic changes. A resumed ingestion
+/// embeds them again and gets the same chunks, since the vectors are the same.
+async fn semantic_chunks(
+    inner: &Inner,
+    job: &Job,
+    model: &str,
+    sentences: &[String],
+    size: usize,
+    stop: &watch::Receiver<bool>,
+) -> Result<Vec<String>, Stop> {
+    let mut vectors = Vec::with_capacity(sentences.len());
+    for batch in sentences.chunks(embed::BATCH) {
+        if *stop.borrow() {
+            return Err(Stop::Abandoned);
+        }
+        let trimmed: Vec<String> = batch.iter().map(|s| s.trim().to_owned()).collect();
+        vectors.extend(inner.embedder.embed(&job.tenant, model, &trimmed).await.map_err(|e| Stop::Failed(e.to_string()))?);
+    }
+    Ok(chunk::semantic(sentences, &vectors, size))
 }

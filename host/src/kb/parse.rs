@@ -1,9 +1,16 @@
 //! Text extraction from uploaded documents, by the content type sniffed at upload.
 //! Plain text and Markdown pass through; HTML loses its markup (scripts and styles
 //! dropped, block elements become line breaks, entities decoded); CSV rows become
-//! `column: value` lines so each chunk keeps its headers; JSON becomes `path: value` lines.
+//! `column: value` lines so each chunk keeps its headers; JSON becomes `path: value` lines;
+//! DOCX and PDF are read by their own modules.
+
+mod docx;
+mod pdf;
 
 use serde_json::Value;
+
+/// The content type `files::sniff` gives a Word document.
+pub const DOCX: &str = "application/vnd.openxmlformats-officedocument.wordprocessingml.document";
 
 /// Why a document gave no text.
 #[derive(Debug, thiserror::Error)]
@@ -19,9 +26,12 @@ pub enum ParseError {
         /// What went wrong.
         why: String,
     },
+    /// A well-formed document without text to extract (a scanned PDF).
+    #[error("{0}")]
+    NoText(String),
 }
 
-/// The text of a document.
+/// The text of a document. Runs the parsers synchronously: call it on the blocking pool.
 pub fn extract(content_type: &str, bytes: &[u8]) -> Result<String, ParseError> {
     let text = || {
         std::str::from_utf8(bytes)
@@ -50,6 +60,13 @@ pub fn extract(content_type: &str, bytes: &[u8]) -> Result<String, ParseError> {
             }
             Ok(out)
         }
+        "application/pdf" => pdf::text(bytes),
+        DOCX => docx::text(bytes),
+        // Word encrypts a password-protected DOCX into an OLE compound file.
+        "application/x-ole-storage" => Err(ParseError::Invalid {
+            kind: "Office",
+            why: "it is a legacy .doc/.xls or a password-protected Office document; save it as an unprotected DOCX".into(),
+        }),
         other => Err(ParseError::Unsupported(other.to_owned())),
     }
 }
