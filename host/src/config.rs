@@ -34,6 +34,8 @@ pub struct Config {
     pub files_url: Option<String>,
     /// Largest uploaded file, in bytes (413 above it).
     pub max_file_bytes: u64,
+    /// Whether URL data sources may point at loopback/private/link-local addresses.
+    pub url_sources_allow_private: bool,
 }
 
 impl Config {
@@ -69,6 +71,7 @@ impl Config {
             },
             files_url: None,
             max_file_bytes: 512 << 20,
+            url_sources_allow_private: false,
         }
     }
 

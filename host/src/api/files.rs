@@ -14,11 +14,8 @@ use serde_json::{Value, json};
 use super::error::ApiError;
 use super::extract::body_rejection;
 use super::{AppState, Caller};
-use crate::files::{PURPOSES, new_file_id, sniff};
+use crate::files::{PURPOSES, StoreError, sniff};
 use crate::store::{FileQuery, FileRecord};
-
-/// How many bytes of the head are kept for sniffing.
-const SNIFF_BYTES: usize = 8192;
 
 /// The OpenAI file object.
 pub fn file_json(f: &FileRecord) -> Value {
@@ -68,6 +65,20 @@ fn validate_purpose(purpose: Option<String>) -> Result<String, ApiError> {
     }
 }
 
+/// The record of a file whose bytes are stored; the content type is sniffed from its
+/// first bytes and its name.
+pub fn new_record(tenant: &str, id: &str, filename: String, purpose: String, bytes: u64, head: &[u8]) -> FileRecord {
+    FileRecord {
+        content_type: sniff::content_type(head, &filename).to_owned(),
+        id: id.to_owned(),
+        tenant: tenant.to_owned(),
+        filename,
+        purpose,
+        bytes,
+        created_at: crate::unix_now(),
+    }
+}
+
 /// A file part being streamed into storage.
 struct Received {
     id: String,
@@ -84,34 +95,12 @@ async fn receive(
     field: &mut axum::extract::multipart::Field<'_>,
 ) -> Result<Received, ApiError> {
     let filename = field.file_name().map(str::to_owned).unwrap_or_default();
-    let id = new_file_id().map_err(ApiError::internal)?;
     let limit = state.config.max_file_bytes;
-    let mut upload = state.file_storage.upload(tenant, &id);
-    let mut received = Received { id, filename, bytes: 0, head: Vec::new() };
-    let outcome: Result<(), ApiError> = async {
-        while let Some(chunk) = field.chunk().await.map_err(multipart_err)? {
-            received.bytes += chunk.len() as u64;
-            if received.bytes > limit {
-                return Err(too_large(limit));
-            }
-            if received.head.len() < SNIFF_BYTES {
-                let take = (SNIFF_BYTES - received.head.len()).min(chunk.len());
-                received.head.extend_from_slice(&chunk[..take]);
-            }
-            upload.write(chunk).await.map_err(|e| ApiError::internal(format!("{e:#}")))?;
-        }
-        Ok(())
-    }
-    .await;
-    match outcome {
-        Ok(()) => {
-            upload.finish().await.map_err(|e| ApiError::internal(format!("{e:#}")))?;
-            Ok(received)
-        }
-        Err(e) => {
-            upload.abort().await;
-            Err(e)
-        }
+    match state.file_storage.store_stream(tenant, field, limit).await {
+        Ok(s) => Ok(Received { id: s.id, filename, bytes: s.bytes, head: s.head }),
+        Err(StoreError::TooLarge(limit)) => Err(too_large(limit)),
+        Err(StoreError::Source(e)) => Err(multipart_err(e)),
+        Err(StoreError::Storage(e)) => Err(ApiError::internal(format!("{e:#}"))),
     }
 }
 
@@ -169,15 +158,7 @@ pub async fn upload(
         return Err(ApiError::invalid("Missing required parameter: 'file'.").param("file"));
     };
     let filename = if file.filename.is_empty() { "upload".to_owned() } else { file.filename.clone() };
-    let record = FileRecord {
-        content_type: sniff::content_type(&file.head, &filename).to_owned(),
-        id: file.id.clone(),
-        tenant: caller.tenant.clone(),
-        filename,
-        purpose,
-        bytes: file.bytes,
-        created_at: crate::unix_now(),
-    };
+    let record = new_record(&caller.tenant, &file.id, filename, purpose, file.bytes, &file.head);
     if let Err(e) = state.store.insert_file(&record) {
         discard(&Some(file)).await;
         return Err(ApiError::internal(e));

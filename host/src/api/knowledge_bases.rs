@@ -9,8 +9,9 @@ use serde_json::{Map, Value, json};
 
 use super::error::ApiError;
 use super::extract::Json;
-use super::files::file_not_found;
+use super::files::{file_not_found, new_record};
 use super::{AppState, Caller};
+use crate::files::fetch::{FetchError, FetchPolicy};
 use crate::kb::{ChunkingKind, ChunkingStrategy, RetrieveError, RetrieveRequest};
 use crate::store::{DataSourceRecord, KnowledgeBaseRecord, SourceStatus, StoreError};
 use crate::vector::{MetadataFilter, SearchType};
@@ -249,8 +250,35 @@ pub async fn delete(
     Ok(axum::Json(json!({"id": id, "object": "knowledge_base.deleted", "deleted": true})))
 }
 
-/// `POST /v1/knowledge-bases/{id}/data-sources`: `{"file_id": ...}` or
-/// `{"file_ids": [...]}`, optional `metadata` (copied onto every chunk, filterable).
+/// Downloads a URL data source into a new file (purpose `knowledge_base`) of the caller,
+/// before the source is recorded, so a bad URL is answered at once.
+async fn import_url(state: &AppState, caller: &Caller, url: &str) -> Result<String, ApiError> {
+    let policy = FetchPolicy { max_bytes: state.config.max_file_bytes, allow_private: state.config.url_sources_allow_private };
+    let fetched = state.file_storage.fetch(&caller.tenant, url, policy).await.map_err(|e| match e {
+        FetchError::NotAllowed(m) => ApiError::invalid(m).param("url").code("url_not_allowed"),
+        FetchError::Failed(m) => ApiError::invalid(format!("Fetching the URL failed: {m}")).param("url").code("url_fetch_failed"),
+        FetchError::TooLarge(limit) => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "invalid_request_error",
+            format!("The document is larger than this server accepts ({limit} bytes)."),
+        )
+        .param("url")
+        .code("file_too_large"),
+        FetchError::Storage(e) => ApiError::internal(format!("{e:#}")),
+    })?;
+    let s = &fetched.stored;
+    let record = new_record(&caller.tenant, &s.id, fetched.filename.clone(), "knowledge_base".into(), s.bytes, &s.head);
+    if let Err(e) = state.store.insert_file(&record) {
+        let _ = state.file_storage.delete(&caller.tenant, &s.id).await;
+        return Err(internal(e));
+    }
+    tracing::info!(file_id = %record.id, bytes = record.bytes, "fetched a URL data source");
+    Ok(record.id)
+}
+
+/// `POST /v1/knowledge-bases/{id}/data-sources`: `{"file_id": ...}`, `{"file_ids": [...]}`
+/// or `{"url": "https://..."}` (downloaded into a file first, see [`import_url`]);
+/// optional `metadata` (copied onto every chunk, filterable; a URL source adds `url`).
 pub async fn add_sources(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -259,25 +287,34 @@ pub async fn add_sources(
 ) -> Result<(StatusCode, axum::Json<Value>), ApiError> {
     let kb = lookup(&state, &caller, &id)?;
     let obj = object(&body)?;
-    if let Some(t) = obj.get("type").and_then(Value::as_str).filter(|t| *t != "file") {
-        return Err(ApiError::invalid(format!("Data source type '{t}' is not supported; upload the document to /v1/files and use type 'file'."))
+    let kind = obj.get("type").and_then(Value::as_str);
+    if let Some(t) = kind.filter(|t| !matches!(*t, "file" | "url")) {
+        return Err(ApiError::invalid(format!("Data source type '{t}' is not supported; use 'file' (uploaded file ids) or 'url'."))
             .param("type"));
     }
-    let (single, ids): (bool, Vec<String>) = match (obj.get("file_id"), obj.get("file_ids")) {
-        (Some(Value::String(f)), None) => (true, vec![f.clone()]),
-        (None, Some(Value::Array(items))) if !items.is_empty() && items.len() <= MAX_FILES_PER_REQUEST => {
+    let mut metadata = opt_metadata(obj, "metadata")?.unwrap_or_else(|| json!({}));
+    let (single, ids): (bool, Vec<String>) = match (obj.get("file_id"), obj.get("file_ids"), obj.get("url")) {
+        (None, None, Some(Value::String(url))) => {
+            let file_id = import_url(&state, &caller, url).await?;
+            metadata["url"] = Value::String(url.clone());
+            (true, vec![file_id])
+        }
+        (None, None, Some(_)) => return Err(ApiError::invalid("'url' must be a string.").param("url")),
+        (_, _, Some(_)) => return Err(ApiError::invalid("Send 'url' or file ids, not both.").param("url")),
+        _ if kind == Some("url") => return Err(ApiError::invalid("Missing required parameter: 'url'.").param("url")),
+        (Some(Value::String(f)), None, None) => (true, vec![f.clone()]),
+        (None, Some(Value::Array(items)), None) if !items.is_empty() && items.len() <= MAX_FILES_PER_REQUEST => {
             let ids = items.iter().map(|v| v.as_str().map(str::to_owned)).collect::<Option<Vec<_>>>();
             (false, ids.ok_or_else(|| ApiError::invalid("'file_ids' must be an array of file ids.").param("file_ids"))?)
         }
-        (Some(_), Some(_)) => return Err(ApiError::invalid("Send 'file_id' or 'file_ids', not both.").param("file_ids")),
+        (Some(_), Some(_), None) => return Err(ApiError::invalid("Send 'file_id' or 'file_ids', not both.").param("file_ids")),
         _ => {
             return Err(ApiError::invalid(format!(
-                "Missing required parameter: 'file_id' (a string) or 'file_ids' (1 to {MAX_FILES_PER_REQUEST} strings)."
+                "Missing required parameter: 'file_id' (a string), 'file_ids' (1 to {MAX_FILES_PER_REQUEST} strings) or 'url'."
             ))
             .param("file_ids"));
         }
     };
-    let metadata = opt_metadata(obj, "metadata")?.unwrap_or_else(|| json!({}));
     let existing = state.store.list_sources(&caller.tenant, &kb.id).map_err(internal)?;
     let param = if single { "file_id" } else { "file_ids" };
     for (i, file_id) in ids.iter().enumerate() {

@@ -54,6 +54,10 @@ pub struct ServeArgs {
     /// Largest uploaded file, in bytes.
     #[arg(long, env = "TENSORAS_MAX_FILE_BYTES", default_value_t = 512 << 20)]
     max_file_bytes: u64,
+    /// Let knowledge-base URL sources fetch from loopback, private and link-local
+    /// addresses (refused by default: the server would be a proxy into its network).
+    #[arg(long, env = "TENSORAS_URL_SOURCES_ALLOW_PRIVATE")]
+    url_sources_allow_private: bool,
     /// Device for model execution: `cpu` or `cuda` (falls back to CPU with a warning).
     #[arg(long, env = "TENSORAS_DEVICE", default_value = "cpu", value_parser = ["cpu", "cuda"])]
     device: String,
@@ -76,6 +80,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     config.ort.cuda = args.device == "cuda";
     config.files_url = args.files_url;
     config.max_file_bytes = args.max_file_bytes;
+    config.url_sources_allow_private = args.url_sources_allow_private;
 
     let state = AppState::open(config).await?;
     bootstrap_key(state.store.as_ref(), args.api_key.as_deref())?;

@@ -5,12 +5,14 @@
 //! Objects are keyed `files/<tenant>/<file id>`; the tenant is part of the key so one
 //! tenant's id can never address another's bytes, and the API checks the record first.
 
+pub mod fetch;
 pub mod sniff;
 
 use std::sync::Arc;
 
 use anyhow::Context as _;
 use bytes::Bytes;
+use futures::StreamExt as _;
 use futures::stream::BoxStream;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt as _};
@@ -100,6 +102,75 @@ impl FileStorage {
         match self.store.delete(&Self::path(tenant, id)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(e).context("deleting file"),
+        }
+    }
+}
+
+/// Bytes kept for content-type sniffing.
+pub const SNIFF_BYTES: usize = 8192;
+
+/// A file's bytes, stored under a fresh id.
+#[derive(Debug)]
+pub struct Stored {
+    /// The new file id.
+    pub id: String,
+    /// Size.
+    pub bytes: u64,
+    /// The first [`SNIFF_BYTES`], for content-type sniffing.
+    pub head: Vec<u8>,
+}
+
+/// Why [`FileStorage::store_stream`] stored nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError<E> {
+    /// More than the limit arrived.
+    #[error("the file is larger than {0} bytes")]
+    TooLarge(u64),
+    /// The incoming stream failed.
+    #[error("{0}")]
+    Source(E),
+    /// The object store failed.
+    #[error("{0:#}")]
+    Storage(anyhow::Error),
+}
+
+impl FileStorage {
+    /// Streams `body` into a new file of `tenant`, counting bytes: past `limit` (or on any
+    /// error) the partial object is discarded, so only complete files are ever stored.
+    pub async fn store_stream<E>(
+        &self,
+        tenant: &str,
+        mut body: impl futures::Stream<Item = Result<Bytes, E>> + Unpin,
+        limit: u64,
+    ) -> Result<Stored, StoreError<E>> {
+        let id = new_file_id().map_err(StoreError::Storage)?;
+        let mut upload = self.upload(tenant, &id);
+        let mut stored = Stored { id, bytes: 0, head: Vec::new() };
+        let outcome = async {
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk.map_err(StoreError::Source)?;
+                stored.bytes += chunk.len() as u64;
+                if stored.bytes > limit {
+                    return Err(StoreError::TooLarge(limit));
+                }
+                if stored.head.len() < SNIFF_BYTES {
+                    let take = (SNIFF_BYTES - stored.head.len()).min(chunk.len());
+                    stored.head.extend_from_slice(&chunk[..take]);
+                }
+                upload.write(chunk).await.map_err(StoreError::Storage)?;
+            }
+            Ok(())
+        }
+        .await;
+        match outcome {
+            Ok(()) => {
+                upload.finish().await.map_err(StoreError::Storage)?;
+                Ok(stored)
+            }
+            Err(e) => {
+                upload.abort().await;
+                Err(e)
+            }
         }
     }
 }
