@@ -12,6 +12,7 @@ import pytest
 import requests
 
 from conftest import Server, new_key
+from documents import make_docx, make_pdf
 
 MODEL = "smollm2"
 
@@ -22,6 +23,8 @@ DOCS = {
     "orchard.html": b"<html><body><p>The Larkspur orchard grows a pear variety called Silver Bell.</p></body></html>",
     "crew.csv": b"ship,captain\nNorthwind,Halvard Teig\nMarigold,Esme Quill\n",
     "robot.json": b'{"robot": {"name": "Bolt-7", "favourite_colour": "orange", "battery_hours": 31}}',
+    "garden.pdf": make_pdf(["The Hollowmere garden grows blue tulips beside the old well."]),
+    "choir.docx": make_docx(["The Brightwater choir rehearses in the boathouse on Mondays."]),
 }
 
 
@@ -89,6 +92,8 @@ def citations(resp):
     ("Where does the ferry to Kelpie Island leave from?", "Pier 9", "ferry.md"),
     ("Which pear variety does the Larkspur orchard grow?", "Silver Bell", "orchard.html"),
     ("What is the favourite colour of the robot Bolt-7?", "orange", "robot.json"),
+    ("What colour are the tulips in the Hollowmere garden?", "blue", "garden.pdf"),
+    ("Where does the Brightwater choir rehearse?", "boathouse", "choir.docx"),
 ])
 def test_grounded_answer_cites_the_file_with_the_fact(client, kb, question, fact, filename):
     kb_id, files = kb

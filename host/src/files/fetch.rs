@@ -14,6 +14,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use futures::TryStreamExt as _;
+use object_store::ObjectStoreExt as _;
 use url::Url;
 
 use super::{FileStorage, StoreError, Stored};
