@@ -61,6 +61,10 @@ fn document_text(bytes: &[u8]) -> Result<String, ParseError> {
             Err(e) => tracing::debug!(page = number, "PDF page without readable text: {e}"),
         }
     }
+    // lopdf may load a file it could not decrypt; its strings then decode to nothing.
+    if out.trim().is_empty() && doc.trailer.has(b"Encrypt") {
+        return Err(invalid("it is encrypted with a password; upload an unprotected copy"));
+    }
     Ok(out.trim_end().to_owned())
 }
 
