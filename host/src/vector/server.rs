@@ -22,10 +22,10 @@ use std::time::Duration;
 
 use qdrant_client::qdrant::{
     Condition, CountPointsBuilder, CreateCollectionBuilder, CreateFieldIndexCollectionBuilder,
-    DeletePointsBuilder, Distance, FieldType, Filter, MatchValue, Modifier, NamedVectors, PointStruct,
+    DeletePointsBuilder, Distance, FieldType, Filter, Modifier, NamedVectors, PointStruct,
     PrefetchQueryBuilder, Query as QdrantQuery, QueryPointsBuilder, Range, Rrf, SparseVectorParamsBuilder,
     SparseVectorsConfigBuilder, UpsertPointsBuilder, Vector, VectorInput, VectorParamsBuilder, VectorsConfigBuilder,
-    point_id::PointIdOptions,
+    point_id::PointIdOptions, r#match::MatchValue,
 };
 use qdrant_client::{Payload, Qdrant, QdrantError};
 use serde_json::{Map, Value};
