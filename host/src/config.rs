@@ -36,6 +36,9 @@ pub struct Config {
     pub max_file_bytes: u64,
     /// Whether URL data sources may point at loopback/private/link-local addresses.
     pub url_sources_allow_private: bool,
+    /// Qdrant server for the knowledge bases' vectors; `None` keeps them in process
+    /// (qdrant-edge) under `<data_dir>/vectors`.
+    pub qdrant: Option<crate::vector::server::ServerOptions>,
 }
 
 impl Config {
@@ -72,6 +75,7 @@ impl Config {
             files_url: None,
             max_file_bytes: 512 << 20,
             url_sources_allow_private: false,
+            qdrant: None,
         }
     }
 

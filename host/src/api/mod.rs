@@ -78,8 +78,10 @@ impl AppState {
         )?);
         let handlers = inference::Handlers::load(&runtime, &config.handlers_dir, config.handler_limits);
         let file_storage = crate::files::FileStorage::open(config.files_url.as_deref(), &config.objects_dir())?;
-        let vectors: Arc<dyn crate::vector::VectorStore> =
-            Arc::new(crate::vector::edge::EdgeStore::open(&config.vectors_dir())?);
+        let vectors: Arc<dyn crate::vector::VectorStore> = match &config.qdrant {
+            Some(server) => Arc::new(crate::vector::server::ServerStore::connect(server).await?),
+            None => Arc::new(crate::vector::edge::EdgeStore::open(&config.vectors_dir())?),
+        };
         let embedder = crate::kb::Embedder::new(runtime.clone(), handlers.embeddings.clone(), inference.clone());
         let knowledge = crate::kb::Knowledge::start(store.clone(), file_storage.clone(), vectors, embedder)?;
         Ok(Self { config, store, runtime, functions, inference, handlers, file_storage, knowledge })

@@ -61,6 +61,17 @@ pub struct ServeArgs {
     /// Device for model execution: `cpu` or `cuda` (falls back to CPU with a warning).
     #[arg(long, env = "TENSORAS_DEVICE", default_value = "cpu", value_parser = ["cpu", "cuda"])]
     device: String,
+    /// Qdrant server (gRPC) for knowledge-base vectors, e.g. `http://qdrant:6334`
+    /// [default: embedded qdrant-edge under <data-dir>/vectors].
+    #[arg(long, env = "TENSORAS_QDRANT_URL")]
+    qdrant_url: Option<String>,
+    /// API key of the Qdrant server.
+    #[arg(long, env = "TENSORAS_QDRANT_API_KEY", hide_env_values = true, requires = "qdrant_url")]
+    qdrant_api_key: Option<String>,
+    /// Prefix of the Qdrant collection names (one per knowledge base), so several
+    /// deployments can share a server.
+    #[arg(long, env = "TENSORAS_QDRANT_COLLECTION_PREFIX", default_value = "tensoras_")]
+    qdrant_collection_prefix: String,
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -81,6 +92,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     config.files_url = args.files_url;
     config.max_file_bytes = args.max_file_bytes;
     config.url_sources_allow_private = args.url_sources_allow_private;
+    config.qdrant = args.qdrant_url.map(|url| tensoras::vector::server::ServerOptions {
+        url,
+        api_key: args.qdrant_api_key,
+        collection_prefix: args.qdrant_collection_prefix,
+    });
 
     let state = AppState::open(config).await?;
     bootstrap_key(state.store.as_ref(), args.api_key.as_deref())?;

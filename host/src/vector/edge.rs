@@ -7,21 +7,17 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use qdrant_edge::bm25_embed::{EdgeBm25, EdgeBm25Config};
 use qdrant_edge::{
     CountRequest, Distance, EdgeConfigBuilder, EdgeShard, EdgeSparseVectorParamsBuilder, EdgeVectorParamsBuilder,
     Filter, Fusion, Modifier, NamedQuery, Payload, PointId, PointInsertOperations, PointOperations,
     PointStructPersisted, PrefetchBuilder, QueryEnum, QueryRequestBuilder, ScoringQuery, UpdateOperation,
     VectorInternal, VectorStructInternal, VectorStructPersisted, WithPayloadInterface,
 };
-use serde_json::json;
-
-use super::{ChunkPoint, Hit, Query, SearchType, VectorError, VectorResult, VectorStore};
-
-const DENSE: &str = "dense";
-const SPARSE: &str = "bm25";
-/// Reciprocal-rank-fusion constant (the usual 60).
-const RRF_K: usize = 60;
+use super::bm25::Bm25;
+use super::filter::QdrantFilter;
+use super::{
+    ChunkPoint, DENSE, Hit, Query, RRF_K, SPARSE, SearchType, VectorError, VectorResult, VectorStore, prefetch_depth,
+};
 
 fn err(context: &str) -> impl Fn(qdrant_edge::OperationError) -> VectorError + '_ {
     move |e| VectorError(format!("{context}: {e}"))
@@ -31,7 +27,7 @@ fn err(context: &str) -> impl Fn(qdrant_edge::OperationError) -> VectorError + '
 pub struct EdgeStore {
     dir: PathBuf,
     shards: Mutex<HashMap<String, Arc<EdgeShard>>>,
-    bm25: EdgeBm25,
+    bm25: Bm25,
 }
 
 impl std::fmt::Debug for EdgeStore {
@@ -44,7 +40,7 @@ impl EdgeStore {
     /// Opens (lazily, per collection) the shards under `dir`.
     pub fn open(dir: &Path) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("creating {}: {e}", dir.display()))?;
-        let bm25 = EdgeBm25::new(EdgeBm25Config::default()).map_err(|e| anyhow::anyhow!("BM25 model: {e}"))?;
+        let bm25 = Bm25::new()?;
         Ok(Self { dir: dir.to_owned(), shards: Mutex::new(HashMap::new()), bm25 })
     }
 
@@ -99,7 +95,7 @@ impl VectorStore for EdgeStore {
             .map(|p| {
                 let vectors = HashMap::from([
                     (DENSE.to_owned(), VectorInternal::from(p.dense)),
-                    (SPARSE.to_owned(), VectorInternal::from(self.bm25.embed_document(&p.text))),
+                    (SPARSE.to_owned(), VectorInternal::from(self.bm25.document(&p.text))),
                 ]);
                 PointStructPersisted {
                     id: PointId::NumId(p.id),
@@ -119,7 +115,7 @@ impl VectorStore for EdgeStore {
         let Some(shard) = self.shard(collection, None)? else {
             return Ok(());
         };
-        let filter = Self::filter(json!({"must": [{"key": field, "match": {"value": value}}]}))?;
+        let filter = Self::filter(QdrantFilter::field_eq(field, value).to_json())?;
         shard
             .update(UpdateOperation::PointOperation(PointOperations::DeletePointsByFilter(filter)))
             .map_err(err("deleting points"))?;
@@ -147,7 +143,7 @@ impl VectorStore for EdgeStore {
             Ok(ScoringQuery::Vector(QueryEnum::Nearest(NamedQuery { query: VectorInternal::from(v), using: Some(DENSE.into()) })))
         };
         let sparse = || {
-            let v = self.bm25.embed_query(&q.text);
+            let v = self.bm25.query(&q.text);
             ScoringQuery::Vector(QueryEnum::Nearest(NamedQuery { query: VectorInternal::from(v), using: Some(SPARSE.into()) }))
         };
         let mut req = QueryRequestBuilder::new(q.limit).with_payload(WithPayloadInterface::Bool(true));
@@ -155,8 +151,7 @@ impl VectorStore for EdgeStore {
             SearchType::Vector => req.query(dense()?),
             SearchType::Keyword => req.query(sparse()),
             SearchType::Hybrid => {
-                // Each side contributes more candidates than asked for, then RRF ranks them.
-                let depth = (q.limit * 4).max(20);
+                let depth = prefetch_depth(q.limit);
                 let mut dense_stage = PrefetchBuilder::new(depth).query(dense()?);
                 let mut sparse_stage = PrefetchBuilder::new(depth).query(sparse());
                 if let Some(f) = &filter {
@@ -189,7 +184,7 @@ impl VectorStore for EdgeStore {
             return Ok(0);
         };
         let filter = match field_eq {
-            Some((field, value)) => Some(Self::filter(json!({"must": [{"key": field, "match": {"value": value}}]}))?),
+            Some((field, value)) => Some(Self::filter(QdrantFilter::field_eq(field, value).to_json())?),
             None => None,
         };
         let n = shard.count(CountRequest { filter, exact: true }).map_err(err("counting points"))?;
@@ -208,7 +203,7 @@ impl VectorStore for EdgeStore {
 mod tests {
     use super::*;
     use crate::vector::{MetadataFilter, point_id};
-    use serde_json::Value;
+    use serde_json::{Value, json};
 
     fn point(source: &str, i: u64, dense: Vec<f32>, text: &str, meta: Value) -> ChunkPoint {
         let payload = json!({"source_id": source, "chunk_index": i, "text": text, "metadata": meta});

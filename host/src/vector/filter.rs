@@ -34,6 +34,74 @@ pub enum Condition {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct MetadataFilter(pub Vec<Condition>);
 
+/// One condition of a Qdrant filter on a payload key: the single translation of
+/// [`MetadataFilter`] that every backend renders (qdrant-edge as JSON, the server as
+/// gRPC messages), so both apply the same semantics.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FieldCondition {
+    /// Equal to a string, integer or boolean.
+    Match {
+        /// Payload key (dotted path).
+        key: String,
+        /// The value.
+        value: Value,
+    },
+    /// Equal to any of several strings or integers.
+    MatchAny {
+        /// Payload key (dotted path).
+        key: String,
+        /// The values, all strings or all integers.
+        values: Vec<Value>,
+    },
+    /// Numeric range; bounds that are `None` are open.
+    Range {
+        /// Payload key (dotted path).
+        key: String,
+        /// Greater than.
+        gt: Option<f64>,
+        /// Greater than or equal.
+        gte: Option<f64>,
+        /// Less than.
+        lt: Option<f64>,
+        /// Less than or equal.
+        lte: Option<f64>,
+    },
+}
+
+/// A Qdrant filter: every `must` condition holds and no `must_not` one does.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct QdrantFilter {
+    /// Conditions that must hold.
+    pub must: Vec<FieldCondition>,
+    /// Conditions that must not hold (a missing field does not hold).
+    pub must_not: Vec<FieldCondition>,
+}
+
+impl QdrantFilter {
+    /// Payload `key` equals the string `value` (how chunks of one data source are found).
+    pub fn field_eq(key: &str, value: &str) -> Self {
+        Self { must: vec![FieldCondition::Match { key: key.into(), value: Value::String(value.into()) }], must_not: Vec::new() }
+    }
+
+    /// In Qdrant's JSON filter language.
+    pub fn to_json(&self) -> Value {
+        let render = |c: &FieldCondition| match c {
+            FieldCondition::Match { key, value } => json!({"key": key, "match": {"value": value}}),
+            FieldCondition::MatchAny { key, values } => json!({"key": key, "match": {"any": values}}),
+            FieldCondition::Range { key, gt, gte, lt, lte } => {
+                let mut r = Map::new();
+                for (name, b) in [("gt", gt), ("gte", gte), ("lt", lt), ("lte", lte)] {
+                    if let Some(b) = b {
+                        r.insert(name.into(), json!(b));
+                    }
+                }
+                json!({"key": key, "range": r})
+            }
+        };
+        json!({"must": self.must.iter().map(render).collect::<Vec<_>>(), "must_not": self.must_not.iter().map(render).collect::<Vec<_>>()})
+    }
+}
+
 /// Payload key under which chunk metadata is stored.
 pub const METADATA_KEY: &str = "metadata";
 
@@ -114,37 +182,34 @@ impl MetadataFilter {
         self.0.is_empty()
     }
 
-    /// The same filter in Qdrant's JSON filter language, on `metadata.<field>`.
-    pub fn to_qdrant_json(&self) -> Value {
-        let mut must = Vec::new();
-        let mut must_not = Vec::new();
+    /// The same filter in Qdrant's terms, on `metadata.<field>`.
+    pub fn to_qdrant(&self) -> QdrantFilter {
+        let mut out = QdrantFilter::default();
         let key = |f: &str| format!("{METADATA_KEY}.{f}");
-        let matcher = |field: &str, v: &Value| -> Value {
-            match v {
-                // Qdrant matches floats only through ranges.
-                Value::Number(n) if !(n.is_i64() || n.is_u64()) => {
-                    json!({"key": key(field), "range": {"gte": n, "lte": n}})
-                }
-                _ => json!({"key": key(field), "match": {"value": v}}),
+        let matcher = |field: &str, v: &Value| match v {
+            // Qdrant matches floats only through ranges.
+            Value::Number(n) if !(n.is_i64() || n.is_u64()) => {
+                let x = n.as_f64();
+                FieldCondition::Range { key: key(field), gt: None, gte: x, lt: None, lte: x }
             }
+            _ => FieldCondition::Match { key: key(field), value: v.clone() },
         };
         for c in &self.0 {
             match c {
-                Condition::Eq(f, v) => must.push(matcher(f, v)),
-                Condition::Ne(f, v) => must_not.push(matcher(f, v)),
-                Condition::In(f, items) => must.push(json!({"key": key(f), "match": {"any": items}})),
+                Condition::Eq(f, v) => out.must.push(matcher(f, v)),
+                Condition::Ne(f, v) => out.must_not.push(matcher(f, v)),
+                Condition::In(f, items) => out.must.push(FieldCondition::MatchAny { key: key(f), values: items.clone() }),
                 Condition::Range { field, gt, gte, lt, lte } => {
-                    let mut r = Map::new();
-                    for (name, b) in [("gt", gt), ("gte", gte), ("lt", lt), ("lte", lte)] {
-                        if let Some(b) = b {
-                            r.insert(name.into(), json!(b));
-                        }
-                    }
-                    must.push(json!({"key": key(field), "range": r}));
+                    out.must.push(FieldCondition::Range { key: key(field), gt: *gt, gte: *gte, lt: *lt, lte: *lte });
                 }
             }
         }
-        json!({"must": must, "must_not": must_not})
+        out
+    }
+
+    /// The same filter in Qdrant's JSON filter language.
+    pub fn to_qdrant_json(&self) -> Value {
+        self.to_qdrant().to_json()
     }
 
     /// Whether a chunk's metadata object satisfies the filter (same semantics as the

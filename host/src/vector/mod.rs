@@ -1,19 +1,36 @@
 //! Vector stores: one collection per knowledge base, each point one chunk with a dense
 //! embedding (meaning), a BM25 sparse vector (keywords) and its payload.
 //!
-//! [`VectorStore`] is the boundary; [`edge::EdgeStore`] (qdrant-edge, in process, under
-//! the data directory) is the default. Calls are synchronous (qdrant-edge is): async
-//! callers run them on the blocking pool.
+//! [`VectorStore`] is the boundary, with two backends that store and rank alike:
+//! [`edge::EdgeStore`] (qdrant-edge, in process, under the data directory) is the
+//! default; [`server::ServerStore`] uses a Qdrant server or cluster over gRPC, for
+//! deployments that outgrow one machine or share vectors between servers. Calls are
+//! synchronous (qdrant-edge is): async callers run them on the blocking pool.
 //!
 //! Point ids are derived from `(data source id, chunk index)`, so upserting the same
 //! chunk twice — a resumed ingestion after a crash — overwrites instead of duplicating.
 
+pub mod bm25;
 pub mod edge;
 pub mod filter;
+pub mod server;
 
 use serde_json::{Map, Value};
 
 pub use filter::{Condition, MetadataFilter};
+
+/// The dense vector of every collection (cosine).
+const DENSE: &str = "dense";
+/// The sparse BM25 vector of every collection (IDF applied by Qdrant at query time).
+const SPARSE: &str = "bm25";
+/// Reciprocal-rank-fusion constant of hybrid search (the usual 60).
+const RRF_K: usize = 60;
+
+/// Candidates each side of a hybrid search contributes before RRF ranks them: more than
+/// asked for, so a chunk found by only one side can still make the cut.
+fn prefetch_depth(limit: usize) -> usize {
+    (limit * 4).max(20)
+}
 
 /// One chunk to store.
 #[derive(Debug, Clone)]
