@@ -155,6 +155,7 @@ def cmd_ingest(a):
     secs = time.perf_counter() - t0
     total = sum(s["chunks_total"] for s in srcs)
     stored = api(a.url, a.key, "GET", f"/knowledge-bases/{kb_id}").get("chunk_count")
+    docs = len(srcs)  # data sources deleted meanwhile are not counted
     print(f"ingested {total} chunks from {docs} documents in {secs:.1f} s: {total / secs:.1f} chunks/s", flush=True)
     json.dump(
         {"kb_id": kb_id, "key": a.key, "chunks": total, "stored": stored, "documents": docs,
