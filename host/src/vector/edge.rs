@@ -382,9 +382,16 @@ mod tests {
         assert!(store.upsert("../evil", vec![point("s", 0, vec![1.0], "t", json!({}))]).is_err());
     }
 
-    /// A deterministic unit vector per index, far from the others in 384 dimensions.
+    /// A deterministic pseudo-random unit vector per index (splitmix64 per coordinate), so
+    /// each point is its own unique nearest neighbour in 384 dimensions.
     fn spread(i: u64) -> Vec<f32> {
-        let v: Vec<f32> = (0..384u64).map(|d| ((i.wrapping_mul(2654435761).wrapping_add(d * 40503)) % 1000) as f32 - 500.0).collect();
+        let coord = |d: u64| {
+            let mut x = (i * 384 + d).wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            ((x ^ (x >> 31)) % 2001) as f32 - 1000.0
+        };
+        let v: Vec<f32> = (0..384u64).map(coord).collect();
         let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
         v.into_iter().map(|x| x / norm).collect()
     }
