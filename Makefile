@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := run
 ENV := . scripts/env.sh
 
-.PHONY: setup run test test-rust test-guests test-models test-e2e bench bench-inference bench-grammar guests
+.PHONY: setup run test test-rust test-guests test-models test-e2e bench bench-inference bench-grammar bench-kb guests
 
 setup:
 	@bash scripts/setup.sh
@@ -42,3 +42,8 @@ bench-inference: setup
 ## Per-token cost of constrained decoding (JSON schema, forced tool call) vs free text.
 bench-grammar: setup
 	@bash benches/grammar.sh
+
+## Knowledge base at KB_BENCH_CHUNKS (default 100,000) chunks: ingestion chunks/s end to end,
+## then retrieve p50/p99 for vector, keyword and hybrid search (~40 min on 2 cores).
+bench-kb: setup
+	@bash benches/kb.sh

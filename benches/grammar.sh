@@ -10,6 +10,7 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
+. benches/lib.sh
 TENSORAS_BIN="${TENSORAS_BIN:-$HOME/.cache/tensoras/target/release/tensoras}"
 REPS="${REPS:-5}"
 THREADS="${THREADS:-2}"
@@ -17,16 +18,10 @@ WORK="$(mktemp -d)"
 PID=""
 trap '[ -n "$PID" ] && kill "$PID" 2>/dev/null; wait 2>/dev/null; rm -rf "$WORK"' EXIT INT TERM
 
-PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
-KEY="tns_$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')"
-echo "== grammar benchmark $(date -u '+%Y-%m-%d %H:%M UTC') on $(nproc) cores, TENSORAS_THREADS=$THREADS, load $(cut -d' ' -f1-3 /proc/loadavg)"
-TENSORAS_API_KEY="$KEY" TENSORAS_THREADS="$THREADS" RUST_LOG=warn \
-    "$TENSORAS_BIN" serve --port "$PORT" --data-dir "$WORK/data" >"$WORK/server.log" 2>&1 &
-PID=$!
-for _ in $(seq 480); do
-    curl -sf -o /dev/null --max-time 2 "http://127.0.0.1:$PORT/health" && break
-    kill -0 "$PID" 2>/dev/null || { cat "$WORK/server.log" >&2; exit 1; }
-    sleep 0.25
-done
+PORT="$(free_port)"
+KEY="$(new_key)"
+echo "== grammar benchmark $(date -u '+%Y-%m-%d %H:%M UTC') on $(nproc) cores, TENSORAS_THREADS=$THREADS, load $(load)"
+start_tensoras "$TENSORAS_BIN" "$PORT" "$WORK/data" "$WORK/server.log" "$KEY" TENSORAS_THREADS="$THREADS" || exit 1
+PID=$SERVER_PID
 python3 benches/measure.py grammar "http://127.0.0.1:$PORT" smollm2-135m-instruct "$WORK/grammar.json" \
     --key "$KEY" --reps "$REPS" --threads "$THREADS" --max-tokens "${MAX_TOKENS:-128}"

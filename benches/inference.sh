@@ -25,6 +25,7 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
+. benches/lib.sh
 CACHE="$HOME/.cache/tensoras"
 TENSORAS_BIN="${TENSORAS_BIN:-$CACHE/target/release/tensoras}"
 BENCH_VENV="${BENCH_VENV:-$CACHE/bench-venv}"
@@ -49,18 +50,6 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-load() { cut -d' ' -f1-3 /proc/loadavg; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_http() { # URL PID SECONDS
-    for _ in $(seq $(($3 * 4))); do
-        curl -sf -o /dev/null --max-time 2 "$1" && return 0
-        kill -0 "$2" 2>/dev/null || return 1
-        sleep 0.25
-    done
-    return 1
-}
-stop() { kill "$1" 2>/dev/null; wait "$1" 2>/dev/null || true; }
-
 echo "== inference benchmark $(date -u '+%Y-%m-%d %H:%M UTC') on $(nproc) cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 echo "load average at start: $(load)"
 for f in "$TENSORAS_BIN" build/functions/chat.wasm build/functions/embeddings.wasm \
@@ -75,16 +64,14 @@ if [ -z "${SKIP_BARE:-}" ]; then
 fi
 
 # (a) tensoras serve: HTTP + WASM
-KEY="tns_$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')"
+KEY="$(new_key)"
 for t in $THREADS; do
     PORT="$(free_port)"
     mkdir -p "$WORK/data-$t"
     echo "-- tensoras serve, TENSORAS_THREADS=$t, port $PORT (load $(load))"
-    TENSORAS_API_KEY="$KEY" TENSORAS_THREADS="$t" RUST_LOG=warn \
-        "$TENSORAS_BIN" serve --port "$PORT" --data-dir "$WORK/data-$t" >"$WORK/tensoras-$t.log" 2>&1 &
-    PID=$!
+    start_tensoras "$TENSORAS_BIN" "$PORT" "$WORK/data-$t" "$WORK/tensoras-$t.log" "$KEY" TENSORAS_THREADS="$t" || exit 1
+    PID=$SERVER_PID
     PIDS+=("$PID")
-    wait_http "http://127.0.0.1:$PORT/health" "$PID" 120 || { cat "$WORK/tensoras-$t.log" >&2; exit 1; }
     python3 benches/measure.py chat "http://127.0.0.1:$PORT" smollm2-135m-instruct "$RESULTS/tensoras-$t.json" \
         --key "$KEY" --reps "$REPS" --label "tensoras (HTTP + WASM)" --threads "$t"
     if [ -z "${SKIP_EMBED:-}" ] && [ "$t" = "$(echo $THREADS | cut -d' ' -f1)" ]; then

@@ -2,6 +2,7 @@
 //! model runtime already uses every core), batch by batch, progress recorded after each
 //! batch is durable.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -20,7 +21,19 @@ enum Stop {
 }
 
 pub(super) async fn run(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<Job>, mut stop: watch::Receiver<bool>) {
+    // Knowledge bases written since the queue was last empty. They are indexed when it
+    // empties, not after every source: indexing competes with embedding for the cores, and
+    // a build per source would rebuild the same graph over and over during a bulk load.
+    let mut written: HashSet<String> = HashSet::new();
     loop {
+        if rx.is_empty() {
+            for kb_id in written.drain() {
+                let vectors = inner.vectors.clone();
+                if let Err(e) = blocking(move || vectors.index(&kb_id)).await {
+                    tracing::warn!("starting to index vectors: {e}");
+                }
+            }
+        }
         let job = tokio::select! {
             job = rx.recv() => match job {
                 Some(job) => job,
@@ -29,6 +42,7 @@ pub(super) async fn run(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<Job>,
             _ = stop.changed() => return,
         };
         let started = Instant::now();
+        written.insert(job.kb_id.clone());
         match ingest(&inner, &job, &stop).await {
             Ok(chunks) => {
                 let secs = started.elapsed().as_secs_f64();

@@ -2,10 +2,19 @@
 //! `<data_dir>/vectors/<collection>/`, with a dense vector `dense` (cosine) and a sparse
 //! vector `bm25` (BM25 term weights, IDF applied by Qdrant at query time). The shard's
 //! write-ahead log makes an upsert durable once [`VectorStore::flush`] returns.
+//!
+//! Writes land in an appendable segment, which search scans exactly. [`VectorStore::index`]
+//! (after ingestion) and opening a shard start qdrant-edge's optimizers on a background
+//! thread: segments past the indexing threshold (qdrant's default, 10 MB of vectors, about
+//! 6,500 chunks at 384 dimensions) become HNSW-indexed segments. The optimizers swap the
+//! segments in behind proxies, so searches and upserts go on meanwhile and nothing written
+//! during a build is lost; a build cut short by a crash leaves only its temporary segment,
+//! removed on the next open.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 
 use qdrant_edge::{
     CountRequest, Distance, EdgeConfigBuilder, EdgeShard, EdgeSparseVectorParamsBuilder, EdgeVectorParamsBuilder,
@@ -19,6 +28,9 @@ use super::{
     ChunkPoint, DENSE, Hit, Query, RRF_K, SPARSE, SearchType, VectorError, VectorResult, VectorStore, prefetch_depth,
 };
 
+/// Where qdrant-edge's optimizers build segments before swapping them in.
+const TEMP_SEGMENTS: &str = "temp_segments";
+
 fn err(context: &str) -> impl Fn(qdrant_edge::OperationError) -> VectorError + '_ {
     move |e| VectorError(format!("{context}: {e}"))
 }
@@ -28,6 +40,21 @@ pub struct EdgeStore {
     dir: PathBuf,
     shards: Mutex<HashMap<String, Arc<EdgeShard>>>,
     bm25: Bm25,
+    /// Collections whose index is being built in the background (at most one build each).
+    building: Arc<Mutex<HashMap<String, Build>>>,
+}
+
+/// What happened to a collection while its background build ran.
+#[derive(Debug, Default)]
+struct Build {
+    /// More was written and indexing was asked for again: run the optimizers once more.
+    again: bool,
+    /// The collection was dropped: the build thread removes its files when it stops.
+    dropped: bool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> VectorResult<MutexGuard<'_, T>> {
+    m.lock().map_err(|_| VectorError("vector store lock poisoned".into()))
 }
 
 impl std::fmt::Debug for EdgeStore {
@@ -41,7 +68,7 @@ impl EdgeStore {
     pub fn open(dir: &Path) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("creating {}: {e}", dir.display()))?;
         let bm25 = Bm25::new()?;
-        Ok(Self { dir: dir.to_owned(), shards: Mutex::new(HashMap::new()), bm25 })
+        Ok(Self { dir: dir.to_owned(), shards: Mutex::new(HashMap::new()), bm25, building: Arc::default() })
     }
 
     fn path(&self, collection: &str) -> VectorResult<PathBuf> {
@@ -55,12 +82,16 @@ impl EdgeStore {
 
     /// The open shard, loading it from disk; `create_dim` creates a missing one.
     fn shard(&self, collection: &str, create_dim: Option<usize>) -> VectorResult<Option<Arc<EdgeShard>>> {
-        let mut shards = self.shards.lock().map_err(|_| VectorError("vector store lock poisoned".into()))?;
+        let mut shards = lock(&self.shards)?;
         if let Some(s) = shards.get(collection) {
             return Ok(Some(s.clone()));
         }
         let path = self.path(collection)?;
-        let shard = if path.join("edge_config.json").exists() {
+        let existing = path.join("edge_config.json").exists();
+        let shard = if existing {
+            // No build of this shard runs before it is loaded, so a temporary segment is
+            // the remains of one cut short by a crash.
+            remove_dir(&path.join(TEMP_SEGMENTS))?;
             EdgeShard::load(&path, None).map_err(err("loading vector shard"))?
         } else if let Some(dim) = create_dim {
             let config = EdgeConfigBuilder::new()
@@ -74,7 +105,31 @@ impl EdgeStore {
         };
         let shard = Arc::new(shard);
         shards.insert(collection.to_owned(), shard.clone());
+        if existing {
+            // Written before a restart, possibly never indexed (a crash, an older version).
+            self.start_build(collection, shard.clone())?;
+        }
         Ok(Some(shard))
+    }
+
+    /// Runs the optimizers over `shard` on a thread of their own, or, if a build of the
+    /// collection is running, has it run them once more when it is done.
+    fn start_build(&self, collection: &str, shard: Arc<EdgeShard>) -> VectorResult<()> {
+        let mut building = lock(&self.building)?;
+        if let Some(build) = building.get_mut(collection) {
+            build.again = true;
+            return Ok(());
+        }
+        building.insert(collection.to_owned(), Build::default());
+        let (registry, name) = (self.building.clone(), collection.to_owned());
+        let spawned = std::thread::Builder::new()
+            .name("vector-index".into())
+            .spawn(move || build_in_background(&registry, &name, shard));
+        if let Err(e) = spawned {
+            building.remove(collection);
+            return Err(VectorError(format!("starting the index build: {e}")));
+        }
+        Ok(())
     }
 
     fn filter(value: serde_json::Value) -> VectorResult<Filter> {
@@ -124,13 +179,16 @@ impl VectorStore for EdgeStore {
 
     fn drop_collection(&self, collection: &str) -> VectorResult<()> {
         let path = self.path(collection)?;
-        let shard = self.shards.lock().map_err(|_| VectorError("vector store lock poisoned".into()))?.remove(collection);
+        let shard = lock(&self.shards)?.remove(collection);
         drop(shard);
-        match std::fs::remove_dir_all(&path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(VectorError(format!("removing {}: {e}", path.display()))),
+        let mut building = lock(&self.building)?;
+        if let Some(build) = building.get_mut(collection) {
+            // A build cannot be stopped midway and would write into removed directories:
+            // its thread removes the files once it stops (gone from the API already).
+            build.dropped = true;
+            return Ok(());
         }
+        remove_dir(&path)
     }
 
     fn search(&self, collection: &str, q: &Query) -> VectorResult<Vec<Hit>> {
@@ -197,6 +255,66 @@ impl VectorStore for EdgeStore {
             None => Ok(()),
         }
     }
+
+    fn index(&self, collection: &str) -> VectorResult<()> {
+        match self.shard(collection, None)? {
+            Some(shard) => self.start_build(collection, shard),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The body of a build thread: optimizes until nothing more was asked for, then leaves the
+/// registry (removing the files if the collection was dropped meanwhile).
+fn build_in_background(registry: &Mutex<HashMap<String, Build>>, collection: &str, shard: Arc<EdgeShard>) {
+    let started = Instant::now();
+    tracing::info!(collection, "optimizing vector segments");
+    loop {
+        if let Err(e) = shard.optimize() {
+            // The segments stay as they were: searchable, only not (all) indexed.
+            tracing::warn!(collection, "optimizing vector segments: {e}");
+        }
+        let Ok(mut building) = registry.lock() else { return };
+        if let Some(build) = building.get_mut(collection).filter(|b| b.again && !b.dropped) {
+            build.again = false;
+            continue;
+        }
+        let dropped = building.remove(collection).is_some_and(|b| b.dropped);
+        let path = shard.path().to_owned();
+        let info = shard.info().ok();
+        // Still under the lock, so that a drop of the collection either saw this build
+        // (and left the files to it) or comes after them.
+        drop(shard);
+        if dropped {
+            if let Err(e) = remove_dir(&path) {
+                tracing::warn!(collection, "removing a dropped collection: {e}");
+            }
+            return;
+        }
+        drop(building);
+        let secs = started.elapsed().as_secs_f64();
+        match info {
+            Some(i) => tracing::info!(
+                collection,
+                secs,
+                points = i.points_count,
+                indexed_vectors = i.indexed_vectors_count,
+                segments = i.segments_count,
+                "vector segments optimized"
+            ),
+            None => tracing::info!(collection, secs, "vector segments optimized"),
+        }
+        return;
+    }
+}
+
+/// Removes a directory tree; a missing one is not an error.
+fn remove_dir(path: &Path) -> VectorResult<()> {
+    match std::fs::remove_dir_all(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(VectorError(format!("removing {}: {e}", path.display()))),
+    }
 }
 
 #[cfg(test)]
@@ -258,5 +376,67 @@ mod tests {
         assert_eq!(store.count("kb_1", None).unwrap(), 0);
         assert!(!dir.path().join("kb_1").exists());
         assert!(store.upsert("../evil", vec![point("s", 0, vec![1.0], "t", json!({}))]).is_err());
+    }
+
+    /// A deterministic pseudo-random unit vector per index (splitmix64 per coordinate), so
+    /// each point is its own unique nearest neighbour in 384 dimensions.
+    fn spread(i: u64) -> Vec<f32> {
+        let coord = |d: u64| {
+            let mut x = (i * 384 + d).wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            ((x ^ (x >> 31)) % 2001) as f32 - 1000.0
+        };
+        let v: Vec<f32> = (0..384u64).map(coord).collect();
+        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        v.into_iter().map(|x| x / norm).collect()
+    }
+
+    fn wait_for_builds(store: &EdgeStore) {
+        let deadline = Instant::now() + std::time::Duration::from_secs(300);
+        while !store.building.lock().unwrap().is_empty() {
+            assert!(Instant::now() < deadline, "index build did not finish");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    #[test]
+    fn background_index_keeps_writes_and_results() {
+        // Past the indexing threshold (10 MB of 384-dimensional vectors, ~6,700 points).
+        const N: u64 = 7_500;
+        let dir = tempfile::tempdir().unwrap();
+        let store = EdgeStore::open(dir.path()).unwrap();
+        for batch in (0..N).collect::<Vec<_>>().chunks(500) {
+            let points = batch.iter().map(|&i| point("ds_a", i, spread(i), &format!("chunk number {i}"), json!({}))).collect();
+            store.upsert("kb_big", points).unwrap();
+        }
+        store.flush("kb_big").unwrap();
+        store.index("kb_big").unwrap();
+        // Written while the build runs: must survive the segment swap.
+        let late: Vec<ChunkPoint> = (N..N + 100).map(|i| point("ds_b", i, spread(i), "late", json!({}))).collect();
+        store.upsert("kb_big", late).unwrap();
+        store.flush("kb_big").unwrap();
+        store.delete_where("kb_big", "source_id", "ds_b").unwrap();
+        store.upsert("kb_big", vec![point("ds_c", 0, spread(N + 500), "last", json!({}))]).unwrap();
+        store.flush("kb_big").unwrap();
+        wait_for_builds(&store);
+
+        let info = store.shard("kb_big", None).unwrap().unwrap().info().unwrap();
+        assert!(info.indexed_vectors_count >= N as usize, "HNSW built: {info:?}");
+        assert_eq!(store.count("kb_big", None).unwrap(), N + 1);
+        for i in [0, 1234, N - 1] {
+            let hits = store.search("kb_big", &query(SearchType::Vector, spread(i), "", Value::Null)).unwrap();
+            assert_eq!(hits[0].id, point_id("ds_a", i), "nearest of point {i}");
+        }
+        let hits = store.search("kb_big", &query(SearchType::Keyword, vec![], "last", Value::Null)).unwrap();
+        assert_eq!(hits.len(), 1);
+
+        // Reopened: still all there; dropping during a build leaves no files behind.
+        drop(store);
+        let store = EdgeStore::open(dir.path()).unwrap();
+        assert_eq!(store.count("kb_big", None).unwrap(), N + 1);
+        store.drop_collection("kb_big").unwrap();
+        wait_for_builds(&store);
+        assert!(!dir.path().join("kb_big").exists());
     }
 }

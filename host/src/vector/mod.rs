@@ -107,6 +107,12 @@ pub trait VectorStore: Send + Sync {
     fn count(&self, collection: &str, field_eq: Option<(&str, &str)>) -> VectorResult<u64>;
     /// Makes what was upserted durable (survives a crash) before the caller records progress.
     fn flush(&self, collection: &str) -> VectorResult<()>;
+    /// Indexes what was written since the last call (e.g. builds the HNSW graph) in the
+    /// background and returns at once; searches and writes go on meanwhile. For stores
+    /// that index by themselves (a Qdrant server) there is nothing to do.
+    fn index(&self, _collection: &str) -> VectorResult<()> {
+        Ok(())
+    }
 }
 
 /// The point id of chunk `index` of data source `source_id`: the first 8 bytes of

@@ -1,0 +1,34 @@
+# Sourced by the benchmark drivers in benches/: starting `tensoras serve` (or another
+# server) on a free loopback port and waiting for it, so every driver does it the same way.
+# The caller sets `set -euo pipefail` and a trap that stops what it started.
+
+load() { cut -d' ' -f1-3 /proc/loadavg; }
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+new_key() { echo "tns_$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')"; }
+
+# wait_http URL PID SECONDS: until URL answers 2xx; fails if PID exits or time runs out.
+wait_http() {
+    for _ in $(seq $(($3 * 4))); do
+        curl -sf -o /dev/null --max-time 2 "$1" && return 0
+        kill -0 "$2" 2>/dev/null || return 1
+        sleep 0.25
+    done
+    return 1
+}
+
+# start_tensoras BIN PORT DATA_DIR LOG KEY [ENV=VALUE...]: starts `BIN serve` in the
+# background (CWD must be the repository root: it reads models/ and build/functions/),
+# sets SERVER_PID, and waits up to 120 s for /health; otherwise prints the log, stops the
+# process and fails.
+start_tensoras() {
+    local bin=$1 port=$2 data=$3 log=$4 key=$5
+    shift 5
+    env TENSORAS_API_KEY="$key" RUST_LOG="${RUST_LOG:-warn}" "$@" \
+        "$bin" serve --port "$port" --data-dir "$data" >"$log" 2>&1 &
+    SERVER_PID=$!
+    wait_http "http://127.0.0.1:$port/health" "$SERVER_PID" 120 || { cat "$log" >&2; stop "$SERVER_PID"; return 1; }
+}
+
+stop() { kill "$1" 2>/dev/null; wait "$1" 2>/dev/null || true; }
