@@ -86,6 +86,11 @@ impl EdgeStore {
         if let Some(s) = shards.get(collection) {
             return Ok(Some(s.clone()));
         }
+        if lock(&self.building)?.get(collection).is_some_and(|b| b.dropped) {
+            // Dropped while its index was being built: the build thread removes the files
+            // when it stops; until then the collection must not come back from them.
+            return Ok(None);
+        }
         let path = self.path(collection)?;
         let existing = path.join("edge_config.json").exists();
         let shard = if existing {
@@ -179,8 +184,10 @@ impl VectorStore for EdgeStore {
 
     fn drop_collection(&self, collection: &str) -> VectorResult<()> {
         let path = self.path(collection)?;
-        let shard = lock(&self.shards)?.remove(collection);
-        drop(shard);
+        // Both locks held (in `shard`'s order), so no one reloads the collection between
+        // its removal from the map and the build registry learning of the drop.
+        let mut shards = lock(&self.shards)?;
+        drop(shards.remove(collection));
         let mut building = lock(&self.building)?;
         if let Some(build) = building.get_mut(collection) {
             // A build cannot be stopped midway and would write into removed directories:
@@ -372,7 +379,11 @@ mod tests {
         let store = EdgeStore::open(dir.path()).unwrap();
         assert_eq!(store.count("kb_1", None).unwrap(), 1, "reopened from disk");
         assert_eq!(store.count("kb_1", Some(("source_id", "ds_b"))).unwrap(), 1);
+        // Reopening started an index build: the drop is at once visible, the files go
+        // when the build stops.
         store.drop_collection("kb_1").unwrap();
+        assert_eq!(store.count("kb_1", None).unwrap(), 0);
+        wait_for_builds(&store);
         assert_eq!(store.count("kb_1", None).unwrap(), 0);
         assert!(!dir.path().join("kb_1").exists());
         assert!(store.upsert("../evil", vec![point("s", 0, vec![1.0], "t", json!({}))]).is_err());
