@@ -71,6 +71,8 @@ impl Config {
                 library: None,
                 threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
                 cuda: false,
+                max_batch: 16,
+                prefix_cache_bytes: 256 << 20,
             },
             files_url: None,
             max_file_bytes: 512 << 20,

@@ -159,6 +159,7 @@ async fn run(
         output: tx,
         tools: Some((caller.tenant.clone(), state.functions.clone())),
         retrieval,
+        tenant: caller.tenant.clone(),
     };
     let runtime = state.runtime.clone();
     let task = tokio::spawn(async move { runtime.call_handler(&handler, ctx, req).await });

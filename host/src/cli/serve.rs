@@ -46,6 +46,14 @@ pub struct ServeArgs {
     /// Threads per model for ONNX Runtime [default: all cores].
     #[arg(long, env = "TENSORAS_THREADS")]
     threads: Option<usize>,
+    /// Most concurrent sequences of one chat model stepped together in one ONNX Runtime
+    /// run (continuous batching); 1 turns batching off.
+    #[arg(long, env = "TENSORAS_MAX_BATCH", default_value_t = 16)]
+    max_batch: usize,
+    /// Memory per chat model for the KV caches of finished requests, reused by prompts
+    /// that start with the same tokens (next turns, shared system prompts), in MiB; 0 off.
+    #[arg(long, env = "TENSORAS_PREFIX_CACHE_MB", default_value_t = 256)]
+    prefix_cache_mb: usize,
     /// Object store for uploaded files: `file:///dir`, `memory://`, or (with the
     /// `cloud-storage` build feature) `s3://bucket/prefix`, `gs://...`, `az://...`
     /// [default: <data-dir>/objects].
@@ -89,6 +97,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         config.ort.threads = t.max(1);
     }
     config.ort.cuda = args.device == "cuda";
+    config.ort.max_batch = args.max_batch.max(1);
+    config.ort.prefix_cache_bytes = args.prefix_cache_mb << 20;
     config.files_url = args.files_url;
     config.max_file_bytes = args.max_file_bytes;
     config.url_sources_allow_private = args.url_sources_allow_private;

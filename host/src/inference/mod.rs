@@ -1,7 +1,9 @@
 //! Model execution on the host: the catalogue, ONNX Runtime graphs, tokenizers and chat
 //! templates. Guests reach all of it through WIT (`wasi:nn`, `tokenizer`, `models`); they
-//! never hold weights or KV caches.
+//! never hold weights or KV caches. Concurrent sequences of a decoder are stepped together
+//! by its scheduler ([`batch`]).
 
+pub mod batch;
 pub mod catalog;
 pub mod onnx;
 pub mod text;

@@ -3,9 +3,8 @@
 //!
 //! A decoder step takes only the new token ids; the attention mask, position ids and
 //! `past_key_values.*` are the host's. The `present.*` outputs of one step become the
-//! next step's inputs without a copy. `Session::run` needs `&mut Session`, so steps of one
-//! graph take turns on a mutex; batching concurrent sequences into one run is the next
-//! step (see docs/design/003-inference-abi.md).
+//! next step's inputs without a copy. Concurrent sequences of one graph are stepped
+//! together by its scheduler ([`batch`]; docs/design/003-inference-abi.md).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -15,6 +14,8 @@ use ort::memory::Allocator;
 use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
 use ort::value::{DynValue, Tensor};
+
+use super::batch;
 
 /// How a wasi:nn call failed; `code` maps to `wasi:nn/errors.error-code`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +55,11 @@ pub struct OrtOptions {
     pub threads: usize,
     /// Ask for the CUDA execution provider.
     pub cuda: bool,
+    /// Most decoder sequences stepped together in one run (1: no batching).
+    pub max_batch: usize,
+    /// Memory for the KV caches of finished sequences, reused by prompts that start with
+    /// the same tokens (0: no prefix cache).
+    pub prefix_cache_bytes: usize,
 }
 
 /// Loads ONNX Runtime once per process. The error says how to fix a missing library.
@@ -136,6 +142,10 @@ fn with_cuda(builder: ort::session::builder::SessionBuilder) -> anyhow::Result<o
 
 /// A decoder LLM graph in the standard layout (`input_ids`, `attention_mask`,
 /// `position_ids`, `past_key_values.N.key/value` → `logits`, `present.N.key/value`).
+///
+/// Execution contexts of the server are [`batch::Sequence`]s, stepped together by the
+/// graph's scheduler; [`DecoderSequence`] is the same step without the scheduler, for
+/// the bare-loop benchmark and backend tests.
 pub struct DecoderGraph {
     session: Mutex<Session>,
     layers: usize,
@@ -144,6 +154,7 @@ pub struct DecoderGraph {
     vocab: usize,
     context_length: usize,
     has_position_ids: bool,
+    scheduler: batch::Handle,
 }
 
 impl std::fmt::Debug for DecoderGraph {
@@ -152,9 +163,21 @@ impl std::fmt::Debug for DecoderGraph {
     }
 }
 
+/// One batched run's inputs: `batch` rows of `n` new tokens each over a cache `past_len`
+/// wide (left-padded rows have `attention_mask` 0 in their padding).
+pub(crate) struct RunInputs {
+    pub batch: usize,
+    pub ids: Vec<i64>,
+    pub mask: Vec<i64>,
+    pub positions: Vec<i64>,
+    pub past: Vec<DynValue>,
+}
+
 impl DecoderGraph {
-    /// Loads `model.onnx` with the shapes from its config.
-    pub fn load(path: &Path, config: &super::catalog::GraphConfig, context_length: u32, opts: &OrtOptions) -> anyhow::Result<Self> {
+    /// Loads `model.onnx` with the shapes from its config and starts its scheduler, which
+    /// steps up to `opts.max_batch` sequences in one run and keeps finished sequences'
+    /// caches within `opts.prefix_cache_bytes`.
+    pub fn load(path: &Path, config: &super::catalog::GraphConfig, context_length: u32, opts: &OrtOptions) -> anyhow::Result<Arc<Self>> {
         let session = session(path, opts)?;
         let names: Vec<&str> = session.inputs.iter().map(|i| i.name.as_str()).collect();
         anyhow::ensure!(names.contains(&"input_ids"), "{} has no input_ids input", path.display());
@@ -164,7 +187,9 @@ impl DecoderGraph {
             path.display()
         );
         let has_position_ids = names.contains(&"position_ids");
-        Ok(Self {
+        let position_bytes = 2 * config.n_layers * config.n_kv_heads * config.head_dim * std::mem::size_of::<f32>();
+        let prefix_cache_tokens = opts.prefix_cache_bytes / position_bytes;
+        Ok(Arc::new_cyclic(|graph| Self {
             session: Mutex::new(session),
             layers: config.n_layers,
             kv_heads: config.n_kv_heads,
@@ -172,16 +197,111 @@ impl DecoderGraph {
             vocab: config.vocab_size,
             context_length: context_length as usize,
             has_position_ids,
-        })
+            scheduler: batch::Handle::spawn(graph.clone(), opts.max_batch.max(1), prefix_cache_tokens),
+        }))
     }
 
     /// Width of a logits row.
     pub fn vocab(&self) -> usize {
         self.vocab
     }
+
+    /// A new, empty execution context stepped by the graph's scheduler; it reuses cached
+    /// prompt prefixes only of sequences with the same `scope` (the tenant).
+    pub fn sequence(self: &Arc<Self>, scope: u64) -> batch::Sequence {
+        batch::Sequence::new(self.clone(), scope)
+    }
+
+    /// What the scheduler has done so far.
+    pub fn batch_stats(&self) -> batch::Stats {
+        self.scheduler.stats()
+    }
+
+    pub(crate) fn scheduler(&self) -> &batch::Handle {
+        &self.scheduler
+    }
+
+    /// KV tensor shape of `batch` rows over `width` positions.
+    pub(crate) fn kv_shape(&self, batch: usize, width: usize) -> [usize; 4] {
+        [batch, self.kv_heads, width, self.head_dim]
+    }
+
+    /// Number of `past_key_values.*` tensors (key and value per layer).
+    pub(crate) fn kv_tensors(&self) -> usize {
+        2 * self.layers
+    }
+
+    /// Checks `ids` appended to a sequence of `len` tokens.
+    pub(crate) fn check(&self, len: usize, ids: &[i64]) -> Result<(), NnError> {
+        if ids.is_empty() {
+            return Err(NnError::invalid("input_ids must hold at least one token"));
+        }
+        if let Some(bad) = ids.iter().find(|&&t| t < 0 || t as usize >= self.vocab) {
+            return Err(NnError::invalid(format!("token id {bad} is outside the vocabulary (0..{})", self.vocab)));
+        }
+        let total = len + ids.len();
+        if total > self.context_length {
+            return Err(NnError {
+                code: NnErrorCode::TooLarge,
+                message: format!("sequence of {total} tokens exceeds the context length of {}", self.context_length),
+            });
+        }
+        Ok(())
+    }
+
+    /// An empty cache for `batch` rows (the first step's past).
+    pub(crate) fn empty_cache(&self, batch: usize) -> Result<Vec<DynValue>, NnError> {
+        // ort rejects zero-length dimensions in from_array; an allocated empty tensor works.
+        let shape = self.kv_shape(batch, 0);
+        (0..self.kv_tensors())
+            .map(|_| Tensor::<f32>::new(&Allocator::default(), shape).map(|t| t.into_dyn()).map_err(NnError::runtime))
+            .collect()
+    }
+
+    /// One run: returns the last position's logits of every row (`batch × vocab`) and the
+    /// `present.*` values, which are the next run's past as they are.
+    pub(crate) fn run(&self, inputs: RunInputs) -> Result<(Vec<f32>, Vec<DynValue>), NnError> {
+        let RunInputs { batch, ids, mask, positions, past } = inputs;
+        if batch == 0 || ids.len() % batch != 0 || mask.len() % batch != 0 {
+            return Err(NnError::runtime(format!("malformed batch of {batch} rows")));
+        }
+        let (n, total) = (ids.len() / batch, mask.len() / batch);
+        let mut feed: Vec<(String, ort::session::SessionInputValue<'_>)> = Vec::with_capacity(3 + past.len());
+        feed.push(("input_ids".into(), Tensor::from_array(([batch, n], ids)).map_err(NnError::runtime)?.into()));
+        feed.push(("attention_mask".into(), Tensor::from_array(([batch, total], mask)).map_err(NnError::runtime)?.into()));
+        if self.has_position_ids {
+            feed.push(("position_ids".into(), Tensor::from_array(([batch, n], positions)).map_err(NnError::runtime)?.into()));
+        }
+        for (i, value) in past.into_iter().enumerate() {
+            let name = format!("past_key_values.{}.{}", i / 2, if i % 2 == 0 { "key" } else { "value" });
+            feed.push((name, value.into()));
+        }
+        let mut session = self.session.lock().map_err(|_| NnError::runtime("session lock poisoned"))?;
+        let mut out = session.run(feed).map_err(NnError::runtime)?;
+        let logits = out.get("logits").ok_or_else(|| NnError::runtime("graph has no logits output"))?;
+        let (shape, data) = logits.try_extract_tensor::<f32>().map_err(NnError::runtime)?;
+        // Last position of each row, whether the graph already sliced it or not.
+        let row = data.len() / batch;
+        if row < self.vocab || data.len() % batch != 0 || shape.last().copied() != Some(self.vocab as i64) {
+            return Err(NnError::runtime(format!("unexpected logits shape {shape:?}")));
+        }
+        let mut last = Vec::with_capacity(batch * self.vocab);
+        for r in 0..batch {
+            last.extend_from_slice(&data[(r + 1) * row - self.vocab..(r + 1) * row]);
+        }
+        let mut present = Vec::with_capacity(self.kv_tensors());
+        for layer in 0..self.layers {
+            for kind in ["key", "value"] {
+                let name = format!("present.{layer}.{kind}");
+                present.push(out.remove(&name).ok_or_else(|| NnError::runtime(format!("graph has no {name} output")))?);
+            }
+        }
+        Ok((last, present))
+    }
 }
 
-/// One sequence: its KV cache lives here between steps.
+/// One sequence stepped directly on the calling thread, outside the scheduler: its KV
+/// cache lives here between steps.
 pub struct DecoderSequence {
     graph: Arc<DecoderGraph>,
     past: Option<Vec<DynValue>>,
@@ -213,70 +333,22 @@ impl DecoderSequence {
     /// Appends `ids` and returns the logits of the last position.
     pub fn step(&mut self, ids: &[i64]) -> Result<Vec<f32>, NnError> {
         let g = &self.graph;
-        if ids.is_empty() {
-            return Err(NnError::invalid("input_ids must hold at least one token"));
-        }
-        if let Some(bad) = ids.iter().find(|&&t| t < 0 || t as usize >= g.vocab) {
-            return Err(NnError::invalid(format!("token id {bad} is outside the vocabulary (0..{})", g.vocab)));
-        }
+        g.check(self.len, ids)?;
         let total = self.len + ids.len();
-        if total > g.context_length {
-            return Err(NnError {
-                code: NnErrorCode::TooLarge,
-                message: format!("sequence of {total} tokens exceeds the context length of {}", g.context_length),
-            });
-        }
-        let n = ids.len();
-        let mut inputs: Vec<(String, ort::session::SessionInputValue<'_>)> = Vec::with_capacity(3 + 2 * g.layers);
-        inputs.push(("input_ids".into(), Tensor::from_array(([1usize, n], ids.to_vec())).map_err(NnError::runtime)?.into()));
-        inputs.push((
-            "attention_mask".into(),
-            Tensor::from_array(([1usize, total], vec![1i64; total])).map_err(NnError::runtime)?.into(),
-        ));
-        if g.has_position_ids {
-            let positions: Vec<i64> = (self.len as i64..total as i64).collect();
-            inputs.push(("position_ids".into(), Tensor::from_array(([1usize, n], positions)).map_err(NnError::runtime)?.into()));
-        }
         let past = match self.past.take() {
             Some(p) => p,
-            None => self.empty_cache()?,
+            None => g.empty_cache(1)?,
         };
-        for (i, value) in past.into_iter().enumerate() {
-            let name = format!("past_key_values.{}.{}", i / 2, if i % 2 == 0 { "key" } else { "value" });
-            inputs.push((name, value.into()));
-        }
-        let run = || -> Result<(Vec<f32>, Vec<DynValue>), NnError> {
-            let mut session = g.session.lock().map_err(|_| NnError::runtime("session lock poisoned"))?;
-            let mut out = session.run(inputs).map_err(NnError::runtime)?;
-            let logits = out.get("logits").ok_or_else(|| NnError::runtime("graph has no logits output"))?;
-            let (shape, data) = logits.try_extract_tensor::<f32>().map_err(NnError::runtime)?;
-            // Last position only, whether the graph already sliced it or not.
-            if data.len() < g.vocab || shape.last().copied() != Some(g.vocab as i64) {
-                return Err(NnError::runtime(format!("unexpected logits shape {shape:?}")));
-            }
-            let last = data[data.len() - g.vocab..].to_vec();
-            let mut present = Vec::with_capacity(2 * g.layers);
-            for layer in 0..g.layers {
-                for kind in ["key", "value"] {
-                    let name = format!("present.{layer}.{kind}");
-                    present.push(out.remove(&name).ok_or_else(|| NnError::runtime(format!("graph has no {name} output")))?);
-                }
-            }
-            Ok((last, present))
-        };
-        let (logits, present) = run()?;
+        let (logits, present) = g.run(RunInputs {
+            batch: 1,
+            ids: ids.to_vec(),
+            mask: vec![1; total],
+            positions: (self.len as i64..total as i64).collect(),
+            past,
+        })?;
         self.past = Some(present);
         self.len = total;
         Ok(logits)
-    }
-
-    fn empty_cache(&self) -> Result<Vec<DynValue>, NnError> {
-        let g = &self.graph;
-        // ort rejects zero-length dimensions in from_array; an allocated empty tensor works.
-        let shape = [1usize, g.kv_heads, 0, g.head_dim];
-        (0..2 * g.layers)
-            .map(|_| Tensor::<f32>::new(&Allocator::default(), shape).map(|t| t.into_dyn()).map_err(NnError::runtime))
-            .collect()
     }
 }
 
@@ -348,9 +420,9 @@ pub fn load_graph(model: &super::catalog::Model, installed: &super::catalog::Ins
     let path = installed.graph_path();
     let ctx = model.context_length();
     Ok(match model.manifest.kind {
-        super::catalog::ModelKind::Chat => Graph::Decoder(Arc::new(
+        super::catalog::ModelKind::Chat => Graph::Decoder(
             DecoderGraph::load(&path, &installed.config, ctx, opts).with_context(|| format!("model {}", model.manifest.id))?,
-        )),
+        ),
         super::catalog::ModelKind::Embedding => Graph::Encoder(Arc::new(
             EncoderGraph::load(&path, &installed.config, ctx, opts).with_context(|| format!("model {}", model.manifest.id))?,
         )),

@@ -7,14 +7,15 @@
 
 mod retrieval;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use futures::FutureExt as _;
 use tokio::sync::mpsc;
 use wasmtime::component::{Component, HasSelf, Resource};
 
 use super::{InvokeError, Limits, Runtime, Sandbox, State};
-use crate::inference::onnx::{DecoderSequence, EncoderGraph, NnError, NnErrorCode};
+use crate::inference::batch::Sequence;
+use crate::inference::onnx::{EncoderGraph, NnError, NnErrorCode};
 use crate::inference::{Graph, Inference};
 
 mod bindings {
@@ -50,8 +51,9 @@ pub struct NnGraph(Graph);
 
 /// One execution context: a decoder sequence (with its KV cache) or an encoder.
 pub enum NnContext {
-    /// Decoder sequence; behind a mutex so a step can run on a blocking thread.
-    Decoder(Arc<Mutex<DecoderSequence>>),
+    /// Decoder sequence, stepped by its graph's scheduler (shared so a step can be awaited
+    /// without holding the resource table).
+    Decoder(Arc<Sequence>),
     /// Encoder.
     Encoder(Arc<EncoderGraph>),
 }
@@ -79,12 +81,20 @@ pub struct HandlerCtx {
     pub tools: Option<(String, Arc<crate::functions::Registry>)>,
     /// Knowledge-base search scoped to the caller's tenant (the RAG handler's).
     pub retrieval: Option<Arc<dyn Retriever>>,
+    /// The caller's tenant: cached prompt prefixes are shared only within it.
+    pub tenant: String,
 }
 
 impl HandlerCtx {
+    /// The tenant as a prefix-cache scope.
+    fn prefix_scope(&self) -> u64 {
+        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+        BuildHasherDefault::<DefaultHasher>::default().hash_one(&self.tenant)
+    }
+
     /// A context that reaches models only: no stream, tools or retrieval.
     pub fn models_only(inference: Arc<Inference>) -> Self {
-        Self { inference, output: None, tools: None, retrieval: None }
+        Self { inference, output: None, tools: None, retrieval: None, tenant: String::new() }
     }
 }
 
@@ -188,8 +198,9 @@ impl graph::HostGraph for State {
         &mut self,
         g: Resource<NnGraph>,
     ) -> wasmtime::Result<Result<Resource<NnContext>, Resource<NnErrorResource>>> {
+        let scope = self.handler()?.prefix_scope();
         let ctx = match &self.table().get(&g)?.0 {
-            Graph::Decoder(d) => NnContext::Decoder(Arc::new(Mutex::new(DecoderSequence::new(d.clone())))),
+            Graph::Decoder(d) => NnContext::Decoder(Arc::new(d.sequence(scope))),
             Graph::Encoder(e) => NnContext::Encoder(e.clone()),
         };
         Ok(Ok(self.table().push(ctx)?))
@@ -245,12 +256,10 @@ impl inference::HostGraphExecutionContext for State {
                     i64_values(t, "input_ids")
                 }) {
                     Err(e) => Err(e),
-                    Ok(ids) => blocking(move || {
-                        let mut s = seq.lock().map_err(|_| invalid("sequence lock poisoned"))?;
-                        s.step(&ids)
-                    })
-                    .await
-                    .map(|logits| vec![("logits".to_owned(), f32_tensor(vec![1, logits.len() as u32], &logits))]),
+                    Ok(ids) => seq
+                        .step(ids)
+                        .await
+                        .map(|logits| vec![("logits".to_owned(), f32_tensor(vec![1, logits.len() as u32], &logits))]),
                 }
             }
             NnContext::Encoder(enc) => {

@@ -1,0 +1,567 @@
+//! Continuous batching of decoder steps.
+//!
+//! Every decoder graph has one scheduler thread. Execution contexts ([`Sequence`]) send it
+//! their steps; it runs the single-token (decode) steps pending at a moment as one
+//! `[B, 1]` ONNX Runtime run and answers each with its own row of logits. Sequences join
+//! and leave between steps; a prompt (prefill) runs on its own and its sequence joins the
+//! batch at its next step.
+//!
+//! KV caches live in *groups*: a group is the batched cache of the sequences that last ran
+//! together, left-padded to a common width (`attention_mask` 0 over the padding, which the
+//! graph turns into an attention bias; each row's `position_ids` are its own positions).
+//! While the same members keep stepping together, each run's `present.*` is the next run's
+//! past with no copy, exactly as for a lone sequence, which is a group of one. When the
+//! set stepping together changes (a sequence joins after its prefill, another finishes),
+//! the scheduler gathers the members' rows into a new group, trimmed to the longest member:
+//! one copy per change of membership, not one per step.
+//!
+//! To keep streams in lockstep the scheduler waits, up to a short deadline, for the
+//! sequences that stepped in its previous run; one that misses the deadline is not waited
+//! for again until it comes back. A single stream never waits.
+//!
+//! Prefix cache: a finished sequence's cache is kept (least recently used first out,
+//! within a byte budget) with the tokens it holds. A new sequence whose prompt starts with
+//! the same tokens — the next turn of a conversation, a shared system prompt, a retried
+//! request — copies those positions and computes only the rest. A position's keys and
+//! values depend only on the tokens up to it, so the copied ones are exactly what
+//! recomputing would give (the rest is computed in a shorter run, which may round
+//! differently in the last bits, as any change of batch shape may). Entries are reused
+//! only within the scope (tenant) that made them, so one tenant cannot time another's
+//! prompts.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use ort::value::{DynValue, Tensor};
+use tokio::sync::oneshot;
+
+use super::onnx::{DecoderGraph, NnError, NnErrorCode, RunInputs};
+
+/// Shortest and longest wait for the rest of the previous batch.
+const MIN_WAIT: Duration = Duration::from_millis(2);
+const MAX_WAIT: Duration = Duration::from_millis(20);
+/// Shortest shared prefix worth a copy instead of recomputing it.
+const MIN_PREFIX: usize = 4;
+
+type Reply = oneshot::Sender<Result<Vec<f32>, NnError>>;
+
+enum Msg {
+    Step { seq: u64, scope: u64, ids: Vec<i64>, reply: Reply },
+    Close(u64),
+}
+
+/// Counters of one graph's scheduler since start-up.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// ONNX Runtime runs of decode steps.
+    pub decode_runs: u64,
+    /// Decode steps in those runs (rows); `decode_steps / decode_runs` is the mean batch.
+    pub decode_steps: u64,
+    /// Largest batch run.
+    pub largest_batch: u64,
+    /// Prompt (multi-token) runs.
+    pub prefill_runs: u64,
+    /// Times rows were copied into a new group because the members changed.
+    pub regroups: u64,
+    /// Prompts that started from a cached prefix.
+    pub prefix_hits: u64,
+    /// Prompt tokens those prompts did not recompute.
+    pub prefix_tokens: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    decode_runs: AtomicU64,
+    decode_steps: AtomicU64,
+    largest_batch: AtomicU64,
+    prefill_runs: AtomicU64,
+    regroups: AtomicU64,
+    prefix_hits: AtomicU64,
+    prefix_tokens: AtomicU64,
+}
+
+/// The graph's end of its scheduler.
+pub(crate) struct Handle {
+    tx: mpsc::Sender<Msg>,
+    next_id: AtomicU64,
+    counters: Arc<Counters>,
+}
+
+impl Handle {
+    /// Starts the scheduler thread of `graph`, which batches up to `max_batch` steps and
+    /// keeps up to `prefix_cache_tokens` positions of finished sequences. It ends when the
+    /// graph and every sequence are gone (the channel closes).
+    pub(crate) fn spawn(graph: Weak<DecoderGraph>, max_batch: usize, prefix_cache_tokens: usize) -> Self {
+        let (tx, rx) = mpsc::channel();
+        let counters = Arc::new(Counters::default());
+        let thread_counters = counters.clone();
+        let spawned = std::thread::Builder::new()
+            .name("tensoras-batch".into())
+            .spawn(move || Scheduler::new(graph, max_batch, prefix_cache_tokens, thread_counters).serve(rx));
+        if let Err(e) = spawned {
+            // Without a thread every step is answered "scheduler stopped" (the channel is closed).
+            tracing::error!("cannot start the decoder scheduler thread: {e}");
+        }
+        Self { tx, next_id: AtomicU64::new(1), counters }
+    }
+
+    pub(crate) fn stats(&self) -> Stats {
+        let c = &self.counters;
+        Stats {
+            decode_runs: c.decode_runs.load(Ordering::Relaxed),
+            decode_steps: c.decode_steps.load(Ordering::Relaxed),
+            largest_batch: c.largest_batch.load(Ordering::Relaxed),
+            prefill_runs: c.prefill_runs.load(Ordering::Relaxed),
+            regroups: c.regroups.load(Ordering::Relaxed),
+            prefix_hits: c.prefix_hits.load(Ordering::Relaxed),
+            prefix_tokens: c.prefix_tokens.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// One execution context of a decoder graph: a sequence whose KV cache the scheduler
+/// keeps. Dropping it frees the cache.
+pub struct Sequence {
+    graph: Arc<DecoderGraph>,
+    id: u64,
+    scope: u64,
+}
+
+impl std::fmt::Debug for Sequence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sequence").field("id", &self.id).finish()
+    }
+}
+
+impl Sequence {
+    /// A sequence that shares cached prefixes only with sequences of the same `scope`.
+    pub(crate) fn new(graph: Arc<DecoderGraph>, scope: u64) -> Self {
+        let id = graph.scheduler().next_id.fetch_add(1, Ordering::Relaxed);
+        Self { graph, id, scope }
+    }
+
+    /// Appends `ids` and returns the logits of the last position, once the scheduler has
+    /// run this step (possibly together with other sequences' steps).
+    pub async fn step(&self, ids: Vec<i64>) -> Result<Vec<f32>, NnError> {
+        let (reply, answer) = oneshot::channel();
+        let stopped = || NnError { code: NnErrorCode::RuntimeError, message: "the model's scheduler has stopped".into() };
+        self.graph.scheduler().tx.send(Msg::Step { seq: self.id, scope: self.scope, ids, reply }).map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+}
+
+impl Drop for Sequence {
+    fn drop(&mut self) {
+        // A closed channel means the scheduler is gone, and the cache with it.
+        let _ = self.graph.scheduler().tx.send(Msg::Close(self.id));
+    }
+}
+
+/// Where a sequence's cache is: `rows[row]` of group `group`.
+#[derive(Clone, Copy)]
+struct Home {
+    group: u64,
+    row: usize,
+}
+
+struct SeqState {
+    scope: u64,
+    /// The tokens in the cache.
+    tokens: Vec<i64>,
+    /// `None` before the first step, and after a failed run lost the cache.
+    home: Option<Home>,
+}
+
+impl SeqState {
+    fn len(&self) -> usize {
+        self.tokens.len()
+    }
+}
+
+/// The cache of a finished sequence, alone in its group, kept for prompts that start
+/// with its tokens.
+struct Retired {
+    scope: u64,
+    tokens: Vec<i64>,
+    group: u64,
+    last_used: u64,
+}
+
+/// A batched KV cache: `rows` sequences, `width` positions; row `r` holds its
+/// sequence's tokens in positions `width - len .. width` (left padding before them).
+struct Group {
+    kv: Vec<DynValue>,
+    rows: Vec<Option<u64>>,
+    width: usize,
+}
+
+impl Group {
+    fn live(&self) -> impl Iterator<Item = u64> + '_ {
+        self.rows.iter().flatten().copied()
+    }
+}
+
+struct Step {
+    seq: u64,
+    ids: Vec<i64>,
+    reply: Reply,
+}
+
+struct Scheduler {
+    graph: Weak<DecoderGraph>,
+    max_batch: usize,
+    counters: Arc<Counters>,
+    seqs: HashMap<u64, SeqState>,
+    groups: HashMap<u64, Group>,
+    next_group: u64,
+    /// Sequences that stepped in the last run: the next gathering waits for them.
+    rhythm: HashSet<u64>,
+    /// How long the last decode run took; the wait for stragglers is half of it.
+    last_run: Duration,
+    retired: Vec<Retired>,
+    /// Budget of the prefix cache, in positions (0: off).
+    retired_budget: usize,
+    /// A clock for least-recently-used eviction.
+    uses: u64,
+}
+
+impl Scheduler {
+    fn new(graph: Weak<DecoderGraph>, max_batch: usize, retired_budget: usize, counters: Arc<Counters>) -> Self {
+        Self {
+            graph,
+            max_batch,
+            counters,
+            seqs: HashMap::new(),
+            groups: HashMap::new(),
+            next_group: 1,
+            rhythm: HashSet::new(),
+            last_run: Duration::ZERO,
+            retired: Vec::new(),
+            retired_budget,
+            uses: 0,
+        }
+    }
+
+    fn serve(mut self, rx: mpsc::Receiver<Msg>) {
+        while let Ok(first) = rx.recv() {
+            let mut pending = Vec::new();
+            let mut closed = Vec::new();
+            self.accept(first, &mut pending, &mut closed);
+            while let Ok(m) = rx.try_recv() {
+                self.accept(m, &mut pending, &mut closed);
+            }
+            if !pending.is_empty() && self.max_batch > 1 {
+                self.wait_for_rhythm(&rx, &mut pending, &mut closed);
+            }
+            let Some(graph) = self.graph.upgrade() else {
+                for step in pending {
+                    let _ = step.reply.send(Err(runtime("the model was unloaded")));
+                }
+                return;
+            };
+            for state in closed {
+                self.retire(&graph, state);
+            }
+            if !pending.is_empty() {
+                self.execute(&graph, pending);
+            }
+        }
+    }
+
+    fn accept(&mut self, msg: Msg, pending: &mut Vec<Step>, closed: &mut Vec<SeqState>) {
+        match msg {
+            Msg::Step { seq, scope, ids, reply } => {
+                if pending.iter().any(|s| s.seq == seq) {
+                    let _ = reply.send(Err(runtime("a step of this context is already running")));
+                } else {
+                    self.seqs.entry(seq).or_insert(SeqState { scope, tokens: Vec::new(), home: None });
+                    pending.push(Step { seq, ids, reply });
+                }
+            }
+            Msg::Close(seq) => {
+                closed.extend(self.seqs.remove(&seq));
+                self.rhythm.remove(&seq);
+            }
+        }
+    }
+
+    /// Holds the gathered steps until every sequence of the previous run has sent its next
+    /// one, or the deadline passes; late ones leave the rhythm.
+    fn wait_for_rhythm(&mut self, rx: &mpsc::Receiver<Msg>, pending: &mut Vec<Step>, closed: &mut Vec<SeqState>) {
+        let deadline = Instant::now() + (self.last_run / 2).clamp(MIN_WAIT, MAX_WAIT);
+        while self.rhythm.iter().any(|id| !pending.iter().any(|s| s.seq == *id)) {
+            let now = Instant::now();
+            if now >= deadline {
+                return;
+            }
+            match rx.recv_timeout(deadline - now) {
+                Ok(m) => self.accept(m, pending, closed),
+                // Timed out, or every sender is gone and no one is left to wait for.
+                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => return,
+            }
+        }
+    }
+
+    fn execute(&mut self, graph: &DecoderGraph, pending: Vec<Step>) {
+        let mut decode = Vec::new();
+        let mut prompts = Vec::new();
+        for step in pending {
+            let Some(state) = self.seqs.get(&step.seq) else { continue };
+            if let Err(e) = graph.check(state.len(), &step.ids) {
+                let _ = step.reply.send(Err(e));
+            } else if state.len() > 0 && state.home.is_none() {
+                let _ = step.reply.send(Err(runtime("this context lost its cache in an earlier failed step")));
+            } else if step.ids.len() == 1 && state.len() > 0 {
+                decode.push(step);
+            } else {
+                prompts.push(step);
+            }
+        }
+        self.rhythm.clear();
+        // Decode first, so running streams are not held up behind a long prompt.
+        let mut decode = decode.into_iter().peekable();
+        while decode.peek().is_some() {
+            let chunk: Vec<Step> = decode.by_ref().take(self.max_batch).collect();
+            let (started, n) = (Instant::now(), chunk.len() as u64);
+            self.run(graph, chunk);
+            self.last_run = started.elapsed();
+            let c = &self.counters;
+            c.decode_runs.fetch_add(1, Ordering::Relaxed);
+            c.decode_steps.fetch_add(n, Ordering::Relaxed);
+            c.largest_batch.fetch_max(n, Ordering::Relaxed);
+        }
+        for mut step in prompts {
+            self.counters.prefill_runs.fetch_add(1, Ordering::Relaxed);
+            if let Err(e) = self.reuse_prefix(graph, &mut step) {
+                let _ = step.reply.send(Err(e));
+                continue;
+            }
+            self.run(graph, vec![step]);
+        }
+    }
+
+    /// Runs `steps` (all with the same number of new tokens) as one batch, answers each,
+    /// and leaves their caches in one group.
+    fn run(&mut self, graph: &DecoderGraph, steps: Vec<Step>) {
+        let members: Vec<u64> = steps.iter().map(|s| s.seq).collect();
+        let group_id = match self.group_of(graph, &members) {
+            Ok(id) => id,
+            Err(e) => {
+                for step in steps {
+                    let _ = step.reply.send(Err(e.clone()));
+                }
+                return;
+            }
+        };
+        let Some(group) = self.groups.get_mut(&group_id) else { return };
+        // Rows in the group's order; `group_of` made the group exactly `members`.
+        let mut by_seq: HashMap<u64, Step> = steps.into_iter().map(|s| (s.seq, s)).collect();
+        let ordered: Vec<Step> = group.rows.iter().flatten().filter_map(|id| by_seq.remove(id)).collect();
+        let n = ordered.first().map_or(1, |s| s.ids.len());
+        let width = group.width;
+        let mut inputs = RunInputs {
+            batch: ordered.len(),
+            ids: Vec::with_capacity(ordered.len() * n),
+            mask: Vec::with_capacity(ordered.len() * (width + n)),
+            positions: Vec::with_capacity(ordered.len() * n),
+            past: std::mem::take(&mut group.kv),
+        };
+        for step in &ordered {
+            let len = self.seqs.get(&step.seq).map_or(0, SeqState::len);
+            inputs.ids.extend_from_slice(&step.ids);
+            inputs.mask.extend(std::iter::repeat_n(0, width.saturating_sub(len)).chain(std::iter::repeat_n(1, len + n)));
+            inputs.positions.extend(len as i64..(len + n) as i64);
+        }
+        match graph.run(inputs) {
+            Ok((logits, present)) => {
+                group.kv = present;
+                group.width = width + n;
+                let vocab = graph.vocab();
+                for (row, step) in ordered.into_iter().enumerate() {
+                    if let Some(state) = self.seqs.get_mut(&step.seq) {
+                        state.tokens.extend_from_slice(&step.ids);
+                    }
+                    self.rhythm.insert(step.seq);
+                    let _ = step.reply.send(Ok(logits[row * vocab..(row + 1) * vocab].to_vec()));
+                }
+            }
+            Err(e) => {
+                // The run consumed the past: these caches are gone.
+                self.groups.remove(&group_id);
+                for step in ordered {
+                    if let Some(state) = self.seqs.get_mut(&step.seq) {
+                        state.home = None;
+                    }
+                    let _ = step.reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+
+    /// A group holding exactly `members`: the one they already share when nothing else is
+    /// in it, otherwise a new one gathered from their rows.
+    fn group_of(&mut self, graph: &DecoderGraph, members: &[u64]) -> Result<u64, NnError> {
+        let homes: Vec<Option<Home>> = members.iter().map(|id| self.seqs.get(id).and_then(|s| s.home)).collect();
+        if let Some(Some(first)) = homes.first() {
+            let same = homes.iter().all(|h| h.is_some_and(|h| h.group == first.group));
+            if same
+                && self.groups.get(&first.group).is_some_and(|g| g.rows.len() == members.len() && g.rows.iter().all(Option::is_some))
+            {
+                return Ok(first.group);
+            }
+        }
+        let lens: Vec<usize> = members.iter().map(|id| self.seqs.get(id).map_or(0, SeqState::len)).collect();
+        let width = lens.iter().copied().max().unwrap_or(0);
+        let kv = if width == 0 {
+            graph.empty_cache(members.len())?
+        } else {
+            self.counters.regroups.fetch_add(1, Ordering::Relaxed);
+            let parts: Vec<Option<Part>> =
+                homes.iter().zip(&lens).map(|(h, &len)| h.map(|home| Part { home, len, take: len })).collect();
+            self.gather(graph, &parts, width)?
+        };
+        for home in homes {
+            self.leave(home);
+        }
+        let rows = members.iter().copied().map(Some).collect();
+        let id = self.insert_group(Group { kv, rows, width });
+        for (row, seq) in members.iter().enumerate() {
+            if let Some(state) = self.seqs.get_mut(seq) {
+                state.home = Some(Home { group: id, row });
+            }
+        }
+        Ok(id)
+    }
+
+    fn insert_group(&mut self, group: Group) -> u64 {
+        let id = self.next_group;
+        self.next_group += 1;
+        self.groups.insert(id, group);
+        id
+    }
+
+    /// Copies each part's first `take` positions into new tensors `width` wide, each row
+    /// right-aligned (left padding before it).
+    fn gather(&self, graph: &DecoderGraph, parts: &[Option<Part>], width: usize) -> Result<Vec<DynValue>, NnError> {
+        let [_, heads, _, dim] = graph.kv_shape(1, 0);
+        let shape = graph.kv_shape(parts.len(), width);
+        let mut kv = Vec::with_capacity(graph.kv_tensors());
+        for k in 0..graph.kv_tensors() {
+            let mut buf = vec![0f32; shape.iter().product()];
+            for (i, part) in parts.iter().enumerate() {
+                let Some(Part { home, len, take }) = *part else { continue };
+                let group = self.groups.get(&home.group).ok_or_else(|| runtime("cache group missing"))?;
+                let value = group.kv.get(k).ok_or_else(|| runtime("cache tensor missing"))?;
+                let (_, data) = value.try_extract_tensor::<f32>().map_err(|e| runtime(format!("onnxruntime: {e}")))?;
+                let pad = group.width.checked_sub(len).ok_or_else(|| runtime("cache row longer than its group"))?;
+                for h in 0..heads {
+                    let src = ((home.row * heads + h) * group.width + pad) * dim;
+                    let dst = ((i * heads + h) * width + (width - take)) * dim;
+                    let from = data.get(src..src + take * dim).ok_or_else(|| runtime("cache tensor smaller than its group"))?;
+                    buf[dst..dst + take * dim].copy_from_slice(from);
+                }
+            }
+            kv.push(Tensor::from_array((shape, buf)).map_err(|e| runtime(format!("onnxruntime: {e}")))?.into_dyn());
+        }
+        Ok(kv)
+    }
+
+    /// A sequence left `home` (closed, or moved to another group): frees the group once
+    /// nobody is left in it.
+    fn leave(&mut self, home: Option<Home>) {
+        let Some(home) = home else { return };
+        let Some(group) = self.groups.get_mut(&home.group) else { return };
+        if let Some(slot) = group.rows.get_mut(home.row) {
+            *slot = None;
+        }
+        if group.live().next().is_none() {
+            self.groups.remove(&home.group);
+        }
+    }
+
+    /// A closed sequence's cache goes to the prefix cache (alone in a group, copied out of
+    /// a shared one), or is freed when caching is off or it is too short to matter.
+    fn retire(&mut self, graph: &DecoderGraph, state: SeqState) {
+        let Some(home) = state.home else { return };
+        if self.retired_budget < MIN_PREFIX || state.len() < MIN_PREFIX || state.len() > self.retired_budget {
+            self.leave(Some(home));
+            return;
+        }
+        let alone = self.groups.get(&home.group).is_some_and(|g| g.rows.len() == 1);
+        let group = if alone {
+            // The group stays, owned by the prefix cache instead of the sequence.
+            home.group
+        } else {
+            let len = state.len();
+            let kv = match self.gather(graph, &[Some(Part { home, len, take: len })], len) {
+                Ok(kv) => kv,
+                Err(e) => {
+                    tracing::debug!("prefix cache: not kept: {}", e.message);
+                    self.leave(Some(home));
+                    return;
+                }
+            };
+            self.leave(Some(home));
+            self.insert_group(Group { kv, rows: vec![None], width: len })
+        };
+        if let Some(g) = self.groups.get_mut(&group) {
+            g.rows = vec![None];
+        }
+        self.uses += 1;
+        self.retired.push(Retired { scope: state.scope, tokens: state.tokens, group, last_used: self.uses });
+        let mut held: usize = self.retired.iter().map(|r| r.tokens.len()).sum();
+        while held > self.retired_budget {
+            let Some(oldest) = self.retired.iter().enumerate().min_by_key(|(_, r)| r.last_used).map(|(i, _)| i) else { break };
+            let gone = self.retired.swap_remove(oldest);
+            held -= gone.tokens.len();
+            self.groups.remove(&gone.group);
+        }
+    }
+
+    /// Starts a new sequence's prompt from the longest cached prefix of the same scope,
+    /// leaving at least one token to compute (its logits are the answer).
+    fn reuse_prefix(&mut self, graph: &DecoderGraph, step: &mut Step) -> Result<(), NnError> {
+        let Some(state) = self.seqs.get(&step.seq) else { return Ok(()) };
+        if state.len() > 0 || step.ids.len() <= MIN_PREFIX {
+            return Ok(());
+        }
+        let common = |r: &Retired| r.tokens.iter().zip(&step.ids).take_while(|(a, b)| a == b).count();
+        let best = self
+            .retired
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.scope == state.scope)
+            .map(|(i, r)| (i, common(r).min(step.ids.len() - 1)))
+            .max_by_key(|&(_, n)| n);
+        let Some((index, take)) = best.filter(|&(_, n)| n >= MIN_PREFIX) else { return Ok(()) };
+        let entry = &self.retired[index];
+        let part = Part { home: Home { group: entry.group, row: 0 }, len: entry.tokens.len(), take };
+        let kv = self.gather(graph, &[Some(part)], take)?;
+        self.uses += 1;
+        self.retired[index].last_used = self.uses;
+        let group = self.insert_group(Group { kv, rows: vec![Some(step.seq)], width: take });
+        if let Some(state) = self.seqs.get_mut(&step.seq) {
+            state.tokens = step.ids.drain(..take).collect();
+            state.home = Some(Home { group, row: 0 });
+        }
+        self.counters.prefix_hits.fetch_add(1, Ordering::Relaxed);
+        self.counters.prefix_tokens.fetch_add(take as u64, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// What [`Scheduler::gather`] copies from one row: the first `take` of the `len`
+/// positions a sequence holds at `home`.
+#[derive(Clone, Copy)]
+struct Part {
+    home: Home,
+    len: usize,
+    take: usize,
+}
+
+fn runtime(message: impl Into<String>) -> NnError {
+    NnError { code: NnErrorCode::RuntimeError, message: message.into() }
+}
