@@ -21,7 +21,7 @@ fn home_cache() -> PathBuf {
 }
 
 fn ort() -> OrtOptions {
-    let opts = OrtOptions { library: None, threads: 1, cuda: false };
+    let opts = OrtOptions { library: None, threads: 1, cuda: false, max_batch: 8, prefix_cache_bytes: 1 << 20 };
     tensoras::inference::onnx::init(&opts).expect("ONNX Runtime (run `make setup`)");
     opts
 }
@@ -41,7 +41,7 @@ fn tiny_decoder() -> (tempfile::TempDir, Arc<DecoderGraph>) {
     assert!(status.success());
     let config: GraphConfig = serde_json::from_str(&std::fs::read_to_string(dir.path().join("config.json")).unwrap()).unwrap();
     let graph = DecoderGraph::load(&dir.path().join("model.onnx"), &config, config.context_length(), &ort()).unwrap();
-    (dir, Arc::new(graph))
+    (dir, graph)
 }
 
 #[test]
@@ -79,6 +79,88 @@ fn bad_decoder_inputs_are_errors_with_reasons() {
     assert_eq!(seq.len(), 8);
 }
 
+/// Sequences stepped concurrently through the scheduler get exactly their own figures
+/// (the tiny decoder's logits are sums over the sequence's own cache), while joining and
+/// leaving the batch between steps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_sequences_are_batched_and_keep_their_own_caches() {
+    let (_dir, graph) = tiny_decoder();
+    // (prompt, decode steps): different lengths, so rows are left-padded differently and
+    // sequences leave the batch at different steps.
+    let cases: Vec<(Vec<i64>, usize)> = vec![(vec![3, 5, 7], 5), (vec![1], 7), (vec![2, 2], 3), (vec![15, 14, 13, 1], 4)];
+    let tasks: Vec<_> = cases
+        .into_iter()
+        .map(|(prompt, steps)| {
+            let seq = graph.sequence(0);
+            tokio::spawn(async move {
+                let logits = seq.step(prompt.clone()).await.unwrap();
+                let (mut sum, mut count) = (prompt.iter().sum::<i64>(), prompt.len());
+                assert_eq!((logits[0], logits[1]), (sum as f32, count as f32));
+                for i in 0..steps {
+                    let t = (i as i64 * 3 + 1) % 16;
+                    let logits = seq.step(vec![t]).await.unwrap();
+                    sum += t;
+                    count += 1;
+                    assert_eq!((logits[0], logits[1]), (sum as f32, count as f32), "prompt {prompt:?}, step {i}");
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    // A late joiner after the others left.
+    let late = graph.sequence(0);
+    assert_eq!(late.step(vec![4, 4]).await.unwrap()[0], 8.0);
+    assert_eq!(late.step(vec![1]).await.unwrap()[1], 3.0);
+    let stats = graph.batch_stats();
+    assert!(stats.largest_batch >= 2, "steps of concurrent sequences must share runs: {stats:?}");
+    assert!(stats.decode_runs < stats.decode_steps, "{stats:?}");
+    assert_eq!(stats.prefill_runs, 5, "{stats:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scheduled_steps_check_their_inputs() {
+    let (_dir, graph) = tiny_decoder();
+    let seq = graph.sequence(0);
+    assert_eq!(seq.step(vec![]).await.unwrap_err().code, NnErrorCode::InvalidArgument);
+    assert!(seq.step(vec![16]).await.unwrap_err().message.contains("outside the vocabulary"));
+    seq.step(vec![1; 8]).await.unwrap();
+    let e = seq.step(vec![1]).await.unwrap_err();
+    assert_eq!(e.code, NnErrorCode::TooLarge);
+    assert!(e.message.contains("context length of 8"), "{}", e.message);
+}
+
+/// A prompt that starts with a finished sequence's tokens (same tenant) copies their cache
+/// and computes only the rest; the figures are those of the whole prompt.
+#[tokio::test(flavor = "multi_thread")]
+async fn prompts_reuse_the_cached_prefix_of_a_finished_sequence() {
+    let (_dir, graph) = tiny_decoder();
+    let first = graph.sequence(1);
+    first.step(vec![1, 2, 3, 4, 5]).await.unwrap();
+    first.step(vec![6]).await.unwrap();
+    drop(first);
+    let s0 = graph.batch_stats();
+    let next = graph.sequence(1);
+    assert_eq!(next.step(vec![1, 2, 3, 4, 5, 6, 7]).await.unwrap()[..2], [28.0, 7.0]);
+    let s1 = graph.batch_stats();
+    assert_eq!((s1.prefix_hits - s0.prefix_hits, s1.prefix_tokens - s0.prefix_tokens), (1, 6), "{s1:?}");
+    // Only the common part of a prompt that diverges.
+    let other = graph.sequence(1);
+    assert_eq!(other.step(vec![1, 2, 3, 4, 9, 9]).await.unwrap()[..2], [28.0, 6.0]);
+    assert_eq!(other.step(vec![2]).await.unwrap()[..2], [30.0, 7.0], "the copied cache carries on");
+    let s2 = graph.batch_stats();
+    assert_eq!((s2.prefix_hits - s1.prefix_hits, s2.prefix_tokens - s1.prefix_tokens), (1, 4), "{s2:?}");
+    // Another tenant's sequence computes everything itself.
+    let stranger = graph.sequence(2);
+    assert_eq!(stranger.step(vec![1, 2, 3, 4, 5, 6, 7]).await.unwrap()[..2], [28.0, 7.0]);
+    assert_eq!(graph.batch_stats().prefix_hits, s2.prefix_hits);
+}
+
+fn argmax(logits: &[f32]) -> i64 {
+    logits.iter().enumerate().fold(0, |best, (i, &v)| if v > logits[best] { i } else { best }) as i64
+}
+
 fn default_models() -> Inference {
     Inference::load(&repo().join("models"), &home_cache().join("models"), false, &ort())
         .expect("default models (run `make setup`)")
@@ -105,6 +187,59 @@ fn smollm2_answers_the_france_question_through_the_backend() {
     }
     let text = loaded.text.decode(&out, true).unwrap();
     assert!(text.contains("Paris"), "{text:?}");
+}
+
+/// The real model decodes the same greedy tokens for each of three prompts whether they
+/// run alone or batched together (left padding, one run per step for all three).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn smollm2_decodes_the_same_tokens_batched_as_alone() {
+    let inference = default_models();
+    let loaded = inference.get("smollm2").expect("installed by `make setup`");
+    let Graph::Decoder(graph) = &loaded.graph else { panic!("chat model must be a decoder") };
+    let prompts = ["What is the capital of France?", "Name three colours.", "Write a haiku about the sea, please, in English."];
+    let encode = |p: &str| -> Vec<i64> {
+        let msg = TemplateMessage { role: "user".into(), content: p.into(), tool_call_id: None, tool_calls: None };
+        let rendered = loaded.text.apply_chat_template(&[msg], None).unwrap();
+        loaded.text.encode(&rendered, false).unwrap().into_iter().map(i64::from).collect()
+    };
+    const STEPS: usize = 16;
+    let alone: Vec<Vec<i64>> = prompts
+        .iter()
+        .map(|p| {
+            let mut seq = DecoderSequence::new(graph.clone());
+            let mut next = argmax(&seq.step(&encode(p)).unwrap());
+            let mut out = vec![next];
+            for _ in 1..STEPS {
+                next = argmax(&seq.step(&[next]).unwrap());
+                out.push(next);
+            }
+            out
+        })
+        .collect();
+    let before = graph.batch_stats();
+    let tasks: Vec<_> = prompts
+        .iter()
+        .map(|p| {
+            let (seq, ids) = (graph.sequence(0), encode(p));
+            tokio::spawn(async move {
+                let mut next = argmax(&seq.step(ids).await.unwrap());
+                let mut out = vec![next];
+                for _ in 1..STEPS {
+                    next = argmax(&seq.step(vec![next]).await.unwrap());
+                    out.push(next);
+                }
+                out
+            })
+        })
+        .collect();
+    let mut batched = Vec::new();
+    for t in tasks {
+        batched.push(t.await.unwrap());
+    }
+    assert_eq!(batched, alone);
+    let stats = graph.batch_stats();
+    assert_eq!(stats.largest_batch, 3, "{stats:?}");
+    assert!(stats.decode_runs - before.decode_runs < (3 * (STEPS as u64 - 1)) / 2, "{before:?} → {stats:?}");
 }
 
 #[test]

@@ -2,7 +2,9 @@
 """Writes a tiny decoder in the standard layout for backend tests: vocab 16, one layer,
 one KV head of width 4. Its logits are a readable function of the whole KV cache:
 logits[0] = sum of all token ids seen so far, logits[1] = how many tokens were seen,
-so a test can tell the cache really carries over between steps."""
+so a test can tell the cache really carries over between steps. The batch dimension is
+free and zero-filled (left) padding adds nothing to either sum, so a batched run must
+give every row exactly the figures of its own sequence."""
 
 import argparse
 import json
@@ -23,16 +25,16 @@ def build() -> onnx.ModelProto:
     w[0, 0] = 1.0
     w[1, 1] = 1.0
     inputs = [
-        helper.make_tensor_value_info("input_ids", TensorProto.INT64, [1, "s"]),
-        helper.make_tensor_value_info("attention_mask", TensorProto.INT64, [1, "t"]),
-        helper.make_tensor_value_info("position_ids", TensorProto.INT64, [1, "s"]),
-        helper.make_tensor_value_info("past_key_values.0.key", TensorProto.FLOAT, [1, 1, "p", D]),
-        helper.make_tensor_value_info("past_key_values.0.value", TensorProto.FLOAT, [1, 1, "p", D]),
+        helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["b", "s"]),
+        helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["b", "t"]),
+        helper.make_tensor_value_info("position_ids", TensorProto.INT64, ["b", "s"]),
+        helper.make_tensor_value_info("past_key_values.0.key", TensorProto.FLOAT, ["b", 1, "p", D]),
+        helper.make_tensor_value_info("past_key_values.0.value", TensorProto.FLOAT, ["b", 1, "p", D]),
     ]
     outputs = [
-        helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 1, V]),
-        helper.make_tensor_value_info("present.0.key", TensorProto.FLOAT, [1, 1, "t", D]),
-        helper.make_tensor_value_info("present.0.value", TensorProto.FLOAT, [1, 1, "t", D]),
+        helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["b", 1, V]),
+        helper.make_tensor_value_info("present.0.key", TensorProto.FLOAT, ["b", 1, "t", D]),
+        helper.make_tensor_value_info("present.0.value", TensorProto.FLOAT, ["b", 1, "t", D]),
     ]
     nodes = [
         helper.make_node("Gather", ["emb", "input_ids"], ["x"]),
