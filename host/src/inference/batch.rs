@@ -254,7 +254,9 @@ impl Scheduler {
                 self.accept(m, &mut pending, &mut closed);
             }
             if !pending.is_empty() && self.max_batch > 1 {
+                let waited = Instant::now();
                 self.wait_for_rhythm(&rx, &mut pending, &mut closed);
+                tracing::trace!(pending = pending.len(), wait_us = waited.elapsed().as_micros() as u64, "gathered");
             }
             let Some(graph) = self.graph.upgrade() else {
                 for step in pending {
@@ -328,6 +330,7 @@ impl Scheduler {
             let (started, n) = (Instant::now(), chunk.len() as u64);
             self.run(graph, chunk);
             self.last_run = started.elapsed();
+            tracing::trace!(batch = n, run_us = self.last_run.as_micros() as u64, "decode run");
             let c = &self.counters;
             c.decode_runs.fetch_add(1, Ordering::Relaxed);
             c.decode_steps.fetch_add(n, Ordering::Relaxed);
