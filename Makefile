@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := run
 ENV := . scripts/env.sh
 
-.PHONY: setup run test test-rust test-guests test-models test-e2e bench bench-inference bench-grammar bench-kb guests
+.PHONY: setup run test test-rust test-guests test-models test-e2e bench bench-inference bench-grammar bench-batching bench-kb guests
 
 setup:
 	@bash scripts/setup.sh
@@ -42,6 +42,10 @@ bench-inference: setup
 ## Per-token cost of constrained decoding (JSON schema, forced tool call) vs free text.
 bench-grammar: setup
 	@bash benches/grammar.sh
+
+## Concurrent streams: continuous batching on vs off (and llama.cpp's server when installed).
+bench-batching: setup
+	@bash benches/batching.sh
 
 ## Knowledge base at KB_BENCH_CHUNKS (default 100,000) chunks: ingestion chunks/s end to end,
 ## then retrieve p50/p99 for vector, keyword and hybrid search (~40 min on 2 cores).

@@ -16,6 +16,10 @@ Subcommands (each prints a human line per repetition and writes its result as JS
       Free text vs output constrained by a JSON schema (response_format json_schema) and by
       a forced tool call; time per token from non-streamed requests of 1 and of N tokens, and
       the grammar's cost per token = constrained - free (benches/grammar.sh).
+  concurrent URL MODEL OUT.json [--key KEY] [--streams N ...] [--max-tokens N] [--reps N]
+      N streams at once (each the chat request above, a different user prompt per stream so
+      no answer is shared): aggregate completion tokens/s over the wall time of the whole
+      round, plus each stream's TTFT and decode tokens/s (benches/batching.sh).
   table RESULTS_DIR
       Prints the combined table from the JSON files the other subcommands wrote.
 
@@ -142,6 +146,55 @@ def stream_once(url, model, key, max_tokens, extra=None):
         "total_s": time.perf_counter() - t_send,
         "text_head": "".join(text)[:80],
     }
+
+
+def cmd_concurrent(a):
+    import threading
+
+    rows = []
+    for n in a.streams:
+        rounds = []
+        for rep in range(a.reps + 1):  # the first round warms up
+            results = [None] * n
+            def one(i):
+                # EOS banned, so every stream decodes exactly max_tokens in every engine.
+                extra = {"messages": [{"role": "user", "content": f"{PROMPT} Call the dragon number {i}."}],
+                         "logit_bias": {"0": -100, "2": -100}}
+                results[i] = stream_once(a.url, a.model, a.key, a.max_tokens, extra)
+            threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+            t0 = time.perf_counter()
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(TIMEOUT_S)
+            wall = time.perf_counter() - t0
+            if any(r is None for r in results):
+                raise SystemExit(f"{a.url}: a stream of {n} failed")
+            tokens = sum(r["completion_tokens"] for r in results)
+            r = {"wall_s": wall, "tokens": tokens, "aggregate_tps": tokens / wall,
+                 "ttft_ms": statistics.median(r["ttft_ms"] for r in results),
+                 "stream_decode_tps": statistics.median(r["decode_tps"] for r in results)}
+            if rep:
+                rounds.append(r)
+                print(f"[{a.label}] {n} streams, round {rep}: {tokens} tokens in {wall:.2f} s = "
+                      f"{r['aggregate_tps']:.1f} tok/s; per stream TTFT {r['ttft_ms']:.0f} ms, "
+                      f"decode {r['stream_decode_tps']:.1f} tok/s", flush=True)
+        rows.append({"streams": n, **{k: statistics.median(r[k] for r in rounds)
+                                      for k in ("aggregate_tps", "ttft_ms", "stream_decode_tps", "tokens")},
+                     "rounds": rounds})
+    json.dump({"kind": "concurrent", "label": a.label, "threads": a.threads, "max_tokens": a.max_tokens, "rows": rows},
+              open(a.out, "w"), indent=1)
+
+
+def cmd_concurrent_table(a):
+    results = [json.load(open(os.path.join(a.dir, f))) for f in sorted(os.listdir(a.dir)) if f.endswith(".json")]
+    results = [r for r in results if r["kind"] == "concurrent"]
+    print("| engine | streams | aggregate tokens/s | per-stream decode tokens/s | median TTFT |")
+    print("|---|---|---|---|---|")
+    for r in results:
+        for row in r["rows"]:
+            print(f"| {r['label']} | {row['streams']} | {row['aggregate_tps']:.1f} | {row['stream_decode_tps']:.1f} | "
+                  f"{row['ttft_ms']:.0f} ms |")
 
 
 def cmd_chat(a):
@@ -415,9 +468,17 @@ def main():
     b.add_argument("log"); b.add_argument("dir")
     t = sub.add_parser("table")
     t.add_argument("dir")
+    k = sub.add_parser("concurrent")
+    k.add_argument("url"); k.add_argument("model"); k.add_argument("out")
+    k.add_argument("--key"); k.add_argument("--streams", type=int, nargs="+", default=[1, 2, 4, 8])
+    k.add_argument("--max-tokens", type=int, default=64); k.add_argument("--reps", type=int, default=3)
+    k.add_argument("--label", default="concurrent"); k.add_argument("--threads", type=int, default=2)
+    kt = sub.add_parser("concurrent-table")
+    kt.add_argument("dir")
     a = p.parse_args()
     {"chat": cmd_chat, "embed-http": cmd_embed_http, "embed-ort": cmd_embed_ort,
-     "grammar": cmd_grammar, "ingest-bare": cmd_ingest_bare, "table": cmd_table}[a.cmd](a)
+     "grammar": cmd_grammar, "ingest-bare": cmd_ingest_bare, "table": cmd_table,
+     "concurrent": cmd_concurrent, "concurrent-table": cmd_concurrent_table}[a.cmd](a)
 
 
 if __name__ == "__main__":
