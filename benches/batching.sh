@@ -14,13 +14,9 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 . benches/lib.sh
-CACHE="$HOME/.cache/tensoras"
-TENSORAS_BIN="${TENSORAS_BIN:-$CACHE/target/release/tensoras}"
-BENCH_VENV="${BENCH_VENV:-$CACHE/bench-venv}"
 STREAMS="${STREAMS:-1 2 4 8}"
 REPS="${REPS:-3}"
 THREADS="${TENSORAS_THREADS:-2}"
-GGUF="$CACHE/gguf/SmolLM2-135M-Instruct.Q4_1.gguf"
 WORK="$(mktemp -d)"
 RESULTS="${RESULTS_DIR:-$WORK/results}"
 mkdir -p "$RESULTS"

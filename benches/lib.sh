@@ -2,6 +2,13 @@
 # server) on a free loopback port and waiting for it, so every driver does it the same way.
 # The caller sets `set -euo pipefail` and a trap that stops what it started.
 
+# Where `make` leaves things; each may be overridden from the environment.
+CACHE="$HOME/.cache/tensoras"
+TENSORAS_BIN="${TENSORAS_BIN:-$CACHE/target/release/tensoras}"
+BENCH_VENV="${BENCH_VENV:-$CACHE/bench-venv}"            # llama-cpp-python[server], see inference.sh
+IMPORTER_VENV="${IMPORTER_VENV:-$CACHE/importer-venv}"
+GGUF="$CACHE/gguf/SmolLM2-135M-Instruct.Q4_1.gguf"       # the weights llama.cpp runs
+
 load() { cut -d' ' -f1-3 /proc/loadavg; }
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
