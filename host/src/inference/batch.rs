@@ -32,7 +32,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use ort::value::{DynValue, Tensor};
@@ -72,22 +72,12 @@ pub struct Stats {
     pub prefix_tokens: u64,
 }
 
-#[derive(Default)]
-struct Counters {
-    decode_runs: AtomicU64,
-    decode_steps: AtomicU64,
-    largest_batch: AtomicU64,
-    prefill_runs: AtomicU64,
-    regroups: AtomicU64,
-    prefix_hits: AtomicU64,
-    prefix_tokens: AtomicU64,
-}
-
 /// The graph's end of its scheduler.
 pub(crate) struct Handle {
     tx: mpsc::Sender<Msg>,
     next_id: AtomicU64,
-    counters: Arc<Counters>,
+    /// Written by the scheduler thread once per run.
+    stats: Arc<Mutex<Stats>>,
 }
 
 impl Handle {
@@ -96,29 +86,21 @@ impl Handle {
     /// graph and every sequence are gone (the channel closes).
     pub(crate) fn spawn(graph: Weak<DecoderGraph>, max_batch: usize, prefix_cache_tokens: usize) -> Self {
         let (tx, rx) = mpsc::channel();
-        let counters = Arc::new(Counters::default());
-        let thread_counters = counters.clone();
+        let stats = Arc::new(Mutex::new(Stats::default()));
+        let thread_stats = stats.clone();
         let spawned = std::thread::Builder::new()
             .name("tensoras-batch".into())
-            .spawn(move || Scheduler::new(graph, max_batch, prefix_cache_tokens, thread_counters).serve(rx));
+            .spawn(move || Scheduler::new(graph, max_batch, prefix_cache_tokens, thread_stats).serve(rx));
         if let Err(e) = spawned {
             // Without a thread every step is answered "scheduler stopped" (the channel is closed).
             tracing::error!("cannot start the decoder scheduler thread: {e}");
         }
-        Self { tx, next_id: AtomicU64::new(1), counters }
+        Self { tx, next_id: AtomicU64::new(1), stats }
     }
 
     pub(crate) fn stats(&self) -> Stats {
-        let c = &self.counters;
-        Stats {
-            decode_runs: c.decode_runs.load(Ordering::Relaxed),
-            decode_steps: c.decode_steps.load(Ordering::Relaxed),
-            largest_batch: c.largest_batch.load(Ordering::Relaxed),
-            prefill_runs: c.prefill_runs.load(Ordering::Relaxed),
-            regroups: c.regroups.load(Ordering::Relaxed),
-            prefix_hits: c.prefix_hits.load(Ordering::Relaxed),
-            prefix_tokens: c.prefix_tokens.load(Ordering::Relaxed),
-        }
+        // A poisoned lock still holds the counts as they were.
+        *self.stats.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -147,7 +129,7 @@ impl Sequence {
     /// run this step (possibly together with other sequences' steps).
     pub async fn step(&self, ids: Vec<i64>) -> Result<Vec<f32>, NnError> {
         let (reply, answer) = oneshot::channel();
-        let stopped = || NnError { code: NnErrorCode::RuntimeError, message: "the model's scheduler has stopped".into() };
+        let stopped = || runtime("the model's scheduler has stopped");
         self.graph.scheduler().tx.send(Msg::Step { seq: self.id, scope: self.scope, ids, reply }).map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
     }
@@ -213,7 +195,7 @@ struct Step {
 struct Scheduler {
     graph: Weak<DecoderGraph>,
     max_batch: usize,
-    counters: Arc<Counters>,
+    stats: Arc<Mutex<Stats>>,
     seqs: HashMap<u64, SeqState>,
     groups: HashMap<u64, Group>,
     next_group: u64,
@@ -229,11 +211,11 @@ struct Scheduler {
 }
 
 impl Scheduler {
-    fn new(graph: Weak<DecoderGraph>, max_batch: usize, retired_budget: usize, counters: Arc<Counters>) -> Self {
+    fn new(graph: Weak<DecoderGraph>, max_batch: usize, retired_budget: usize, stats: Arc<Mutex<Stats>>) -> Self {
         Self {
             graph,
             max_batch,
-            counters,
+            stats,
             seqs: HashMap::new(),
             groups: HashMap::new(),
             next_group: 1,
@@ -243,6 +225,10 @@ impl Scheduler {
             retired_budget,
             uses: 0,
         }
+    }
+
+    fn count(&self, update: impl FnOnce(&mut Stats)) {
+        update(&mut self.stats.lock().unwrap_or_else(PoisonError::into_inner));
     }
 
     fn serve(mut self, rx: mpsc::Receiver<Msg>) {
@@ -331,13 +317,14 @@ impl Scheduler {
             self.run(graph, chunk);
             self.last_run = started.elapsed();
             tracing::trace!(batch = n, run_us = self.last_run.as_micros() as u64, "decode run");
-            let c = &self.counters;
-            c.decode_runs.fetch_add(1, Ordering::Relaxed);
-            c.decode_steps.fetch_add(n, Ordering::Relaxed);
-            c.largest_batch.fetch_max(n, Ordering::Relaxed);
+            self.count(|s| {
+                s.decode_runs += 1;
+                s.decode_steps += n;
+                s.largest_batch = s.largest_batch.max(n);
+            });
         }
         for mut step in prompts {
-            self.counters.prefill_runs.fetch_add(1, Ordering::Relaxed);
+            self.count(|s| s.prefill_runs += 1);
             if let Err(e) = self.reuse_prefix(graph, &mut step) {
                 let _ = step.reply.send(Err(e));
                 continue;
@@ -421,7 +408,7 @@ impl Scheduler {
         let kv = if width == 0 {
             graph.empty_cache(members.len())?
         } else {
-            self.counters.regroups.fetch_add(1, Ordering::Relaxed);
+            self.count(|s| s.regroups += 1);
             let parts: Vec<Option<Part>> =
                 homes.iter().zip(&lens).map(|(h, &len)| h.map(|home| Part { home, len, take: len })).collect();
             self.gather(graph, &parts, width)?
@@ -458,7 +445,7 @@ impl Scheduler {
                 let Some(Part { home, len, take }) = *part else { continue };
                 let group = self.groups.get(&home.group).ok_or_else(|| runtime("cache group missing"))?;
                 let value = group.kv.get(k).ok_or_else(|| runtime("cache tensor missing"))?;
-                let (_, data) = value.try_extract_tensor::<f32>().map_err(|e| runtime(format!("onnxruntime: {e}")))?;
+                let (_, data) = value.try_extract_tensor::<f32>().map_err(NnError::runtime)?;
                 let pad = group.width.checked_sub(len).ok_or_else(|| runtime("cache row longer than its group"))?;
                 for h in 0..heads {
                     let src = ((home.row * heads + h) * group.width + pad) * dim;
@@ -467,7 +454,7 @@ impl Scheduler {
                     buf[dst..dst + take * dim].copy_from_slice(from);
                 }
             }
-            kv.push(Tensor::from_array((shape, buf)).map_err(|e| runtime(format!("onnxruntime: {e}")))?.into_dyn());
+            kv.push(Tensor::from_array((shape, buf)).map_err(NnError::runtime)?.into_dyn());
         }
         Ok(kv)
     }
@@ -550,8 +537,10 @@ impl Scheduler {
             state.tokens = step.ids.drain(..take).collect();
             state.home = Some(Home { group, row: 0 });
         }
-        self.counters.prefix_hits.fetch_add(1, Ordering::Relaxed);
-        self.counters.prefix_tokens.fetch_add(take as u64, Ordering::Relaxed);
+        self.count(|s| {
+            s.prefix_hits += 1;
+            s.prefix_tokens += take as u64;
+        });
         Ok(())
     }
 }

@@ -41,7 +41,7 @@ impl NnError {
     fn invalid(message: impl Into<String>) -> Self {
         Self { code: NnErrorCode::InvalidArgument, message: message.into() }
     }
-    fn runtime(e: impl std::fmt::Display) -> Self {
+    pub(crate) fn runtime(e: impl std::fmt::Display) -> Self {
         Self { code: NnErrorCode::RuntimeError, message: format!("onnxruntime: {e}") }
     }
 }
@@ -163,8 +163,8 @@ impl std::fmt::Debug for DecoderGraph {
     }
 }
 
-/// One batched run's inputs: `batch` rows of `n` new tokens each over a cache `past_len`
-/// wide (left-padded rows have `attention_mask` 0 in their padding).
+/// One batched run's inputs: `batch` rows of `n` new tokens each; `mask` is `batch` rows of
+/// past width + `n` (left-padded rows have `attention_mask` 0 in their padding).
 pub(crate) struct RunInputs {
     pub batch: usize,
     pub ids: Vec<i64>,
