@@ -186,9 +186,13 @@ def cmd_concurrent(a):
               open(a.out, "w"), indent=1)
 
 
+def results_in(directory):
+    """Every result JSON the subcommands wrote into `directory`, in file-name order."""
+    return [json.load(open(os.path.join(directory, f))) for f in sorted(os.listdir(directory)) if f.endswith(".json")]
+
+
 def cmd_concurrent_table(a):
-    results = [json.load(open(os.path.join(a.dir, f))) for f in sorted(os.listdir(a.dir)) if f.endswith(".json")]
-    results = [r for r in results if r["kind"] == "concurrent"]
+    results = [r for r in results_in(a.dir) if r["kind"] == "concurrent"]
     print("| engine | streams | aggregate tokens/s | per-stream decode tokens/s | median TTFT |")
     print("|---|---|---|---|---|")
     for r in results:
@@ -409,10 +413,7 @@ def cmd_ingest_bare(a):
 
 
 def cmd_table(a):
-    results = []
-    for name in sorted(os.listdir(a.dir)):
-        if name.endswith(".json"):
-            results.append(json.load(open(os.path.join(a.dir, name))))
+    results = results_in(a.dir)
     chat = [r for r in results if r["kind"] == "chat"]
     embed = [r for r in results if r["kind"] == "embed"]
     order = {"tensoras": 0, "bare-ort": 1, "llama.cpp": 2}
