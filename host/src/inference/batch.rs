@@ -15,6 +15,11 @@
 //! the scheduler gathers the members' rows into a new group, trimmed to the longest member:
 //! one copy per change of membership, not one per step.
 //!
+//! Batching is not always cheaper: on a CPU, ONNX Runtime's 4-bit `MatMulNBits` has a fast
+//! kernel for one row only, so two rows can cost more than two single runs. The scheduler
+//! learns the mean run time of each batch size ([`RunCosts`]) and runs a batch row by row
+//! while that is cheaper, trying the batch again now and then to notice when it is not.
+//!
 //! To keep streams in lockstep the scheduler waits, up to a short deadline, for the
 //! sequences that stepped in its previous run; one that misses the deadline is not waited
 //! for again until it comes back. A single stream never waits.
@@ -45,6 +50,11 @@ const MIN_WAIT: Duration = Duration::from_millis(2);
 const MAX_WAIT: Duration = Duration::from_millis(20);
 /// Shortest shared prefix worth a copy instead of recomputing it.
 const MIN_PREFIX: usize = 4;
+/// While a batch size runs row by row, every this many decisions it runs batched once, to
+/// keep its cost current (it changes with context length and machine load).
+const PROBE_EVERY: u32 = 32;
+/// Weight of the newest run in the running mean of a batch size's run time.
+const COST_WEIGHT: f64 = 0.2;
 
 type Reply = oneshot::Sender<Result<Vec<f32>, NnError>>;
 
@@ -62,6 +72,8 @@ pub struct Stats {
     pub decode_steps: u64,
     /// Largest batch run.
     pub largest_batch: u64,
+    /// Batches run row by row because that was measured cheaper (each row counts as a run).
+    pub split_batches: u64,
     /// Prompt (multi-token) runs.
     pub prefill_runs: u64,
     /// Times rows were copied into a new group because the members changed.
@@ -208,6 +220,7 @@ struct Scheduler {
     retired_budget: usize,
     /// A clock for least-recently-used eviction.
     uses: u64,
+    costs: RunCosts,
 }
 
 impl Scheduler {
@@ -224,6 +237,7 @@ impl Scheduler {
             retired: Vec::new(),
             retired_budget,
             uses: 0,
+            costs: RunCosts::default(),
         }
     }
 
@@ -314,13 +328,25 @@ impl Scheduler {
         while decode.peek().is_some() {
             let chunk: Vec<Step> = decode.by_ref().take(self.max_batch).collect();
             let (started, n) = (Instant::now(), chunk.len() as u64);
-            self.run(graph, chunk);
+            let split = self.costs.split(chunk.len());
+            if split {
+                for step in chunk {
+                    self.run(graph, vec![step]);
+                }
+            } else {
+                self.run(graph, chunk);
+            }
             self.last_run = started.elapsed();
-            tracing::trace!(batch = n, run_us = self.last_run.as_micros() as u64, "decode run");
+            tracing::trace!(batch = n, split, run_us = self.last_run.as_micros() as u64, "decode run");
             self.count(|s| {
-                s.decode_runs += 1;
+                if split {
+                    s.decode_runs += n;
+                    s.split_batches += 1;
+                } else {
+                    s.decode_runs += 1;
+                    s.largest_batch = s.largest_batch.max(n);
+                }
                 s.decode_steps += n;
-                s.largest_batch = s.largest_batch.max(n);
             });
         }
         for mut step in prompts {
@@ -365,7 +391,13 @@ impl Scheduler {
             inputs.mask.extend(std::iter::repeat_n(0, width.saturating_sub(len)).chain(std::iter::repeat_n(1, len + n)));
             inputs.positions.extend(len as i64..(len + n) as i64);
         }
-        match graph.run(inputs) {
+        let (started, rows, decode) = (Instant::now(), inputs.batch, n == 1);
+        let result = graph.run(inputs);
+        if decode && result.is_ok() {
+            self.costs.record(rows, started.elapsed());
+        }
+        let Some(group) = self.groups.get_mut(&group_id) else { return };
+        match result {
             Ok((logits, present)) => {
                 group.kv = present;
                 group.width = width + n;
@@ -545,6 +577,47 @@ impl Scheduler {
     }
 }
 
+/// Mean ONNX Runtime time of a decode run, per batch size, and when to run a batch row by
+/// row instead.
+#[derive(Default)]
+struct RunCosts {
+    /// `mean[b]`: seconds a run of `b` rows takes (0 until measured).
+    mean: Vec<f64>,
+    /// Decisions made for each batch size since it last ran batched.
+    since_batched: Vec<u32>,
+}
+
+impl RunCosts {
+    fn record(&mut self, rows: usize, took: Duration) {
+        if self.mean.len() <= rows {
+            self.mean.resize(rows + 1, 0.0);
+        }
+        let t = took.as_secs_f64();
+        let m = &mut self.mean[rows];
+        *m = if *m == 0.0 { t } else { *m + COST_WEIGHT * (t - *m) };
+    }
+
+    /// Whether `rows` decode steps should run one by one: only once both costs are known,
+    /// while `rows` single runs take less than one batched run, and not on the probe turn.
+    fn split(&mut self, rows: usize) -> bool {
+        if rows < 2 {
+            return false;
+        }
+        if self.since_batched.len() <= rows {
+            self.since_batched.resize(rows + 1, 0);
+        }
+        let (single, batched) = (self.mean.get(1).copied().unwrap_or(0.0), self.mean.get(rows).copied().unwrap_or(0.0));
+        let cheaper_apart = single > 0.0 && batched > 0.0 && rows as f64 * single < batched;
+        if cheaper_apart && self.since_batched[rows] + 1 < PROBE_EVERY {
+            self.since_batched[rows] += 1;
+            true
+        } else {
+            self.since_batched[rows] = 0;
+            false
+        }
+    }
+}
+
 /// What [`Scheduler::gather`] copies from one row: the first `take` of the `len`
 /// positions a sequence holds at `home`.
 #[derive(Clone, Copy)]
@@ -556,4 +629,44 @@ struct Part {
 
 fn runtime(message: impl Into<String>) -> NnError {
     NnError { code: NnErrorCode::RuntimeError, message: message.into() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn batches_until_costs_are_known_then_splits_only_when_cheaper() {
+        let mut c = RunCosts::default();
+        assert!(!c.split(1));
+        assert!(!c.split(2), "unknown costs: batch, to measure");
+        c.record(2, ms(40));
+        assert!(!c.split(2), "the single-row cost is still unknown");
+        c.record(1, ms(18));
+        assert!(c.split(2), "2 x 18 ms < 40 ms");
+        c.record(4, ms(45));
+        assert!(!c.split(4), "4 x 18 ms > 45 ms");
+        assert!(!c.split(3), "never measured");
+    }
+
+    #[test]
+    fn a_split_size_is_probed_batched_again_and_follows_the_new_cost() {
+        let mut c = RunCosts::default();
+        c.record(1, ms(18));
+        c.record(2, ms(40));
+        let decisions: Vec<bool> = (0..2 * PROBE_EVERY).map(|_| c.split(2)).collect();
+        let batched = decisions.iter().filter(|s| !**s).count();
+        assert_eq!(batched, 2, "one probe every {PROBE_EVERY} decisions: {decisions:?}");
+        assert!(!decisions[PROBE_EVERY as usize - 1]);
+        // The batch got cheap (the machine's load changed): the running mean follows it.
+        for _ in 0..20 {
+            c.record(2, ms(20));
+        }
+        assert!(!c.split(2));
+        assert!(!c.split(2));
+    }
 }
