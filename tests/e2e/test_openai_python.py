@@ -76,6 +76,20 @@ def test_greedy_answer_is_the_known_sentence(client):
     assert r.choices[0].message.content == FRANCE_ANSWER
 
 
+def test_device_cuda_without_a_gpu_falls_back_to_the_cpu_with_a_warning(tmp_path):
+    # The set-up installs the CPU onnxruntime wheel, which has no CUDA execution provider:
+    # asking for it must still serve (on the CPU) and must say so, not fail or stay silent.
+    s = Server(tmp_path / "data", new_key(), "--device", "cuda").start()
+    try:
+        c = openai.OpenAI(base_url=s.url + "/v1", api_key=s.api_key, max_retries=0, timeout=120)
+        r = c.chat.completions.create(model=CHAT, messages=FRANCE, temperature=0, max_tokens=30)
+        assert r.choices[0].message.content == FRANCE_ANSWER
+        log = s.log()
+        assert "CUDA execution provider unavailable" in log and "running on CPU" in log, log[-2000:]
+    finally:
+        s.kill()
+
+
 def test_openai_alias_resolves_to_the_local_chat_model(client):
     r = client.chat.completions.create(model="gpt-4o-mini", messages=FRANCE, temperature=0, max_tokens=30)
     assert r.choices[0].message.content == FRANCE_ANSWER

@@ -128,7 +128,11 @@ fn with_cuda(builder: ort::session::builder::SessionBuilder) -> anyhow::Result<o
     match builder.clone().with_execution_providers([CUDAExecutionProvider::default().build().error_on_failure()]) {
         Ok(b) => Ok(b),
         Err(e) => {
-            tracing::warn!("CUDA execution provider unavailable ({e}); running on CPU");
+            tracing::warn!(
+                "CUDA execution provider unavailable ({e}); running on CPU. For the GPU, load \
+                 onnxruntime-gpu's library (pip install onnxruntime-gpu, CUDA 12 + cuDNN 9 on the \
+                 library path; TENSORAS_ORT_LIB points at it)"
+            );
             Ok(builder)
         }
     }
