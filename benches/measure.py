@@ -201,9 +201,24 @@ def cmd_concurrent_table(a):
                   f"{row['ttft_ms']:.0f} ms |")
 
 
+def fresh_prompt(i):
+    """The benchmark prompt behind a system message no earlier request had, so that
+    nothing past its first few tokens is in any prefix cache (tensoras' or llama.cpp's):
+    time to first token is then a whole prefill, not one token."""
+    nonce = f"{time.time_ns() % 10**9:09d}-{i}"
+    return {"messages": [{"role": "system", "content": f"Session {nonce}. Answer the user."},
+                         {"role": "user", "content": PROMPT}]}
+
+
 def cmd_chat(a):
     print(f"[{a.label}] warm-up request", flush=True)
     stream_once(a.url, a.model, a.key, a.max_tokens)
+    fresh = []
+    for i in range(a.reps):
+        r = stream_once(a.url, a.model, a.key, 8, fresh_prompt(i))
+        fresh.append(r)
+        print(f"[{a.label}] fresh prompt {i + 1}: {r['prompt_tokens']} prompt tokens, TTFT {r['ttft_ms']:.1f} ms",
+              flush=True)
     runs = []
     for i in range(a.reps):
         r = stream_once(a.url, a.model, a.key, a.max_tokens)
@@ -220,6 +235,8 @@ def cmd_chat(a):
         "threads": a.threads,
         "decode_tps": statistics.median(r["decode_tps"] for r in runs),
         "ttft_ms": statistics.median(r["ttft_ms"] for r in runs),
+        "fresh_ttft_ms": statistics.median(r["ttft_ms"] for r in fresh),
+        "fresh_prompt_tokens": fresh[0]["prompt_tokens"],
         "completion_tokens": statistics.median(r["completion_tokens"] for r in runs),
         "prompt_tokens": runs[0]["prompt_tokens"],
         "token_count_source": runs[0]["token_count_source"],
@@ -418,12 +435,13 @@ def cmd_table(a):
     embed = [r for r in results if r["kind"] == "embed"]
     order = {"tensoras": 0, "bare-ort": 1, "llama.cpp": 2}
     chat.sort(key=lambda r: (order.get(r["label"].split(" ")[0], 9), r["threads"]))
-    print("| engine | threads | decode tokens/s | time to first token | tokens generated |")
-    print("|---|---|---|---|---|")
+    print("| engine | threads | decode tokens/s | TTFT, repeated prompt | TTFT, fresh prompt | tokens generated |")
+    print("|---|---|---|---|---|---|")
     for r in chat:
         toks = r["completion_tokens"]
         note = f"{toks:g}" + ("" if toks >= 128 else f" (stopped: {r.get('finish_reason')})")
-        print(f"| {r['label']} | {r['threads']} | {r['decode_tps']:.1f} | {r['ttft_ms']:.1f} ms | {note} |")
+        fresh = f"{r['fresh_ttft_ms']:.1f} ms" if "fresh_ttft_ms" in r else "-"
+        print(f"| {r['label']} | {r['threads']} | {r['decode_tps']:.1f} | {r['ttft_ms']:.1f} ms | {fresh} | {note} |")
     ratios = []
     for w in (r for r in chat if r["label"].startswith("tensoras")):
         for r in chat:
@@ -431,6 +449,8 @@ def cmd_table(a):
                 ratios.append(
                     f"threads={w['threads']}: tensoras / {r['label'].split(' ')[0]}: decode "
                     f"{w['decode_tps'] / r['decode_tps']:.2f}, TTFT {w['ttft_ms'] / r['ttft_ms']:.2f}x"
+                    + (f", fresh-prompt TTFT {w['fresh_ttft_ms'] / r['fresh_ttft_ms']:.2f}x"
+                       if "fresh_ttft_ms" in w and "fresh_ttft_ms" in r else "")
                 )
     if ratios:
         print()

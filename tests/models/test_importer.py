@@ -197,6 +197,28 @@ def test_fp32_and_std_attention_variants(tmp_path, gguf_file):
         assert np.abs(logits[0, 0] - ref[-1]).max() < 2e-3, name
 
 
+def test_int8_activations_variant(tmp_path, gguf_file):
+    # --activations int8 --head q8 (`tensoras models import --int8-activations`): every
+    # quantized product runs with accuracy_level=4. The logits are not exact any more, but
+    # they stay close to the reference (measured: at most ~0.6 of their standard deviation;
+    # a wrong graph is off by several) and keep the reference's preferred next tokens.
+    import gguf_to_onnx
+    ids = [1, 4093, 198, 1780, 314, 216, 33, 34, 27, 35, 36, 37, 47, 2, 198]
+    ref = reference.llama_logits(str(gguf_file), ids)
+    out = tmp_path / "int8"
+    cfg = gguf_to_onnx.convert(gguf_file, out, activations="int8", head="q8", quiet=True)
+    assert cfg["activations"] == "int8" and cfg["lm_head"] == "q8"
+    nodes = [n for n in onnx.load(str(out / "model.onnx")).graph.node if n.op_type == "MatMulNBits"]
+    assert len(nodes) == 4 * cfg["n_layers"] + 1
+    assert all(any(a.name == "accuracy_level" and a.i == 4 for a in n.attribute) for n in nodes)
+    sess = session(out / "model.onnx")
+    for t in (5, 9, len(ids)):
+        logits = prefill_logits(sess, cfg, ids[:t])[0][0, 0]
+        r = ref[t - 1]
+        assert np.abs(logits - r).max() < 1.5 * r.std(), t
+        assert r.argmax() in np.argsort(logits)[-5:], t
+
+
 def test_chat_answers_and_left_padded_batch(dest):
     res = verify.verify_chat(dest / CHAT, bench=False)
     assert "Paris" in res["answer"]

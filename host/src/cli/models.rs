@@ -61,6 +61,11 @@ pub enum ModelsCommand {
         /// Model id to install as (a catalogue id, or a new one).
         #[arg(long)]
         id: String,
+        /// GGUF only: int8 activations in the quantized matrix products and an 8-bit LM head,
+        /// as llama.cpp computes. Faster decoding and much cheaper batches on CPU, but the
+        /// logits are no longer exact, which can change a small model's answers.
+        #[arg(long, requires = "gguf")]
+        int8_activations: bool,
         #[command(flatten)]
         importer: Importer,
         #[command(flatten)]
@@ -166,11 +171,15 @@ pub fn run(cmd: ModelsCommand) -> anyhow::Result<()> {
             }
             println!("\nmodels directory: {}", dirs.models_dir().display());
         }
-        ModelsCommand::Import { gguf, safetensors, id, importer, dirs } => {
+        ModelsCommand::Import { gguf, safetensors, id, int8_activations, importer, dirs } => {
             let out = install_dir(&dirs, &id)?;
             let kind = match (gguf, safetensors) {
                 (Some(file), None) => {
-                    importer.run("gguf_to_onnx.py", &["--gguf".as_ref(), file.as_os_str(), "--out".as_ref(), out.as_os_str()])?;
+                    let mut args = vec!["--gguf".as_ref(), file.as_os_str(), "--out".as_ref(), out.as_os_str()];
+                    if int8_activations {
+                        args.extend(["--activations", "int8", "--head", "q8"].map(std::ffi::OsStr::new));
+                    }
+                    importer.run("gguf_to_onnx.py", &args)?;
                     "chat"
                 }
                 (None, Some(dir)) => {
