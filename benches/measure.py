@@ -421,8 +421,8 @@ def cmd_ingest_bare(a):
         f = dict(kv.split("=", 1) for kv in line.split()[2:])
         threads = int(f["threads"])
         json.dump(
-            {"kind": "chat", "label": "bare-ort (host, no WASM/HTTP; TTFT = prefill)", "threads": threads,
-             "decode_tps": float(f["decode_tps"]), "ttft_ms": float(f["ttft_ms"]),
+            {"kind": "chat", "label": "bare-ort (host, no WASM/HTTP; TTFT = prefill, no cache)", "threads": threads,
+             "decode_tps": float(f["decode_tps"]), "ttft_ms": float(f["ttft_ms"]), "fresh_ttft_ms": float(f["ttft_ms"]),
              "completion_tokens": int(f["generated"]), "prompt_tokens": int(f["prompt_tokens"]),
              "finish_reason": "length" if int(f["generated"]) >= 128 else "stop"},
             open(os.path.join(a.dir, f"bare-{threads}.json"), "w"),
