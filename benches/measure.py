@@ -429,6 +429,25 @@ def cmd_ingest_bare(a):
         )
 
 
+def cmd_ratio(a):
+    """Pairs wasm-i.json (measure.py chat) with bare-i.log (a RESULT line of the bare loop)."""
+    ratios = []
+    print("| pair | tensoras decode tok/s | bare loop decode tok/s | ratio |")
+    print("|---|---|---|---|")
+    i = 1
+    while os.path.exists(os.path.join(a.dir, f"wasm-{i}.json")):
+        wasm = json.load(open(os.path.join(a.dir, f"wasm-{i}.json")))["decode_tps"]
+        line = open(os.path.join(a.dir, f"bare-{i}.log")).read().split()
+        bare = float(dict(kv.split("=", 1) for kv in line[2:])["decode_tps"])
+        ratios.append(wasm / bare)
+        print(f"| {i} | {wasm:.1f} | {bare:.1f} | {wasm / bare:.3f} |")
+        i += 1
+    if not ratios:
+        sys.exit(f"no wasm-1.json in {a.dir}")
+    print(f"\nmedian ratio {statistics.median(ratios):.3f} over {len(ratios)} pairs "
+          f"(min {min(ratios):.3f}, max {max(ratios):.3f})")
+
+
 def cmd_table(a):
     results = results_in(a.dir)
     chat = [r for r in results if r["kind"] == "chat"]
@@ -487,6 +506,8 @@ def main():
     o.add_argument("--label", default="onnxruntime-python")
     b = sub.add_parser("ingest-bare")
     b.add_argument("log"); b.add_argument("dir")
+    q = sub.add_parser("ratio")
+    q.add_argument("dir")
     t = sub.add_parser("table")
     t.add_argument("dir")
     k = sub.add_parser("concurrent")
@@ -499,7 +520,7 @@ def main():
     a = p.parse_args()
     {"chat": cmd_chat, "embed-http": cmd_embed_http, "embed-ort": cmd_embed_ort,
      "grammar": cmd_grammar, "ingest-bare": cmd_ingest_bare, "table": cmd_table,
-     "concurrent": cmd_concurrent, "concurrent-table": cmd_concurrent_table}[a.cmd](a)
+     "concurrent": cmd_concurrent, "concurrent-table": cmd_concurrent_table, "ratio": cmd_ratio}[a.cmd](a)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The WASM path against its ceiling, measured in pairs: PAIRS rounds of one streamed
+# 128-token request through `tensoras serve` (HTTP + WASM chat handler, warm server)
+# followed at once by one run of the bare ONNX Runtime loop in the host
+# (host/benches/decode.rs, DECODE_REPS=1). On a VM whose speed drifts from minute to
+# minute, the ratio within a pair (seconds apart) is steadier than the ratio of two
+# medians taken minutes apart, which is what benches/inference.sh gives.
+#
+#   bash benches/wasm_ratio.sh      (or `make bench-wasm-ratio`)
+#
+# Environment: PAIRS=7, THREADS=2, TENSORAS_BIN, RESULTS_DIR. Loopback only.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+. benches/lib.sh
+PAIRS="${PAIRS:-7}"
+THREADS="${THREADS:-2}"
+WORK="$(mktemp -d)"
+RESULTS="${RESULTS_DIR:-$WORK/results}"
+mkdir -p "$RESULTS"
+PID=""
+trap '[ -n "$PID" ] && stop "$PID"; rm -rf "$WORK/data"' EXIT INT TERM
+bare() {
+    DECODE_THREADS="$THREADS" DECODE_REPS="${1:-1}" PATH=/usr/bin:$PATH CARGO_TARGET_DIR="$CACHE/target" \
+        cargo bench -q -p tensoras --bench decode 2>&1
+}
+
+echo "== WASM path / bare loop, $PAIRS pairs, $THREADS threads, $(date -u '+%Y-%m-%d %H:%M UTC'), load $(load)"
+PATH=/usr/bin:$PATH CARGO_TARGET_DIR="$CACHE/target" cargo bench -p tensoras --bench decode --no-run 2>&1 | tail -1
+KEY="$(new_key)"
+PORT="$(free_port)"
+start_tensoras "$TENSORAS_BIN" "$PORT" "$WORK/data" "$WORK/tensoras.log" "$KEY" TENSORAS_THREADS="$THREADS" || exit 1
+PID=$SERVER_PID
+for i in $(seq "$PAIRS"); do
+    python3 benches/measure.py chat "http://127.0.0.1:$PORT" smollm2-135m-instruct "$RESULTS/wasm-$i.json" \
+        --key "$KEY" --reps 1 --label "tensoras (HTTP + WASM)" --threads "$THREADS" | grep ' run 1:'
+    bare | grep '^RESULT' | tee "$RESULTS/bare-$i.log"
+done
+python3 benches/measure.py ratio "$RESULTS"
+echo "load average at end: $(load)"
