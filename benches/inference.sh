@@ -70,8 +70,11 @@ for t in $THREADS; do
     python3 benches/measure.py chat "http://127.0.0.1:$PORT" smollm2-135m-instruct "$RESULTS/tensoras-$t.json" \
         --key "$KEY" --reps "$REPS" --label "tensoras (HTTP + WASM)" --threads "$t"
     if [ -z "${SKIP_EMBED:-}" ] && [ "$t" = "$(echo $THREADS | cut -d' ' -f1)" ]; then
-        python3 benches/measure.py embed-http "http://127.0.0.1:$PORT" all-minilm-l6-v2 "$RESULTS/embed-tensoras-$t.json" \
-            --key "$KEY" --label "tensoras POST /v1/embeddings (HTTP + WASM)" --threads "$t"
+        for fmt in float base64; do
+            python3 benches/measure.py embed-http "http://127.0.0.1:$PORT" all-minilm-l6-v2 "$RESULTS/embed-tensoras-$fmt-$t.json" \
+                --key "$KEY" --label "tensoras POST /v1/embeddings (HTTP + WASM), encoding_format=$fmt" --threads "$t" \
+                --encoding-format "$fmt"
+        done
     fi
     stop "$PID"
 done

@@ -366,7 +366,8 @@ def cmd_embed_http(a):
             conn.request(
                 "POST",
                 "/v1/embeddings",
-                body=json.dumps({"model": a.model, "input": texts[i : i + a.batch]}),
+                body=json.dumps({"model": a.model, "input": texts[i : i + a.batch],
+                                 "encoding_format": a.encoding_format}),
                 headers=headers(a.key),
             )
             resp = conn.getresponse()
@@ -376,7 +377,7 @@ def cmd_embed_http(a):
                 raise SystemExit(f"embeddings: HTTP {resp.status}: {body[:300]!r}")
             n += len(json.loads(body)["data"])
         return n
-    embed_passes(a, one_pass)
+    embed_passes(a, one_pass, encoding_format=a.encoding_format)
 
 
 def cmd_embed_ort(a):
@@ -495,6 +496,8 @@ def main():
     e.add_argument("--key"); e.add_argument("--sentences", type=int, default=256)
     e.add_argument("--batch", type=int, default=64); e.add_argument("--reps", type=int, default=3)
     e.add_argument("--label", default="embeddings"); e.add_argument("--threads", type=int, default=2)
+    # float: JSON numbers; base64: what the official OpenAI SDKs ask for by default.
+    e.add_argument("--encoding-format", choices=["float", "base64"], default="float")
     g = sub.add_parser("grammar")
     g.add_argument("url"); g.add_argument("model"); g.add_argument("out")
     g.add_argument("--key"); g.add_argument("--reps", type=int, default=5)
