@@ -17,8 +17,10 @@
 //!
 //! Batching is not always cheaper: on a CPU, ONNX Runtime's 4-bit `MatMulNBits` has a fast
 //! kernel for one row only, so two rows can cost more than two single runs. The scheduler
-//! learns the mean run time of each batch size ([`RunCosts`]) and runs a batch row by row
-//! while that is cheaper, trying the batch again now and then to notice when it is not.
+//! learns the mean run time of each batch size and the wait for a batch's members
+//! ([`RunCosts`]), and while single runs are cheaper it lets the streams take turns (each
+//! guest then works while another's step runs), trying the batch again now and then to
+//! notice when that changes.
 //!
 //! To keep streams in lockstep the scheduler waits, up to a short deadline, for the
 //! sequences that stepped in its previous run; one that misses the deadline is not waited
@@ -221,6 +223,11 @@ struct Scheduler {
     /// A clock for least-recently-used eviction.
     uses: u64,
     costs: RunCosts,
+    /// The last batch of several ran row by row: steps run as they come, without waiting
+    /// for the previous run's sequences, until a batch of several runs batched again.
+    turns: bool,
+    /// When the last run ended.
+    ran_at: Instant,
 }
 
 impl Scheduler {
@@ -238,6 +245,8 @@ impl Scheduler {
             retired_budget,
             uses: 0,
             costs: RunCosts::default(),
+            turns: false,
+            ran_at: Instant::now(),
         }
     }
 
@@ -253,10 +262,18 @@ impl Scheduler {
             while let Ok(m) = rx.try_recv() {
                 self.accept(m, &mut pending, &mut closed);
             }
-            if !pending.is_empty() && self.max_batch > 1 {
-                let waited = Instant::now();
+            // Taking turns (the last batch ran row by row): run what is here, so each
+            // stream's guest works while another's step runs, as with batching off.
+            if !pending.is_empty() && self.max_batch > 1 && !self.turns {
+                let (started, lockstep) = (Instant::now(), self.rhythm.len() > 1);
                 self.wait_for_rhythm(&rx, &mut pending, &mut closed);
-                tracing::trace!(pending = pending.len(), wait_us = waited.elapsed().as_micros() as u64, "gathered");
+                if lockstep && pending.len() > 1 {
+                    // From the end of the last run, so the wait for the first step counts
+                    // too; capped, as a member that long away is not in lockstep anyway.
+                    self.costs.record_wait(self.ran_at.elapsed().min(MAX_WAIT));
+                }
+                tracing::trace!(pending = pending.len(), wait_us = started.elapsed().as_micros() as u64,
+                                idle_us = self.ran_at.elapsed().as_micros() as u64, "gathered");
             }
             let Some(graph) = self.graph.upgrade() else {
                 for step in pending {
@@ -269,6 +286,7 @@ impl Scheduler {
             }
             if !pending.is_empty() {
                 self.execute(&graph, pending);
+                self.ran_at = Instant::now();
             }
         }
     }
@@ -329,6 +347,9 @@ impl Scheduler {
             let chunk: Vec<Step> = decode.by_ref().take(self.max_batch).collect();
             let (started, n) = (Instant::now(), chunk.len() as u64);
             let split = self.costs.split(chunk.len());
+            if chunk.len() > 1 {
+                self.turns = split;
+            }
             if split {
                 for step in chunk {
                     self.run(graph, vec![step]);
@@ -579,12 +600,24 @@ impl Scheduler {
 
 /// Mean ONNX Runtime time of a decode run, per batch size, and when to run a batch row by
 /// row instead.
+///
+/// A batch of B costs its run plus the wait for all B guests to send their next steps (a
+/// batch cannot start before its last member is back); B single runs taken in turn cost
+/// B runs, each guest working while another's step runs. So rows run apart when
+/// `B × single < batched + wait`.
 #[derive(Default)]
 struct RunCosts {
     /// `mean[b]`: seconds a run of `b` rows takes (0 until measured).
     mean: Vec<f64>,
+    /// Mean seconds spent waiting for the members of a batch to come back.
+    wait: f64,
     /// Decisions made for each batch size since it last ran batched.
     since_batched: Vec<u32>,
+}
+
+fn running_mean(mean: &mut f64, sample: Duration) {
+    let t = sample.as_secs_f64();
+    *mean = if *mean == 0.0 { t } else { *mean + COST_WEIGHT * (t - *mean) };
 }
 
 impl RunCosts {
@@ -592,13 +625,16 @@ impl RunCosts {
         if self.mean.len() <= rows {
             self.mean.resize(rows + 1, 0.0);
         }
-        let t = took.as_secs_f64();
-        let m = &mut self.mean[rows];
-        *m = if *m == 0.0 { t } else { *m + COST_WEIGHT * (t - *m) };
+        running_mean(&mut self.mean[rows], took);
+    }
+
+    fn record_wait(&mut self, waited: Duration) {
+        running_mean(&mut self.wait, waited);
     }
 
     /// Whether `rows` decode steps should run one by one: only once both costs are known,
-    /// while `rows` single runs take less than one batched run, and not on the probe turn.
+    /// while `rows` single runs take less than one batched run and its wait, and not on
+    /// the probe turn.
     fn split(&mut self, rows: usize) -> bool {
         if rows < 2 {
             return false;
@@ -607,7 +643,7 @@ impl RunCosts {
             self.since_batched.resize(rows + 1, 0);
         }
         let (single, batched) = (self.mean.get(1).copied().unwrap_or(0.0), self.mean.get(rows).copied().unwrap_or(0.0));
-        let cheaper_apart = single > 0.0 && batched > 0.0 && rows as f64 * single < batched;
+        let cheaper_apart = single > 0.0 && batched > 0.0 && rows as f64 * single < batched + self.wait;
         if cheaper_apart && self.since_batched[rows] + 1 < PROBE_EVERY {
             self.since_batched[rows] += 1;
             true
@@ -651,6 +687,16 @@ mod tests {
         c.record(4, ms(45));
         assert!(!c.split(4), "4 x 18 ms > 45 ms");
         assert!(!c.split(3), "never measured");
+    }
+
+    #[test]
+    fn the_wait_for_a_batch_counts_against_it() {
+        let mut c = RunCosts::default();
+        c.record(1, ms(18));
+        c.record(2, ms(34));
+        assert!(!c.split(2), "2 x 18 ms > 34 ms");
+        c.record_wait(ms(4));
+        assert!(c.split(2), "2 x 18 ms < 34 ms + 4 ms waiting for both guests");
     }
 
     #[test]
