@@ -412,12 +412,11 @@ impl Scheduler {
             inputs.mask.extend(std::iter::repeat_n(0, width.saturating_sub(len)).chain(std::iter::repeat_n(1, len + n)));
             inputs.positions.extend(len as i64..(len + n) as i64);
         }
-        let (started, rows, decode) = (Instant::now(), inputs.batch, n == 1);
+        let (started, rows) = (Instant::now(), inputs.batch);
         let result = graph.run(inputs);
-        if decode && result.is_ok() {
+        if n == 1 && result.is_ok() {
             self.costs.record(rows, started.elapsed());
         }
-        let Some(group) = self.groups.get_mut(&group_id) else { return };
         match result {
             Ok((logits, present)) => {
                 group.kv = present;
