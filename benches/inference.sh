@@ -55,20 +55,29 @@ done
 # Build the bare loop first so that compiling does not overlap any measurement.
 if [ -z "${SKIP_BARE:-}" ]; then
     echo "-- building host/benches/decode.rs (cargo waits for the target dir's lock if it is busy)"
-    PATH=/usr/bin:$PATH CARGO_TARGET_DIR="$CACHE/target" cargo bench -p tensoras --bench decode --no-run 2>&1 | tail -2
+    build_bare_loop
 fi
 
-# (a) tensoras serve: HTTP + WASM
 KEY="$(new_key)"
-for t in $THREADS; do
+# serve_chat NAME THREADS MODEL MODELS_DIR LABEL: starts `tensoras serve` on MODELS_DIR with
+# THREADS threads, measures chat on MODEL into $RESULTS/NAME-THREADS.json and leaves the
+# server running on $PORT as $PID (the caller stops it).
+serve_chat() {
+    local name=$1 t=$2 model=$3 models=$4 label=$5
     PORT="$(free_port)"
-    mkdir -p "$WORK/data-$t"
-    echo "-- tensoras serve, TENSORAS_THREADS=$t, port $PORT (load $(load))"
-    start_tensoras "$TENSORAS_BIN" "$PORT" "$WORK/data-$t" "$WORK/tensoras-$t.log" "$KEY" TENSORAS_THREADS="$t" || exit 1
+    mkdir -p "$WORK/data-$name-$t"
+    echo "-- tensoras serve, $model, TENSORAS_THREADS=$t, port $PORT (load $(load))"
+    start_tensoras "$TENSORAS_BIN" "$PORT" "$WORK/data-$name-$t" "$WORK/$name-$t.log" "$KEY" \
+        TENSORAS_THREADS="$t" TENSORAS_MODELS_DIR="$models" || exit 1
     PID=$SERVER_PID
     PIDS+=("$PID")
-    python3 benches/measure.py chat "http://127.0.0.1:$PORT" smollm2-135m-instruct "$RESULTS/tensoras-$t.json" \
-        --key "$KEY" --reps "$REPS" --label "tensoras (HTTP + WASM)" --threads "$t"
+    python3 benches/measure.py chat "http://127.0.0.1:$PORT" "$model" "$RESULTS/$name-$t.json" \
+        --key "$KEY" --reps "$REPS" --label "$label" --threads "$t"
+}
+
+# (a) tensoras serve: HTTP + WASM
+for t in $THREADS; do
+    serve_chat tensoras "$t" smollm2-135m-instruct "$MODELS_DIR" "tensoras (HTTP + WASM)"
     if [ -z "${SKIP_EMBED:-}" ] && [ "$t" = "$(echo $THREADS | cut -d' ' -f1)" ]; then
         for fmt in float base64; do
             python3 benches/measure.py embed-http "http://127.0.0.1:$PORT" all-minilm-l6-v2 "$RESULTS/embed-tensoras-$fmt-$t.json" \
@@ -85,15 +94,7 @@ done
 if [ -z "${SKIP_INT8:-}" ]; then
     int8_models "$WORK/models"
     for t in $THREADS; do
-        PORT="$(free_port)"
-        mkdir -p "$WORK/data-int8-$t"
-        echo "-- tensoras serve, $INT8_ID, TENSORAS_THREADS=$t, port $PORT (load $(load))"
-        start_tensoras "$TENSORAS_BIN" "$PORT" "$WORK/data-int8-$t" "$WORK/tensoras-int8-$t.log" "$KEY" \
-            TENSORAS_THREADS="$t" TENSORAS_MODELS_DIR="$WORK/models" || exit 1
-        PID=$SERVER_PID
-        PIDS+=("$PID")
-        python3 benches/measure.py chat "http://127.0.0.1:$PORT" "$INT8_ID" "$RESULTS/tensoras-int8-$t.json" \
-            --key "$KEY" --reps "$REPS" --label "tensoras --int8-activations import (HTTP + WASM)" --threads "$t"
+        serve_chat tensoras-int8 "$t" "$INT8_ID" "$WORK/models" "tensoras --int8-activations import (HTTP + WASM)"
         stop "$PID"
     done
 fi
@@ -125,9 +126,7 @@ fi
 # (b) bare ONNX Runtime loop in the host
 if [ -z "${SKIP_BARE:-}" ]; then
     echo "-- bare ONNX Runtime decode loop (load $(load))"
-    DECODE_THREADS="$(echo $THREADS | tr ' ' ',')" DECODE_REPS="$REPS" \
-        PATH=/usr/bin:$PATH CARGO_TARGET_DIR="$CACHE/target" \
-        cargo bench -q -p tensoras --bench decode 2>&1 | tee "$WORK/bare.log" | grep -v '^RESULT'
+    bare_loop "$(echo $THREADS | tr ' ' ',')" "$REPS" | tee "$WORK/bare.log" | grep -v '^RESULT'
     python3 benches/measure.py ingest-bare "$WORK/bare.log" "$RESULTS"
 fi
 

@@ -30,6 +30,17 @@ int8_models() {
         --models-dir "$1" --python "$IMPORTER_VENV/bin/python" >/dev/null
 }
 
+# build_bare_loop / bare_loop THREADS REPS: host/benches/decode.rs, the bare ONNX Runtime
+# decode loop (THREADS comma-separated); it prints a `RESULT bare ...` line per thread count.
+# Build first so that compiling does not overlap a measurement.
+build_bare_loop() {
+    PATH=/usr/bin:$PATH CARGO_TARGET_DIR="$CACHE/target" cargo bench -p tensoras --bench decode --no-run 2>&1 | tail -2
+}
+bare_loop() {
+    DECODE_THREADS="$1" DECODE_REPS="$2" PATH=/usr/bin:$PATH CARGO_TARGET_DIR="$CACHE/target" \
+        cargo bench -q -p tensoras --bench decode 2>&1
+}
+
 load() { cut -d' ' -f1-3 /proc/loadavg; }
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }

@@ -414,12 +414,17 @@ def cmd_embed_ort(a):
     embed_passes(a, one_pass, onnxruntime=ort.__version__)
 
 
+def bare_result(line):
+    """The fields of a `RESULT bare k=v ...` line of `cargo bench --bench decode`."""
+    return dict(kv.split("=", 1) for kv in line.split()[2:])
+
+
 def cmd_ingest_bare(a):
     """Turns the `RESULT bare ...` lines of `cargo bench --bench decode` into JSON files."""
     for line in open(a.log):
         if not line.startswith("RESULT bare "):
             continue
-        f = dict(kv.split("=", 1) for kv in line.split()[2:])
+        f = bare_result(line)
         threads = int(f["threads"])
         json.dump(
             {"kind": "chat", "label": "bare-ort (host, no WASM/HTTP; TTFT = prefill, no cache)", "threads": threads,
@@ -438,8 +443,7 @@ def cmd_ratio(a):
     i = 1
     while os.path.exists(os.path.join(a.dir, f"wasm-{i}.json")):
         wasm = json.load(open(os.path.join(a.dir, f"wasm-{i}.json")))["decode_tps"]
-        line = open(os.path.join(a.dir, f"bare-{i}.log")).read().split()
-        bare = float(dict(kv.split("=", 1) for kv in line[2:])["decode_tps"])
+        bare = float(bare_result(open(os.path.join(a.dir, f"bare-{i}.log")).read())["decode_tps"])
         ratios.append(wasm / bare)
         print(f"| {i} | {wasm:.1f} | {bare:.1f} | {wasm / bare:.3f} |")
         i += 1

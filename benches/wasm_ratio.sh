@@ -21,13 +21,9 @@ RESULTS="${RESULTS_DIR:-$WORK/results}"
 mkdir -p "$RESULTS"
 PID=""
 trap '[ -n "$PID" ] && stop "$PID"; rm -rf "$WORK/data"' EXIT INT TERM
-bare() {
-    DECODE_THREADS="$THREADS" DECODE_REPS="${1:-1}" PATH=/usr/bin:$PATH CARGO_TARGET_DIR="$CACHE/target" \
-        cargo bench -q -p tensoras --bench decode 2>&1
-}
 
 echo "== WASM path / bare loop, $PAIRS pairs, $THREADS threads, $(date -u '+%Y-%m-%d %H:%M UTC'), load $(load)"
-PATH=/usr/bin:$PATH CARGO_TARGET_DIR="$CACHE/target" cargo bench -p tensoras --bench decode --no-run 2>&1 | tail -1
+build_bare_loop
 KEY="$(new_key)"
 PORT="$(free_port)"
 start_tensoras "$TENSORAS_BIN" "$PORT" "$WORK/data" "$WORK/tensoras.log" "$KEY" TENSORAS_THREADS="$THREADS" || exit 1
@@ -35,7 +31,7 @@ PID=$SERVER_PID
 for i in $(seq "$PAIRS"); do
     python3 benches/measure.py chat "http://127.0.0.1:$PORT" smollm2-135m-instruct "$RESULTS/wasm-$i.json" \
         --key "$KEY" --reps 1 --label "tensoras (HTTP + WASM)" --threads "$THREADS" | grep ' run 1:'
-    bare | grep '^RESULT' | tee "$RESULTS/bare-$i.log"
+    bare_loop "$THREADS" 1 | grep '^RESULT' | tee "$RESULTS/bare-$i.log"
 done
 python3 benches/measure.py ratio "$RESULTS"
 echo "load average at end: $(load)"
