@@ -350,15 +350,16 @@ impl Scheduler {
             if chunk.len() > 1 {
                 self.turns = split;
             }
-            if split {
-                for step in chunk {
-                    self.run(graph, vec![step]);
-                }
+            let ort: Duration = if split {
+                chunk.into_iter().map(|step| self.run(graph, vec![step])).sum()
             } else {
-                self.run(graph, chunk);
-            }
+                self.run(graph, chunk)
+            };
             self.last_run = started.elapsed();
-            tracing::trace!(batch = n, split, run_us = self.last_run.as_micros() as u64, "decode run");
+            // run_us also counts the time after the replies until this thread runs again
+            // (a woken guest may take its core); ort_us is ONNX Runtime's alone.
+            tracing::trace!(batch = n, split, run_us = self.last_run.as_micros() as u64,
+                            ort_us = ort.as_micros() as u64, "decode run");
             self.count(|s| {
                 if split {
                     s.decode_runs += n;
@@ -382,7 +383,8 @@ impl Scheduler {
 
     /// Runs `steps` (all with the same number of new tokens) as one batch, answers each,
     /// and leaves their caches in one group.
-    fn run(&mut self, graph: &DecoderGraph, steps: Vec<Step>) {
+    /// Runs `steps` as one batch and answers them; returns how long ONNX Runtime took.
+    fn run(&mut self, graph: &DecoderGraph, steps: Vec<Step>) -> Duration {
         let members: Vec<u64> = steps.iter().map(|s| s.seq).collect();
         let group_id = match self.group_of(graph, &members) {
             Ok(id) => id,
@@ -390,10 +392,10 @@ impl Scheduler {
                 for step in steps {
                     let _ = step.reply.send(Err(e.clone()));
                 }
-                return;
+                return Duration::ZERO;
             }
         };
-        let Some(group) = self.groups.get_mut(&group_id) else { return };
+        let Some(group) = self.groups.get_mut(&group_id) else { return Duration::ZERO };
         // Rows in the group's order; `group_of` made the group exactly `members`.
         let mut by_seq: HashMap<u64, Step> = steps.into_iter().map(|s| (s.seq, s)).collect();
         let ordered: Vec<Step> = group.rows.iter().flatten().filter_map(|id| by_seq.remove(id)).collect();
@@ -414,20 +416,29 @@ impl Scheduler {
         }
         let (started, rows) = (Instant::now(), inputs.batch);
         let result = graph.run(inputs);
+        let ran = started.elapsed();
         if n == 1 && result.is_ok() {
-            self.costs.record(rows, started.elapsed());
+            self.costs.record(rows, ran);
         }
         match result {
             Ok((logits, present)) => {
                 group.kv = present;
                 group.width = width + n;
                 let vocab = graph.vocab();
+                let single = ordered.len() == 1;
+                let mut logits = Some(logits);
                 for (row, step) in ordered.into_iter().enumerate() {
                     if let Some(state) = self.seqs.get_mut(&step.seq) {
                         state.tokens.extend_from_slice(&step.ids);
                     }
                     self.rhythm.insert(step.seq);
-                    let _ = step.reply.send(Ok(logits[row * vocab..(row + 1) * vocab].to_vec()));
+                    // A lone row is the whole buffer: hand it over rather than copy it.
+                    let row_logits = if single {
+                        logits.take().unwrap_or_default()
+                    } else {
+                        logits.as_deref().map_or_else(Vec::new, |all| all[row * vocab..(row + 1) * vocab].to_vec())
+                    };
+                    let _ = step.reply.send(Ok(row_logits));
                 }
             }
             Err(e) => {
@@ -441,6 +452,7 @@ impl Scheduler {
                 }
             }
         }
+        ran
     }
 
     /// A group holding exactly `members`: the one they already share when nothing else is

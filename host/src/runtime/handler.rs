@@ -62,7 +62,36 @@ pub enum NnContext {
 pub struct NnTensor {
     dims: Vec<u32>,
     ty: tensor::TensorType,
-    data: Vec<u8>,
+    data: TensorData,
+}
+
+/// A tensor's values: the little-endian bytes a guest wrote, or an output of ours kept as
+/// it came from ONNX Runtime until the guest reads it. A logits row (~200 KB) is read
+/// once per decode step, so converting it there, straight into the buffer the guest
+/// receives, is the only copy the host makes after the run.
+enum TensorData {
+    Bytes(Vec<u8>),
+    F32(Vec<f32>),
+}
+
+impl TensorData {
+    fn len(&self) -> usize {
+        match self {
+            Self::Bytes(b) => b.len(),
+            Self::F32(v) => v.len() * 4,
+        }
+    }
+
+    fn to_le_bytes(&self) -> Vec<u8> {
+        match self {
+            Self::Bytes(b) => b.clone(),
+            // The values' memory is their little-endian bytes: one copy.
+            #[cfg(target_endian = "little")]
+            Self::F32(values) => bytemuck::cast_slice(values).to_vec(),
+            #[cfg(target_endian = "big")]
+            Self::F32(values) => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        }
+    }
 }
 
 /// An error resource: code plus the backend's real message.
@@ -218,14 +247,15 @@ fn i64_values(t: &NnTensor, name: &str) -> Result<Vec<i64>, NnError> {
         return Err(invalid(format!("{name} must be an I64 tensor")));
     }
     let bytes = t.dims.iter().try_fold(8usize, |acc, &d| acc.checked_mul(d as usize));
-    if bytes != Some(t.data.len()) {
-        return Err(invalid(format!("{name}: dimensions {:?} do not match {} bytes of data", t.dims, t.data.len())));
-    }
-    Ok(t.data.chunks_exact(8).map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])).collect())
+    let data = match &t.data {
+        TensorData::Bytes(b) if bytes == Some(b.len()) => b,
+        _ => return Err(invalid(format!("{name}: dimensions {:?} do not match {} bytes of data", t.dims, t.data.len()))),
+    };
+    Ok(data.chunks_exact(8).map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])).collect())
 }
 
-fn f32_tensor(dims: Vec<u32>, values: &[f32]) -> NnTensor {
-    NnTensor { dims, ty: tensor::TensorType::Fp32, data: values.iter().flat_map(|v| v.to_le_bytes()).collect() }
+fn f32_tensor(dims: Vec<u32>, values: Vec<f32>) -> NnTensor {
+    NnTensor { dims, ty: tensor::TensorType::Fp32, data: TensorData::F32(values) }
 }
 
 /// Runs blocking ONNX work off the async workers.
@@ -259,7 +289,7 @@ impl inference::HostGraphExecutionContext for State {
                     Ok(ids) => seq
                         .step(ids)
                         .await
-                        .map(|logits| vec![("logits".to_owned(), f32_tensor(vec![1, logits.len() as u32], &logits))]),
+                        .map(|logits| vec![("logits".to_owned(), f32_tensor(vec![1, logits.len() as u32], logits))]),
                 }
             }
             NnContext::Encoder(enc) => {
@@ -284,7 +314,7 @@ impl inference::HostGraphExecutionContext for State {
                     Ok((b, s, ids, mask, types)) => {
                         let hidden = enc.hidden();
                         blocking(move || enc.encode(b, s, ids, mask, types)).await.map(|values| {
-                            vec![("last_hidden_state".to_owned(), f32_tensor(vec![b as u32, s as u32, hidden as u32], &values))]
+                            vec![("last_hidden_state".to_owned(), f32_tensor(vec![b as u32, s as u32, hidden as u32], values))]
                         })
                     }
                 }
@@ -312,7 +342,7 @@ impl inference::Host for State {}
 
 impl tensor::HostTensor for State {
     fn new(&mut self, dims: Vec<u32>, ty: tensor::TensorType, data: Vec<u8>) -> wasmtime::Result<Resource<NnTensor>> {
-        Ok(self.table().push(NnTensor { dims, ty, data })?)
+        Ok(self.table().push(NnTensor { dims, ty, data: TensorData::Bytes(data) })?)
     }
     fn dimensions(&mut self, t: Resource<NnTensor>) -> wasmtime::Result<Vec<u32>> {
         Ok(self.table().get(&t)?.dims.clone())
@@ -321,7 +351,7 @@ impl tensor::HostTensor for State {
         Ok(self.table().get(&t)?.ty)
     }
     fn data(&mut self, t: Resource<NnTensor>) -> wasmtime::Result<Vec<u8>> {
-        Ok(self.table().get(&t)?.data.clone())
+        Ok(self.table().get(&t)?.data.to_le_bytes())
     }
     fn drop(&mut self, rep: Resource<NnTensor>) -> wasmtime::Result<()> {
         self.table().delete(rep)?;
