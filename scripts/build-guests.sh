@@ -46,11 +46,16 @@ ensure_debian_toolchain() {
 }
 
 cargo_args=(build --release --target "$target")
+# SIMD (wasm simd128, which wasmtime compiles to the host's vector unit): the
+# chat handler converts and scans a whole logits row (49k floats for SmolLM2)
+# every generated token, and those loops vectorise. Set through RUSTFLAGS on
+# both toolchain paths, as RUSTFLAGS overrides any .cargo/config rustflags.
+rustflags="${RUSTFLAGS:+$RUSTFLAGS }-C target-feature=+simd128"
 # Capture rather than pipe into `grep -q`: an early grep exit would SIGPIPE
 # rustup and, under pipefail, hide a match.
 installed=$(rustup target list --installed 2>/dev/null || true)
 if grep -qx "$target" <<<"$installed"; then
-  cargo_env=()
+  cargo_env=(RUSTFLAGS="$rustflags")
 else
   ensure_debian_toolchain
   # /usr/bin first for Debian's cargo/rustc 1.96 (rustup's come first on a
@@ -60,7 +65,7 @@ else
   cargo_env=(
     PATH="/usr/bin:/usr/lib/llvm-16/bin:$PATH"
     RUSTC_BOOTSTRAP=1
-    RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }-L /usr/lib/wasm32-wasi"
+    RUSTFLAGS="$rustflags -L /usr/lib/wasm32-wasi"
   )
   cargo_args+=(-Zbuild-std=std,panic_abort)
 fi

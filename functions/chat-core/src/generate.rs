@@ -10,7 +10,9 @@ use std::collections::HashMap;
 
 use handler_common::ApiError;
 
+use crate::decoded::DecodedText;
 use crate::grammar::Constraint;
+use crate::logits::Logits;
 use crate::sampling::{Sampler, log_sum_exp, top_k};
 use crate::text::{Step, TextTracker};
 
@@ -18,7 +20,7 @@ use crate::text::{Step, TextTracker};
 pub trait Sequence {
     /// Appends `ids` to the sequence and returns the logits of its last
     /// position (one value per vocabulary entry).
-    fn feed(&mut self, ids: &[u32]) -> Result<Vec<f32>, ApiError>;
+    fn feed(&mut self, ids: &[u32]) -> Result<Logits, ApiError>;
 }
 
 /// Token ids to text.
@@ -195,8 +197,7 @@ where
 {
     let mut tokens = CachedTokens::new(detok);
     let mut tracker = TextTracker::new(spec.stop);
-    let mut ids: Vec<u32> = Vec::new();
-    let mut full = String::new();
+    let mut decoded = DecodedText::new();
     let mut all_logprobs = Vec::new();
     // Logprobs of tokens whose text has not been released yet.
     let mut unsent = 0;
@@ -213,16 +214,15 @@ where
         if spec.stop_tokens.contains(&token) {
             // The stop token is not text; flush what the tracker held back
             // (it may still contain a stop sequence, then it is cut there).
-            let (delta, _) = tracker.finish(&full);
+            let (delta, _) = tracker.finish(decoded.text());
             break (FinishReason::Stop, delta);
         }
         if let Some(k) = spec.logprobs {
-            let offset = full.chars().count();
+            let offset = decoded.text().chars().count();
             all_logprobs.push(token_logprob(&logits, token, k, offset, &mut tokens)?);
         }
         sampler.record(token);
-        ids.push(token);
-        full = tokens.inner.decode(&ids)?;
+        decoded.push(tokens.inner, token)?;
         // Nothing but the end can follow a complete grammar: stop without
         // computing another step.
         let complete = match constraint.as_deref_mut() {
@@ -233,7 +233,7 @@ where
             None => false,
         };
 
-        match tracker.update(&full) {
+        match tracker.update(decoded.text()) {
             Step::Stop(delta) => break (FinishReason::Stop, delta),
             Step::Continue(delta) if !delta.is_empty() => {
                 let flow = on_delta(&delta, &all_logprobs[unsent..]);
@@ -251,11 +251,11 @@ where
             Step::Continue(_) => {}
         }
         if complete {
-            let (delta, _) = tracker.finish(&full);
+            let (delta, _) = tracker.finish(decoded.text());
             break (FinishReason::Stop, delta);
         }
         if generated >= spec.max_tokens {
-            let (delta, hit_stop) = tracker.finish(&full);
+            let (delta, hit_stop) = tracker.finish(decoded.text());
             let reason = if hit_stop {
                 FinishReason::Stop
             } else {
@@ -374,12 +374,12 @@ mod tests {
     }
 
     impl Sequence for ScriptedModel {
-        fn feed(&mut self, ids: &[u32]) -> Result<Vec<f32>, ApiError> {
+        fn feed(&mut self, ids: &[u32]) -> Result<Logits, ApiError> {
             self.fed.push(ids.to_vec());
             let next = self.script.get(self.fed.len() - 1).copied().unwrap_or(0);
             let mut logits = vec![0.0; self.vocab];
             logits[next as usize] = 10.0;
-            Ok(logits)
+            Ok(logits.into())
         }
     }
 
@@ -584,7 +584,7 @@ mod tests {
     fn model_errors_propagate() {
         struct Broken;
         impl Sequence for Broken {
-            fn feed(&mut self, _: &[u32]) -> Result<Vec<f32>, ApiError> {
+            fn feed(&mut self, _: &[u32]) -> Result<Logits, ApiError> {
                 Err(ApiError::server(
                     "wasi-nn compute failed: runtime-error: boom",
                 ))

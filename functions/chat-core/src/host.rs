@@ -15,6 +15,7 @@ use crate::bindings::wasi::nn::graph::{self, Graph};
 use crate::bindings::wasi::nn::inference::GraphExecutionContext;
 use crate::bindings::wasi::nn::tensor::{Tensor, TensorType};
 use crate::generate::{Detokenizer, Sequence};
+use crate::logits::Logits;
 use crate::request::Message;
 
 handler_common::nn_error_fn!();
@@ -41,7 +42,7 @@ impl NnSequence {
 }
 
 impl Sequence for NnSequence {
-    fn feed(&mut self, ids: &[u32]) -> Result<Vec<f32>, ApiError> {
+    fn feed(&mut self, ids: &[u32]) -> Result<Logits, ApiError> {
         let data = i64_le_bytes(ids);
         let input = Tensor::new(&[1, ids.len() as u32], TensorType::I64, &data);
         let outputs = self
@@ -54,7 +55,7 @@ impl Sequence for NnSequence {
         if !matches!(logits.ty(), TensorType::Fp32) {
             return Err(ApiError::server("the model's `logits` output is not FP32"));
         }
-        last_row(&logits.dimensions(), &logits.data())
+        last_row(&logits.dimensions(), logits.data())
     }
 }
 
@@ -67,7 +68,7 @@ pub fn i64_le_bytes(ids: &[u32]) -> Vec<u8> {
 
 /// The last row of an FP32 tensor (`[1, vocab]` per the ABI; a backend that
 /// returns every position, `[1, n, vocab]`, is tolerated).
-pub fn last_row(dims: &[u32], data: &[u8]) -> Result<Vec<f32>, ApiError> {
+pub fn last_row(dims: &[u32], data: Vec<u8>) -> Result<Logits, ApiError> {
     let width = dims.last().copied().unwrap_or(0) as usize;
     let elements: usize = dims.iter().map(|&d| d as usize).product();
     if width == 0 || data.len() != elements * 4 {
@@ -76,11 +77,8 @@ pub fn last_row(dims: &[u32], data: &[u8]) -> Result<Vec<f32>, ApiError> {
             data.len()
         )));
     }
-    let row = &data[data.len() - width * 4..];
-    Ok(row
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect())
+    let offset = data.len() - width * 4;
+    Ok(Logits::from_le_bytes(data, offset))
 }
 
 /// A tokenizer error as an [`ApiError`]: invalid input is the client's
@@ -199,11 +197,11 @@ mod tests {
             .flat_map(|x| x.to_le_bytes())
             .collect();
         assert_eq!(
-            last_row(&[1, 6], &data).unwrap(),
+            &last_row(&[1, 6], data.clone()).unwrap()[..],
             [1.0, -2.5, 3.0, 4.0, 5.0, 6.0]
         );
-        assert_eq!(last_row(&[1, 2, 3], &data).unwrap(), [4.0, 5.0, 6.0]);
-        assert_eq!(last_row(&[1, 7], &data).unwrap_err().status, 500);
-        assert_eq!(last_row(&[], &data).unwrap_err().status, 500);
+        assert_eq!(&last_row(&[1, 2, 3], data.clone()).unwrap()[..], [4.0, 5.0, 6.0]);
+        assert_eq!(last_row(&[1, 7], data.clone()).unwrap_err().status, 500);
+        assert_eq!(last_row(&[], data).unwrap_err().status, 500);
     }
 }

@@ -25,9 +25,11 @@
 //! rounds ([`turns`]). See `docs/design/005-tool-calling.md`.
 
 pub mod calls;
+pub mod decoded;
 pub mod generate;
 pub mod grammar;
 pub mod host;
+pub mod logits;
 pub mod prompt;
 pub mod request;
 pub mod response;

@@ -110,6 +110,12 @@ impl Sampler {
     /// Chooses the next token from raw logits (left untouched, so the caller
     /// can still report log probabilities of the raw distribution).
     pub fn sample(&mut self, logits: &[f32]) -> u32 {
+        let penalised = (self.params.presence_penalty != 0.0 || self.params.frequency_penalty != 0.0)
+            && !self.counts.is_empty();
+        if self.params.temperature <= 0.0 && self.params.logit_bias.is_empty() && !penalised {
+            // Nothing to adjust: skip copying the row (~200 KB, every step).
+            return argmax(logits);
+        }
         self.scratch.clear();
         self.scratch.extend_from_slice(logits);
         adjust_logits(&mut self.scratch, &self.params, &self.counts);
@@ -158,16 +164,93 @@ pub fn adjust_logits(logits: &mut [f32], params: &SamplingParams, counts: &HashM
 }
 
 /// Index of the largest logit; ties go to the lowest id, NaN never wins.
+///
+/// Runs once per generated token over the whole vocabulary (49k for
+/// SmolLM2), so it keeps `LANES` independent maxima (SIMD lanes in the
+/// WebAssembly build, see [`lane_maxima`]) rather than one running maximum,
+/// a serial chain of compares; then picks the best lane.
 pub fn argmax(logits: &[f32]) -> u32 {
-    let mut best = 0usize;
-    let mut best_value = f32::NEG_INFINITY;
-    for (i, &x) in logits.iter().enumerate() {
-        if x > best_value {
-            best = i;
-            best_value = x;
+    let (chunks, tail) = logits.as_chunks::<LANES>();
+    let (best, at) = lane_maxima(chunks);
+    let (mut value, mut index) = (f32::NEG_INFINITY, 0u32);
+    for l in 0..LANES {
+        if best[l] > value || (best[l] == value && best[l] > f32::NEG_INFINITY && at[l] < index) {
+            value = best[l];
+            index = at[l];
         }
     }
-    best as u32
+    let start = logits.len() - tail.len();
+    for (i, &x) in tail.iter().enumerate() {
+        // Every tail index is above every lane's: only a larger value wins.
+        if x > value {
+            value = x;
+            index = (start + i) as u32;
+        }
+    }
+    index
+}
+
+const LANES: usize = 16;
+
+/// Per lane `l`: the largest value at indices `l`, `l + LANES`, ... and its
+/// first index (strictly greater replaces, so ties keep the lowest index; a
+/// lane that saw only NaN or -inf stays at -inf, index 0).
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+fn lane_maxima(chunks: &[[f32; LANES]]) -> ([f32; LANES], [u32; LANES]) {
+    use core::arch::wasm32::{
+        f32x4_extract_lane, f32x4_gt, f32x4_splat, u32x4, u32x4_add, u32x4_extract_lane,
+        u32x4_splat, v128, v128_bitselect,
+    };
+    let mut best = [f32x4_splat(f32::NEG_INFINITY); 4];
+    let mut at = [u32x4_splat(0); 4];
+    let mut index = [
+        u32x4(0, 1, 2, 3),
+        u32x4(4, 5, 6, 7),
+        u32x4(8, 9, 10, 11),
+        u32x4(12, 13, 14, 15),
+    ];
+    let step = u32x4_splat(LANES as u32);
+    for c in chunks {
+        for k in 0..4 {
+            // One unaligned 16-byte load (building the vector from four
+            // floats compiles to four lane loads).
+            let v: v128 = bytemuck::pod_read_unaligned(bytemuck::cast_slice(&c[4 * k..4 * k + 4]));
+            let take = f32x4_gt(v, best[k]);
+            best[k] = v128_bitselect(v, best[k], take);
+            at[k] = v128_bitselect(index[k], at[k], take);
+            index[k] = u32x4_add(index[k], step);
+        }
+    }
+    let mut values = [0.0; LANES];
+    let mut indices = [0; LANES];
+    for k in 0..4 {
+        values[4 * k] = f32x4_extract_lane::<0>(best[k]);
+        values[4 * k + 1] = f32x4_extract_lane::<1>(best[k]);
+        values[4 * k + 2] = f32x4_extract_lane::<2>(best[k]);
+        values[4 * k + 3] = f32x4_extract_lane::<3>(best[k]);
+        indices[4 * k] = u32x4_extract_lane::<0>(at[k]);
+        indices[4 * k + 1] = u32x4_extract_lane::<1>(at[k]);
+        indices[4 * k + 2] = u32x4_extract_lane::<2>(at[k]);
+        indices[4 * k + 3] = u32x4_extract_lane::<3>(at[k]);
+    }
+    (values, indices)
+}
+
+/// The same without SIMD (native builds, where the tests run).
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+fn lane_maxima(chunks: &[[f32; LANES]]) -> ([f32; LANES], [u32; LANES]) {
+    let mut best = [f32::NEG_INFINITY; LANES];
+    let mut at = [0u32; LANES];
+    for (c, chunk) in chunks.iter().enumerate() {
+        let base = (c * LANES) as u32;
+        for l in 0..LANES {
+            if chunk[l] > best[l] {
+                best[l] = chunk[l];
+                at[l] = base + l as u32;
+            }
+        }
+    }
+    (best, at)
 }
 
 /// Temperature, softmax, nucleus and a draw, over adjusted logits (which are
@@ -333,6 +416,50 @@ mod tests {
         assert_eq!(s.sample(&[0.1, 2.0, -1.0, 1.9]), 1);
         assert_eq!(argmax(&[1.0, 3.0, 3.0]), 1);
         assert_eq!(argmax(&[f32::NAN, 0.5, 0.1]), 1);
+    }
+
+    #[test]
+    fn lane_argmax_matches_a_single_running_maximum() {
+        fn reference(logits: &[f32]) -> u32 {
+            let (mut best, mut value) = (0, f32::NEG_INFINITY);
+            for (i, &x) in logits.iter().enumerate() {
+                if x > value {
+                    (best, value) = (i as u32, x);
+                }
+            }
+            best
+        }
+        let mut rng = rng(7);
+        // Lengths around the lane width and a vocabulary-sized row; few distinct
+        // values so that ties across lanes and the tail are common.
+        for len in [0, 1, 5, 15, 16, 17, 31, 32, 33, 100, 49_152] {
+            for round in 0..20 {
+                let row: Vec<f32> = (0..len)
+                    .map(|_| match rng.next_u64() % 9 {
+                        0 => f32::NAN,
+                        1 => f32::NEG_INFINITY,
+                        n if round % 2 == 0 => n as f32,
+                        _ => (rng.next_f64() * 4.0) as f32,
+                    })
+                    .collect();
+                assert_eq!(argmax(&row), reference(&row), "len {len}, round {round}");
+            }
+        }
+        assert_eq!(argmax(&[f32::NEG_INFINITY; 40]), 0);
+        assert_eq!(argmax(&[f32::NAN; 40]), 0);
+    }
+
+    #[test]
+    fn greedy_with_bias_or_penalties_still_adjusts() {
+        let mut p = params(0.0, 1.0);
+        p.logit_bias = vec![(0, 5.0)];
+        assert_eq!(Sampler::new(p, rng(1)).sample(&[1.0, 2.0]), 0);
+        let mut p = params(0.0, 1.0);
+        p.presence_penalty = 2.0;
+        let mut s = Sampler::new(p, rng(1));
+        assert_eq!(s.sample(&[1.0, 2.0]), 1);
+        s.record(1);
+        assert_eq!(s.sample(&[1.0, 2.0]), 0, "the penalty applies once the token was generated");
     }
 
     #[test]

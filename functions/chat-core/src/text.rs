@@ -1,9 +1,9 @@
 //! Turning "the whole completion decoded so far" into safe text deltas.
 //!
-//! After every token the handler decodes all generated ids (as the inference
-//! ABI asks: per-token decoding breaks multi-token characters and
-//! SentencePiece spacing) and hands the text to a [`TextTracker`], which
-//! returns only what may be shown now. It holds back:
+//! After every token the handler brings the decoded text of all generated ids
+//! up to date ([`crate::decoded::DecodedText`]: per-token decoding breaks
+//! multi-token characters and SentencePiece spacing) and hands it to a
+//! [`TextTracker`], which returns only what may be shown now. It holds back:
 //!
 //! - trailing U+FFFD: a byte-level tokenizer decodes an incomplete UTF-8
 //!   character as the replacement character until its last byte arrives;
