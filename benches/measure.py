@@ -22,6 +22,9 @@ Subcommands (each prints a human line per repetition and writes its result as JS
       round, plus each stream's TTFT and decode tokens/s (benches/batching.sh).
   table RESULTS_DIR
       Prints the combined table from the JSON files the other subcommands wrote.
+  ratio RESULTS_DIR / steps SERVER_LOG
+      benches/wasm_ratio.sh: paired WASM/bare decode ratios; a lone stream's step split
+      into ONNX Runtime's run and the time between runs, from the server's trace.
 
 Only 127.0.0.1 URLs are accepted; every request has a timeout.
 """
@@ -453,6 +456,38 @@ def cmd_ratio(a):
           f"(min {min(ratios):.3f}, max {max(ratios):.3f})")
 
 
+def cmd_steps(a):
+    """Where a lone stream's decode step goes, from the server's own scheduler trace
+    (TENSORAS_LOG=tensoras::inference::batch=trace): ONNX Runtime's run (`decode run
+    ... ort_us`) and the rest of the step period (the time between two consecutive
+    `decode run` lines, less the second run): the handler's work between steps, the two
+    thread hand-offs and the scheduler's own bookkeeping. Both come from the same steps,
+    so their ratio does not move with the machine's speed the way two throughputs
+    measured apart do."""
+    import datetime
+    import re
+    runs, rests = [], []
+    last = None
+    for line in open(a.log, errors="replace"):
+        line = re.sub(r"\x1b\[[0-9;]*m", "", line)
+        m = re.match(r"(\S+?)Z? .*decode run batch=1 .*ort_us=(\d+)", line)
+        if not m:
+            continue
+        at = datetime.datetime.fromisoformat(m.group(1)).timestamp() * 1e6
+        run = int(m.group(2))
+        runs.append(run)
+        # Over 50 ms besides the run is the pause between two requests, not a step.
+        if last is not None and 0 <= at - last - run < 50_000:
+            rests.append(at - last - run)
+        last = at
+    if not rests:
+        sys.exit(f"no single-stream decode steps traced in {a.log}")
+    run, rest = statistics.median(runs), statistics.median(rests)
+    print(f"single-stream steps: {len(rests)}, median ORT run {run / 1000:.2f} ms, median rest of "
+          f"the step {rest:.0f} us (mean {statistics.mean(rests):.0f}); ORT share of a step "
+          f"{run / (run + rest):.3f}")
+
+
 def cmd_table(a):
     results = results_in(a.dir)
     chat = [r for r in results if r["kind"] == "chat"]
@@ -517,6 +552,8 @@ def main():
     q.add_argument("dir")
     t = sub.add_parser("table")
     t.add_argument("dir")
+    st = sub.add_parser("steps")
+    st.add_argument("log")
     k = sub.add_parser("concurrent")
     k.add_argument("url"); k.add_argument("model"); k.add_argument("out")
     k.add_argument("--key"); k.add_argument("--streams", type=int, nargs="+", default=[1, 2, 4, 8])
@@ -527,7 +564,8 @@ def main():
     a = p.parse_args()
     {"chat": cmd_chat, "embed-http": cmd_embed_http, "embed-ort": cmd_embed_ort,
      "grammar": cmd_grammar, "ingest-bare": cmd_ingest_bare, "table": cmd_table,
-     "concurrent": cmd_concurrent, "concurrent-table": cmd_concurrent_table, "ratio": cmd_ratio}[a.cmd](a)
+     "concurrent": cmd_concurrent, "concurrent-table": cmd_concurrent_table, "ratio": cmd_ratio,
+     "steps": cmd_steps}[a.cmd](a)
 
 
 if __name__ == "__main__":

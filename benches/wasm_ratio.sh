@@ -4,7 +4,10 @@
 # followed at once by one run of the bare ONNX Runtime loop in the host
 # (host/benches/decode.rs, DECODE_REPS=1). On a VM whose speed drifts from minute to
 # minute, the ratio within a pair (seconds apart) is steadier than the ratio of two
-# medians taken minutes apart, which is what benches/inference.sh gives.
+# medians taken minutes apart, which is what benches/inference.sh gives. Last, the
+# server's own trace splits its single-stream steps into ONNX Runtime's run and the time
+# between runs (the handler's work and the hand-offs to and from the scheduler thread),
+# timed at the same steps and so free of the drift.
 #
 #   bash benches/wasm_ratio.sh      (or `make bench-wasm-ratio`)
 #
@@ -26,7 +29,9 @@ echo "== WASM path / bare loop, $PAIRS pairs, $THREADS threads, $(date -u '+%Y-%
 build_bare_loop
 KEY="$(new_key)"
 PORT="$(free_port)"
-start_tensoras "$TENSORAS_BIN" "$PORT" "$WORK/data" "$WORK/tensoras.log" "$KEY" TENSORAS_THREADS="$THREADS" || exit 1
+# The scheduler's trace times every run and the wait before it (measure.py steps).
+start_tensoras "$TENSORAS_BIN" "$PORT" "$WORK/data" "$WORK/tensoras.log" "$KEY" TENSORAS_THREADS="$THREADS" \
+    TENSORAS_LOG="warn,tensoras::inference::batch=trace" || exit 1
 PID=$SERVER_PID
 for i in $(seq "$PAIRS"); do
     python3 benches/measure.py chat "http://127.0.0.1:$PORT" smollm2-135m-instruct "$RESULTS/wasm-$i.json" \
@@ -34,4 +39,5 @@ for i in $(seq "$PAIRS"); do
     bare_loop "$THREADS" 1 | grep '^RESULT' | tee "$RESULTS/bare-$i.log"
 done
 python3 benches/measure.py ratio "$RESULTS"
+python3 benches/measure.py steps "$WORK/tensoras.log"
 echo "load average at end: $(load)"
