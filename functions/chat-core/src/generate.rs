@@ -25,7 +25,7 @@ pub trait Sequence {
 
 /// Token ids to text.
 pub trait Detokenizer {
-    /// Decodes a whole completion, skipping special tokens.
+    /// Decodes ids (a completion, or a window of one), skipping special tokens.
     fn decode(&mut self, ids: &[u32]) -> Result<String, ApiError>;
     /// The text of one token as shown in logprobs (special tokens kept).
     fn token_text(&mut self, id: u32) -> Result<String, ApiError>;
