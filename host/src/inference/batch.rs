@@ -382,8 +382,7 @@ impl Scheduler {
     }
 
     /// Runs `steps` (all with the same number of new tokens) as one batch, answers each,
-    /// and leaves their caches in one group.
-    /// Runs `steps` as one batch and answers them; returns how long ONNX Runtime took.
+    /// and leaves their caches in one group; returns how long ONNX Runtime took.
     fn run(&mut self, graph: &DecoderGraph, steps: Vec<Step>) -> Duration {
         let members: Vec<u64> = steps.iter().map(|s| s.seq).collect();
         let group_id = match self.group_of(graph, &members) {
@@ -424,21 +423,12 @@ impl Scheduler {
             Ok((logits, present)) => {
                 group.kv = present;
                 group.width = width + n;
-                let vocab = graph.vocab();
-                let single = ordered.len() == 1;
-                let mut logits = Some(logits);
-                for (row, step) in ordered.into_iter().enumerate() {
+                for (step, row) in ordered.into_iter().zip(logits) {
                     if let Some(state) = self.seqs.get_mut(&step.seq) {
                         state.tokens.extend_from_slice(&step.ids);
                     }
                     self.rhythm.insert(step.seq);
-                    // A lone row is the whole buffer: hand it over rather than copy it.
-                    let row_logits = if single {
-                        logits.take().unwrap_or_default()
-                    } else {
-                        logits.as_deref().map_or_else(Vec::new, |all| all[row * vocab..(row + 1) * vocab].to_vec())
-                    };
-                    let _ = step.reply.send(Ok(row_logits));
+                    let _ = step.reply.send(Ok(row));
                 }
             }
             Err(e) => {

@@ -205,11 +205,6 @@ impl DecoderGraph {
         }))
     }
 
-    /// Width of a logits row.
-    pub fn vocab(&self) -> usize {
-        self.vocab
-    }
-
     /// A new, empty execution context stepped by the graph's scheduler; it reuses cached
     /// prompt prefixes only of sequences with the same `scope` (the tenant).
     pub fn sequence(self: &Arc<Self>, scope: u64) -> batch::Sequence {
@@ -262,9 +257,10 @@ impl DecoderGraph {
             .collect()
     }
 
-    /// One run: returns the last position's logits of every row (`batch × vocab`) and the
-    /// `present.*` values, which are the next run's past as they are.
-    pub(crate) fn run(&self, inputs: RunInputs) -> Result<(Vec<f32>, Vec<DynValue>), NnError> {
+    /// One run: returns the last position's logits of each row (one `vocab`-wide vector a
+    /// row, copied straight out of ONNX Runtime's output) and the `present.*` values,
+    /// which are the next run's past as they are.
+    pub(crate) fn run(&self, inputs: RunInputs) -> Result<(Vec<Vec<f32>>, Vec<DynValue>), NnError> {
         let RunInputs { batch, ids, mask, positions, past } = inputs;
         if batch == 0 || ids.len() % batch != 0 || mask.len() % batch != 0 {
             return Err(NnError::runtime(format!("malformed batch of {batch} rows")));
@@ -289,10 +285,7 @@ impl DecoderGraph {
         if row < self.vocab || data.len() % batch != 0 || shape.last().copied() != Some(self.vocab as i64) {
             return Err(NnError::runtime(format!("unexpected logits shape {shape:?}")));
         }
-        let mut last = Vec::with_capacity(batch * self.vocab);
-        for r in 0..batch {
-            last.extend_from_slice(&data[(r + 1) * row - self.vocab..(r + 1) * row]);
-        }
+        let last = (0..batch).map(|r| data[(r + 1) * row - self.vocab..(r + 1) * row].to_vec()).collect();
         let mut present = Vec::with_capacity(self.kv_tensors());
         for layer in 0..self.layers {
             for kind in ["key", "value"] {
@@ -352,7 +345,7 @@ impl DecoderSequence {
         })?;
         self.past = Some(present);
         self.len = total;
-        Ok(logits)
+        logits.into_iter().next().ok_or_else(|| NnError::runtime("a one-row run returned no logits"))
     }
 }
 
