@@ -475,9 +475,9 @@ def cmd_steps(a):
             continue
         at = datetime.datetime.fromisoformat(m.group(1)).timestamp() * 1e6
         run = int(m.group(2))
-        runs.append(run)
         # Over 50 ms besides the run is the pause between two requests, not a step.
         if last is not None and 0 <= at - last - run < 50_000:
+            runs.append(run)
             rests.append(at - last - run)
         last = at
     if not rests:

@@ -25,6 +25,13 @@ pub struct SamplingParams {
     pub logit_bias: Vec<(u32, f32)>,
 }
 
+impl SamplingParams {
+    /// Whether presence or frequency penalties are set.
+    fn penalises(&self) -> bool {
+        self.presence_penalty != 0.0 || self.frequency_penalty != 0.0
+    }
+}
+
 /// A bias at or below this bans the token outright. OpenAI documents -100 as
 /// "should result in a ban"; adding -100 to a logit only makes it unlikely,
 /// so it is made impossible instead.
@@ -110,8 +117,7 @@ impl Sampler {
     /// Chooses the next token from raw logits (left untouched, so the caller
     /// can still report log probabilities of the raw distribution).
     pub fn sample(&mut self, logits: &[f32]) -> u32 {
-        let penalised = (self.params.presence_penalty != 0.0 || self.params.frequency_penalty != 0.0)
-            && !self.counts.is_empty();
+        let penalised = self.params.penalises() && !self.counts.is_empty();
         if self.params.temperature <= 0.0 && self.params.logit_bias.is_empty() && !penalised {
             // Nothing to adjust: skip copying the row (~200 KB, every step).
             return argmax(logits);
@@ -149,7 +155,7 @@ pub fn adjust_logits(logits: &mut [f32], params: &SamplingParams, counts: &HashM
             };
         }
     }
-    if params.presence_penalty != 0.0 || params.frequency_penalty != 0.0 {
+    if params.penalises() {
         for (&id, &count) in counts {
             if let Some(x) = logits.get_mut(id as usize) {
                 *x -= count as f32 * params.frequency_penalty
@@ -173,8 +179,9 @@ pub fn argmax(logits: &[f32]) -> u32 {
     let (chunks, tail) = logits.as_chunks::<LANES>();
     let (best, at) = lane_maxima(chunks);
     let (mut value, mut index) = (f32::NEG_INFINITY, 0u32);
+    // A lane left at -inf never moved from index 0, so it cannot win a tie.
     for l in 0..LANES {
-        if best[l] > value || (best[l] == value && best[l] > f32::NEG_INFINITY && at[l] < index) {
+        if best[l] > value || (best[l] == value && at[l] < index) {
             value = best[l];
             index = at[l];
         }
