@@ -15,14 +15,16 @@ Graph interface (standard decoder layout):
              present.{i}.key/.value float32 [batch, n_kv_heads, past+seq, head_dim]
 
 Precision:
-    q4   (default) Q4_1 blocks kept as com.microsoft MatMulNBits (bits=4, block_size=32, uint8
-         zero points). Q4_1 stores w = d*q + m, which is d*(q - 0) plus a per-block offset m;
-         the offset term is applied exactly as m . blocksum(x) by a small fp32 MatMul, so the
-         result equals the dequantized GGUF weights (no re-quantization). The tied Q8_0
-         embedding is dequantized to one fp32 table used by both the Gather and the LM head
-         (FusedMatMul transB=1); --head q8 keeps it as 8-bit blocks instead (smaller and
-         faster, but MatMulNBits bits=8 is only fast with accuracy_level=4, which quantizes
-         the activations, so it is opt-in).
+    q4   (default) Q4_1 blocks kept as com.microsoft MatMulNBits (bits=4, block_size=32).
+         Q4_1 stores w = d*q + m, which is d*(q - 8) plus a per-block offset m + 8d:
+         MatMulNBits subtracts its default zero point 8, and the offset term is applied
+         exactly as (m + 8d) . blocksum(x) by a small fp32 MatMul, so the result equals the
+         dequantized GGUF weights (no re-quantization). The tied Q8_0 embedding stays 8-bit
+         blocks (GatherBlockQuantized, exact) and the LM head reads them as two exact 4-bit
+         products, q = 16*hi + lo (--head split4, the default): the f32 table's logits from a
+         quarter of its bytes. --head f32 keeps one dequantized fp32 table for both;
+         --head q8 runs the 8-bit blocks with accuracy_level=4 (int8 activations), which
+         changes the logits, so it is opt-in.
     fp32 everything dequantized to float32.
 
 Activations (--activations): f32 (default) multiplies in float32, so the logits match the
@@ -209,8 +211,16 @@ def add_matmul(g: G, x: str, kind, payload, prefix: str, precision: str, xsum_ca
         if kind == "q4_1":
             q, d, m = payload
             n, nb, _ = q.shape
-            packed = (q[..., 0::2] | (q[..., 1::2] << 4)).astype(np.uint8)  # [N, nb, 16]
-            zp = np.zeros((n, (nb + 1) // 2), dtype=np.uint8)
+            packed = pack4(q)
+            # w = d*q + m = d*(q - 8) + (m + 8d): with no zero-point input MatMulNBits
+            # subtracts its default 8, and its kernel is ~10 % faster that way. m + 8d of
+            # two f16 values is nearly always exact in f32; where it is not, keep explicit
+            # zero points 0 so the weights stay the GGUF's to the bit.
+            shifted = m + 8 * d
+            if np.array_equal(shifted.astype(np.float64) - 8 * d.astype(np.float64), m.astype(np.float64)):
+                zp, m = None, shifted
+            else:
+                zp = np.zeros((n, (nb + 1) // 2), dtype=np.uint8)
             bits = 4
         else:
             q, d = payload
@@ -223,8 +233,8 @@ def add_matmul(g: G, x: str, kind, payload, prefix: str, precision: str, xsum_ca
             raise SystemExit(f"gguf_to_onnx: {prefix}: K={k_in} is not {nb} blocks of {QK}")
         b = g.init(f"{prefix}.qweight", packed)
         s = g.init(f"{prefix}.scales", d.reshape(-1).astype(np.float32))
-        z = g.init(f"{prefix}.zero_points", zp.reshape(-1))
-        y = g.op("MatMulNBits", [x, b, s, z], domain=MS, name=f"{prefix}.MatMulNBits",
+        ins = [x, b, s] if zp is None else [x, b, s, g.init(f"{prefix}.zero_points", zp.reshape(-1))]
+        y = g.op("MatMulNBits", ins, domain=MS, name=f"{prefix}.MatMulNBits",
                  K=k_in, N=n, bits=bits, block_size=QK, **extra)
         if m is not None and np.any(m != 0):
             # exact Q4_1 offset term: sum_b m[n,b] * sum_{k in block b} x[k]
@@ -243,6 +253,44 @@ def add_matmul(g: G, x: str, kind, payload, prefix: str, precision: str, xsum_ca
     return g.op("MatMul", [x, wt], name=f"{prefix}.MatMul")
 
 
+def pack4(v: np.ndarray) -> np.ndarray:
+    """[N, nb, 32] values 0..15 -> MatMulNBits' [N, nb, 16] bytes, low nibble first."""
+    return (v[..., 0::2] | (v[..., 1::2] << 4)).astype(np.uint8)
+
+
+def add_split_head(g: G, x: str, payload, prefix: str, k_in: int) -> str:
+    """y = x @ W^T for Q8_0 blocks W = d*q, as two exact 4-bit products.
+
+    q = 16*hi + lo with hi = q >> 4 in -8..7 and lo = q & 15 in 0..15, so
+    W = (16d)*hi + d*lo and both terms are exact in f32 (d is an f16 value, hi and lo
+    small integers): the same weights as the f32 table, read as 8 bits a weight instead
+    of 32. ONNX Runtime's 4-bit kernel multiplies in f32; its 8-bit one is fast only
+    with int8 activations, which would change the logits.
+    """
+    q, d = payload
+    n, nb, _ = q.shape
+    if nb * QK != k_in:
+        raise SystemExit(f"gguf_to_onnx: {prefix}: K={k_in} is not {nb} blocks of {QK}")
+    q16 = q.astype(np.int16)
+    hi = g.op("MatMulNBits", [x, g.init(f"{prefix}.hi.qweight", pack4((q16 >> 4) + 8)),
+                              g.init(f"{prefix}.hi.scales", (16 * d).reshape(-1).astype(np.float32))],
+              domain=MS, name=f"{prefix}.hi.MatMulNBits", K=k_in, N=n, bits=4, block_size=QK)
+    lo = g.op("MatMulNBits", [x, g.init(f"{prefix}.lo.qweight", pack4(q16 & 15)),
+                              g.init(f"{prefix}.lo.scales", d.reshape(-1).astype(np.float32)),
+                              g.init(f"{prefix}.lo.zero_points", np.zeros(n * ((nb + 1) // 2), np.uint8))],
+              domain=MS, name=f"{prefix}.lo.MatMulNBits", K=k_in, N=n, bits=4, block_size=QK)
+    return g.op("Add", [hi, lo], name=prefix)
+
+
+def head_kind(m, precision: str, head: str) -> str:
+    """The tied LM head a conversion builds: `head` where the embedding is Q8_0 blocks,
+    else the f32 table."""
+    if m.has_output_head() or precision != "q4" or head == "f32":
+        return "f32"
+    ek, _ = m.weight_rows("token_embd.weight")
+    return head if ek == "q8_0" else "f32"
+
+
 def rope_tables(m: GGUFModel, max_pos: int):
     inv = 1.0 / (m.rope_theta ** (np.arange(0, m.head_dim, 2, dtype=np.float64) / m.head_dim))
     t = np.arange(max_pos, dtype=np.float64)
@@ -251,7 +299,7 @@ def rope_tables(m: GGUFModel, max_pos: int):
 
 
 def build_graph(m: GGUFModel, precision: str, max_pos: int | None = None,
-                head: str = "f32", attention: str = "gqa", activations: str = "f32") -> onnx.ModelProto:
+                head: str = "split4", attention: str = "gqa", activations: str = "f32") -> onnx.ModelProto:
     g = G()
     # int8: MatMulNBits quantizes each row of activations to int8 per block of 32 (as
     # llama.cpp does for its Q4/Q8 dot products): faster, and several rows (batches,
@@ -278,7 +326,9 @@ def build_graph(m: GGUFModel, precision: str, max_pos: int | None = None,
     # ---- embeddings --------------------------------------------------------------------
     ek, ep = m.weight_rows("token_embd.weight")
     emb_f32_name = None
-    if precision == "q4" and ek == "q8_0" and head == "q8":
+    head = head_kind(m, precision, head)
+    if head in ("q8", "split4"):
+        # 8-bit blocks dequantized as they are gathered: (u - 128) * d is exact in f32
         q, d = ep
         data = (q.astype(np.int16) + 128).astype(np.uint8).reshape(m.vocab, H)
         gd = g.init("embed.qweight", data)
@@ -403,6 +453,8 @@ def build_graph(m: GGUFModel, precision: str, max_pos: int | None = None,
     elif emb_f32_name is not None:
         g.op("FusedMatMul", [hf, emb_f32_name], domain=MS, name="lm_head", transB=1,
              alpha=1.0)
+    elif head == "split4":
+        add_split_head(g, hf, ep, "lm_head", H)
     else:
         # only reached with head == "q8": MatMulNBits bits=8 is fast on CPU only with
         # accuracy_level=4 (int8 activations); opt-in, like --activations int8.
@@ -457,7 +509,7 @@ def io_names(m: GGUFModel):
     return ins, outs
 
 
-def convert(gguf_path, out_dir, precision="q4", attention="gqa", head="f32", activations="f32",
+def convert(gguf_path, out_dir, precision="q4", attention="gqa", head="split4", activations="f32",
             quiet=False):
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -486,7 +538,7 @@ def convert(gguf_path, out_dir, precision="q4", attention="gqa", head="f32", act
         "source": {"format": "gguf", "file": Path(gguf_path).name},
         "precision": precision,
         "attention": attention,
-        "lm_head": head,
+        "lm_head": head_kind(m, precision, head),
         "activations": activations,
         "n_layers": m.n_layers,
         "n_heads": m.n_heads,
@@ -535,10 +587,11 @@ def main(argv=None):
     ap.add_argument("--attention", choices=["gqa", "std"], default="gqa",
                     help="gqa: com.microsoft GroupQueryAttention (default, fastest); "
                          "std: MatMul/Softmax attention from standard ops")
-    ap.add_argument("--head", choices=["f32", "q8"], default="f32",
-                    help="f32: exact fp32 embedding/LM head shared by Gather and MatMul "
-                         "(default); q8: keep the Q8_0 blocks (smaller, faster, but the "
-                         "LM head then runs with accuracy_level=4, i.e. int8 activations)")
+    ap.add_argument("--head", choices=["split4", "f32", "q8"], default="split4",
+                    help="tied Q8_0 embedding / LM head: split4 (default): the 8-bit blocks as "
+                         "two exact 4-bit products (same logits as f32, a quarter of the bytes); "
+                         "f32: one dequantized fp32 table; q8: 8-bit blocks with int8 "
+                         "activations (accuracy_level=4: faster, logits change)")
     ap.add_argument("--activations", choices=["f32", "int8"], default="f32",
                     help="f32: exact products with the GGUF weights (default); int8: MatMulNBits "
                          "accuracy_level=4, activations quantized to int8 per block of 32 as "

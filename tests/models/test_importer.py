@@ -142,13 +142,41 @@ def test_chat_onnx_interface(dest):
     assert dims(m.graph.output[0]) == ["batch", 1, 49152]
     assert dims(m.graph.input[3]) == ["batch", 3, "past_seq", 64]
     mnb = [n for n in m.graph.node if n.op_type == "MatMulNBits"]
-    assert len(mnb) == 30 * 4
+    assert len(mnb) == 30 * 4 + 2  # four projections a layer, the split LM head's two halves
+    assert cfg["lm_head"] == "split4" and cfg["activations"] == "f32"
     init_types = {t.name: t.data_type for t in m.graph.initializer}
     for n in mnb:
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in n.attribute}
         assert attrs["bits"] == 4 and attrs["block_size"] == 32
         assert attrs.get("accuracy_level", 0) != 4
-        assert init_types[n.input[3]] == onnx.TensorProto.UINT8  # uint8 zero points
+        # MatMulNBits' default zero point (8), or explicit uint8 ones
+        assert len(n.input) == 3 or init_types[n.input[3]] == onnx.TensorProto.UINT8
+    assert not any(n.op_type == "FusedMatMul" for n in m.graph.node)  # no f32 head table
+
+
+def test_split_head_is_the_q8_weights():
+    import gguf_to_onnx
+    from onnx_graph import G
+    q = np.arange(-128, 128, dtype=np.int8).reshape(8, 1, 32)
+    d = np.linspace(0.001, 0.1, 8, dtype=np.float16).astype(np.float32).reshape(8, 1)
+    g = G()
+    gguf_to_onnx.add_split_head(g, "x", (q, d), "head", 32)
+    w = {t.name: onnx.numpy_helper.to_array(t) for t in g.inits}
+    unpack = lambda b: np.stack([b & 15, b >> 4], -1).reshape(8, 1, 32).astype(np.int16)
+    hi, lo = unpack(w["head.hi.qweight"]) - 8, unpack(w["head.lo.qweight"])
+    assert ((hi >= -8) & (hi <= 7)).all() and ((lo >= 0) & (lo <= 15)).all()
+    rebuilt = hi * w["head.hi.scales"].reshape(8, 1, 1) + lo * w["head.lo.scales"].reshape(8, 1, 1)
+    assert np.array_equal(rebuilt.astype(np.float32), q * d[..., None])  # bit for bit
+
+
+def test_split_head_logits_equal_f32_head(tmp_path, dest, gguf_file):
+    import gguf_to_onnx
+    ids = [1, 4093, 198, 1780, 314, 216, 33, 34, 27]
+    cfg = gguf_to_onnx.convert(gguf_file, tmp_path / "f32head", head="f32", quiet=True)
+    assert cfg["lm_head"] == "f32"
+    f32 = prefill_logits(session(tmp_path / "f32head" / "model.onnx"), cfg, ids)[0]
+    split = prefill_logits(session(dest / CHAT / "model.onnx"), cfg, ids)[0]
+    assert np.abs(f32 - split).max() < 1e-4
 
 
 def test_tokenizer_and_template(dest):
