@@ -104,18 +104,13 @@ if [ -z "${SKIP_LLAMA:-}" ]; then
     if ! "$BENCH_VENV/bin/python" -c 'import llama_cpp.server' 2>/dev/null; then
         echo "-- llama.cpp skipped: no llama-cpp-python[server] in $BENCH_VENV (see the header of this script)"
     else
-        extract_gguf
-        LLAMA_VERSION="$("$BENCH_VENV/bin/python" -c 'import llama_cpp; print(llama_cpp.__version__)')"
+        LLAMA_VERSION="$(llama_version)"
         for t in $THREADS; do
             PORT="$(free_port)"
             echo "-- llama.cpp server (llama-cpp-python $LLAMA_VERSION), n_threads=$t, port $PORT (load $(load))"
-            "$BENCH_VENV/bin/python" -m llama_cpp.server --model "$GGUF" --host 127.0.0.1 --port "$PORT" \
-                --n_threads "$t" --n_threads_batch "$t" --n_ctx 2048 --chat_format chatml \
-                --model_alias smollm2 --verbose False \
-                >"$WORK/llama-$t.log" 2>&1 &
-            PID=$!
+            start_llama "$PORT" "$t" "$WORK/llama-$t.log" || exit 1
+            PID=$SERVER_PID
             PIDS+=("$PID")
-            wait_http "http://127.0.0.1:$PORT/v1/models" "$PID" 120 || { tail -20 "$WORK/llama-$t.log" >&2; exit 1; }
             python3 benches/measure.py chat "http://127.0.0.1:$PORT" smollm2 "$RESULTS/llama-$t.json" \
                 --reps "$REPS" --label "llama.cpp (llama-cpp-python $LLAMA_VERSION, Q4_1 GGUF)" --threads "$t"
             stop "$PID"

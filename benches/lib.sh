@@ -70,4 +70,17 @@ start_tensoras() {
     wait_http "http://127.0.0.1:$port/health" "$SERVER_PID" 120 || { cat "$log" >&2; stop "$SERVER_PID"; return 1; }
 }
 
+# start_llama PORT THREADS LOG: llama-cpp-python's server on $GGUF (the weights the default
+# chat model was converted from) with THREADS threads, model alias `smollm2`; sets
+# SERVER_PID and waits up to 120 s for it. Needs llama-cpp-python[server] in $BENCH_VENV.
+start_llama() {
+    extract_gguf
+    "$BENCH_VENV/bin/python" -m llama_cpp.server --model "$GGUF" --host 127.0.0.1 --port "$1" \
+        --n_threads "$2" --n_threads_batch "$2" --n_ctx 2048 --chat_format chatml \
+        --model_alias smollm2 --verbose False >"$3" 2>&1 &
+    SERVER_PID=$!
+    wait_http "http://127.0.0.1:$1/v1/models" "$SERVER_PID" 120 || { tail -20 "$3" >&2; stop "$SERVER_PID"; return 1; }
+}
+llama_version() { "$BENCH_VENV/bin/python" -c 'import llama_cpp; print(llama_cpp.__version__)'; }
+
 stop() { kill "$1" 2>/dev/null; wait "$1" 2>/dev/null || true; }

@@ -488,6 +488,39 @@ def cmd_steps(a):
           f"{run / (run + rest):.3f}")
 
 
+def cmd_versus(a):
+    """Engines measured in turns: each round streams the benchmark request once to every
+    engine, in an order that rotates from round to round, so all of them see the same
+    minutes of this machine's drifting speed. Reports each engine's median and, for
+    every engine but the last (the peer), the median of its per-round ratios to the
+    last one."""
+    engines = [{"label": e[0], "url": e[1], "model": e[2], "key": e[3] if len(e) > 3 else None} for e in a.engine]
+    if len(engines) < 2:
+        sys.exit("versus: give at least two --engine")
+    for e in engines:
+        print(f"[{e['label']}] warm-up request", flush=True)
+        stream_once(e["url"], e["model"], e["key"], a.max_tokens)
+        e["runs"] = []
+    for i in range(a.reps):
+        k = i % len(engines)
+        for e in engines[k:] + engines[:k]:
+            r = stream_once(e["url"], e["model"], e["key"], a.max_tokens)
+            e["runs"].append(r)
+            print(f"[round {i + 1}] {e['label']}: {r['completion_tokens']} tokens, TTFT {r['ttft_ms']:.1f} ms, "
+                  f"decode {r['decode_tps']:.1f} tok/s", flush=True)
+    peer = engines[-1]
+    print(f"\n| engine | threads | decode tok/s (median of {a.reps}) | range | vs {peer['label']}: median ratio (range) |")
+    print("|---|---|---|---|---|")
+    for e in engines:
+        tps = [r["decode_tps"] for r in e["runs"]]
+        ratios = [x["decode_tps"] / y["decode_tps"] for x, y in zip(e["runs"], peer["runs"])]
+        e["decode_tps"] = statistics.median(tps)
+        e["ratio"] = statistics.median(ratios)
+        vs = "-" if e is peer else f"{e['ratio']:.2f} ({min(ratios):.2f}-{max(ratios):.2f})"
+        print(f"| {e['label']} | {a.threads} | {e['decode_tps']:.1f} | {min(tps):.1f}-{max(tps):.1f} | {vs} |")
+    json.dump({"kind": "versus", "threads": a.threads, "engines": engines}, open(a.out, "w"), indent=1)
+
+
 def cmd_table(a):
     results = results_in(a.dir)
     chat = [r for r in results if r["kind"] == "chat"]
@@ -559,13 +592,19 @@ def main():
     k.add_argument("--key"); k.add_argument("--streams", type=int, nargs="+", default=[1, 2, 4, 8])
     k.add_argument("--max-tokens", type=int, default=64); k.add_argument("--reps", type=int, default=3)
     k.add_argument("--label", default="concurrent"); k.add_argument("--threads", type=int, default=2)
+    v = sub.add_parser("versus")
+    v.add_argument("out")
+    v.add_argument("--engine", nargs="+", action="append", required=True,
+                   metavar="LABEL URL MODEL [KEY]", help="repeat; the last one is the peer")
+    v.add_argument("--reps", type=int, default=9); v.add_argument("--max-tokens", type=int, default=128)
+    v.add_argument("--threads", type=int, default=2)
     kt = sub.add_parser("concurrent-table")
     kt.add_argument("dir")
     a = p.parse_args()
     {"chat": cmd_chat, "embed-http": cmd_embed_http, "embed-ort": cmd_embed_ort,
      "grammar": cmd_grammar, "ingest-bare": cmd_ingest_bare, "table": cmd_table,
      "concurrent": cmd_concurrent, "concurrent-table": cmd_concurrent_table, "ratio": cmd_ratio,
-     "steps": cmd_steps}[a.cmd](a)
+     "steps": cmd_steps, "versus": cmd_versus}[a.cmd](a)
 
 
 if __name__ == "__main__":
