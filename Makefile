@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := run
 ENV := . scripts/env.sh
 
-.PHONY: setup run test test-rust test-guests test-models test-e2e bench bench-inference bench-grammar bench-batching bench-wasm-ratio bench-versus bench-kb guests
+.PHONY: setup run test test-rust test-guests test-models test-e2e bench bench-inference bench-grammar bench-batching bench-wasm-ratio bench-versus bench-kv bench-kb guests
 
 setup:
 	@bash scripts/setup.sh
@@ -54,6 +54,10 @@ bench-wasm-ratio: setup
 ## tensoras (exact and --int8-activations) vs llama.cpp on the same GGUF, in rotating turns.
 bench-versus: setup
 	@bash benches/versus.sh
+
+## KV cache updated in place vs copied every step, at a short and a ~1,000-token context.
+bench-kv: setup
+	@bash benches/kv_cache.sh
 
 ## Knowledge base at KB_BENCH_CHUNKS (default 100,000) chunks: ingestion chunks/s end to end,
 ## then retrieve p50/p99 for vector, keyword and hybrid search (~40 min on 2 cores).

@@ -495,16 +495,18 @@ def cmd_versus(a):
     every engine but the last (the peer), the median of its per-round ratios to the
     last one."""
     engines = [{"label": e[0], "url": e[1], "model": e[2], "key": e[3] if len(e) > 3 else None} for e in a.engine]
+    # --pad-words: a long context (filler system text), where the KV cache dominates a step.
+    extra = padded(None, a.pad_words) if a.pad_words else None
     if len(engines) < 2:
         sys.exit("versus: give at least two --engine")
     for e in engines:
         print(f"[{e['label']}] warm-up request", flush=True)
-        stream_once(e["url"], e["model"], e["key"], a.max_tokens)
+        stream_once(e["url"], e["model"], e["key"], a.max_tokens, extra)
         e["runs"] = []
     for i in range(a.reps):
         k = i % len(engines)
         for e in engines[k:] + engines[:k]:
-            r = stream_once(e["url"], e["model"], e["key"], a.max_tokens)
+            r = stream_once(e["url"], e["model"], e["key"], a.max_tokens, extra)
             e["runs"].append(r)
             print(f"[round {i + 1}] {e['label']}: {r['completion_tokens']} tokens, TTFT {r['ttft_ms']:.1f} ms, "
                   f"decode {r['decode_tps']:.1f} tok/s", flush=True)
@@ -598,6 +600,7 @@ def main():
                    metavar="LABEL URL MODEL [KEY]", help="repeat; the last one is the peer")
     v.add_argument("--reps", type=int, default=9); v.add_argument("--max-tokens", type=int, default=128)
     v.add_argument("--threads", type=int, default=2)
+    v.add_argument("--pad-words", type=int, default=0, help="filler words before the prompt")
     kt = sub.add_parser("concurrent-table")
     kt.add_argument("dir")
     a = p.parse_args()

@@ -94,7 +94,7 @@ fn main() -> anyhow::Result<()> {
 
     println!("bare ONNX Runtime decode loop: {MODEL}, {max_tokens} tokens, greedy, {reps} runs + 1 warm-up");
     for &n in &threads {
-        let inference = Inference::load(&manifests, &models_dir, false, &OrtOptions { library: library.clone(), threads: n, cuda: false, max_batch: 1, prefix_cache_bytes: 0 })?;
+        let inference = Inference::load(&manifests, &models_dir, false, &OrtOptions { library: library.clone(), threads: n, cuda: false, max_batch: 1, prefix_cache_bytes: 0, kv_in_place: true })?;
         let Some(Loaded { graph: Graph::Decoder(graph), text, .. }) = inference.get(MODEL) else {
             anyhow::bail!("{MODEL} is not installed under {} (run `make models`)", models_dir.display());
         };

@@ -73,6 +73,7 @@ impl Config {
                 cuda: false,
                 max_batch: 16,
                 prefix_cache_bytes: 256 << 20,
+                kv_in_place: true,
             },
             files_url: None,
             max_file_bytes: 512 << 20,

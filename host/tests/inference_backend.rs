@@ -21,7 +21,7 @@ fn home_cache() -> PathBuf {
 }
 
 fn ort() -> OrtOptions {
-    let opts = OrtOptions { library: None, threads: 1, cuda: false, max_batch: 8, prefix_cache_bytes: 1 << 20 };
+    let opts = OrtOptions { library: None, threads: 1, cuda: false, max_batch: 8, prefix_cache_bytes: 1 << 20, kv_in_place: true };
     tensoras::inference::onnx::init(&opts).expect("ONNX Runtime (run `make setup`)");
     opts
 }
@@ -157,6 +157,10 @@ async fn prompts_reuse_the_cached_prefix_of_a_finished_sequence() {
     assert_eq!(graph.batch_stats().prefix_hits, s2.prefix_hits);
 }
 
+/// Held by the tests that run SmolLM2 through the scheduler: its batching decisions follow
+/// measured run times, which another model test on the same cores would skew.
+static SCHEDULER_TIMING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn argmax(logits: &[f32]) -> i64 {
     logits.iter().enumerate().fold(0, |best, (i, &v)| if v > logits[best] { i } else { best }) as i64
 }
@@ -193,6 +197,7 @@ fn smollm2_answers_the_france_question_through_the_backend() {
 /// run alone or batched together (left padding, one run per step for all three).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn smollm2_decodes_the_same_tokens_batched_as_alone() {
+    let _alone = SCHEDULER_TIMING.lock().await;
     let inference = default_models();
     let loaded = inference.get("smollm2").expect("installed by `make setup`");
     let Graph::Decoder(graph) = &loaded.graph else { panic!("chat model must be a decoder") };
@@ -240,6 +245,57 @@ async fn smollm2_decodes_the_same_tokens_batched_as_alone() {
     let stats = graph.batch_stats();
     assert_eq!(stats.largest_batch, 3, "{stats:?}");
     assert!(stats.decode_runs - before.decode_runs < (3 * (STEPS as u64 - 1)) / 2, "{before:?} → {stats:?}");
+}
+
+/// GroupQueryAttention's in-place cache (past and present one buffer, grown 256
+/// positions at a time) gives the logits of the cache copied every step, across a growth
+/// in the middle of decoding; and a prompt served from the prefix cache of such a cache
+/// continues the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smollm2_in_place_cache_matches_the_copied_cache() {
+    let _alone = SCHEDULER_TIMING.lock().await;
+    let load = |in_place: bool| {
+        Inference::load(&repo().join("models"), &home_cache().join("models"), false, &OrtOptions { kv_in_place: in_place, prefix_cache_bytes: 64 << 20, ..ort() })
+            .expect("default models (run `make setup`)")
+    };
+    let (in_place, copied) = (load(true), load(false));
+    let graph = |inference: &Inference| match &inference.get("smollm2").expect("installed by `make setup`").graph {
+        Graph::Decoder(g) => g.clone(),
+        _ => panic!("chat model must be a decoder"),
+    };
+    let text = &in_place.get("smollm2").unwrap().text;
+    let prompt = "The baker kneads the dough, waits for it to rise and bakes it. ".repeat(14);
+    let ids: Vec<i64> = text.encode(&prompt, false).unwrap().into_iter().map(i64::from).collect();
+    assert!((220..250).contains(&ids.len()), "{} tokens: decoding must cross 256 positions", ids.len());
+    const STEPS: usize = 24;
+    let decode = |g: Arc<DecoderGraph>| {
+        let mut seq = DecoderSequence::new(g);
+        let mut logits = vec![seq.step(&ids).unwrap()];
+        for _ in 1..STEPS {
+            let next = argmax(logits.last().unwrap());
+            logits.push(seq.step(&[next]).unwrap());
+        }
+        logits
+    };
+    let (a, b) = (decode(graph(&in_place)), decode(graph(&copied)));
+    for (step, (x, y)) in a.iter().zip(&b).enumerate() {
+        let diff = x.iter().zip(y).map(|(p, q)| (p - q).abs()).fold(0f32, f32::max);
+        assert!(diff < 1e-4, "step {step}: logits differ by {diff}");
+    }
+    let tokens: Vec<i64> = a.iter().map(|l| argmax(l)).collect();
+    // Through the scheduler: the second request starts from the first one's cache.
+    let g = graph(&in_place);
+    for round in 0..2 {
+        let seq = g.sequence(7);
+        let mut next = argmax(&seq.step(ids.clone()).await.unwrap());
+        let mut out = vec![next];
+        for _ in 1..STEPS {
+            next = argmax(&seq.step(vec![next]).await.unwrap());
+            out.push(next);
+        }
+        assert_eq!(out, tokens, "round {round}");
+    }
+    assert!(g.batch_stats().prefix_hits >= 1, "{:?}", g.batch_stats());
 }
 
 #[test]

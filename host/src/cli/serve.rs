@@ -54,6 +54,10 @@ pub struct ServeArgs {
     /// that start with the same tokens (next turns, shared system prompts), in MiB; 0 off.
     #[arg(long, env = "TENSORAS_PREFIX_CACHE_MB", default_value_t = 256)]
     prefix_cache_mb: usize,
+    /// Copy each chat model's KV cache every step instead of updating it in place (what
+    /// graphs without GroupQueryAttention always do); for comparisons.
+    #[arg(long, env = "TENSORAS_KV_COPY")]
+    kv_copy: bool,
     /// Object store for uploaded files: `file:///dir`, `memory://`, or (with the
     /// `cloud-storage` build feature) `s3://bucket/prefix`, `gs://...`, `az://...`
     /// [default: <data-dir>/objects].
@@ -99,6 +103,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     config.ort.cuda = args.device == "cuda";
     config.ort.max_batch = args.max_batch.max(1);
     config.ort.prefix_cache_bytes = args.prefix_cache_mb << 20;
+    config.ort.kv_in_place = !args.kv_copy;
     config.files_url = args.files_url;
     config.max_file_bytes = args.max_file_bytes;
     config.url_sources_allow_private = args.url_sources_allow_private;

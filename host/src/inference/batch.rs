@@ -9,8 +9,9 @@
 //! KV caches live in *groups*: a group is the batched cache of the sequences that last ran
 //! together, left-padded to a common width (`attention_mask` 0 over the padding, which the
 //! graph turns into an attention bias; each row's `position_ids` are its own positions).
-//! While the same members keep stepping together, each run's `present.*` is the next run's
-//! past with no copy, exactly as for a lone sequence, which is a group of one. When the
+//! While the same members keep stepping together, their cache carries over from run to run
+//! with no copy (in place, or `present.*` as the next past: [`KvCache`]), exactly as for a
+//! lone sequence, which is a group of one. When the
 //! set stepping together changes (a sequence joins after its prefill, another finishes),
 //! the scheduler gathers the members' rows into a new group, trimmed to the longest member:
 //! one copy per change of membership, not one per step.
@@ -42,10 +43,9 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
-use ort::value::{DynValue, Tensor};
 use tokio::sync::oneshot;
 
-use super::onnx::{DecoderGraph, NnError, NnErrorCode, RunInputs};
+use super::onnx::{DecoderGraph, KvCache, NnError, NnErrorCode, RunInputs};
 
 /// Shortest and longest wait for the rest of the previous batch.
 const MIN_WAIT: Duration = Duration::from_millis(2);
@@ -186,12 +186,10 @@ struct Retired {
     last_used: u64,
 }
 
-/// A batched KV cache: `rows` sequences, `width` positions; row `r` holds its
-/// sequence's tokens in positions `width - len .. width` (left padding before them).
+/// A batched KV cache and the sequence in each of its rows (`None`: left, or retired).
 struct Group {
-    kv: Vec<DynValue>,
+    kv: KvCache,
     rows: Vec<Option<u64>>,
-    width: usize,
 }
 
 impl Group {
@@ -399,13 +397,12 @@ impl Scheduler {
         let mut by_seq: HashMap<u64, Step> = steps.into_iter().map(|s| (s.seq, s)).collect();
         let ordered: Vec<Step> = group.rows.iter().flatten().filter_map(|id| by_seq.remove(id)).collect();
         let n = ordered.first().map_or(1, |s| s.ids.len());
-        let width = group.width;
+        let width = group.kv.width;
         let mut inputs = RunInputs {
             batch: ordered.len(),
             ids: Vec::with_capacity(ordered.len() * n),
             mask: Vec::with_capacity(ordered.len() * (width + n)),
             positions: Vec::with_capacity(ordered.len() * n),
-            past: std::mem::take(&mut group.kv),
         };
         for step in &ordered {
             let len = self.seqs.get(&step.seq).map_or(0, SeqState::len);
@@ -414,15 +411,13 @@ impl Scheduler {
             inputs.positions.extend(len as i64..(len + n) as i64);
         }
         let (started, rows) = (Instant::now(), inputs.batch);
-        let result = graph.run(inputs);
+        let result = graph.run(inputs, &mut group.kv);
         let ran = started.elapsed();
         if n == 1 && result.is_ok() {
             self.costs.record(rows, ran);
         }
         match result {
-            Ok((logits, present)) => {
-                group.kv = present;
-                group.width = width + n;
+            Ok(logits) => {
                 for (step, row) in ordered.into_iter().zip(logits) {
                     if let Some(state) = self.seqs.get_mut(&step.seq) {
                         state.tokens.extend_from_slice(&step.ids);
@@ -432,7 +427,7 @@ impl Scheduler {
                 }
             }
             Err(e) => {
-                // The run consumed the past: these caches are gone.
+                // A failed run may leave the cache consumed or half written: it is gone.
                 self.groups.remove(&group_id);
                 for step in ordered {
                     if let Some(state) = self.seqs.get_mut(&step.seq) {
@@ -471,7 +466,7 @@ impl Scheduler {
             self.leave(home);
         }
         let rows = members.iter().copied().map(Some).collect();
-        let id = self.insert_group(Group { kv, rows, width });
+        let id = self.insert_group(Group { kv, rows });
         for (row, seq) in members.iter().enumerate() {
             if let Some(state) = self.seqs.get_mut(seq) {
                 state.home = Some(Home { group: id, row });
@@ -487,30 +482,30 @@ impl Scheduler {
         id
     }
 
-    /// Copies each part's first `take` positions into new tensors `width` wide, each row
+    /// Copies each part's first `take` positions into a new cache `width` wide, each row
     /// right-aligned (left padding before it).
-    fn gather(&self, graph: &DecoderGraph, parts: &[Option<Part>], width: usize) -> Result<Vec<DynValue>, NnError> {
+    fn gather(&self, graph: &DecoderGraph, parts: &[Option<Part>], width: usize) -> Result<KvCache, NnError> {
         let [_, heads, _, dim] = graph.kv_shape(1, 0);
-        let shape = graph.kv_shape(parts.len(), width);
-        let mut kv = Vec::with_capacity(graph.kv_tensors());
+        let cap = graph.capacity(width);
+        let mut buffers = Vec::with_capacity(graph.kv_tensors());
         for k in 0..graph.kv_tensors() {
-            let mut buf = vec![0f32; shape.iter().product()];
+            let mut buf = vec![0f32; graph.kv_shape(parts.len(), cap).iter().product()];
             for (i, part) in parts.iter().enumerate() {
                 let Some(Part { home, len, take }) = *part else { continue };
                 let group = self.groups.get(&home.group).ok_or_else(|| runtime("cache group missing"))?;
-                let value = group.kv.get(k).ok_or_else(|| runtime("cache tensor missing"))?;
+                let value = group.kv.values.get(k).ok_or_else(|| runtime("cache tensor missing"))?;
                 let (_, data) = value.try_extract_tensor::<f32>().map_err(NnError::runtime)?;
-                let pad = group.width.checked_sub(len).ok_or_else(|| runtime("cache row longer than its group"))?;
+                let pad = group.kv.width.checked_sub(len).ok_or_else(|| runtime("cache row longer than its group"))?;
                 for h in 0..heads {
-                    let src = ((home.row * heads + h) * group.width + pad) * dim;
-                    let dst = ((i * heads + h) * width + (width - take)) * dim;
+                    let src = ((home.row * heads + h) * group.kv.cap + pad) * dim;
+                    let dst = ((i * heads + h) * cap + (width - take)) * dim;
                     let from = data.get(src..src + take * dim).ok_or_else(|| runtime("cache tensor smaller than its group"))?;
                     buf[dst..dst + take * dim].copy_from_slice(from);
                 }
             }
-            kv.push(Tensor::from_array((shape, buf)).map_err(NnError::runtime)?.into_dyn());
+            buffers.push(buf);
         }
-        Ok(kv)
+        graph.cache_from(parts.len(), width, cap, buffers)
     }
 
     /// A sequence left `home` (closed, or moved to another group): frees the group once
@@ -549,7 +544,7 @@ impl Scheduler {
                 }
             };
             self.leave(Some(home));
-            self.insert_group(Group { kv, rows: vec![None], width: len })
+            self.insert_group(Group { kv, rows: vec![None] })
         };
         if let Some(g) = self.groups.get_mut(&group) {
             g.rows = vec![None];
@@ -586,7 +581,7 @@ impl Scheduler {
         let kv = self.gather(graph, &[Some(part)], take)?;
         self.uses += 1;
         self.retired[index].last_used = self.uses;
-        let group = self.insert_group(Group { kv, rows: vec![Some(step.seq)], width: take });
+        let group = self.insert_group(Group { kv, rows: vec![Some(step.seq)] });
         if let Some(state) = self.seqs.get_mut(&step.seq) {
             state.tokens = step.ids.drain(..take).collect();
             state.home = Some(Home { group, row: 0 });

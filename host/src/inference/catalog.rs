@@ -165,9 +165,19 @@ pub struct GraphConfig {
     /// Token ids that end a turn.
     #[serde(default, alias = "stop_token_ids")]
     pub eos_token_ids: Vec<u32>,
+    /// The importer's attention kind (decoders): `gqa` graphs can update their KV cache
+    /// in place.
+    #[serde(default)]
+    attention: Option<String>,
 }
 
 impl GraphConfig {
+    /// Whether `past_key_values.*` and `present.*` may be one buffer: GroupQueryAttention
+    /// then writes only the new positions (the importer's `--attention gqa`, its default).
+    pub fn kv_in_place(&self) -> bool {
+        self.attention.as_deref() == Some("gqa")
+    }
+
     /// Longest sequence to accept.
     pub fn context_length(&self) -> u32 {
         self.context_length.or(self.max_length).or(self.max_position_embeddings).unwrap_or(0)

@@ -5,6 +5,7 @@
 
 pub mod batch;
 pub mod catalog;
+mod in_place;
 pub mod onnx;
 pub mod text;
 

@@ -2,9 +2,12 @@
 //! decoder sequences that keep their KV cache on the host between steps, and encoders.
 //!
 //! A decoder step takes only the new token ids; the attention mask, position ids and
-//! `past_key_values.*` are the host's. The `present.*` outputs of one step become the
-//! next step's inputs without a copy. Concurrent sequences of one graph are stepped
-//! together by its scheduler ([`batch`]; docs/design/003-inference-abi.md).
+//! `past_key_values.*` are the host's ([`KvCache`]). Graphs converted with
+//! GroupQueryAttention update the cache in place (buffers with room for more positions,
+//! bound as both past and present; [`in_place`]); other graphs return a new `present.*`
+//! each step, which becomes the next step's past without a copy. Concurrent sequences of
+//! one graph are stepped together by its scheduler ([`batch`];
+//! docs/design/003-inference-abi.md).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -15,7 +18,11 @@ use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
 use ort::value::{DynValue, Tensor};
 
-use super::batch;
+use super::{batch, in_place};
+
+/// An in-place cache grows by this many positions at a time (one copy of the cache each
+/// time), so a sequence is copied once per 256 tokens instead of every step.
+const KV_CHUNK: usize = 256;
 
 /// How a wasi:nn call failed; `code` maps to `wasi:nn/errors.error-code`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +67,9 @@ pub struct OrtOptions {
     /// Memory for the KV caches of finished sequences, reused by prompts that start with
     /// the same tokens (0: no prefix cache).
     pub prefix_cache_bytes: usize,
+    /// Update the KV cache in place where the graph allows it (GroupQueryAttention, on
+    /// the CPU); off, every step copies it, as other graphs do.
+    pub kv_in_place: bool,
 }
 
 /// Loads ONNX Runtime once per process. The error says how to fix a missing library.
@@ -158,6 +168,7 @@ pub struct DecoderGraph {
     vocab: usize,
     context_length: usize,
     has_position_ids: bool,
+    in_place: bool,
     scheduler: batch::Handle,
 }
 
@@ -168,13 +179,23 @@ impl std::fmt::Debug for DecoderGraph {
 }
 
 /// One batched run's inputs: `batch` rows of `n` new tokens each; `mask` is `batch` rows of
-/// past width + `n` (left-padded rows have `attention_mask` 0 in their padding).
+/// the cache's width + `n` (left-padded rows have `attention_mask` 0 in their padding).
 pub(crate) struct RunInputs {
     pub batch: usize,
     pub ids: Vec<i64>,
     pub mask: Vec<i64>,
     pub positions: Vec<i64>,
-    pub past: Vec<DynValue>,
+}
+
+/// The KV cache of `rows` sequences run together: one tensor per `past_key_values.*`
+/// input, `[rows, kv_heads, cap, head_dim]`, of which the first `width` positions are in
+/// use; row `r` holds its sequence in positions `width - len .. width` (left padding,
+/// zeros, before it). `cap` is `width` unless the graph updates the cache in place.
+pub(crate) struct KvCache {
+    pub values: Vec<DynValue>,
+    pub rows: usize,
+    pub width: usize,
+    pub cap: usize,
 }
 
 impl DecoderGraph {
@@ -201,6 +222,9 @@ impl DecoderGraph {
             vocab: config.vocab_size,
             context_length: context_length as usize,
             has_position_ids,
+            // CPU only: with CUDA the bound host buffers would be copied to the device and
+            // back each run, and that path has not run on a GPU yet.
+            in_place: opts.kv_in_place && !opts.cuda && config.kv_in_place(),
             scheduler: batch::Handle::spawn(graph.clone(), opts.max_batch.max(1), prefix_cache_tokens),
         }))
     }
@@ -248,33 +272,102 @@ impl DecoderGraph {
         Ok(())
     }
 
-    /// An empty cache for `batch` rows (the first step's past).
-    pub(crate) fn empty_cache(&self, batch: usize) -> Result<Vec<DynValue>, NnError> {
-        // ort rejects zero-length dimensions in from_array; an allocated empty tensor works.
-        let shape = self.kv_shape(batch, 0);
-        (0..self.kv_tensors())
-            .map(|_| Tensor::<f32>::new(&Allocator::default(), shape).map(|t| t.into_dyn()).map_err(NnError::runtime))
-            .collect()
+    /// Positions a cache `width` wide is allocated with.
+    pub(crate) fn capacity(&self, width: usize) -> usize {
+        if self.in_place { width.max(1).next_multiple_of(KV_CHUNK) } else { width }
     }
 
-    /// One run: returns the last position's logits of each row (one `vocab`-wide vector a
-    /// row, copied straight out of ONNX Runtime's output) and the `present.*` values,
-    /// which are the next run's past as they are.
-    pub(crate) fn run(&self, inputs: RunInputs) -> Result<(Vec<Vec<f32>>, Vec<DynValue>), NnError> {
-        let RunInputs { batch, ids, mask, positions, past } = inputs;
-        if batch == 0 || ids.len() % batch != 0 || mask.len() % batch != 0 {
+    /// An empty cache for `rows` rows (the first step's past).
+    pub(crate) fn empty_cache(&self, rows: usize) -> Result<KvCache, NnError> {
+        if self.in_place {
+            let cap = self.capacity(0);
+            let len = self.kv_shape(rows, cap).iter().product();
+            return self.cache_from(rows, 0, cap, (0..self.kv_tensors()).map(|_| vec![0f32; len]).collect());
+        }
+        // ort rejects zero-length dimensions in from_array; an allocated empty tensor works.
+        let shape = self.kv_shape(rows, 0);
+        let values = (0..self.kv_tensors())
+            .map(|_| Tensor::<f32>::new(&Allocator::default(), shape).map(|t| t.into_dyn()).map_err(NnError::runtime))
+            .collect::<Result<_, _>>()?;
+        Ok(KvCache { values, rows, width: 0, cap: 0 })
+    }
+
+    /// A cache from `kv_tensors()` buffers laid out `[rows, kv_heads, cap, head_dim]`.
+    pub(crate) fn cache_from(&self, rows: usize, width: usize, cap: usize, buffers: Vec<Vec<f32>>) -> Result<KvCache, NnError> {
+        let shape = self.kv_shape(rows, cap);
+        let values = buffers
+            .into_iter()
+            .map(|b| Tensor::from_array((shape, b)).map(|t| t.into_dyn()).map_err(NnError::runtime))
+            .collect::<Result<_, _>>()?;
+        Ok(KvCache { values, rows, width, cap })
+    }
+
+    /// Copies `kv` into buffers with room for `need` positions.
+    fn grow(&self, kv: &mut KvCache, need: usize) -> Result<(), NnError> {
+        let cap = self.capacity(need);
+        let (heads, dim) = (self.kv_heads, self.head_dim);
+        let mut buffers = Vec::with_capacity(kv.values.len());
+        for value in &kv.values {
+            let (_, old) = value.try_extract_tensor::<f32>().map_err(NnError::runtime)?;
+            let mut buf = vec![0f32; kv.rows * heads * cap * dim];
+            for plane in 0..kv.rows * heads {
+                let (src, dst) = (plane * kv.cap * dim, plane * cap * dim);
+                buf[dst..dst + kv.width * dim].copy_from_slice(&old[src..src + kv.width * dim]);
+            }
+            buffers.push(buf);
+        }
+        *kv = self.cache_from(kv.rows, kv.width, cap, buffers)?;
+        Ok(())
+    }
+
+    /// One run over `kv`, which then holds the new positions too: returns the last
+    /// position's logits of each row (one `vocab`-wide vector a row, copied straight out
+    /// of ONNX Runtime's output). After a failed run the cache is not to be used again.
+    pub(crate) fn run(&self, inputs: RunInputs, kv: &mut KvCache) -> Result<Vec<Vec<f32>>, NnError> {
+        let RunInputs { batch, ids, mask, positions } = inputs;
+        if batch == 0 || ids.len() % batch != 0 || mask.len() % batch != 0 || kv.rows != batch {
             return Err(NnError::runtime(format!("malformed batch of {batch} rows")));
         }
         let (n, total) = (ids.len() / batch, mask.len() / batch);
-        let mut feed: Vec<(String, ort::session::SessionInputValue<'_>)> = Vec::with_capacity(3 + past.len());
-        feed.push(("input_ids".into(), Tensor::from_array(([batch, n], ids)).map_err(NnError::runtime)?.into()));
-        feed.push(("attention_mask".into(), Tensor::from_array(([batch, total], mask)).map_err(NnError::runtime)?.into()));
-        if self.has_position_ids {
-            feed.push(("position_ids".into(), Tensor::from_array(([batch, n], positions)).map_err(NnError::runtime)?.into()));
+        if total != kv.width + n {
+            return Err(NnError::runtime(format!("mask of {total} positions for a cache of {} and {n} new", kv.width)));
         }
-        for (i, value) in past.into_iter().enumerate() {
-            let name = format!("past_key_values.{}.{}", i / 2, if i % 2 == 0 { "key" } else { "value" });
-            feed.push((name, value.into()));
+        let ids = Tensor::from_array(([batch, n], ids)).map_err(NnError::runtime)?;
+        let mask = Tensor::from_array(([batch, total], mask)).map_err(NnError::runtime)?;
+        let positions = Tensor::from_array(([batch, n], positions)).map_err(NnError::runtime)?;
+        let past_name = |i: usize| format!("past_key_values.{}.{}", i / 2, if i % 2 == 0 { "key" } else { "value" });
+        let present_name = |i: usize| format!("present.{}.{}", i / 2, if i % 2 == 0 { "key" } else { "value" });
+        if self.in_place {
+            if total > kv.cap {
+                self.grow(kv, total)?;
+            }
+            let logits = Tensor::<f32>::new(&Allocator::default(), [batch, 1, self.vocab]).map_err(NnError::runtime)?;
+            let mut session = self.session.lock().map_err(|_| NnError::runtime("session lock poisoned"))?;
+            let mut binding = session.create_binding().map_err(NnError::runtime)?;
+            binding.bind_input("input_ids", &ids).map_err(NnError::runtime)?;
+            binding.bind_input("attention_mask", &mask).map_err(NnError::runtime)?;
+            if self.has_position_ids {
+                binding.bind_input("position_ids", &positions).map_err(NnError::runtime)?;
+            }
+            in_place::bind_output(&mut binding, "logits", &logits).map_err(NnError::runtime)?;
+            for (i, value) in kv.values.iter().enumerate() {
+                binding.bind_input(past_name(i), value).map_err(NnError::runtime)?;
+                in_place::bind_output(&mut binding, &present_name(i), value).map_err(NnError::runtime)?;
+            }
+            in_place::run(&mut session, &binding).map_err(NnError::runtime)?;
+            drop(binding);
+            kv.width = total;
+            let (_, data) = logits.extract_tensor();
+            return Ok(data.chunks(self.vocab).map(<[f32]>::to_vec).collect());
+        }
+        let mut feed: Vec<(String, ort::session::SessionInputValue<'_>)> = Vec::with_capacity(3 + kv.values.len());
+        feed.push(("input_ids".into(), ids.into()));
+        feed.push(("attention_mask".into(), mask.into()));
+        if self.has_position_ids {
+            feed.push(("position_ids".into(), positions.into()));
+        }
+        for (i, value) in std::mem::take(&mut kv.values).into_iter().enumerate() {
+            feed.push((past_name(i), value.into()));
         }
         let mut session = self.session.lock().map_err(|_| NnError::runtime("session lock poisoned"))?;
         let mut out = session.run(feed).map_err(NnError::runtime)?;
@@ -287,13 +380,12 @@ impl DecoderGraph {
         }
         let last = (0..batch).map(|r| data[(r + 1) * row - self.vocab..(r + 1) * row].to_vec()).collect();
         let mut present = Vec::with_capacity(self.kv_tensors());
-        for layer in 0..self.layers {
-            for kind in ["key", "value"] {
-                let name = format!("present.{layer}.{kind}");
-                present.push(out.remove(&name).ok_or_else(|| NnError::runtime(format!("graph has no {name} output")))?);
-            }
+        for i in 0..self.kv_tensors() {
+            let name = present_name(i);
+            present.push(out.remove(&name).ok_or_else(|| NnError::runtime(format!("graph has no {name} output")))?);
         }
-        Ok((last, present))
+        *kv = KvCache { values: present, rows: batch, width: total, cap: total };
+        Ok(last)
     }
 }
 
@@ -301,50 +393,46 @@ impl DecoderGraph {
 /// cache lives here between steps.
 pub struct DecoderSequence {
     graph: Arc<DecoderGraph>,
-    past: Option<Vec<DynValue>>,
-    len: usize,
+    kv: Option<KvCache>,
 }
 
 impl std::fmt::Debug for DecoderSequence {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DecoderSequence").field("len", &self.len).finish()
+        f.debug_struct("DecoderSequence").field("len", &self.len()).finish()
     }
 }
 
 impl DecoderSequence {
     /// An empty sequence.
     pub fn new(graph: Arc<DecoderGraph>) -> Self {
-        Self { graph, past: None, len: 0 }
+        Self { graph, kv: None }
     }
 
     /// Tokens held so far.
     pub fn len(&self) -> usize {
-        self.len
+        self.kv.as_ref().map_or(0, |kv| kv.width)
     }
 
     /// Whether nothing has been computed yet.
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.len() == 0
     }
 
     /// Appends `ids` and returns the logits of the last position.
     pub fn step(&mut self, ids: &[i64]) -> Result<Vec<f32>, NnError> {
         let g = &self.graph;
-        g.check(self.len, ids)?;
-        let total = self.len + ids.len();
-        let past = match self.past.take() {
-            Some(p) => p,
+        let len = self.len();
+        g.check(len, ids)?;
+        let total = len + ids.len();
+        let mut kv = match self.kv.take() {
+            Some(kv) => kv,
             None => g.empty_cache(1)?,
         };
-        let (logits, present) = g.run(RunInputs {
-            batch: 1,
-            ids: ids.to_vec(),
-            mask: vec![1; total],
-            positions: (self.len as i64..total as i64).collect(),
-            past,
-        })?;
-        self.past = Some(present);
-        self.len = total;
+        let logits = g.run(
+            RunInputs { batch: 1, ids: ids.to_vec(), mask: vec![1; total], positions: (len as i64..total as i64).collect() },
+            &mut kv,
+        )?;
+        self.kv = Some(kv);
         logits.into_iter().next().ok_or_else(|| NnError::runtime("a one-row run returned no logits"))
     }
 }
