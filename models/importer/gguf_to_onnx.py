@@ -287,8 +287,7 @@ def head_kind(m, precision: str, head: str) -> str:
     else the f32 table."""
     if m.has_output_head() or precision != "q4" or head == "f32":
         return "f32"
-    ek, _ = m.weight_rows("token_embd.weight")
-    return head if ek == "q8_0" else "f32"
+    return head if m.qtype("token_embd.weight") == gguf.GGMLQuantizationType.Q8_0 else "f32"
 
 
 def rope_tables(m: GGUFModel, max_pos: int):
