@@ -31,13 +31,14 @@ int8_models() {
 }
 
 # build_bare_loop / bare_loop THREADS REPS: host/benches/decode.rs, the bare ONNX Runtime
-# decode loop (THREADS comma-separated); it prints a `RESULT bare ...` line per thread count.
+# decode loop (THREADS comma-separated) on the server's default MatMulNBits kernel
+# (DECODE_KERNELS to change); it prints a `RESULT bare ...` line per thread count.
 # Build first so that compiling does not overlap a measurement.
 build_bare_loop() {
     PATH=/usr/bin:$PATH CARGO_TARGET_DIR="$CACHE/target" cargo bench -p tensoras --bench decode --no-run 2>&1 | tail -2
 }
 bare_loop() {
-    DECODE_THREADS="$1" DECODE_REPS="$2" PATH=/usr/bin:$PATH CARGO_TARGET_DIR="$CACHE/target" \
+    DECODE_THREADS="$1" DECODE_REPS="$2" DECODE_KERNELS="${DECODE_KERNELS:-tensoras}" PATH=/usr/bin:$PATH CARGO_TARGET_DIR="$CACHE/target" \
         cargo bench -q -p tensoras --bench decode 2>&1
 }
 

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # tensoras against llama.cpp on the same weights, measured in turns: for each thread count,
 # `tensoras serve` (the exact default conversion and the `--int8-activations` import of the
-# same GGUF, one server) and llama-cpp-python's server run side by side, and every round
+# same GGUF, one server), a second `tensoras serve --ort-matmul` (the exact conversion on
+# ONNX Runtime's MatMulNBits kernel instead of tensoras' own) and llama-cpp-python's
+# server run side by side, and every round
 # streams the benchmark request (measure.py: 43-token prompt, 128 tokens, temperature 0)
 # once to each, in a rotating order (measure.py versus). benches/inference.sh measures the
 # engines one after another, minutes apart; on a VM whose speed drifts by ±20 % from minute
@@ -9,7 +11,7 @@
 #
 #   bash benches/versus.sh        (or `make bench-versus`)
 #
-# Environment: REPS=9 rounds, THREADS="1 2", SKIP_INT8=1, TENSORAS_BIN, BENCH_VENV,
+# Environment: REPS=9 rounds, THREADS="1 2", SKIP_INT8=1, SKIP_ORT_KERNEL=1, TENSORAS_BIN, BENCH_VENV,
 # RESULTS_DIR. Needs llama-cpp-python[server] in BENCH_VENV (see benches/inference.sh).
 # Loopback only; both servers are stopped on exit.
 set -euo pipefail
@@ -39,12 +41,20 @@ for t in $THREADS; do
     start_tensoras "$TENSORAS_BIN" "$TPORT" "$WORK/data-$t" "$WORK/tensoras-$t.log" "$KEY" \
         TENSORAS_THREADS="$t" TENSORAS_MODELS_DIR="$MODELS" || exit 1
     PIDS+=("$SERVER_PID")
+    if [ -z "${SKIP_ORT_KERNEL:-}" ]; then
+        OPORT="$(free_port)"
+        start_tensoras "$TENSORAS_BIN" "$OPORT" "$WORK/data-ort-$t" "$WORK/tensoras-ort-$t.log" "$KEY" \
+            TENSORAS_THREADS="$t" TENSORAS_MODELS_DIR="$MODELS_DIR" TENSORAS_ORT_MATMUL=true || exit 1
+        PIDS+=("$SERVER_PID")
+    fi
     LPORT="$(free_port)"
     start_llama "$LPORT" "$t" "$WORK/llama-$t.log" || exit 1
     PIDS+=("$SERVER_PID")
     engines=(--engine "tensoras, exact default" "http://127.0.0.1:$TPORT" smollm2-135m-instruct "$KEY")
     [ -z "${SKIP_INT8:-}" ] &&
         engines+=(--engine "tensoras, --int8-activations" "http://127.0.0.1:$TPORT" "$INT8_ID" "$KEY")
+    [ -z "${SKIP_ORT_KERNEL:-}" ] &&
+        engines+=(--engine "tensoras, --ort-matmul" "http://127.0.0.1:$OPORT" smollm2-135m-instruct "$KEY")
     engines+=(--engine "llama.cpp" "http://127.0.0.1:$LPORT" smollm2)
     echo "-- $t thread(s), load $(load)"
     python3 benches/measure.py versus "$RESULTS/versus-$t.json" --reps "$REPS" --threads "$t" "${engines[@]}" |

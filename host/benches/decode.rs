@@ -11,6 +11,8 @@
 //! - `DECODE_THREADS`: comma-separated thread counts [default: `1,2`]
 //! - `DECODE_TOKENS`: tokens to generate [default: 128]
 //! - `DECODE_REPS`: measured repetitions per thread count [default: 5]
+//! - `DECODE_KERNELS`: MatMulNBits kernels to compare, `tensoras` (ours) and/or `ort`
+//!   (ONNX Runtime's), run in alternation [default: `tensoras,ort`]
 //!
 //! Each thread count loads its own session (ONNX Runtime's intra-op pool is fixed per
 //! session). One warm-up generation is discarded, then the medians are printed, plus one
@@ -93,37 +95,60 @@ fn main() -> anyhow::Result<()> {
     let reps: usize = env_or("DECODE_REPS", 5).max(1);
 
     println!("bare ONNX Runtime decode loop: {MODEL}, {max_tokens} tokens, greedy, {reps} runs + 1 warm-up");
+    // Both MatMulNBits kernels, in alternating runs (the VM's speed drifts from minute to
+    // minute, so back-to-back pairs compare them more steadily than one after the other).
+    let kernels: Vec<(&str, bool)> = std::env::var("DECODE_KERNELS")
+        .unwrap_or_else(|_| "tensoras,ort".into())
+        .split(',')
+        .filter_map(|k| match k.trim() {
+            "tensoras" => Some(("tensoras", true)),
+            "ort" => Some(("ort", false)),
+            _ => None,
+        })
+        .collect();
     for &n in &threads {
-        let inference = Inference::load(&manifests, &models_dir, false, &OrtOptions { library: library.clone(), threads: n, cuda: false, max_batch: 1, prefix_cache_bytes: 0, kv_in_place: true })?;
-        let Some(Loaded { graph: Graph::Decoder(graph), text, .. }) = inference.get(MODEL) else {
-            anyhow::bail!("{MODEL} is not installed under {} (run `make models`)", models_dir.display());
-        };
-        let rendered = text
-            .apply_chat_template(
-                &[TemplateMessage { role: "user".into(), content: PROMPT.into(), tool_call_id: None, tool_calls: None }],
-                None,
-            )
-            .map_err(|e| anyhow::anyhow!(e))?;
-        let prompt: Vec<i64> = text.encode(&rendered, false).map_err(|e| anyhow::anyhow!(e))?.into_iter().map(i64::from).collect();
-        let stop = text.stop_tokens().to_vec();
-
-        let _ = generate(graph, &prompt, &stop, max_tokens);
-        let runs: Vec<Run> = (0..reps).map(|_| generate(graph, &prompt, &stop, max_tokens)).collect();
-        let generated = runs[0].generated;
-        let tps = median(runs.iter().map(|r| (r.generated - 1) as f64 / r.decode_s).collect());
-        let ttft_ms = median(runs.iter().map(|r| r.prefill_s * 1e3).collect());
-        let prefill_tps = median(runs.iter().map(|r| r.prompt_tokens as f64 / r.prefill_s).collect());
-        let all: Vec<String> = runs.iter().map(|r| format!("{:.1}", (r.generated - 1) as f64 / r.decode_s)).collect();
-        println!(
-            "threads={n}: prompt {} tokens, generated {generated}; decode {tps:.1} tok/s (runs: {}); \
-             prefill/TTFT {ttft_ms:.1} ms ({prefill_tps:.0} tok/s)",
-            runs[0].prompt_tokens,
-            all.join(", ")
-        );
-        println!(
-            "RESULT bare threads={n} decode_tps={tps:.2} ttft_ms={ttft_ms:.2} prefill_tps={prefill_tps:.1} prompt_tokens={} generated={generated}",
-            runs[0].prompt_tokens
-        );
+        let mut loaded = Vec::new();
+        for &(name, nbits_kernel) in &kernels {
+            let opts = OrtOptions { library: library.clone(), threads: n, cuda: false, max_batch: 1, prefix_cache_bytes: 0, kv_in_place: true, nbits_kernel };
+            let inference = Inference::load(&manifests, &models_dir, false, &opts)?;
+            let Some(Loaded { graph: Graph::Decoder(graph), text, .. }) = inference.get(MODEL) else {
+                anyhow::bail!("{MODEL} is not installed under {} (run `make models`)", models_dir.display());
+            };
+            let (graph, text) = (graph.clone(), text.clone());
+            let rendered = text
+                .apply_chat_template(
+                    &[TemplateMessage { role: "user".into(), content: PROMPT.into(), tool_call_id: None, tool_calls: None }],
+                    None,
+                )
+                .map_err(|e| anyhow::anyhow!(e))?;
+            let prompt: Vec<i64> = text.encode(&rendered, false).map_err(|e| anyhow::anyhow!(e))?.into_iter().map(i64::from).collect();
+            let stop = text.stop_tokens().to_vec();
+            let _ = generate(&graph, &prompt, &stop, max_tokens);
+            loaded.push((name, graph, prompt, stop, Vec::new()));
+        }
+        for _ in 0..reps {
+            for (_, graph, prompt, stop, runs) in &mut loaded {
+                runs.push(generate(graph, prompt, stop, max_tokens));
+            }
+        }
+        for (name, graph, _, _, runs) in &loaded {
+            let generated = runs[0].generated;
+            let tps = median(runs.iter().map(|r| (r.generated - 1) as f64 / r.decode_s).collect());
+            let ttft_ms = median(runs.iter().map(|r| r.prefill_s * 1e3).collect());
+            let prefill_tps = median(runs.iter().map(|r| r.prompt_tokens as f64 / r.prefill_s).collect());
+            let all: Vec<String> = runs.iter().map(|r| format!("{:.1}", (r.generated - 1) as f64 / r.decode_s)).collect();
+            println!(
+                "threads={n} kernel={name} ({} nodes on tensoras' kernel): prompt {} tokens, generated {generated}; \
+                 decode {tps:.1} tok/s (runs: {}); prefill/TTFT {ttft_ms:.1} ms ({prefill_tps:.0} tok/s)",
+                graph.nbits_kernel_nodes(),
+                runs[0].prompt_tokens,
+                all.join(", ")
+            );
+            println!(
+                "RESULT bare threads={n} kernel={name} decode_tps={tps:.2} ttft_ms={ttft_ms:.2} prefill_tps={prefill_tps:.1} prompt_tokens={} generated={generated}",
+                runs[0].prompt_tokens
+            );
+        }
     }
     Ok(())
 }

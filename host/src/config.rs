@@ -74,6 +74,7 @@ impl Config {
                 max_batch: 16,
                 prefix_cache_bytes: 256 << 20,
                 kv_in_place: true,
+                nbits_kernel: true,
             },
             files_url: None,
             max_file_bytes: 512 << 20,

@@ -21,7 +21,7 @@ fn home_cache() -> PathBuf {
 }
 
 fn ort() -> OrtOptions {
-    let opts = OrtOptions { library: None, threads: 1, cuda: false, max_batch: 8, prefix_cache_bytes: 1 << 20, kv_in_place: true };
+    let opts = OrtOptions { library: None, threads: 1, cuda: false, max_batch: 8, prefix_cache_bytes: 1 << 20, kv_in_place: true, nbits_kernel: true };
     tensoras::inference::onnx::init(&opts).expect("ONNX Runtime (run `make setup`)");
     opts
 }
@@ -296,6 +296,45 @@ async fn smollm2_in_place_cache_matches_the_copied_cache() {
         assert_eq!(out, tokens, "round {round}");
     }
     assert!(g.batch_stats().prefix_hits >= 1, "{:?}", g.batch_stats());
+}
+
+/// tensoras' MatMulNBits kernel (where the CPU has AVX-512F) gives ONNX Runtime's f32
+/// logits over a prompt (many rows at once) and single-token steps, so greedy decoding
+/// picks the same tokens; elsewhere the graph runs on ONNX Runtime's kernel.
+#[test]
+fn smollm2_nbits_kernel_matches_onnx_runtime() {
+    let load = |nbits_kernel: bool| {
+        Inference::load(&repo().join("models"), &home_cache().join("models"), false, &OrtOptions { nbits_kernel, ..ort() })
+            .expect("default models (run `make setup`)")
+    };
+    let (ours, theirs) = (load(true), load(false));
+    let graph = |inference: &Inference| match &inference.get("smollm2").expect("installed by `make setup`").graph {
+        Graph::Decoder(g) => g.clone(),
+        _ => panic!("chat model must be a decoder"),
+    };
+    #[cfg(target_arch = "x86_64")]
+    let avx512 = std::arch::is_x86_feature_detected!("avx512f");
+    #[cfg(not(target_arch = "x86_64"))]
+    let avx512 = false;
+    assert_eq!(graph(&ours).nbits_kernel_nodes() > 0, avx512, "the kernel runs exactly where the CPU has AVX-512F");
+    assert_eq!(graph(&theirs).nbits_kernel_nodes(), 0);
+    let text = &ours.get("smollm2").unwrap().text;
+    let ids: Vec<i64> = text.encode("The capital of France is a city called", false).unwrap().into_iter().map(i64::from).collect();
+    let decode = |g: Arc<DecoderGraph>| {
+        let mut seq = DecoderSequence::new(g);
+        let mut logits = vec![seq.step(&ids).unwrap()];
+        for _ in 0..11 {
+            let next = argmax(logits.last().unwrap());
+            logits.push(seq.step(&[next]).unwrap());
+        }
+        logits
+    };
+    let (a, b) = (decode(graph(&ours)), decode(graph(&theirs)));
+    for (step, (x, y)) in a.iter().zip(&b).enumerate() {
+        let diff = x.iter().zip(y).map(|(p, q)| (p - q).abs()).fold(0f32, f32::max);
+        assert!(diff < 1e-3, "step {step}: logits differ by {diff}");
+        assert_eq!(argmax(x), argmax(y), "step {step}");
+    }
 }
 
 #[test]

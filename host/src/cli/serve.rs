@@ -58,6 +58,10 @@ pub struct ServeArgs {
     /// graphs without GroupQueryAttention always do); for comparisons.
     #[arg(long, env = "TENSORAS_KV_COPY")]
     kv_copy: bool,
+    /// Run 4-bit weights on ONNX Runtime's MatMulNBits kernel instead of tensoras' own
+    /// AVX-512 one (both exact in f32); for comparisons.
+    #[arg(long, env = "TENSORAS_ORT_MATMUL")]
+    ort_matmul: bool,
     /// Object store for uploaded files: `file:///dir`, `memory://`, or (with the
     /// `cloud-storage` build feature) `s3://bucket/prefix`, `gs://...`, `az://...`
     /// [default: <data-dir>/objects].
@@ -104,6 +108,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     config.ort.max_batch = args.max_batch.max(1);
     config.ort.prefix_cache_bytes = args.prefix_cache_mb << 20;
     config.ort.kv_in_place = !args.kv_copy;
+    config.ort.nbits_kernel = !args.ort_matmul;
     config.files_url = args.files_url;
     config.max_file_bytes = args.max_file_bytes;
     config.url_sources_allow_private = args.url_sources_allow_private;

@@ -6,6 +6,7 @@
 pub mod batch;
 pub mod catalog;
 mod in_place;
+mod nbits;
 pub mod onnx;
 pub mod text;
 
@@ -55,7 +56,11 @@ impl Inference {
             let template = (model.manifest.kind == ModelKind::Chat).then(|| files.chat_template_path());
             let text = TextModel::load(&files.tokenizer_path(), template.as_deref(), &files.config.eos_token_ids)
                 .with_context(|| format!("model {}", model.manifest.id))?;
-            tracing::info!(model = %model.manifest.id, ms = started.elapsed().as_millis() as u64, "loaded model");
+            let nbits_kernel_nodes = match &graph {
+                Graph::Decoder(d) => d.nbits_kernel_nodes(),
+                Graph::Encoder(_) => 0,
+            };
+            tracing::info!(model = %model.manifest.id, ms = started.elapsed().as_millis() as u64, nbits_kernel_nodes, "loaded model");
             loaded.insert(model.manifest.id.clone(), Loaded { model: model.clone(), graph, text: Arc::new(text) });
         }
         Ok(Self { catalog, loaded })

@@ -10,6 +10,7 @@
 //! docs/design/003-inference-abi.md).
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context as _;
@@ -18,7 +19,7 @@ use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
 use ort::value::{DynValue, Tensor};
 
-use super::{batch, in_place};
+use super::{batch, in_place, nbits};
 
 /// An in-place cache grows by this many positions at a time (one copy of the cache each
 /// time), so a sequence is copied once per 256 tokens instead of every step.
@@ -70,6 +71,9 @@ pub struct OrtOptions {
     /// Update the KV cache in place where the graph allows it (GroupQueryAttention, on
     /// the CPU); off, every step copies it, as other graphs do.
     pub kv_in_place: bool,
+    /// Run decoders' `MatMulNBits` nodes on tensoras' own kernel ([`nbits`]) where the
+    /// CPU has AVX-512F; off, or where it cannot, ONNX Runtime's kernel runs them.
+    pub nbits_kernel: bool,
 }
 
 /// Loads ONNX Runtime once per process. The error says how to fix a missing library.
@@ -121,15 +125,38 @@ fn discover_library() -> Option<PathBuf> {
     })
 }
 
-fn session(path: &Path, opts: &OrtOptions) -> anyhow::Result<Session> {
-    let mut builder = Session::builder()
+fn builder(opts: &OrtOptions) -> anyhow::Result<ort::session::builder::SessionBuilder> {
+    let builder = Session::builder()
         .and_then(|b| b.with_optimization_level(GraphOptimizationLevel::Level3))
         .and_then(|b| b.with_intra_threads(opts.threads.max(1)))
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    if opts.cuda {
-        builder = with_cuda(builder)?;
+    if opts.cuda { with_cuda(builder) } else { Ok(builder) }
+}
+
+fn session(path: &Path, opts: &OrtOptions) -> anyhow::Result<Session> {
+    builder(opts)?.commit_from_file(path).map_err(|e| anyhow::anyhow!("loading {}: {e}", path.display()))
+}
+
+/// A decoder's session, with its `MatMulNBits` nodes on tensoras' kernel where it covers
+/// them all (CPU only: on CUDA it would copy every activation to the host); returns how
+/// many nodes run on it. Where the kernel refuses a node, or the session fails with it,
+/// the graph is loaded again with ONNX Runtime's kernel, with a warning.
+fn decoder_session(path: &Path, opts: &OrtOptions) -> anyhow::Result<(Session, usize)> {
+    if opts.nbits_kernel && !opts.cuda && nbits::available() {
+        let created = Arc::new(AtomicUsize::new(0));
+        let with_kernel = nbits::domain(created.clone())
+            .map_err(|e| anyhow::anyhow!("{e}"))
+            .and_then(|domain| builder(opts)?.with_operators(domain).map_err(|e| anyhow::anyhow!("{e}")))
+            .and_then(|b| b.commit_from_file(path).map_err(|e| anyhow::anyhow!("{e}")));
+        match with_kernel {
+            Ok(session) => return Ok((session, created.load(Ordering::Relaxed))),
+            Err(e) => tracing::warn!(
+                "{}: tensoras' MatMulNBits kernel cannot run this graph ({e}); using ONNX Runtime's kernel",
+                path.display()
+            ),
+        }
     }
-    builder.commit_from_file(path).map_err(|e| anyhow::anyhow!("loading {}: {e}", path.display()))
+    Ok((session(path, opts)?, 0))
 }
 
 #[cfg(feature = "cuda")]
@@ -169,6 +196,7 @@ pub struct DecoderGraph {
     context_length: usize,
     has_position_ids: bool,
     in_place: bool,
+    nbits_nodes: usize,
     scheduler: batch::Handle,
 }
 
@@ -203,7 +231,7 @@ impl DecoderGraph {
     /// steps up to `opts.max_batch` sequences in one run and keeps finished sequences'
     /// caches within `opts.prefix_cache_bytes`.
     pub fn load(path: &Path, config: &super::catalog::GraphConfig, context_length: u32, opts: &OrtOptions) -> anyhow::Result<Arc<Self>> {
-        let session = session(path, opts)?;
+        let (session, nbits_nodes) = decoder_session(path, opts)?;
         let names: Vec<&str> = session.inputs.iter().map(|i| i.name.as_str()).collect();
         anyhow::ensure!(names.contains(&"input_ids"), "{} has no input_ids input", path.display());
         anyhow::ensure!(
@@ -225,6 +253,7 @@ impl DecoderGraph {
             // CPU only: with CUDA the bound host buffers would be copied to the device and
             // back each run, and that path has not run on a GPU yet.
             in_place: opts.kv_in_place && !opts.cuda && config.kv_in_place(),
+            nbits_nodes,
             scheduler: batch::Handle::spawn(graph.clone(), opts.max_batch.max(1), prefix_cache_tokens),
         }))
     }
@@ -233,6 +262,12 @@ impl DecoderGraph {
     /// prompt prefixes only of sequences with the same `scope` (the tenant).
     pub fn sequence(self: &Arc<Self>, scope: u64) -> batch::Sequence {
         batch::Sequence::new(self.clone(), scope)
+    }
+
+    /// How many `MatMulNBits` nodes run on tensoras' kernel ([`nbits`]); 0: ONNX
+    /// Runtime's kernel runs them all.
+    pub fn nbits_kernel_nodes(&self) -> usize {
+        self.nbits_nodes
     }
 
     /// What the scheduler has done so far.
