@@ -285,6 +285,8 @@ mod avx512 {
 
     use super::{Activations, BLOCK, Weights};
 
+    /// How far ahead of the block being read its weights are prefetched, in bytes (1 KiB
+    /// and 4 KiB measured alike; without a prefetch the kernel gained only 6 % a decode step).
     const PREFETCH: usize = 1024;
 
     /// `y[r][cols]` for every row `r` (fewer than [`super::DENSE_ROWS`]), in tiles of up
