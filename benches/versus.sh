@@ -13,7 +13,7 @@
 #
 # Environment: REPS=9 rounds, THREADS="1 2", SKIP_INT8=1, SKIP_ORT_KERNEL=1, TENSORAS_BIN, BENCH_VENV,
 # RESULTS_DIR. Needs llama-cpp-python[server] in BENCH_VENV (see benches/inference.sh).
-# Loopback only; both servers are stopped on exit.
+# Loopback only; every server is stopped on exit.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -202,7 +202,7 @@ fn smollm2_answers_the_france_question_through_the_backend() {
     let mut logits = seq.step(&ids).unwrap();
     let mut out = Vec::new();
     for _ in 0..20 {
-        let next = logits.iter().enumerate().fold(0, |best, (i, &v)| if v > logits[best] { i } else { best }) as u32;
+        let next = argmax(&logits) as u32;
         if loaded.text.stop_tokens().contains(&next) {
             break;
         }
@@ -230,16 +230,7 @@ async fn smollm2_decodes_the_same_tokens_batched_as_alone() {
     const STEPS: usize = 16;
     let alone: Vec<Vec<i64>> = prompts
         .iter()
-        .map(|p| {
-            let mut seq = DecoderSequence::new(graph.clone());
-            let mut next = argmax(&seq.step(&encode(p)).unwrap());
-            let mut out = vec![next];
-            for _ in 1..STEPS {
-                next = argmax(&seq.step(&[next]).unwrap());
-                out.push(next);
-            }
-            out
-        })
+        .map(|p| greedy(graph.clone(), &encode(p), STEPS).iter().map(|l| argmax(l)).collect())
         .collect();
     let before = graph.batch_stats();
     let tasks: Vec<_> = prompts

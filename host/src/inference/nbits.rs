@@ -7,7 +7,9 @@
 //! logits (the 135M model stops answering "Paris"). This kernel keeps the f32 product of
 //! the dequantized weights: each block of 32 codes is widened with one table lookup
 //! (`vpermps` on the block's 16 values `(code - zero_point) * scale`, the same f32 weights
-//! ONNX Runtime computes) and multiplied by up to 8 activation rows at once with FMAs.
+//! ONNX Runtime computes) and multiplied by up to 4 activation rows at once with FMAs;
+//! from [`DENSE_ROWS`] rows on (prompts) a task's columns are dequantized once and
+//! multiplied as a dense f32 product.
 //!
 //! A custom domain named `com.microsoft` with an op `MatMulNBits` takes precedence over
 //! ONNX Runtime's own kernel (checked with ORT 1.32), so the model file stays standard:
@@ -296,22 +298,15 @@ mod avx512 {
     pub(super) unsafe fn columns(w: &Weights<'_>, x: &Activations, cols: Range<usize>, y: *mut f32) {
         let mut row = 0;
         while row < x.rows {
-            let rows = match x.rows - row {
-                1 => 1,
-                2 => 2,
-                3 => 3,
-                _ => 4,
-            };
-            // SAFETY: rows `row..row + rows` exist; the caller's contract for the rest.
-            unsafe {
-                match rows {
+            // SAFETY: each tile's rows `row..row + R` exist; the caller's contract for the rest.
+            row += unsafe {
+                match x.rows - row {
                     1 => tiles::<1, 4>(w, x, row, cols.clone(), y),
                     2 => tiles::<2, 4>(w, x, row, cols.clone(), y),
                     3 => tiles::<3, 2>(w, x, row, cols.clone(), y),
                     _ => tiles::<4, 2>(w, x, row, cols.clone(), y),
                 }
-            }
-            row += rows;
+            };
         }
     }
 
@@ -440,9 +435,10 @@ mod avx512 {
         }
     }
 
-    /// `R` rows from `row` over `cols`, `C` columns at a time (the rest one by one).
+    /// `R` rows from `row` over `cols`, `C` columns at a time (the rest one by one);
+    /// returns `R`.
     #[target_feature(enable = "avx512f")]
-    unsafe fn tiles<const R: usize, const C: usize>(w: &Weights<'_>, x: &Activations, row: usize, cols: Range<usize>, y: *mut f32) {
+    unsafe fn tiles<const R: usize, const C: usize>(w: &Weights<'_>, x: &Activations, row: usize, cols: Range<usize>, y: *mut f32) -> usize {
         let mut col = cols.start;
         // SAFETY: every tile stays within `cols` and rows `row..row + R`.
         unsafe {
@@ -455,6 +451,7 @@ mod avx512 {
                 col += 1;
             }
         }
+        R
     }
 
     /// `y[row..row + R][col..col + C]`.
@@ -466,7 +463,7 @@ mod avx512 {
         let mut odd = [[_mm512_setzero_ps(); C]; R];
         for b in 0..l.blocks {
             for c in 0..C {
-                // SAFETY: `at` is a block of the checked weights.
+                // SAFETY: column `col + c` and block `b` are within the checked weights.
                 let (lo, hi) = unsafe { block(w, col + c, b) };
                 for r in 0..R {
                     // SAFETY: row `row + r` exists and has `blocks * BLOCK` values.
