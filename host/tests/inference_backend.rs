@@ -131,6 +131,29 @@ async fn scheduled_steps_check_their_inputs() {
     assert!(e.message.contains("context length of 8"), "{}", e.message);
 }
 
+/// A sequence alone on its graph steps on its own thread; once another is known, steps go
+/// through the scheduler thread again, and come back once it has left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_sequence_steps_without_the_scheduler_thread() {
+    let (_dir, graph) = tiny_decoder();
+    let seq = graph.sequence(0);
+    assert_eq!(seq.step(vec![1, 2]).await.unwrap()[..2], [3.0, 2.0]);
+    assert_eq!(seq.step(vec![3]).await.unwrap()[..2], [6.0, 3.0]);
+    assert_eq!(graph.batch_stats().direct_steps, 2);
+    let other = graph.sequence(0);
+    assert_eq!(other.step(vec![4]).await.unwrap()[..2], [4.0, 1.0]);
+    assert_eq!(seq.step(vec![5]).await.unwrap()[..2], [11.0, 4.0]);
+    assert_eq!(graph.batch_stats().direct_steps, 2, "two sequences: both through the scheduler");
+    drop(other);
+    // The close reaches the scheduler before the next step sent to it, so by the second
+    // step below `seq` is alone again.
+    assert_eq!(seq.step(vec![6]).await.unwrap()[..2], [17.0, 5.0]);
+    assert_eq!(seq.step(vec![7]).await.unwrap()[..2], [24.0, 6.0]);
+    assert!(graph.batch_stats().direct_steps >= 3, "{:?}", graph.batch_stats());
+    // Errors come back the same way.
+    assert_eq!(seq.step(vec![16]).await.unwrap_err().code, NnErrorCode::InvalidArgument);
+}
+
 /// A prompt that starts with a finished sequence's tokens (same tenant) copies their cache
 /// and computes only the rest; the figures are those of the whole prompt.
 #[tokio::test(flavor = "multi_thread")]
