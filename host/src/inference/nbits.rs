@@ -285,7 +285,7 @@ mod avx512 {
     use std::arch::x86_64::*;
     use std::ops::Range;
 
-    use super::{Activations, BLOCK, Weights};
+    use super::{Activations, BLOCK, TASK_COLUMNS, Weights};
 
     /// How far ahead of the block being read its weights are prefetched, in bytes (1 KiB
     /// and 4 KiB measured alike; without a prefetch the kernel gained only 6 % a decode step).
@@ -340,98 +340,126 @@ mod avx512 {
         }
     }
 
-    /// Many rows: the task's columns are dequantized once into `scratch` (f32, in the
-    /// order of [`Activations`]), then multiplied as a dense f32 product in 4 x 4 tiles
-    /// (the prompt's path). Measured on 43 rows: ~42 GMAC/s a core against ~31 for the
-    /// lookup tiles.
+    /// Many rows (the prompt's path): the task's columns are dequantized once into
+    /// `scratch`, transposed so that position `p` of all 16 columns is one vector
+    /// (`scratch[p * 16 + c]`, positions in the order of [`Activations`]), then multiplied
+    /// in blocks of up to [`ROW_BLOCK`] rows: per position one weight vector, and per row one
+    /// FMA with the row's activation broadcast, accumulating 16 outputs a row in one
+    /// register. Against dot products of 4 rows by 4 columns this reads the weights a
+    /// third as often, needs no horizontal sums, and keeps ONNX Runtime's SGEMM pace.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn dense_columns(w: &Weights<'_>, x: &Activations, cols: Range<usize>, y: *mut f32, scratch: &mut Vec<f32>) {
         let (l, stride) = (&w.layout, x.stride);
         // Every value is written below, so a grown scratch needs no clearing.
-        if scratch.len() < cols.len() * stride {
-            scratch.resize(cols.len() * stride, 0.0);
+        if scratch.len() < stride * TASK_COLUMNS {
+            scratch.resize(stride * TASK_COLUMNS, 0.0);
         }
-        for (i, col) in cols.clone().enumerate() {
-            for b in 0..l.blocks {
-                // SAFETY: a block of the checked weights, stored inside `scratch`.
-                unsafe {
-                    let (lo, hi) = block(w, col, b);
-                    let dst = scratch.as_mut_ptr().add(i * stride + b * BLOCK);
-                    _mm512_storeu_ps(dst, lo);
-                    _mm512_storeu_ps(dst.add(BLOCK / 2), hi);
-                }
+        let width = cols.len();
+        for b in 0..l.blocks {
+            let mut lo = [_mm512_setzero_ps(); TASK_COLUMNS];
+            let mut hi = [_mm512_setzero_ps(); TASK_COLUMNS];
+            for (i, col) in cols.clone().enumerate() {
+                // SAFETY: a block of the checked weights.
+                (lo[i], hi[i]) = unsafe { block(w, col, b) };
             }
-        }
-        let dense = Dense { w: scratch, first: cols.start, width: cols.len(), stride, n: l.n };
-        let mut row = 0;
-        // SAFETY: every tile stays within the rows of `x` and the columns of `scratch`.
-        unsafe {
-            while row + 4 <= x.rows {
-                dense.rows::<4>(x, row, y);
-                row += 4;
-            }
-            match x.rows - row {
-                3 => dense.rows::<3>(x, row, y),
-                2 => dense.rows::<2>(x, row, y),
-                1 => dense.rows::<1>(x, row, y),
-                _ => {}
-            }
-        }
-    }
-
-    /// Dequantized weights of columns `first..first + width`, `stride` values each.
-    struct Dense<'a> {
-        w: &'a [f32],
-        first: usize,
-        width: usize,
-        stride: usize,
-        n: usize,
-    }
-
-    impl Dense<'_> {
-        #[target_feature(enable = "avx512f")]
-        unsafe fn rows<const R: usize>(&self, x: &Activations, row: usize, y: *mut f32) {
-            let mut c = 0;
-            // SAFETY: the caller's contract.
+            // SAFETY: positions `b * 32 .. b * 32 + 32` of `scratch`, which holds `stride` (a
+            // multiple of 32) positions of 16 values.
             unsafe {
-                while c + 4 <= self.width {
-                    self.tile::<R, 4>(x, row, c, y);
-                    c += 4;
-                }
-                while c < self.width {
-                    self.tile::<R, 1>(x, row, c, y);
-                    c += 1;
-                }
-            }
-        }
-
-        /// `y[row..row + R][first + c..first + c + C]`.
-        #[target_feature(enable = "avx512f")]
-        #[inline]
-        unsafe fn tile<const R: usize, const C: usize>(&self, x: &Activations, row: usize, c: usize, y: *mut f32) {
-            let mut acc = [[_mm512_setzero_ps(); C]; R];
-            let (xs, ws) = (x.data.as_ptr(), self.w.as_ptr());
-            let mut p = 0;
-            while p < self.stride {
-                // SAFETY: rows `row..row + R` of `x` and columns `c..c + C` of the
-                // scratch exist, `stride` (a multiple of 16) values each.
-                unsafe {
-                    let wv: [__m512; C] = std::array::from_fn(|j| _mm512_loadu_ps(ws.add((c + j) * self.stride + p)));
-                    for (r, acc) in acc.iter_mut().enumerate() {
-                        let xv = _mm512_loadu_ps(xs.add((row + r) * self.stride + p));
-                        for j in 0..C {
-                            acc[j] = _mm512_fmadd_ps(xv, wv[j], acc[j]);
-                        }
+                let dst = scratch.as_mut_ptr().add(b * BLOCK * TASK_COLUMNS);
+                for (half, rows) in [lo, hi].iter().enumerate() {
+                    for (j, v) in transpose(rows).iter().enumerate() {
+                        _mm512_storeu_ps(dst.add((half * BLOCK / 2 + j) * TASK_COLUMNS), *v);
                     }
                 }
-                p += 16;
             }
-            for (r, acc) in acc.iter().enumerate() {
-                for (j, a) in acc.iter().enumerate() {
-                    // SAFETY: the caller's output holds `rows * n` values.
-                    unsafe { *y.add((row + r) * self.n + self.first + c + j) = _mm512_reduce_add_ps(*a) };
+        }
+        let mask: __mmask16 = if width == TASK_COLUMNS { !0 } else { (1 << width) - 1 };
+        let dense = Dense { w: scratch.as_ptr(), first: cols.start, n: l.n, mask };
+        let mut row = 0;
+        while row < x.rows {
+            // SAFETY: rows `row..row + R` exist; the caller's contract for `y`.
+            row += unsafe {
+                match x.rows - row {
+                    1 => dense.rows::<1>(x, row, y),
+                    2 => dense.rows::<2>(x, row, y),
+                    3 => dense.rows::<3>(x, row, y),
+                    4 => dense.rows::<4>(x, row, y),
+                    5 => dense.rows::<5>(x, row, y),
+                    6 => dense.rows::<6>(x, row, y),
+                    7 => dense.rows::<7>(x, row, y),
+                    8 => dense.rows::<8>(x, row, y),
+                    9 => dense.rows::<9>(x, row, y),
+                    10 => dense.rows::<10>(x, row, y),
+                    11 => dense.rows::<11>(x, row, y),
+                    _ => dense.rows::<ROW_BLOCK>(x, row, y),
+                }
+            };
+        }
+    }
+
+    /// Rows a dense block accumulates at once: 12 accumulators, enough independent FMAs to
+    /// cover their latency, with registers to spare.
+    const ROW_BLOCK: usize = 12;
+
+    /// The 16 vectors `rows[c][e]` as `out[e][c]`: four rounds of shuffles, within 128-bit
+    /// lanes first, then across them.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    fn transpose(rows: &[__m512; 16]) -> [__m512; 16] {
+        // t: pairs of rows interleaved by 32 bits; u[4g + i]: element 4L + i of rows
+        // 4g..4g + 4, in lane L.
+        let t: [__m512; 16] = std::array::from_fn(|i| {
+            let (a, b) = (rows[i & !1], rows[i | 1]);
+            if i % 2 == 0 { _mm512_unpacklo_ps(a, b) } else { _mm512_unpackhi_ps(a, b) }
+        });
+        let u: [__m512; 16] = std::array::from_fn(|k| {
+            let (g, i) = (k / 4, k % 4);
+            let (a, b) = (_mm512_castps_pd(t[4 * g + i / 2]), _mm512_castps_pd(t[4 * g + 2 + i / 2]));
+            _mm512_castpd_ps(if i % 2 == 0 { _mm512_unpacklo_pd(a, b) } else { _mm512_unpackhi_pd(a, b) })
+        });
+        // v[8h + 4s + i]: row groups 2h and 2h + 1, lanes s and s + 2 of each.
+        let v: [__m512; 16] = std::array::from_fn(|k| {
+            let (h, s, i) = (k / 8, (k / 4) % 2, k % 4);
+            let (a, b) = (u[8 * h + i], u[8 * h + 4 + i]);
+            if s == 0 { _mm512_shuffle_f32x4::<0x88>(a, b) } else { _mm512_shuffle_f32x4::<0xdd>(a, b) }
+        });
+        std::array::from_fn(|e| {
+            let (lane, i) = (e / 4, e % 4);
+            let (a, b) = (v[4 * (lane % 2) + i], v[8 + 4 * (lane % 2) + i]);
+            if lane < 2 { _mm512_shuffle_f32x4::<0x88>(a, b) } else { _mm512_shuffle_f32x4::<0xdd>(a, b) }
+        })
+    }
+
+    /// A task's transposed dequantized weights, for output columns `first..` (`mask`: the
+    /// ones that exist).
+    struct Dense {
+        w: *const f32,
+        first: usize,
+        n: usize,
+        mask: __mmask16,
+    }
+
+    impl Dense {
+        /// `y[row..row + R][first..first + 16]`; returns `R`.
+        #[target_feature(enable = "avx512f")]
+        unsafe fn rows<const R: usize>(&self, x: &Activations, row: usize, y: *mut f32) -> usize {
+            let mut acc = [_mm512_setzero_ps(); R];
+            // SAFETY: rows `row..row + R` of `x` exist, `stride` values each, and the scratch
+            // holds `stride` positions; the caller's output holds `rows * n` values, of which
+            // the mask keeps this task's columns.
+            unsafe {
+                let xs = x.data.as_ptr().add(row * x.stride);
+                for p in 0..x.stride {
+                    let wv = _mm512_loadu_ps(self.w.add(p * TASK_COLUMNS));
+                    for (r, acc) in acc.iter_mut().enumerate() {
+                        *acc = _mm512_fmadd_ps(_mm512_set1_ps(*xs.add(r * x.stride + p)), wv, *acc);
+                    }
+                }
+                for (r, acc) in acc.iter().enumerate() {
+                    _mm512_mask_storeu_ps(y.add((row + r) * self.n + self.first), self.mask, *acc);
                 }
             }
+            R
         }
     }
 
@@ -526,9 +554,10 @@ mod tests {
         }
         let mut seed = 7;
         // K not a multiple of 32, N not a multiple of the task or tile widths, every row
-        // tile (1, 2, 3, 4, 4 + 1, 8, 8 + 3).
+        // tile (1, 2, 3, 4, 4 + 1, 8, 8 + 3), the dense path with a partial row block and
+        // with whole ones (12, 15, 12 + 12 + 3).
         for (bits, with_zp) in [(4, false), (4, true), (8, false), (8, true)] {
-            for rows in [1, 2, 3, 5, 8, 12, 15] {
+            for rows in [1, 2, 3, 5, 8, 12, 15, 27] {
                 let layout = Layout { k: 80, n: 37, bits, blocks: 3 };
                 let codes = bytes(&mut seed, layout.n * layout.blocks * layout.blob());
                 let scales: Vec<f32> = bytes(&mut seed, layout.n * layout.blocks).iter().map(|&b| (f32::from(b) - 128.0) / 512.0).collect();
