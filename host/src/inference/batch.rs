@@ -66,6 +66,22 @@ const PROBE_EVERY: u32 = 32;
 const COST_WEIGHT: f64 = 0.2;
 
 type Reply = oneshot::Sender<Result<Vec<f32>, NnError>>;
+type Answer = (Reply, Result<Vec<f32>, NnError>);
+
+fn deliver(answers: impl IntoIterator<Item = Answer>) {
+    for (reply, result) in answers {
+        // A guest that went away no longer waits for its answer.
+        let _ = reply.send(result);
+    }
+}
+
+/// Releases the scheduler's lock, then sends the answers it held: a guest woken by its
+/// answer finds the scheduler free.
+fn unlock_and_answer(mut scheduler: MutexGuard<'_, Scheduler>) {
+    let answers = std::mem::take(&mut scheduler.answers);
+    drop(scheduler);
+    deliver(answers);
+}
 
 enum Msg {
     Step { seq: u64, scope: u64, ids: Vec<i64>, reply: Reply },
@@ -185,7 +201,7 @@ impl Sequence {
             return Err(ids);
         }
         let handle = self.graph.scheduler();
-        let mut scheduler: MutexGuard<'_, Scheduler> = match handle.state.try_lock() {
+        let mut scheduler = match handle.state.try_lock() {
             Ok(guard) => guard,
             Err(TryLockError::Poisoned(p)) => p.into_inner(),
             Err(TryLockError::WouldBlock) => return Err(ids),
@@ -198,11 +214,7 @@ impl Sequence {
         scheduler.accept(Msg::Step { seq: self.id, scope: self.scope, ids, reply }, &mut pending, &mut Vec::new());
         scheduler.count(|s| s.direct_steps += 1);
         tokio::task::block_in_place(|| scheduler.run_pending(&self.graph, pending));
-        let answers = std::mem::take(&mut scheduler.answers);
-        drop(scheduler);
-        for (reply, result) in answers {
-            let _ = reply.send(result);
-        }
+        unlock_and_answer(scheduler);
         // `execute` answers every step it is given.
         Ok(answer.try_recv().unwrap_or_else(|_| Err(runtime("the step was not answered"))))
     }
@@ -288,7 +300,7 @@ struct Scheduler {
     /// Answers not yet sent: those of a message's last run go out once the lock is
     /// released, so that a guest woken by its answer finds the scheduler free (and, alone,
     /// steps on its own thread at once).
-    answers: Vec<(Reply, Result<Vec<f32>, NnError>)>,
+    answers: Vec<Answer>,
     /// Messages sent to the scheduler thread and not yet accepted (the same counter as
     /// [`Handle::queued`]).
     queued: Arc<AtomicUsize>,
@@ -298,14 +310,9 @@ struct Scheduler {
 /// follows under the lock, until the graph or every sender is gone.
 fn serve(state: &Mutex<Scheduler>, rx: mpsc::Receiver<Msg>) {
     while let Ok(first) = rx.recv() {
-        let (go_on, answers) = {
-            let mut scheduler = state.lock().unwrap_or_else(PoisonError::into_inner);
-            let go_on = scheduler.handle(first, &rx);
-            (go_on, std::mem::take(&mut scheduler.answers))
-        };
-        for (reply, result) in answers {
-            let _ = reply.send(result);
-        }
+        let mut scheduler = state.lock().unwrap_or_else(PoisonError::into_inner);
+        let go_on = scheduler.handle(first, &rx);
+        unlock_and_answer(scheduler);
         if !go_on {
             return;
         }
@@ -486,9 +493,7 @@ impl Scheduler {
     fn run(&mut self, graph: &DecoderGraph, steps: Vec<Step>) -> Duration {
         // The answers of earlier runs go out now, so their guests work while this one runs;
         // only the last run's wait for the lock's release.
-        for (reply, result) in self.answers.drain(..) {
-            let _ = reply.send(result);
-        }
+        deliver(self.answers.drain(..));
         let members: Vec<u64> = steps.iter().map(|s| s.seq).collect();
         let group_id = match self.group_of(graph, &members) {
             Ok(id) => id,
