@@ -13,6 +13,8 @@
 //! - `DECODE_REPS`: measured repetitions per thread count [default: 5]
 //! - `DECODE_KERNELS`: MatMulNBits kernels to compare, `tensoras` (ours) and/or `ort`
 //!   (ONNX Runtime's), run in alternation [default: `tensoras,ort`]
+//! - `DECODE_SPIN`: whether ONNX Runtime's threads spin on between runs, `off` (the
+//!   server's default) and/or `on`, run in alternation with the kernels [default: `off`]
 //!
 //! Each thread count loads its own session (ONNX Runtime's intra-op pool is fixed per
 //! session). One warm-up generation is discarded, then the medians are printed, plus one
@@ -36,6 +38,8 @@ struct Run {
     generated: usize,
     prefill_s: f64,
     decode_s: f64,
+    /// Each decode step's time.
+    steps_s: Vec<f64>,
 }
 
 fn argmax(logits: &[f32]) -> usize {
@@ -58,14 +62,19 @@ fn generate(graph: &Arc<DecoderGraph>, prompt: &[i64], stop: &[u32], max_tokens:
     let mut next = argmax(&logits);
     let prefill_s = t0.elapsed().as_secs_f64();
     let mut generated = 1;
+    let mut steps_s = Vec::with_capacity(max_tokens);
     let t1 = Instant::now();
+    let mut last = t1;
     while generated < max_tokens && !stop.contains(&(next as u32)) {
         let logits = seq.step(&[next as i64]).expect("decode step");
         next = argmax(&logits);
         generated += 1;
+        let now = Instant::now();
+        steps_s.push((now - last).as_secs_f64());
+        last = now;
     }
     let decode_s = t1.elapsed().as_secs_f64();
-    Run { prompt_tokens: prompt.len(), generated, prefill_s, decode_s }
+    Run { prompt_tokens: prompt.len(), generated, prefill_s, decode_s, steps_s }
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -106,10 +115,30 @@ fn main() -> anyhow::Result<()> {
             _ => None,
         })
         .collect();
+    let spins: Vec<(&str, bool)> = std::env::var("DECODE_SPIN")
+        .unwrap_or_else(|_| "off".into())
+        .split(',')
+        .filter_map(|k| match k.trim() {
+            "off" => Some(("off", false)),
+            "on" => Some(("on", true)),
+            _ => None,
+        })
+        .collect();
+    let variants: Vec<(&str, bool, &str, bool)> =
+        kernels.iter().flat_map(|&(k, nbits)| spins.iter().map(move |&(s, spin)| (k, nbits, s, spin))).collect();
     for &n in &threads {
         let mut loaded = Vec::new();
-        for &(name, nbits_kernel) in &kernels {
-            let opts = OrtOptions { library: library.clone(), threads: n, cuda: false, max_batch: 1, prefix_cache_bytes: 0, kv_in_place: true, nbits_kernel };
+        for &(name, nbits_kernel, spin, spin_between_runs) in &variants {
+            let opts = OrtOptions {
+                library: library.clone(),
+                threads: n,
+                cuda: false,
+                max_batch: 1,
+                prefix_cache_bytes: 0,
+                kv_in_place: true,
+                nbits_kernel,
+                spin_between_runs,
+            };
             let inference = Inference::load(&manifests, &models_dir, false, &opts)?;
             let Some(Loaded { graph: Graph::Decoder(graph), text, .. }) = inference.get(MODEL) else {
                 anyhow::bail!("{MODEL} is not installed under {} (run `make models`)", models_dir.display());
@@ -124,28 +153,30 @@ fn main() -> anyhow::Result<()> {
             let prompt: Vec<i64> = text.encode(&rendered, false).map_err(|e| anyhow::anyhow!(e))?.into_iter().map(i64::from).collect();
             let stop = text.stop_tokens().to_vec();
             let _ = generate(&graph, &prompt, &stop, max_tokens);
-            loaded.push((name, graph, prompt, stop, Vec::new()));
+            loaded.push((name, spin, graph, prompt, stop, Vec::new()));
         }
         for _ in 0..reps {
-            for (_, graph, prompt, stop, runs) in &mut loaded {
+            for (_, _, graph, prompt, stop, runs) in &mut loaded {
                 runs.push(generate(graph, prompt, stop, max_tokens));
             }
         }
-        for (name, graph, _, _, runs) in &loaded {
+        for (name, spin, graph, _, _, runs) in &loaded {
             let generated = runs[0].generated;
             let tps = median(runs.iter().map(|r| (r.generated - 1) as f64 / r.decode_s).collect());
             let ttft_ms = median(runs.iter().map(|r| r.prefill_s * 1e3).collect());
             let prefill_tps = median(runs.iter().map(|r| r.prompt_tokens as f64 / r.prefill_s).collect());
             let all: Vec<String> = runs.iter().map(|r| format!("{:.1}", (r.generated - 1) as f64 / r.decode_s)).collect();
+            // The median step is steadier than the mean on a VM whose neighbours come and go.
+            let step_ms = median(runs.iter().flat_map(|r| r.steps_s.iter().map(|s| s * 1e3)).collect());
             println!(
-                "threads={n} kernel={name} ({} nodes on tensoras' kernel): prompt {} tokens, generated {generated}; \
-                 decode {tps:.1} tok/s (runs: {}); prefill/TTFT {ttft_ms:.1} ms ({prefill_tps:.0} tok/s)",
+                "threads={n} kernel={name} spin={spin} ({} nodes on tensoras' kernel): prompt {} tokens, generated {generated}; \
+                 decode {tps:.1} tok/s (runs: {}), median step {step_ms:.2} ms; prefill/TTFT {ttft_ms:.1} ms ({prefill_tps:.0} tok/s)",
                 graph.nbits_kernel_nodes(),
                 runs[0].prompt_tokens,
                 all.join(", ")
             );
             println!(
-                "RESULT bare threads={n} kernel={name} decode_tps={tps:.2} ttft_ms={ttft_ms:.2} prefill_tps={prefill_tps:.1} prompt_tokens={} generated={generated}",
+                "RESULT bare threads={n} kernel={name} spin={spin} decode_tps={tps:.2} step_ms={step_ms:.3} ttft_ms={ttft_ms:.2} prefill_tps={prefill_tps:.1} prompt_tokens={} generated={generated}",
                 runs[0].prompt_tokens
             );
         }

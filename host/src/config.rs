@@ -75,6 +75,7 @@ impl Config {
                 prefix_cache_bytes: 256 << 20,
                 kv_in_place: true,
                 nbits_kernel: true,
+                spin_between_runs: false,
             },
             files_url: None,
             max_file_bytes: 512 << 20,

@@ -21,7 +21,7 @@ fn home_cache() -> PathBuf {
 }
 
 fn ort() -> OrtOptions {
-    let opts = OrtOptions { library: None, threads: 1, cuda: false, max_batch: 8, prefix_cache_bytes: 1 << 20, kv_in_place: true, nbits_kernel: true };
+    let opts = OrtOptions { library: None, threads: 1, cuda: false, max_batch: 8, prefix_cache_bytes: 1 << 20, kv_in_place: true, nbits_kernel: true, spin_between_runs: false };
     tensoras::inference::onnx::init(&opts).expect("ONNX Runtime (run `make setup`)");
     opts
 }

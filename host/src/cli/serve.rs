@@ -62,6 +62,10 @@ pub struct ServeArgs {
     /// AVX-512 one (both exact in f32); for comparisons.
     #[arg(long, env = "TENSORAS_ORT_MATMUL")]
     ort_matmul: bool,
+    /// Keep ONNX Runtime's threads spinning between runs (its default) instead of parking
+    /// them when a run ends; for comparisons.
+    #[arg(long, env = "TENSORAS_ORT_SPIN")]
+    ort_spin: bool,
     /// Object store for uploaded files: `file:///dir`, `memory://`, or (with the
     /// `cloud-storage` build feature) `s3://bucket/prefix`, `gs://...`, `az://...`
     /// [default: <data-dir>/objects].
@@ -109,6 +113,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     config.ort.prefix_cache_bytes = args.prefix_cache_mb << 20;
     config.ort.kv_in_place = !args.kv_copy;
     config.ort.nbits_kernel = !args.ort_matmul;
+    config.ort.spin_between_runs = args.ort_spin;
     config.files_url = args.files_url;
     config.max_file_bytes = args.max_file_bytes;
     config.url_sources_allow_private = args.url_sources_allow_private;

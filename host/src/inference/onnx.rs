@@ -74,6 +74,12 @@ pub struct OrtOptions {
     /// Run decoders' `MatMulNBits` nodes on tensoras' own kernel ([`nbits`]) where the
     /// CPU has AVX-512F; off, or where it cannot, ONNX Runtime's kernel runs them.
     pub nbits_kernel: bool,
+    /// Let ONNX Runtime's intra-op threads spin on after a run ends, as it does by default.
+    /// Off, they still spin between the nodes of a run but park when it ends: a loop that
+    /// calls run back to back pays one wake-up a step, while a server whose guest samples,
+    /// detokenizes and streams between steps gets its cores back for that work (on a
+    /// 2-core machine the spinning thread otherwise takes one of them).
+    pub spin_between_runs: bool,
 }
 
 /// Loads ONNX Runtime once per process. The error says how to fix a missing library.
@@ -129,6 +135,7 @@ fn builder(opts: &OrtOptions) -> anyhow::Result<ort::session::builder::SessionBu
     let builder = Session::builder()
         .and_then(|b| b.with_optimization_level(GraphOptimizationLevel::Level3))
         .and_then(|b| b.with_intra_threads(opts.threads.max(1)))
+        .and_then(|b| if opts.spin_between_runs { Ok(b) } else { b.with_config_entry("session.force_spinning_stop", "1") })
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     if opts.cuda { with_cuda(builder) } else { Ok(builder) }
 }
