@@ -15,6 +15,8 @@
 //!   (ONNX Runtime's), run in alternation [default: `tensoras,ort`]
 //! - `DECODE_SPIN`: whether ONNX Runtime's threads spin on between runs, `off` (the
 //!   server's default) and/or `on`, run in alternation with the kernels [default: `off`]
+//!   (a session left spinning after its last run slows the next one's prefill, so compare
+//!   `off` with `on` in separate processes)
 //!
 //! Each thread count loads its own session (ONNX Runtime's intra-op pool is fixed per
 //! session). One warm-up generation is discarded, then the medians are printed, plus one
