@@ -85,6 +85,15 @@ fn median(mut v: Vec<f64>) -> f64 {
     if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
 }
 
+/// The settings a comma-separated variable names, among `known` (unknown names are skipped).
+fn switches(name: &str, default: &str, known: [(&'static str, bool); 2]) -> Vec<(&'static str, bool)> {
+    std::env::var(name)
+        .unwrap_or_else(|_| default.into())
+        .split(',')
+        .filter_map(|k| known.iter().find(|(n, _)| *n == k.trim()).copied())
+        .collect()
+}
+
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
@@ -108,24 +117,8 @@ fn main() -> anyhow::Result<()> {
     println!("bare ONNX Runtime decode loop: {MODEL}, {max_tokens} tokens, greedy, {reps} runs + 1 warm-up");
     // Both MatMulNBits kernels, in alternating runs (the VM's speed drifts from minute to
     // minute, so back-to-back pairs compare them more steadily than one after the other).
-    let kernels: Vec<(&str, bool)> = std::env::var("DECODE_KERNELS")
-        .unwrap_or_else(|_| "tensoras,ort".into())
-        .split(',')
-        .filter_map(|k| match k.trim() {
-            "tensoras" => Some(("tensoras", true)),
-            "ort" => Some(("ort", false)),
-            _ => None,
-        })
-        .collect();
-    let spins: Vec<(&str, bool)> = std::env::var("DECODE_SPIN")
-        .unwrap_or_else(|_| "off".into())
-        .split(',')
-        .filter_map(|k| match k.trim() {
-            "off" => Some(("off", false)),
-            "on" => Some(("on", true)),
-            _ => None,
-        })
-        .collect();
+    let kernels = switches("DECODE_KERNELS", "tensoras,ort", [("tensoras", true), ("ort", false)]);
+    let spins = switches("DECODE_SPIN", "off", [("off", false), ("on", true)]);
     let variants: Vec<(&str, bool, &str, bool)> =
         kernels.iter().flat_map(|&(k, nbits)| spins.iter().map(move |&(s, spin)| (k, nbits, s, spin))).collect();
     for &n in &threads {
