@@ -13,10 +13,10 @@
 //! - `DECODE_REPS`: measured repetitions per thread count [default: 5]
 //! - `DECODE_KERNELS`: MatMulNBits kernels to compare, `tensoras` (ours) and/or `ort`
 //!   (ONNX Runtime's), run in alternation [default: `tensoras,ort`]
-//! - `DECODE_SPIN`: whether ONNX Runtime's threads spin on between runs, `off` (the
-//!   server's default) and/or `on`, run in alternation with the kernels [default: `off`]
-//!   (a session left spinning after its last run slows the next one's prefill, so compare
-//!   `off` with `on` in separate processes)
+//! - `DECODE_SPIN`: `on` lets ONNX Runtime's threads spin on after each run, as the
+//!   server's `--ort-spin` does [default: `off`, they park]. One setting a process: a
+//!   session left spinning after its last run would slow the next one's prefill, so
+//!   compare `off` with `on` in separate processes.
 //!
 //! Each thread count loads its own session (ONNX Runtime's intra-op pool is fixed per
 //! session). One warm-up generation is discarded, then the medians are printed, plus one
@@ -85,15 +85,6 @@ fn median(mut v: Vec<f64>) -> f64 {
     if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
 }
 
-/// The settings a comma-separated variable names, among `known` (unknown names are skipped).
-fn switches(name: &str, default: &str, known: [(&'static str, bool); 2]) -> Vec<(&'static str, bool)> {
-    std::env::var(name)
-        .unwrap_or_else(|_| default.into())
-        .split(',')
-        .filter_map(|k| known.iter().find(|(n, _)| *n == k.trim()).copied())
-        .collect()
-}
-
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
@@ -117,13 +108,20 @@ fn main() -> anyhow::Result<()> {
     println!("bare ONNX Runtime decode loop: {MODEL}, {max_tokens} tokens, greedy, {reps} runs + 1 warm-up");
     // Both MatMulNBits kernels, in alternating runs (the VM's speed drifts from minute to
     // minute, so back-to-back pairs compare them more steadily than one after the other).
-    let kernels = switches("DECODE_KERNELS", "tensoras,ort", [("tensoras", true), ("ort", false)]);
-    let spins = switches("DECODE_SPIN", "off", [("off", false), ("on", true)]);
-    let variants: Vec<(&str, bool, &str, bool)> =
-        kernels.iter().flat_map(|&(k, nbits)| spins.iter().map(move |&(s, spin)| (k, nbits, s, spin))).collect();
+    let kernels: Vec<(&str, bool)> = std::env::var("DECODE_KERNELS")
+        .unwrap_or_else(|_| "tensoras,ort".into())
+        .split(',')
+        .filter_map(|k| match k.trim() {
+            "tensoras" => Some(("tensoras", true)),
+            "ort" => Some(("ort", false)),
+            _ => None,
+        })
+        .collect();
+    let spin_between_runs = std::env::var("DECODE_SPIN").is_ok_and(|v| v.trim() == "on");
+    let spin = if spin_between_runs { "on" } else { "off" };
     for &n in &threads {
         let mut loaded = Vec::new();
-        for &(name, nbits_kernel, spin, spin_between_runs) in &variants {
+        for &(name, nbits_kernel) in &kernels {
             let opts = OrtOptions {
                 library: library.clone(),
                 threads: n,
@@ -148,14 +146,14 @@ fn main() -> anyhow::Result<()> {
             let prompt: Vec<i64> = text.encode(&rendered, false).map_err(|e| anyhow::anyhow!(e))?.into_iter().map(i64::from).collect();
             let stop = text.stop_tokens().to_vec();
             let _ = generate(&graph, &prompt, &stop, max_tokens);
-            loaded.push((name, spin, graph, prompt, stop, Vec::new()));
+            loaded.push((name, graph, prompt, stop, Vec::new()));
         }
         for _ in 0..reps {
-            for (_, _, graph, prompt, stop, runs) in &mut loaded {
+            for (_, graph, prompt, stop, runs) in &mut loaded {
                 runs.push(generate(graph, prompt, stop, max_tokens));
             }
         }
-        for (name, spin, graph, _, _, runs) in &loaded {
+        for (name, graph, _, _, runs) in &loaded {
             let generated = runs[0].generated;
             let tps = median(runs.iter().map(|r| (r.generated - 1) as f64 / r.decode_s).collect());
             let ttft_ms = median(runs.iter().map(|r| r.prefill_s * 1e3).collect());
