@@ -74,10 +74,111 @@ def _field(reader, key, default=None):
     return f.contents()
 
 
+# Bytes of each scalar GGUF value type (gguf.GGUFValueType); 8 is a string, 9 an array.
+_GGUF_SCALAR = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+
+
+def check_gguf_layout(path) -> None:
+    """Walks the header, metadata and tensor infos of a GGUF file, checking every count and
+    length against the bytes left, and every tensor's data against the file's end. The gguf
+    package trusts them: an array count of 2^60 over a few bytes loops (nearly) forever,
+    and a bad length surfaces as an IndexError deep inside it. Raises ValueError."""
+    import mmap
+    import struct
+
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as d:
+        size = len(d)
+        at = 0
+
+        def take(fmt):
+            nonlocal at
+            n = struct.calcsize(fmt)
+            if at + n > size:
+                raise ValueError(f"it ends inside its header (at byte {at})")
+            v = struct.unpack_from(fmt, d, at)
+            at += n
+            return v if len(v) > 1 else v[0]
+
+        def count(n, min_bytes, what):
+            # Each of n items needs at least min_bytes: more than the file holds is a lie.
+            if n * min_bytes > size - at:
+                raise ValueError(f"{what} {n} at byte {at} does not fit in the file")
+            return n
+
+        def string():
+            nonlocal at
+            n = count(take("<Q"), 1, "string length")
+            s = bytes(d[at:at + n])
+            at += n
+            return s
+
+        def value(t, depth=0):
+            nonlocal at
+            if t in _GGUF_SCALAR:
+                at += count(1, _GGUF_SCALAR[t], "value") * _GGUF_SCALAR[t]
+            elif t == 8:
+                string()
+            elif t == 9 and depth == 0:
+                item = take("<I")
+                n = take("<Q")
+                if item in _GGUF_SCALAR:
+                    at += count(n, _GGUF_SCALAR[item], "array length") * _GGUF_SCALAR[item]
+                elif item == 8:
+                    for _ in range(count(n, 8, "array length")):
+                        string()
+                else:
+                    raise ValueError(f"array of unsupported type {item} at byte {at}")
+            else:
+                raise ValueError(f"unknown value type {t} at byte {at}")
+
+        if take("<I") != gguf.GGUF_MAGIC:
+            raise ValueError("it does not start with the GGUF magic")
+        version = take("<I")
+        if version not in (2, 3):
+            raise ValueError(f"unsupported GGUF version {version}")
+        n_tensors, n_kv = take("<QQ")
+        alignment = gguf.GGUF_DEFAULT_ALIGNMENT
+        for _ in range(count(n_kv, 8 + 4 + 1, "metadata count")):
+            key = string()
+            t = take("<I")
+            start = at
+            value(t)
+            if key == b"general.alignment" and t == 4:
+                alignment = struct.unpack_from("<I", d, start)[0]
+        if alignment == 0 or alignment & (alignment - 1):
+            raise ValueError(f"alignment {alignment} is not a power of two")
+        tensors = []
+        for _ in range(count(n_tensors, 8 + 4 + 4 + 8, "tensor count")):
+            name = string()
+            n_dims = take("<I")
+            if n_dims > 4:
+                raise ValueError(f"tensor {name!r} has {n_dims} dimensions (GGML has at most 4)")
+            dims = [take("<Q") for _ in range(n_dims)]
+            kind, offset = take("<IQ")
+            tensors.append((name, dims, kind, offset))
+        data_start = -(-at // alignment) * alignment
+        for name, dims, kind, offset in tensors:
+            try:
+                block, type_size = gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType(kind)]
+            except (ValueError, KeyError):
+                raise ValueError(f"tensor {name!r} has unknown type {kind}") from None
+            n = int(np.prod(dims, dtype=object)) if dims else 1
+            if n % block or data_start + offset + n // block * type_size > size:
+                raise ValueError(f"tensor {name!r} ({dims}, type {kind}) does not fit in the file")
+
+
 class GGUFModel:
     def __init__(self, path: str | os.PathLike):
         self.path = str(path)
-        r = gguf.GGUFReader(self.path)
+        # A damaged or hostile file fails here with one clear message rather than hanging
+        # or raising from inside the gguf package or the metadata conversions below.
+        try:
+            check_gguf_layout(self.path)
+            self._read(gguf.GGUFReader(self.path))
+        except (ValueError, TypeError, KeyError, IndexError, OverflowError, ZeroDivisionError) as e:
+            raise SystemExit(f"gguf_to_onnx: {self.path} is not a usable GGUF file: {e}") from e
+
+    def _read(self, r):
         self.reader = r
         arch = _field(r, "general.architecture")
         if arch != "llama":
