@@ -17,6 +17,10 @@ pub struct Config {
     pub max_limits: crate::runtime::Limits,
     /// Most guest instances alive at once; further requests wait for a slot.
     pub max_instances: u32,
+    /// How long and how many requests may wait for an instance slot.
+    pub admission: crate::runtime::AdmissionOptions,
+    /// Connection cap and request read deadlines.
+    pub listen: ListenOptions,
     /// Limits of one inference request (chat, embeddings handlers).
     pub handler_limits: crate::runtime::Limits,
     /// Model manifests (`models/*.toml`).
@@ -58,6 +62,8 @@ impl Config {
                 fuel: u64::MAX,
             },
             max_instances: 256,
+            admission: crate::runtime::AdmissionOptions::default(),
+            listen: ListenOptions::default(),
             handler_limits: crate::runtime::Limits {
                 memory_bytes: 512 << 20,
                 timeout: Duration::from_secs(600),
@@ -112,6 +118,27 @@ impl Config {
     /// wasmtime's compiled-code cache, so a restart does not recompile components.
     pub fn compile_cache_dir(&self) -> PathBuf {
         self.data_dir.join("cache").join("wasmtime")
+    }
+}
+
+/// How the server accepts connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenOptions {
+    /// Most connections open at once; more wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// Deadline for a request's head (request line and headers), from its first byte.
+    pub header_timeout: Duration,
+    /// Longest a request body may send nothing before the request fails.
+    pub body_idle_timeout: Duration,
+}
+
+impl Default for ListenOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 4096,
+            header_timeout: Duration::from_secs(10),
+            body_idle_timeout: Duration::from_secs(30),
+        }
     }
 }
 

@@ -23,12 +23,14 @@ pub struct ApiError {
     pub param: Option<String>,
     /// OpenAI `code`.
     pub code: Option<Cow<'static, str>>,
+    /// Seconds for a `Retry-After` header (overload), which the official SDKs honour.
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
     /// A generic error.
     pub fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
-        Self { status, kind, message: message.into(), param: None, code: None }
+        Self { status, kind, message: message.into(), param: None, code: None, retry_after: None }
     }
 
     /// 400 `invalid_request_error`.
@@ -57,6 +59,13 @@ impl ApiError {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "The server had an error while processing your request.")
     }
 
+    /// 503 `server_overloaded` with a `Retry-After`: the server is at capacity.
+    pub fn overloaded(message: impl Into<String>) -> Self {
+        let mut e = Self::new(StatusCode::SERVICE_UNAVAILABLE, "server_error", message).code("server_overloaded");
+        e.retry_after = Some(1);
+        e
+    }
+
     /// Sets `param`.
     pub fn param(mut self, param: impl Into<String>) -> Self {
         self.param = Some(param.into());
@@ -80,7 +89,11 @@ impl IntoResponse for ApiError {
                 "code": self.code,
             }
         });
-        (self.status, axum::Json(body)).into_response()
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        response
     }
 }
 
@@ -100,6 +113,10 @@ impl From<InvokeError> for ApiError {
             }
             InvokeError::Trap(_) => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "function_error", message).code("function_trapped"),
             InvokeError::Guest(_) => Self::new(StatusCode::BAD_GATEWAY, "function_error", message).code("function_failed"),
+            InvokeError::Overloaded(_) => Self::overloaded(message),
+            InvokeError::TooDeep => {
+                Self::new(StatusCode::BAD_REQUEST, "invalid_request_error", message).code("nesting_too_deep")
+            }
             InvokeError::Internal(e) => Self::internal(format!("{e:#}")),
         }
     }

@@ -52,3 +52,53 @@ pub fn body_rejection(status: StatusCode, text: String) -> ApiError {
         ApiError::new(status, "invalid_request_error", format!("Could not read the request body: {text}"))
     }
 }
+
+/// Rewrites any plain-text error answer (the rejections of axum's `Path`, `Query` and
+/// `Multipart` extractors, and of any extractor added later) into the OpenAI error
+/// object, so no route answers an SDK with a body it cannot parse. Answers of deployed
+/// HTTP functions (`/v1/functions/{name}/invoke`) are the function's own and pass
+/// through untouched.
+pub async fn openai_rejections(req: Request, next: axum::middleware::Next) -> axum::response::Response {
+    let invoke = is_function_invoke(req.uri().path());
+    let response = next.run(req).await;
+    let plain_text = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("text/plain"));
+    if invoke || !plain_text || !(response.status().is_client_error() || response.status().is_server_error()) {
+        return response;
+    }
+    let status = response.status();
+    // Rejection texts are short; anything longer is cut rather than buffered whole.
+    let text = match axum::body::to_bytes(response.into_body(), 4096).await {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        Err(_) => String::new(),
+    };
+    let err = if status == StatusCode::PAYLOAD_TOO_LARGE {
+        body_rejection(status, text)
+    } else if status.is_server_error() {
+        ApiError::new(status, "server_error", text)
+    } else {
+        ApiError::new(status, "invalid_request_error", text)
+    };
+    axum::response::IntoResponse::into_response(err)
+}
+
+/// `/v1/functions/{name}/invoke[/...]`.
+fn is_function_invoke(path: &str) -> bool {
+    let mut parts = path.trim_start_matches('/').split('/');
+    matches!((parts.next(), parts.next(), parts.next(), parts.next()), (Some("v1"), Some("functions"), Some(_), Some("invoke")))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn function_invoke_paths() {
+        assert!(super::is_function_invoke("/v1/functions/echo/invoke"));
+        assert!(super::is_function_invoke("/v1/functions/echo/invoke/a/b"));
+        assert!(!super::is_function_invoke("/v1/functions/echo"));
+        assert!(!super::is_function_invoke("/v1/functions/echo/call"));
+        assert!(!super::is_function_invoke("/v1/files/x/content"));
+    }
+}

@@ -4,7 +4,9 @@
 //! and hands the raw body to the handler component, which owns every OpenAI semantic.
 //! Streams: the handler pushes chunks through `output.send`; they become server-sent
 //! events, ended by `data: [DONE]`. A client that goes away closes the channel, and the
-//! handler stops generating at its next `send`.
+//! handler stops generating at its next `send`. A non-streamed request whose client
+//! goes away is dropped by hyper, and with it the [`HandlerTask`], which aborts the
+//! handler: nobody is left to read its answer.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -111,16 +113,7 @@ fn precheck(state: &AppState, body: &Value) -> Result<bool, ApiError> {
         None => return Err(ApiError::invalid("you must provide a model parameter").param("model")),
     };
     if state.inference.get(model).is_none() {
-        let message = match state.inference.catalog().get(model) {
-            Some(m) => format!(
-                "The model `{model}` is in the catalogue but not installed on this server. Install it with \
-                 `tensoras models import` (models directory: see `tensoras models list`); installed models are listed \
-                 at /v1/models (id `{}`).",
-                m.manifest.id
-            ),
-            None => format!("The model `{model}` does not exist or you do not have access to it."),
-        };
-        return Err(ApiError::not_found(message).param("model").code("model_not_found"));
+        return Err(model_not_found(state, model));
     }
     match obj.get("stream") {
         None | Some(Value::Null) => Ok(false),
@@ -162,7 +155,11 @@ async fn run(
         tenant: caller.tenant.clone(),
     };
     let runtime = state.runtime.clone();
-    let task = tokio::spawn(async move { runtime.call_handler(&handler, ctx, req).await });
+    // A task of its own so a stream's handler runs while its events are written; it
+    // keeps the request's interactive admission.
+    let task = HandlerTask(tokio::spawn(crate::runtime::interactive(async move {
+        runtime.call_handler(&handler, ctx, req).await
+    })));
 
     let Some(mut chunks) = rx.take() else {
         let response = join(task).await??;
@@ -181,10 +178,22 @@ async fn run(
     Ok(Sse::new(events).into_response())
 }
 
-type HandlerTask = tokio::task::JoinHandle<Result<Result<crate::runtime::HandlerResponse, HandlerError>, InvokeError>>;
+type HandlerResult = Result<Result<crate::runtime::HandlerResponse, HandlerError>, InvokeError>;
 
-async fn join(task: HandlerTask) -> Result<Result<crate::runtime::HandlerResponse, ApiError>, ApiError> {
-    match task.await {
+/// The handler's task, aborted when dropped unfinished (the client went away).
+struct HandlerTask(tokio::task::JoinHandle<HandlerResult>);
+
+impl Drop for HandlerTask {
+    fn drop(&mut self) {
+        if !self.0.is_finished() {
+            tracing::info!("client went away: handler stopped");
+            self.0.abort();
+        }
+    }
+}
+
+async fn join(mut task: HandlerTask) -> Result<Result<crate::runtime::HandlerResponse, ApiError>, ApiError> {
+    match (&mut task.0).await {
         Err(e) => Err(ApiError::internal(format!("handler task failed: {e}"))),
         Ok(Err(e)) => Err(e.into()),
         Ok(Ok(r)) => Ok(r.map_err(ApiError::from)),
@@ -223,33 +232,62 @@ fn async_stream(
     })
 }
 
-fn model_json(m: &Model, installed: bool) -> Value {
+fn model_json(m: &Model) -> Value {
     json!({
         "id": m.manifest.id,
         "object": "model",
-        "created": 0,
+        "created": installed_at(m),
         "owned_by": m.manifest.owned_by,
         "kind": m.manifest.kind.as_str(),
-        "installed": installed,
         "context_length": m.context_length(),
         "aliases": m.manifest.aliases,
         "pricing": {"input_per_million": m.manifest.price.input, "output_per_million": m.manifest.price.output},
     })
 }
 
-/// `GET /v1/models`: installed models first, then the rest of the catalogue.
+/// When the model's files were written (unix seconds), as OpenAI's `created`.
+fn installed_at(m: &Model) -> u64 {
+    m.installed
+        .as_ref()
+        .and_then(|i| std::fs::metadata(i.graph_path()).ok())
+        .and_then(|meta| meta.modified().ok())
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs())
+}
+
+/// `GET /v1/models`: the models this server can serve. Clients offer this list to
+/// their users, so catalogue entries that are not installed (listed by `tensoras
+/// models list`) stay out of it: each would answer `model_not_found`.
 pub async fn list_models(State(state): State<AppState>) -> axum::Json<Value> {
-    let mut data: Vec<Value> = state.inference.catalog().all().map(|m| model_json(m, state.inference.get(&m.manifest.id).is_some())).collect();
-    data.sort_by_key(|m| !m["installed"].as_bool().unwrap_or(false));
+    let mut data: Vec<Value> = state
+        .inference
+        .catalog()
+        .all()
+        .filter(|m| state.inference.get(&m.manifest.id).is_some())
+        .map(model_json)
+        .collect();
+    data.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
     axum::Json(json!({"object": "list", "data": data}))
 }
 
-/// `GET /v1/models/{id}`.
+/// `GET /v1/models/{id}`: an installed model, by id or alias.
 pub async fn get_model(State(state): State<AppState>, Path(id): Path<String>) -> Result<axum::Json<Value>, ApiError> {
-    let m = state.inference.catalog().get(&id).ok_or_else(|| {
-        ApiError::not_found(format!("The model `{id}` does not exist or you do not have access to it."))
-            .param("model")
-            .code("model_not_found")
-    })?;
-    Ok(axum::Json(model_json(m, state.inference.get(&id).is_some())))
+    match state.inference.get(&id) {
+        Some(loaded) => Ok(axum::Json(model_json(&loaded.model))),
+        None => Err(model_not_found(&state, &id)),
+    }
+}
+
+/// 404 `model_not_found`, saying how to install the model when the catalogue has it.
+fn model_not_found(state: &AppState, model: &str) -> ApiError {
+    let message = match state.inference.catalog().get(model) {
+        Some(m) => format!(
+            "The model `{model}` is in the catalogue but not installed on this server. Install it with \
+             `tensoras models import` (models directory: see `tensoras models list`); installed models are listed \
+             at /v1/models (id `{}`).",
+            m.manifest.id
+        ),
+        None => format!("The model `{model}` does not exist or you do not have access to it."),
+    };
+    ApiError::not_found(message).param("model").code("model_not_found")
 }

@@ -1,6 +1,7 @@
 //! `tensoras serve`.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use tensoras::api::{self, AppState};
@@ -22,9 +23,25 @@ pub struct ServeArgs {
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "TENSORAS_MAX_BODY_BYTES", default_value_t = 32 * 1024 * 1024)]
     max_body_bytes: usize,
-    /// Most function instances alive at once.
+    /// Most requests running a guest instance at once (each may start nested instances
+    /// of its own: an embedding for RAG, a server-side tool).
     #[arg(long, env = "TENSORAS_MAX_INSTANCES", default_value_t = 256)]
     max_instances: u32,
+    /// Longest a request waits for a free instance before a 503 `server_overloaded`.
+    #[arg(long, env = "TENSORAS_QUEUE_TIMEOUT_SECS", default_value_t = 30)]
+    queue_timeout_secs: u64,
+    /// Most requests waiting for an instance at once; past it, a 503 at once.
+    #[arg(long, env = "TENSORAS_MAX_QUEUE", default_value_t = 1024)]
+    max_queue: usize,
+    /// Most client connections open at once; more wait in the kernel's backlog.
+    #[arg(long, env = "TENSORAS_MAX_CONNECTIONS", default_value_t = 4096)]
+    max_connections: usize,
+    /// Seconds a client has to send a request's headers.
+    #[arg(long, env = "TENSORAS_HEADER_TIMEOUT_SECS", default_value_t = 10)]
+    header_timeout_secs: u64,
+    /// Seconds a request body may send nothing before the request fails.
+    #[arg(long, env = "TENSORAS_BODY_TIMEOUT_SECS", default_value_t = 30)]
+    body_timeout_secs: u64,
     /// Admin key to create when the database has none (first start only).
     #[arg(long, env = "TENSORAS_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
@@ -98,6 +115,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let mut config = Config::new(&args.data.data_dir);
     config.max_body_bytes = args.max_body_bytes;
     config.max_instances = args.max_instances.max(1);
+    config.admission = tensoras::runtime::AdmissionOptions {
+        queue_timeout: Duration::from_secs(args.queue_timeout_secs),
+        max_waiting: args.max_queue,
+    };
+    config.listen = tensoras::config::ListenOptions {
+        max_connections: args.max_connections.max(1),
+        header_timeout: Duration::from_secs(args.header_timeout_secs.max(1)),
+        body_idle_timeout: Duration::from_secs(args.body_timeout_secs.max(1)),
+    };
     config.manifests_dir = args.manifests;
     if let Some(dir) = args.models_dir {
         config.models_dir = dir;

@@ -100,6 +100,29 @@ impl TextModel {
         Ok(Self { tokenizer: tok, template, stop_tokens, bos_token, eos_token, template_tools, vocabulary: OnceLock::new() })
     }
 
+    /// Longest text (in bytes) that can still fit `context_length` tokens, for chat
+    /// models; `None` for encoders, whose handler truncates instead of refusing.
+    ///
+    /// Every input byte of a byte-level BPE or SentencePiece tokenizer lands in exactly one
+    /// token, so `n` tokens cover at most `n` × (longest token) bytes; the factor 4 leaves
+    /// room for normalizers that shrink text (NFKC ligatures and the like).
+    pub fn max_prompt_bytes(&self, context_length: u32) -> Option<usize> {
+        self.template.as_ref()?;
+        let vocab = self.vocabulary();
+        let longest = vocab
+            .ends
+            .iter()
+            .scan(0u32, |start, &end| {
+                let len = end.saturating_sub(*start);
+                *start = end;
+                Some(len as usize)
+            })
+            .max()
+            .unwrap_or(1)
+            .max(1);
+        Some((context_length as usize).saturating_mul(longest).saturating_mul(4))
+    }
+
     /// Text to ids.
     pub fn encode(&self, text: &str, add_special: bool) -> Result<Vec<u32>, String> {
         self.tokenizer.encode(text, add_special).map(|e| e.get_ids().to_vec()).map_err(|e| e.to_string())

@@ -27,6 +27,7 @@ mod bindings {
             "wasi:nn/inference.[method]graph-execution-context.compute": async | trappable,
             "tensoras:platform/output.send": async | trappable,
             "tensoras:platform/tools.invoke": async | trappable,
+            "tensoras:platform/tokenizer.encode": async | trappable,
             default: trappable,
         },
         exports: { default: async },
@@ -385,9 +386,33 @@ impl State {
     }
 }
 
+/// Texts up to this size are tokenised in place; longer ones on the blocking pool, so a
+/// long prompt does not hold an async worker (and every request queued behind it).
+const INLINE_ENCODE_BYTES: usize = 16 << 10;
+
 impl tokenizer::Host for State {
-    fn encode(&mut self, model: String, text: String, add_special: bool) -> wasmtime::Result<Result<Vec<u32>, tokenizer::TokenizerError>> {
-        Ok(self.text(&model)?.and_then(|t| t.encode(&text, add_special).map_err(tokenizer::TokenizerError::InvalidInput)))
+    async fn encode(&mut self, model: String, text: String, add_special: bool) -> wasmtime::Result<Result<Vec<u32>, tokenizer::TokenizerError>> {
+        let Some(loaded) = self.handler()?.inference.get(&model) else {
+            return Ok(Err(tokenizer::TokenizerError::UnknownModel(model)));
+        };
+        let t = loaded.text.clone();
+        // A prompt that cannot fit the context is refused before tokenising it: the
+        // guest's context check would refuse it anyway, after seconds of work and
+        // gigabytes of memory for a multi-megabyte text.
+        let context = loaded.model.context_length();
+        if t.max_prompt_bytes(context).is_some_and(|limit| text.len() > limit) {
+            return Ok(Err(tokenizer::TokenizerError::InvalidInput(format!(
+                "This model's maximum context length is {context} tokens; the text ({} bytes) cannot fit in it.",
+                text.len()
+            ))));
+        }
+        if text.len() <= INLINE_ENCODE_BYTES {
+            return Ok(t.encode(&text, add_special).map_err(tokenizer::TokenizerError::InvalidInput));
+        }
+        Ok(tokio::task::spawn_blocking(move || t.encode(&text, add_special))
+            .await
+            .unwrap_or_else(|e| Err(format!("tokenizer task failed: {e}")))
+            .map_err(tokenizer::TokenizerError::InvalidInput))
     }
 
     fn decode(&mut self, model: String, tokens: Vec<u32>, skip_special: bool) -> wasmtime::Result<Result<String, tokenizer::TokenizerError>> {

@@ -49,7 +49,7 @@ impl Runtime {
         f: &HttpFunction,
         req: hyper::Request<HttpRequestBody>,
     ) -> Result<hyper::Response<HyperOutgoingBody>, InvokeError> {
-        let permit = self.slot().await?;
+        let permit = self.admission.admit().await?;
         let limits = f.limits;
         let mut store = self.new_store(&limits, &f.sandbox, None)?;
         let (tx, rx) = tokio::sync::oneshot::channel();

@@ -5,8 +5,19 @@
 //! Every call runs under three limits: a memory cap (store limiter), a wall-clock
 //! deadline (epoch interruption, backed by a tokio timeout for time spent in host
 //! calls), and a fuel budget. A guest that traps, loops, exhausts memory or overflows
-//! its stack fails only its own request; the host keeps serving.
+//! its stack fails only its own request; the host keeps serving. Guests yield to the
+//! async executor at every epoch tick, so a spinning guest cannot starve the server's
+//! other requests (or `/health`) of the worker threads.
+//!
+//! Admission ([`Admission`]): a request takes one of `max_instances` slots for its own
+//! instance. Instances it starts while it runs (the embeddings handler a RAG request
+//! runs to embed its query, a server-side tool) are *nested*: they draw from a separate
+//! pool sized so that it can never run dry (`max_instances` × [`MAX_NESTED_DEPTH`]),
+//! and never wait, so a parent never waits on a slot that only another parent could
+//! free — the deadlock of nested calls sharing one semaphore. The depth of a call comes
+//! from a task-local that each call sets for the host calls its guest makes.
 
+mod admission;
 mod handler;
 mod http;
 mod limits;
@@ -19,9 +30,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::component::{Component, Linker};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap, UpdateDeadline};
+
+pub use self::admission::{Admission, AdmissionOptions, MAX_NESTED_DEPTH, interactive};
 
 pub use self::handler::{
     HandlerCtx, HandlerError, HandlerFunction, HandlerRequest, HandlerResponse, RetrievalError, RetrievalSearch, RetrievedChunk,
@@ -69,6 +81,13 @@ pub enum InvokeError {
     /// The guest broke its contract (e.g. an HTTP function that never responded).
     #[error("function failed: {0}")]
     Guest(String),
+    /// No instance slot became free within the queue's wait, or the queue was full.
+    #[error("the server is at capacity ({0}); please retry shortly")]
+    Overloaded(&'static str),
+    /// Instances started instances deeper than [`MAX_NESTED_DEPTH`] (e.g. a tool that
+    /// calls a model that calls the tool again).
+    #[error("nested calls went deeper than {MAX_NESTED_DEPTH} levels")]
+    TooDeep,
     /// A host-side failure unrelated to the guest.
     #[error("internal error: {0:#}")]
     Internal(anyhow::Error),
@@ -81,7 +100,7 @@ pub struct Runtime {
     linker: Linker<State>,
     /// What API handlers may import: WASI, wasi:nn and the Tensoras interfaces.
     handler_linker: Linker<State>,
-    slots: Arc<Semaphore>,
+    admission: Admission,
     ticker_stop: Arc<AtomicBool>,
 }
 
@@ -103,12 +122,14 @@ impl Runtime {
         let mut config = Config::new();
         config.epoch_interruption(true).consume_fuel(true).max_wasm_stack(1 << 20);
         if opts.pooling {
+            // Room for every top-level slot and every nested one (see the module doc).
+            let instances = admission::total_instances(opts.max_instances);
             let mut pool = PoolingAllocationConfig::default();
-            pool.total_component_instances(opts.max_instances)
-                .total_core_instances(opts.max_instances.saturating_mul(8))
-                .total_memories(opts.max_instances.saturating_mul(2))
-                .total_tables(opts.max_instances.saturating_mul(4))
-                .total_stacks(opts.max_instances)
+            pool.total_component_instances(instances)
+                .total_core_instances(instances.saturating_mul(8))
+                .total_memories(instances.saturating_mul(2))
+                .total_tables(instances.saturating_mul(4))
+                .total_stacks(instances)
                 .max_memory_size(opts.max_memory_bytes);
             config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         }
@@ -145,9 +166,21 @@ impl Runtime {
             engine,
             linker,
             handler_linker,
-            slots: Arc::new(Semaphore::new(opts.max_instances as usize)),
+            admission: Admission::new(opts.max_instances, AdmissionOptions::default()),
             ticker_stop,
         })
+    }
+
+    /// Sets how long and how many top-level requests may wait for a slot.
+    #[must_use]
+    pub fn with_admission(mut self, options: AdmissionOptions) -> Self {
+        self.admission = Admission::new(self.admission.max_instances(), options);
+        self
+    }
+
+    /// Slots and waiters, for tests and metrics.
+    pub fn admission(&self) -> &Admission {
+        &self.admission
     }
 
     /// The engine.
@@ -170,15 +203,6 @@ impl Runtime {
         Component::new(&self.engine, bytes).map_err(|e| format!("invalid component: {e}"))
     }
 
-    /// Waits for a free instance slot: requests queue instead of failing when the pool is full.
-    async fn slot(&self) -> Result<OwnedSemaphorePermit, InvokeError> {
-        self.slots
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|e| InvokeError::Internal(e.into()))
-    }
-
     /// A fresh store with the call's limits armed.
     fn new_store(
         &self,
@@ -192,9 +216,17 @@ impl Runtime {
         store
             .set_fuel(limits.fuel)
             .map_err(|e| InvokeError::Internal(e.into()))?;
-        let ticks = limits.timeout.as_nanos().div_ceil(EPOCH_TICK.as_nanos()) as u64;
-        store.set_epoch_deadline(ticks.max(1));
-        store.epoch_deadline_trap();
+        // Every tick the guest yields to the executor (so other requests' tasks run on this
+        // worker), and traps once the wall-clock deadline has passed.
+        let deadline = std::time::Instant::now() + limits.timeout;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            if std::time::Instant::now() >= deadline {
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                Ok(UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now())))
+            }
+        });
         Ok(store)
     }
 }
@@ -256,9 +288,11 @@ impl Runtime {
         handler: Option<HandlerCtx>,
         f: impl for<'a> FnOnce(&'a mut Store<State>) -> futures::future::BoxFuture<'a, wasmtime::Result<T>>,
     ) -> Result<T, InvokeError> {
-        let _permit = self.slot().await?;
+        let ticket = self.admission.admit().await?;
         let mut store = self.new_store(limits, sandbox, handler)?;
-        let outcome = tokio::time::timeout(limits.timeout, f(&mut store)).await;
+        // Host calls this guest makes run in the scope of its ticket: whatever instance
+        // they start is nested one level deeper.
+        let outcome = ticket.scope(tokio::time::timeout(limits.timeout, f(&mut store))).await;
         match outcome {
             Err(_) => Err(InvokeError::Timeout(limits.timeout)),
             Ok(Ok(v)) => Ok(v),

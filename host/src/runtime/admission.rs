@@ -1,0 +1,215 @@
+//! Who gets an instance slot, and who waits how long for one (see the module doc of
+//! [`super`]).
+//!
+//! - A *top-level* call (an API request, an ingestion batch) takes one of
+//!   `max_instances` slots. An interactive one (inside [`interactive`], which the HTTP
+//!   layer wraps every request in) waits at most [`AdmissionOptions::queue_timeout`],
+//!   and not at all when [`AdmissionOptions::max_waiting`] requests already wait: an
+//!   overloaded server answers 503 at once instead of letting latency grow without
+//!   bound. Background work (ingestion) waits as long as it takes.
+//! - A *nested* call (started by a host call of a running guest) takes a slot from a
+//!   second pool without waiting. Each top-level call has at most one chain of nested
+//!   calls alive at a time (a guest is single-threaded and its host calls are awaited
+//!   one by one), at most [`MAX_NESTED_DEPTH`] deep, so `max_instances` ×
+//!   [`MAX_NESTED_DEPTH`] nested slots never run out.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::InvokeError;
+
+/// Deepest chain of instances started by instances: request handler → embeddings
+/// handler or tool → (a tool's own model call) → ...
+pub const MAX_NESTED_DEPTH: u32 = 3;
+
+/// Instances the pooling allocator must hold for `max_instances` top-level slots.
+pub(super) fn total_instances(max_instances: u32) -> u32 {
+    max_instances.saturating_mul(1 + MAX_NESTED_DEPTH)
+}
+
+/// How interactive requests queue for a slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AdmissionOptions {
+    /// Longest wait for a slot before answering 503.
+    pub queue_timeout: Duration,
+    /// Most requests waiting at once; one more is refused at once.
+    pub max_waiting: usize,
+}
+
+impl Default for AdmissionOptions {
+    fn default() -> Self {
+        Self { queue_timeout: Duration::from_secs(30), max_waiting: 1024 }
+    }
+}
+
+/// The call a piece of async code runs in: its nesting depth, and whether it serves an
+/// interactive request.
+#[derive(Debug, Clone, Copy)]
+struct CallScope {
+    depth: u32,
+    interactive: bool,
+}
+
+tokio::task_local! {
+    static CALL: CallScope;
+}
+
+/// Runs `f` as an interactive request: instance slots it asks for are waited on with
+/// the queue's timeout. Code outside this scope is background work.
+pub async fn interactive<F: Future>(f: F) -> F::Output {
+    let scope = CALL.try_with(|c| *c).unwrap_or(CallScope { depth: 0, interactive: true });
+    CALL.scope(CallScope { interactive: true, ..scope }, f).await
+}
+
+/// The slots of one runtime.
+#[derive(Debug)]
+pub struct Admission {
+    max_instances: u32,
+    top: Arc<Semaphore>,
+    nested: Arc<Semaphore>,
+    waiting: Arc<AtomicUsize>,
+    options: AdmissionOptions,
+}
+
+/// A slot held for one call; the call's host calls run in [`Ticket::scope`].
+#[derive(Debug)]
+pub struct Ticket {
+    _permit: OwnedSemaphorePermit,
+    inner: CallScope,
+}
+
+impl Ticket {
+    /// Runs `f` (the guest) so that instances its host calls start count as nested.
+    pub async fn scope<F: Future>(&self, f: F) -> F::Output {
+        CALL.scope(self.inner, f).await
+    }
+}
+
+/// Decrements the waiting count when a wait ends, however it ends.
+struct Waiting(Arc<AtomicUsize>);
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Admission {
+    /// `max_instances` top-level slots and their nested pool.
+    pub fn new(max_instances: u32, options: AdmissionOptions) -> Self {
+        let nested = total_instances(max_instances).saturating_sub(max_instances);
+        Self {
+            max_instances,
+            top: Arc::new(Semaphore::new(max_instances as usize)),
+            nested: Arc::new(Semaphore::new(nested as usize)),
+            waiting: Arc::new(AtomicUsize::new(0)),
+            options,
+        }
+    }
+
+    /// Top-level slots.
+    pub fn max_instances(&self) -> u32 {
+        self.max_instances
+    }
+
+    /// Top-level slots free now.
+    pub fn available(&self) -> usize {
+        self.top.available_permits()
+    }
+
+    /// Requests waiting for a slot now.
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Acquire)
+    }
+
+    /// A slot for a call made in the current task's scope.
+    pub async fn admit(&self) -> Result<Ticket, InvokeError> {
+        let call = CALL.try_with(|c| *c).unwrap_or(CallScope { depth: 0, interactive: false });
+        let inner = CallScope { depth: call.depth + 1, ..call };
+        if call.depth > 0 {
+            if call.depth > MAX_NESTED_DEPTH {
+                return Err(InvokeError::TooDeep);
+            }
+            // Sized never to run dry (module doc); failing beats waiting on a parent.
+            let permit = self.nested.clone().try_acquire_owned().map_err(|_| InvokeError::Overloaded("no nested instance slot"))?;
+            return Ok(Ticket { _permit: permit, inner });
+        }
+        if let Ok(permit) = self.top.clone().try_acquire_owned() {
+            return Ok(Ticket { _permit: permit, inner });
+        }
+        if !call.interactive {
+            let permit = self.top.clone().acquire_owned().await.map_err(|e| InvokeError::Internal(e.into()))?;
+            return Ok(Ticket { _permit: permit, inner });
+        }
+        if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.options.max_waiting {
+            self.waiting.fetch_sub(1, Ordering::AcqRel);
+            return Err(InvokeError::Overloaded("the request queue is full"));
+        }
+        let _waiting = Waiting(self.waiting.clone());
+        match tokio::time::timeout(self.options.queue_timeout, self.top.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(Ticket { _permit: permit, inner }),
+            Ok(Err(e)) => Err(InvokeError::Internal(e.into())),
+            Err(_) => Err(InvokeError::Overloaded("no instance slot became free in time")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn admission(slots: u32, max_waiting: usize) -> Arc<Admission> {
+        let options = AdmissionOptions { queue_timeout: Duration::from_secs(3600), max_waiting };
+        Arc::new(Admission::new(slots, options))
+    }
+
+    #[tokio::test]
+    async fn nested_calls_never_wait_on_the_slots_their_parents_hold() {
+        // Every top-level slot is held by a parent that needs nested ones: with one
+        // shared semaphore this is the deadlock; here every chain completes.
+        let a = admission(2, 16);
+        let tops: Vec<_> = futures::future::join_all((0..2).map(|_| a.admit())).await;
+        let tops: Vec<Ticket> = tops.into_iter().collect::<Result<_, _>>().unwrap();
+        for t in &tops {
+            let first = t.scope(a.admit()).await.unwrap();
+            let second = first.scope(a.admit()).await.unwrap();
+            let third = second.scope(a.admit()).await.unwrap();
+            assert!(matches!(third.scope(a.admit()).await, Err(InvokeError::TooDeep)));
+            drop((first, second, third));
+        }
+        drop(tops);
+        assert_eq!(a.available(), 2);
+    }
+
+    #[tokio::test]
+    async fn interactive_requests_past_the_queue_are_refused_at_once() {
+        let a = admission(1, 1);
+        let held = interactive(a.admit()).await.unwrap();
+        // One may wait...
+        let waiter = {
+            let a = a.clone();
+            tokio::spawn(interactive(async move { a.admit().await.map(|_| ()) }))
+        };
+        while a.waiting() == 0 {
+            tokio::task::yield_now().await;
+        }
+        // ...the next is refused without waiting.
+        assert!(matches!(interactive(a.admit()).await, Err(InvokeError::Overloaded(_))));
+        drop(held);
+        waiter.await.unwrap().unwrap();
+        assert_eq!(a.waiting(), 0);
+    }
+
+    #[tokio::test]
+    async fn an_interactive_wait_ends_with_overloaded_at_its_timeout() {
+        let options = AdmissionOptions { queue_timeout: Duration::from_millis(1), max_waiting: 8 };
+        let a = Admission::new(1, options);
+        let _held = a.admit().await.unwrap();
+        assert!(matches!(interactive(a.admit()).await, Err(InvokeError::Overloaded(_))));
+        assert_eq!(a.waiting(), 0);
+    }
+}
