@@ -293,6 +293,7 @@ fn parse_tool(i: usize, item: &Value, server: &mut dyn ServerTools) -> Result<To
         Some(Value::Bool(b)) => *b,
         Some(other) => return Err(type_error(&format!("{fat}.strict"), "a boolean", other)),
     };
+    check_schema_numbers(&parameters, &format!("{fat}.parameters"), &format!("function '{name}'"))?;
     Ok(ToolDef {
         name,
         description,
@@ -301,6 +302,49 @@ fn parse_tool(i: usize, item: &Value, server: &mut dyn ServerTools) -> Result<To
         server: false,
         position: i,
     })
+}
+
+/// The smallest number a schema's bounds and constants may hold: -2^63 + 1024, the
+/// first `f64` above -2^63. The grammar compiler (llguidance 1.9) reads integer bounds
+/// and constants as `f64`, saturates them to `i64`, and negates them to build the regex
+/// of a negative range; at `i64::MIN` the negation overflows into itself and it recurses
+/// until the stack overflows (`{"const": -9223372036854775808}`, found by fuzzing): the
+/// guest traps and the client gets a 500. Refused here as a 400 instead.
+const MIN_SCHEMA_NUMBER: f64 = -9_223_372_036_854_774_784.0;
+
+/// Refuses bounds and constants below [`MIN_SCHEMA_NUMBER`] anywhere in `schema`, and
+/// inside constant arrays and objects (whose numbers are compiled as constants too).
+/// Nesting is bounded by serde_json's recursion limit on the request body.
+fn check_schema_numbers(schema: &Value, param: &str, what: &str) -> Result<(), ApiError> {
+    fn any_too_small(v: &Value) -> bool {
+        match v {
+            Value::Number(n) => n.as_f64().is_some_and(|x| x < MIN_SCHEMA_NUMBER),
+            Value::Array(items) => items.iter().any(any_too_small),
+            Value::Object(map) => map.values().any(any_too_small),
+            _ => false,
+        }
+    }
+    const BOUNDS: &[&str] = &["minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"];
+    match schema {
+        Value::Object(map) => {
+            for (key, value) in map {
+                let constant = key == "const" || key == "enum";
+                let bound = BOUNDS.contains(&key.as_str());
+                if (constant || bound) && any_too_small(value) {
+                    return Err(ApiError::invalid(
+                        param,
+                        format!(
+                            "Invalid schema for {what}: '{key}' holds a number below -9223372036854774784, the smallest this server supports."
+                        ),
+                    ));
+                }
+                check_schema_numbers(value, param, what)?;
+            }
+            Ok(())
+        }
+        Value::Array(items) => items.iter().try_for_each(|v| check_schema_numbers(v, param, what)),
+        _ => Ok(()),
+    }
 }
 
 fn parse_choice(body: Body<'_>, tools: &[ToolDef]) -> Result<ToolChoice, ApiError> {
@@ -439,6 +483,7 @@ fn parse_response_format(body: Body<'_>) -> Result<ResponseFormat, ApiError> {
                     ));
                 }
             };
+            check_schema_numbers(&schema, ResponseFormat::param(), &format!("response_format '{name}'"))?;
             Ok(ResponseFormat::JsonSchema {
                 name,
                 schema,

@@ -15,6 +15,8 @@
 //!    as floats or base64 ([`response`]).
 
 pub mod base64;
+#[cfg(test)]
+mod fuzz_props;
 mod host;
 pub mod pooling;
 pub mod request;
