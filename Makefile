@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := run
 ENV := . scripts/env.sh
 
-.PHONY: setup run test test-rust test-guests test-models test-e2e bench bench-inference bench-grammar bench-batching bench-wasm-ratio bench-versus bench-kv bench-kb guests
+.PHONY: setup run test test-rust test-guests test-models test-e2e bench bench-inference bench-grammar bench-batching bench-wasm-ratio bench-versus bench-kv bench-kb guests fuzz
 
 setup:
 	@bash scripts/setup.sh
@@ -29,6 +29,19 @@ test-models:
 
 test-e2e:
 	@$(ENV); TENSORAS_BIN="$$TENSORAS_BIN" "$$TENSORAS_VENV/bin/python" -m pytest -q tests/e2e
+
+## Fuzz every target for FUZZ_SECONDS each (default 300; ~1 h in all on 2 cores) with a fresh
+## FUZZ_SEED: the host's document parsers, chunkers, filters and sniffing, the guests' request
+## parsing, schema compiler and streaming properties, the importer's GGUF reader. CI runs a
+## short fixed slice of each inside test-rust, test-guests and test-models. See docs/testing.md.
+fuzz:
+	@$(ENV); export FUZZ_SECONDS=$${FUZZ_SECONDS:-300} FUZZ_SEED=$${FUZZ_SEED:-$$RANDOM$$RANDOM}; \
+	echo "fuzz: $$FUZZ_SECONDS s per target, FUZZ_SEED=$$FUZZ_SEED, failing inputs in $${FUZZ_CRASH_DIR:-$${TMPDIR:-/tmp}/tensoras-fuzz}"; \
+	CARGO=$$(pick_cargo); PATH="$$(dirname $$CARGO):$$PATH" "$$CARGO" test --release --locked -p tensoras --test fuzz -- --test-threads=2 --nocapture && \
+	(cd functions && export PATH="/usr/bin:$$PATH" CARGO_TARGET_DIR="$${TENSORAS_GUEST_TARGET_DIR:-$$HOME/.cache/tensoras/guest-target}/native" && \
+	 cargo test --release -p chat-core --test fuzz --test props -- --test-threads=2 --nocapture && \
+	 cargo test --release -p embeddings fuzz_props -- --nocapture) && \
+	"$${TENSORAS_IMPORTER_VENV:-$$TENSORAS_CACHE/importer-venv}/bin/python" -m pytest -q -s tests/models/test_gguf_fuzz.py
 
 ## Benchmarks (not tests): per-request instantiation, pooled vs on-demand.
 bench: setup
