@@ -10,6 +10,7 @@
 
 use serde_json::Value;
 
+use crate::numbers::NumberScan;
 use crate::tools::{ResponseFormat, ToolChoice, ToolDef, Tooling};
 
 /// How one model family writes tool calls: `begin`, then calls separated
@@ -564,6 +565,22 @@ pub fn grammar_for(tooling: &Tooling, format: &CallFormat) -> Option<GrammarSour
     }
 }
 
+/// Where the output of [`grammar_for`]'s grammar is JSON, for bounding its
+/// numbers: everywhere, except that under `auto` without a JSON
+/// `response_format` a text answer (one not starting the way calls do) is
+/// free text.
+pub fn number_scan(tooling: &Tooling, format: &CallFormat) -> NumberScan {
+    let text_answer = tooling.calls_allowed()
+        && tooling.choice == ToolChoice::Auto
+        && format_schema(&tooling.format).is_none();
+    if text_answer {
+        let mut first = [0u8; 4];
+        NumberScan::json_if_first(format.first_char().encode_utf8(&mut first).as_bytes()[0])
+    } else {
+        NumberScan::json()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -711,7 +728,7 @@ mod tests {
             let GrammarSource::Schema(schema) = grammar_for(&Tooling { format: rf, ..Tooling::none() }, &HERMES).unwrap() else {
                 panic!("a format alone is a schema")
             };
-            if let Err(e) = engine.constraint(llguidance::api::TopLevelGrammar::from_json_schema(schema.clone())) {
+            if let Err(e) = engine.constraint(llguidance::api::TopLevelGrammar::from_json_schema(schema.clone()), NumberScan::json()) {
                 panic!("{e}\n{schema}");
             }
         }
@@ -727,7 +744,7 @@ mod tests {
                     let GrammarSource::Lark(g) = grammar_for(&tooling, &format).unwrap() else {
                         panic!("tools need a Lark grammar")
                     };
-                    if let Err(e) = engine.constraint(llguidance::api::TopLevelGrammar::from_lark(g.clone())) {
+                    if let Err(e) = engine.constraint(llguidance::api::TopLevelGrammar::from_lark(g.clone()), NumberScan::json()) {
                         panic!("{e}\n{g}");
                     }
                 }
@@ -741,11 +758,52 @@ mod tests {
         let schema = json!({"type": "object", "properties": {"tags": {"type": "array", "uniqueItems": true}}});
         let strict = ResponseFormat::JsonSchema { name: "x".into(), schema: schema.clone(), strict: true };
         let Some(s) = format_schema(&strict) else { panic!() };
-        let err = engine.constraint(llguidance::api::TopLevelGrammar::from_json_schema(s)).err().expect("strict rejects");
+        let err = engine.constraint(llguidance::api::TopLevelGrammar::from_json_schema(s), NumberScan::json()).err().expect("strict rejects");
         assert!(err.contains("uniqueItems"), "{err}");
         let lenient = ResponseFormat::JsonSchema { name: "x".into(), schema, strict: false };
         let Some(s) = format_schema(&lenient) else { panic!() };
-        assert!(engine.constraint(llguidance::api::TopLevelGrammar::from_json_schema(s)).is_ok());
+        assert!(engine.constraint(llguidance::api::TopLevelGrammar::from_json_schema(s), NumberScan::json()).is_ok());
+    }
+
+    /// Whether `c` lets `text` through byte by byte.
+    fn lets_through(c: &mut crate::grammar::Constraint, width: usize, text: &str) -> bool {
+        text.bytes().all(|b| {
+            let mut logits = vec![0.0f32; width];
+            c.mask(&mut logits).unwrap();
+            logits[b as usize].is_finite() && c.accept(b as u32).is_ok()
+        })
+    }
+
+    #[test]
+    fn numbers_are_bounded_in_json_but_not_in_text_answers() {
+        let (engine, end) = byte_engine();
+        let width = end as usize + 1;
+        let auto = Tooling {
+            tools: vec![tool("a")],
+            choice: ToolChoice::Auto,
+            parallel: false,
+            format: ResponseFormat::Text,
+        };
+        assert_eq!(number_scan(&auto, &HERMES), NumberScan::json_if_first(b'<'));
+        assert_eq!(number_scan(&auto, &LLAMA3_JSON), NumberScan::json_if_first(b'{'));
+        let json_answer = Tooling { format: ResponseFormat::JsonObject, ..auto.clone() };
+        let required = Tooling { choice: ToolChoice::Required, ..auto.clone() };
+        let format_only = Tooling { format: ResponseFormat::JsonObject, ..Tooling::none() };
+        for t in [&json_answer, &required, &format_only] {
+            assert_eq!(number_scan(t, &HERMES), NumberScan::json());
+        }
+
+        let long = "7".repeat(30);
+        let constraint = || {
+            let Some(GrammarSource::Lark(g)) = grammar_for(&auto, &HERMES) else { panic!() };
+            engine
+                .constraint(llguidance::api::TopLevelGrammar::from_lark(g), number_scan(&auto, &HERMES))
+                .unwrap()
+        };
+        assert!(lets_through(&mut constraint(), width, &format!("Pi is 3.{long}")));
+        let call = "<tool_call>\n{\"name\": \"a\", \"arguments\": {\"x\": ";
+        assert!(lets_through(&mut constraint(), width, &format!("{call}{}}}}}", &long[..19])));
+        assert!(!lets_through(&mut constraint(), width, &format!("{call}{long}")));
     }
 
     #[test]

@@ -10,6 +10,9 @@
 //! The model's stop tokens are the grammar's end: the mask allows them
 //! exactly when the grammar accepts, and the decode loop ends on them as
 //! usual.
+//!
+//! Beside the grammar, a [`NumberScan`] bounds the digits of JSON numbers,
+//! which llguidance's schema compiler leaves unbounded ([`crate::numbers`]).
 
 use std::sync::Arc;
 
@@ -18,6 +21,8 @@ use llguidance::toktrie::{
     ApproximateTokEnv, InferenceCapabilities, TokEnv, TokRxInfo, TokTrie, TokenId,
 };
 use llguidance::{Matcher, ParserFactory};
+
+use crate::numbers::NumberScan;
 
 /// Every token's bytes in id order; special tokens start with 0xFF (the
 /// marker the trie uses so grammar text can never match them).
@@ -60,6 +65,9 @@ pub struct Engine {
     factory: ParserFactory,
     /// Ids that end a turn; allowed whenever the grammar may end.
     stop_tokens: Vec<u32>,
+    /// Per id: whether the token's text has a digit or a `.`, the only
+    /// bytes a [`NumberScan`] can refuse.
+    numeric: Arc<[bool]>,
 }
 
 impl Engine {
@@ -69,6 +77,10 @@ impl Engine {
             .first()
             .ok_or("the model has no stop token to end a constrained answer with")?;
         let words = vocab.words(width)?;
+        let numeric = words
+            .iter()
+            .map(|w| w.first() != Some(&0xFF) && w.iter().any(|&b| b.is_ascii_digit() || b == b'.'))
+            .collect();
         let info = TokRxInfo::new(words.len() as u32, eos);
         let trie = TokTrie::from(&info, &words);
         let env: TokEnv = Arc::new(ApproximateTokEnv::new(trie));
@@ -81,12 +93,14 @@ impl Engine {
         Ok(Self {
             factory,
             stop_tokens: stop_tokens.to_vec(),
+            numeric,
         })
     }
 
-    /// Compiles `grammar`. The error names what is wrong with it (an
-    /// unsupported schema keyword, say).
-    pub fn constraint(&self, grammar: TopLevelGrammar) -> Result<Constraint, String> {
+    /// Compiles `grammar`, whose output's numbers `numbers` bounds. The
+    /// error names what is wrong with the grammar (an unsupported schema
+    /// keyword, say).
+    pub fn constraint(&self, grammar: TopLevelGrammar, numbers: NumberScan) -> Result<Constraint, String> {
         let parser = self.factory.create_parser(grammar).map_err(|e| e.to_string())?;
         let matcher = Matcher::new(Ok(parser));
         if let Some(err) = matcher.get_error() {
@@ -96,6 +110,10 @@ impl Engine {
             matcher,
             eos: self.factory.tok_env().tok_trie().eos_token(),
             stop_tokens: self.stop_tokens.clone(),
+            env: self.factory.tok_env().clone(),
+            numeric: self.numeric.clone(),
+            numbers,
+            refused: Vec::new(),
         })
     }
 }
@@ -105,18 +123,48 @@ pub struct Constraint {
     matcher: Matcher,
     eos: TokenId,
     stop_tokens: Vec<u32>,
+    /// The token bytes.
+    env: TokEnv,
+    /// See [`Engine::numeric`].
+    numeric: Arc<[bool]>,
+    /// The output so far, for the number bounds.
+    numbers: NumberScan,
+    /// Scratch: ids the grammar allows but the number bounds refuse.
+    refused: Vec<usize>,
 }
 
 impl Constraint {
-    /// Sets every logit the grammar does not allow now to -inf.
+    /// Sets every logit the grammar does not allow now, or that would make
+    /// a JSON number too long, to -inf. When the number bounds would leave
+    /// nothing (the grammar demands a longer number: a `const`, say), the
+    /// grammar alone decides.
     pub fn mask(&mut self, logits: &mut [f32]) -> Result<(), String> {
         let allowed = self.matcher.compute_mask_or_eos().map_err(|e| e.to_string())?;
         let may_end = allowed.is_allowed(self.eos);
+        let check = self.numbers.is_on();
+        let trie = self.env.tok_trie();
+        let mut kept = 0usize;
+        self.refused.clear();
         for (id, x) in logits.iter_mut().enumerate() {
-            let id = id as u32;
-            let ok = allowed.is_allowed(id) || (may_end && self.stop_tokens.contains(&id));
-            if !ok {
+            let token = id as u32;
+            if allowed.is_allowed(token) {
+                if check
+                    && self.numeric.get(id).copied().unwrap_or(false)
+                    && !self.numbers.allows(trie.token(token))
+                {
+                    self.refused.push(id);
+                } else {
+                    kept += 1;
+                }
+            } else if may_end && self.stop_tokens.contains(&token) {
+                kept += 1;
+            } else {
                 *x = f32::NEG_INFINITY;
+            }
+        }
+        if kept > 0 {
+            for &id in &self.refused {
+                logits[id] = f32::NEG_INFINITY;
             }
         }
         Ok(())
@@ -124,6 +172,7 @@ impl Constraint {
 
     /// Advances the grammar past a sampled (non-stop) token.
     pub fn accept(&mut self, token: u32) -> Result<(), String> {
+        self.numbers.advance(self.env.tok_trie().token(token));
         self.matcher.consume_token(token).map_err(|e| e.to_string())
     }
 
@@ -142,7 +191,7 @@ mod tests {
     /// multi-byte tokens and a special end token.
     fn vocab() -> (Vocabulary, u32) {
         let mut words: Vec<Vec<u8>> = (0..=255u8).map(|b| vec![b]).collect();
-        for w in ["{\"", "\": ", "true", "false", "null", "\"}", "ab"] {
+        for w in ["{\"", "\": ", "true", "false", "null", "\"}", "ab", "12"] {
             words.push(w.as_bytes().to_vec());
         }
         words.push(b"\xFF<|end|>".to_vec());
@@ -192,11 +241,120 @@ mod tests {
             "additionalProperties": false,
             "x-guidance": {"whitespace_flexible": false, "item_separator": ", ", "key_separator": ": "}
         });
-        let mut c = engine.constraint(TopLevelGrammar::from_json_schema(schema)).unwrap();
+        let mut c = engine.constraint(TopLevelGrammar::from_json_schema(schema), NumberScan::json()).unwrap();
         // The "model" loves the letter z, which JSON never allows here.
         let text = greedy(&mut c, width, b"ztf", end);
         let value: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert!(value["ok"].is_boolean(), "{text}");
+    }
+
+    /// Whether `c` lets `text` through byte by byte (the byte tokens) and
+    /// may end after it.
+    fn fits(c: &mut Constraint, width: usize, text: &str, end: u32) -> bool {
+        for &b in text.as_bytes() {
+            let mut logits = vec![0.0f32; width];
+            c.mask(&mut logits).unwrap();
+            if !logits[b as usize].is_finite() {
+                return false;
+            }
+            c.accept(b as u32).unwrap();
+        }
+        let mut logits = vec![0.0f32; width];
+        c.mask(&mut logits).unwrap();
+        logits[end as usize].is_finite()
+    }
+
+    fn schema_constraint(engine: &Engine, schema: serde_json::Value) -> Constraint {
+        let mut schema = schema;
+        schema["x-guidance"] =
+            serde_json::json!({"whitespace_flexible": false, "item_separator": ", ", "key_separator": ": "});
+        engine.constraint(TopLevelGrammar::from_json_schema(schema), NumberScan::json()).unwrap()
+    }
+
+    #[test]
+    fn json_numbers_are_bounded() {
+        let (v, end) = vocab();
+        let width = v.ends.len();
+        let engine = Engine::new(&v, width, &[end]).unwrap();
+        let number = serde_json::json!({"type": "number"});
+        let integer = serde_json::json!({"type": "integer"});
+        let forty = "3".repeat(40);
+        let thirty = "7".repeat(30);
+        for (schema, text, ok) in [
+            (&number, "3.25", true),
+            (&number, "-0.5e-3", true),
+            (&number, "1.7976931348623157e308", true),
+            (&number, "0.1234567890123456", true),
+            (&number, "42", true),
+            (&number, forty.as_str(), false),
+            (&number, &format!("0.{forty}"), false),
+            (&number, "1.23456789012345678", false),
+            (&number, "1e1000", false),
+            (&integer, "0", true),
+            (&integer, "-9223372036854775808", true),
+            (&integer, "9223372036854775807", true),
+            (&integer, thirty.as_str(), false),
+            (&integer, "12345678901234567890", false),
+        ] {
+            let mut c = schema_constraint(&engine, schema.clone());
+            assert_eq!(fits(&mut c, width, text, end), ok, "{schema} {text}");
+        }
+    }
+
+    #[test]
+    fn a_runaway_number_is_cut_and_the_json_still_parses() {
+        let (v, end) = vocab();
+        let width = v.ends.len();
+        let engine = Engine::new(&v, width, &[end]).unwrap();
+        let schema = serde_json::json!({
+            "type": "object",
+            "properties": {"n": {"type": "number"}, "k": {"type": "integer"}},
+            "required": ["n", "k"],
+            "additionalProperties": false,
+        });
+        let mut c = schema_constraint(&engine, schema);
+        // The "model" would write 3s forever (then a fraction, then 7s).
+        let text = greedy(&mut c, width, b"3.7,}", end);
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(text, r#"{"n": 3333333333333333333, "k": 3333333333333333333}"#);
+        assert!(value["k"].is_u64());
+    }
+
+    #[test]
+    fn schema_bounds_still_hold_and_long_constants_still_pass() {
+        let (v, end) = vocab();
+        let width = v.ends.len();
+        let engine = Engine::new(&v, width, &[end]).unwrap();
+        let long = "123456789012345678901234567890";
+        for (schema, text, ok) in [
+            (serde_json::json!({"type": "integer", "minimum": 10, "maximum": 20}), "15", true),
+            (serde_json::json!({"type": "integer", "minimum": 10, "maximum": 20}), "25", false),
+            (serde_json::json!({"type": "number", "maximum": 1.5}), "1.25", true),
+            (serde_json::json!({"type": "number", "maximum": 1.5}), "2", false),
+            (serde_json::json!({"type": "integer", "minimum": 0}), "-1", false),
+            // The grammar demands more digits than the bounds allow: it wins.
+            // (llguidance writes numeric constants through an f64.)
+            (serde_json::json!({"const": u64::MAX}), "18446744073709552000", true),
+            (serde_json::json!({"enum": [1, u64::MAX]}), "18446744073709552000", true),
+            // Digits inside strings are text.
+            (serde_json::json!({"type": "string"}), &format!("\"{long}{long}\""), true),
+        ] {
+            let mut c = schema_constraint(&engine, schema.clone());
+            assert_eq!(fits(&mut c, width, text, end), ok, "{schema} {text}");
+        }
+    }
+
+    #[test]
+    fn multi_digit_tokens_are_refused_when_only_one_digit_fits() {
+        let (v, end) = vocab();
+        let width = v.ends.len();
+        let engine = Engine::new(&v, width, &[end]).unwrap();
+        let mut c = schema_constraint(&engine, serde_json::json!({"type": "integer"}));
+        assert!(fits(&mut c, width, &"1".repeat(18), end));
+        let mut logits = vec![0.0f32; width];
+        c.mask(&mut logits).unwrap();
+        let pair = v.ends.len() - 2; // "12"
+        assert!(logits[b'1' as usize].is_finite() && logits[pair].is_infinite());
     }
 
     #[test]
@@ -205,7 +363,7 @@ mod tests {
         let width = v.ends.len() + 3;
         let engine = Engine::new(&v, width, &[end]).unwrap();
         let mut c = engine
-            .constraint(TopLevelGrammar::from_lark("start: \"ab\"".into()))
+            .constraint(TopLevelGrammar::from_lark("start: \"ab\"".into()), NumberScan::json())
             .unwrap();
         let mut logits = vec![0.0f32; width];
         c.mask(&mut logits).unwrap();
@@ -218,7 +376,7 @@ mod tests {
         let (v, end) = vocab();
         let engine = Engine::new(&v, v.ends.len(), &[end]).unwrap();
         assert!(engine
-            .constraint(TopLevelGrammar::from_lark("start: undefined_rule".into()))
+            .constraint(TopLevelGrammar::from_lark("start: undefined_rule".into()), NumberScan::json())
             .is_err());
         let too_small = Engine::new(&v, 10, &[end]);
         assert!(too_small.is_err());

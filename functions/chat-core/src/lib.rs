@@ -30,6 +30,7 @@ pub mod generate;
 pub mod grammar;
 pub mod host;
 pub mod logits;
+pub mod numbers;
 pub mod prompt;
 pub mod request;
 pub mod response;
@@ -269,7 +270,10 @@ fn grammar_engine(
         .map_err(|e| ApiError::server(format!("the grammar engine could not start: {e}")))?;
     let check = |schema: serde_json::Value, param: String, what: String| {
         engine
-            .constraint(llguidance::api::TopLevelGrammar::from_json_schema(schema))
+            .constraint(
+                llguidance::api::TopLevelGrammar::from_json_schema(schema),
+                numbers::NumberScan::json(),
+            )
             .map(drop)
             .map_err(|e| ApiError::invalid(param, format!("Invalid schema for {what}: {e}")))
     };

@@ -107,14 +107,17 @@ impl Turns<'_> {
             let mut constraint = match (self.engine, calls::grammar_for(&tooling, &self.format)) {
                 (Some(engine), Some(source)) => Some(
                     engine
-                        .constraint(match source {
-                            calls::GrammarSource::Schema(s) => {
-                                llguidance::api::TopLevelGrammar::from_json_schema(s)
-                            }
-                            calls::GrammarSource::Lark(g) => {
-                                llguidance::api::TopLevelGrammar::from_lark(g)
-                            }
-                        })
+                        .constraint(
+                            match source {
+                                calls::GrammarSource::Schema(s) => {
+                                    llguidance::api::TopLevelGrammar::from_json_schema(s)
+                                }
+                                calls::GrammarSource::Lark(g) => {
+                                    llguidance::api::TopLevelGrammar::from_lark(g)
+                                }
+                            },
+                            calls::number_scan(&tooling, &self.format),
+                        )
                         .map_err(|e| ApiError::invalid("tools", format!("Invalid tools: {e}")))?,
                 ),
                 _ => None,
