@@ -4,16 +4,23 @@
 //!
 //! Functions are owned by a tenant; lookups are always by `(tenant, name)`, so one
 //! tenant can neither see nor call another's functions.
+//!
+//! A component is stored as `functions/<tenant>/<name>.<sha256>.wasm`, written (fsynced,
+//! renamed into place) before its record, and removed after its record: a `kill -9` at
+//! any point leaves either a loadable function or a file no record names, which the next
+//! start removes ([`repair_components`], docs/design/007-durability.md).
 
-use std::collections::HashMap;
-use std::path::PathBuf;
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
+use std::time::SystemTime;
 
 use anyhow::Context as _;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::config::Config;
+use crate::files::disk::{TenantEntry, sync_dir, tenant_entries, write_durably};
 use crate::runtime::{Grants, HttpFunction, LimitsSpec, Runtime, Sandbox, ToolFunction};
 use crate::store::{FunctionKind, FunctionRecord, MetadataStore, StoreError};
 
@@ -90,6 +97,9 @@ pub struct Registry {
     store: Arc<dyn MetadataStore>,
     config: Arc<Config>,
     deployed: RwLock<HashMap<Key, Arc<Deployed>>>,
+    /// Held while component files and records change together (deploy, delete), so two
+    /// of them never interleave between a file and its record.
+    writes: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -104,14 +114,36 @@ pub fn valid_name(s: &str) -> bool {
 }
 
 impl Registry {
-    /// Loads every stored function. One that fails to load is logged and skipped, so a
+    /// Mends what a crash left in the functions folder ([`repair_components`]), then
+    /// loads every stored function. One that fails to load is logged and skipped, so a
     /// single bad file cannot keep the server from starting.
     pub async fn open(runtime: Arc<Runtime>, store: Arc<dyn MetadataStore>, config: Arc<Config>) -> anyhow::Result<Self> {
-        let records = store.all_functions().map_err(|e| anyhow::anyhow!("loading functions: {e}"))?;
-        let registry = Self { runtime, store, config, deployed: RwLock::new(HashMap::new()) };
+        let started = SystemTime::now();
+        let mut records = store.all_functions().map_err(|e| anyhow::anyhow!("loading functions: {e}"))?;
+        let (dir, data_dir, all) = (config.functions_dir(), config.function_data_dir(), records.clone());
+        match tokio::task::spawn_blocking(move || repair_components(&dir, &data_dir, &all, started)).await? {
+            Ok(repair) => {
+                if repair.moved + repair.removed > 0 {
+                    tracing::warn!(moved = repair.moved, removed = repair.removed, "functions: mended what an interrupted run left");
+                }
+                for (tenant, name) in &repair.missing {
+                    tracing::error!(tenant = %tenant, function = %name, "deployed function has no component file; removing its record");
+                    store.delete_function(tenant, name).map_err(|e| anyhow::anyhow!("removing function {name}: {e}"))?;
+                }
+                records.retain(|r| !repair.missing.contains(&(r.tenant.clone(), r.name.clone())));
+            }
+            Err(e) => tracing::error!("checking the functions folder: {e}"),
+        }
+        let registry = Self {
+            runtime,
+            store,
+            config,
+            deployed: RwLock::new(HashMap::new()),
+            writes: tokio::sync::Mutex::new(()),
+        };
         let mut loaded = 0usize;
         for record in records {
-            let path = registry.component_path(&record.tenant, &record.name);
+            let path = registry.component_path(&record);
             match registry.load(record.clone(), &path).await {
                 Ok(d) => {
                     registry.insert(d);
@@ -129,12 +161,14 @@ impl Registry {
 
     async fn load(&self, record: FunctionRecord, path: &std::path::Path) -> anyhow::Result<Deployed> {
         let bytes = tokio::fs::read(path).await.with_context(|| format!("reading {}", path.display()))?;
+        let sha256 = crate::auth::hex(&Sha256::digest(&bytes));
+        anyhow::ensure!(sha256 == record.sha256, "the file's SHA-256 is {sha256}, not the deployed {}", record.sha256);
         let exec = self.prepare(&record, bytes).await.map_err(|e| anyhow::anyhow!("{e}"))?;
         Ok(Deployed { record, exec })
     }
 
-    fn component_path(&self, tenant: &str, name: &str) -> PathBuf {
-        self.config.functions_dir().join(tenant).join(format!("{name}.wasm"))
+    fn component_path(&self, record: &FunctionRecord) -> PathBuf {
+        component_file(&self.config.functions_dir(), &record.tenant, &record.name, &record.sha256)
     }
 
     fn sandbox(&self, record: &FunctionRecord) -> Sandbox {
@@ -219,28 +253,25 @@ impl Registry {
             fill_from_describe(&self.runtime, tool, &mut record).await?;
         }
 
-        // Write the file under a temporary name, claim the name in the database, then
-        // move the file into place: a crash at any point leaves no half-deployed function.
-        let path = self.component_path(tenant, &record.name);
-        let tmp = path.with_extension(format!("wasm.{}.tmp", std::process::id()));
-        if let Some(dir) = path.parent() {
-            tokio::fs::create_dir_all(dir).await.with_context(|| format!("creating {}", dir.display()))?;
-        }
-        tokio::fs::write(&tmp, &wasm).await.with_context(|| format!("writing {}", tmp.display()))?;
-        match self.store.insert_function(&record) {
-            Ok(()) => {}
-            Err(e) => {
-                let _ = tokio::fs::remove_file(&tmp).await;
-                return Err(match e {
-                    StoreError::Conflict => DeployError::Conflict(record.name),
-                    StoreError::Backend(e) => DeployError::Internal(e),
-                });
+        // The bytes are durable under their final name before the record claims the name;
+        // a crash in between leaves a file no record names, removed at the next start.
+        let path = self.component_path(&record);
+        let _writing = self.writes.lock().await;
+        let existed = tokio::fs::try_exists(&path).await.unwrap_or(false);
+        let target = path.clone();
+        tokio::task::spawn_blocking(move || write_durably(&target, &wasm))
+            .await
+            .map_err(|e| DeployError::Internal(e.into()))?
+            .with_context(|| format!("storing the component as {}", path.display()))?;
+        if let Err(e) = self.store.insert_function(&record) {
+            // A file that was there already is another record's (same name and bytes).
+            if !existed {
+                let _ = tokio::fs::remove_file(&path).await;
             }
-        }
-        if let Err(e) = tokio::fs::rename(&tmp, &path).await {
-            let _ = self.store.delete_function(tenant, &record.name);
-            let _ = tokio::fs::remove_file(&tmp).await;
-            return Err(DeployError::Internal(anyhow::Error::from(e).context("storing the component")));
+            return Err(match e {
+                StoreError::Conflict => DeployError::Conflict(record.name),
+                StoreError::Backend(e) => DeployError::Internal(e),
+            });
         }
         tracing::info!(tenant, function = %record.name, kind = kind.as_str(), "deployed function");
         Ok(self.insert(Deployed { record, exec }).record.clone())
@@ -265,14 +296,18 @@ impl Registry {
         out
     }
 
-    /// Removes a function, its component file and its storage; false if it did not exist.
+    /// Removes a function, then its component file and its storage (left over after a
+    /// crash, they go at the next start); false if it did not exist.
     pub async fn delete(&self, tenant: &str, name: &str) -> anyhow::Result<bool> {
+        let _writing = self.writes.lock().await;
         let existed = self.store.delete_function(tenant, name).map_err(|e| anyhow::anyhow!("{e}"))?;
         if let Ok(mut map) = self.deployed.write() {
             map.remove(&(tenant.to_owned(), name.to_owned()));
         }
         if existed {
-            let _ = tokio::fs::remove_file(self.component_path(tenant, name)).await;
+            let dir = self.config.functions_dir().join(tenant);
+            let owned = name.to_owned();
+            let _ = tokio::task::spawn_blocking(move || remove_files_of(&dir, &owned)).await;
             let _ = tokio::fs::remove_dir_all(self.config.function_data_dir().join(tenant).join(name)).await;
             tracing::info!(tenant, function = name, "deleted function");
         }
@@ -280,7 +315,115 @@ impl Registry {
     }
 }
 
-/// Tool parameters must be a JSON Schema object describing an object.
+/// The file of a deployed component, `<dir>/<tenant>/<name>.<sha256>.wasm`: the hash ties
+/// the bytes to the record that describes them, so a record never names another
+/// deploy's bytes (a redeploy of the name after a delete writes a new file).
+fn component_file(dir: &Path, tenant: &str, name: &str, sha256: &str) -> PathBuf {
+    dir.join(tenant).join(format!("{name}.{sha256}.wasm"))
+}
+
+/// The function a file in a tenant's folder belongs to. Names have no `.`, so it is what
+/// comes before the first one: `calc` of `calc.<sha256>.wasm`, of its temporary
+/// `calc.<sha256>.wasm.tmp` and of the `calc.wasm` that older versions wrote.
+fn file_owner(file_name: &str) -> &str {
+    file_name.split('.').next().unwrap_or_default()
+}
+
+/// Removes every file of function `name` in a tenant's folder.
+fn remove_files_of(tenant_dir: &Path, name: &str) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(tenant_dir)? {
+        let entry = entry?;
+        if file_owner(&entry.file_name().to_string_lossy()) == name {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
+}
+
+/// What [`repair_components`] found and did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Repair {
+    /// `(tenant, name)` of records whose bytes are nowhere (a deploy by an older version
+    /// that died between its record and its file, or a lost file): their records must go,
+    /// so the name can be deployed again.
+    pub missing: Vec<(String, String)>,
+    /// Components found under another name (older versions' `<name>.wasm` or a temporary
+    /// file) with the record's hash, moved into place.
+    pub moved: usize,
+    /// Files and storage folders no record names, removed.
+    pub removed: usize,
+}
+
+/// Brings the functions folder in line with the records at start-up: every record gets
+/// its component file (moved into place where an older layout or a cut-off rename left
+/// it, by hash) or is reported missing, and every component file, temporary file and
+/// `function-data` folder no record names is removed. Entries modified since `before`
+/// (this start) are left alone.
+pub fn repair_components(
+    functions_dir: &Path,
+    data_dir: &Path,
+    records: &[FunctionRecord],
+    before: SystemTime,
+) -> std::io::Result<Repair> {
+    let mut repair = Repair::default();
+    let mut keep = HashSet::new();
+    for r in records {
+        let path = component_file(functions_dir, &r.tenant, &r.name, &r.sha256);
+        if !path.is_file() {
+            if !adopt(&path, &r.name, &r.sha256)? {
+                repair.missing.push((r.tenant.clone(), r.name.clone()));
+                continue;
+            }
+            repair.moved += 1;
+        }
+        keep.insert(path);
+    }
+    let named: HashSet<(String, String)> = records
+        .iter()
+        .filter(|r| !repair.missing.contains(&(r.tenant.clone(), r.name.clone())))
+        .map(|r| (r.tenant.clone(), r.name.clone()))
+        .collect();
+    repair.removed += sweep_tenants(functions_dir, before, |e| keep.contains(&e.path))?;
+    repair.removed += sweep_tenants(data_dir, before, |e| named.contains(&(e.tenant.clone(), e.name.clone())))?;
+    Ok(repair)
+}
+
+/// Looks in `path`'s folder for a file of function `name` holding the bytes with hash
+/// `sha256` and moves it to `path`; false when there is none.
+fn adopt(path: &Path, name: &str, sha256: &str) -> std::io::Result<bool> {
+    let Some(dir) = path.parent() else { return Ok(false) };
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        if file_owner(&entry.file_name().to_string_lossy()) != name || !entry.file_type()?.is_file() {
+            continue;
+        }
+        if crate::auth::hex(&Sha256::digest(std::fs::read(entry.path())?)) == sha256 {
+            std::fs::rename(entry.path(), path)?;
+            sync_dir(dir)?;
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Removes the entries of `root/<tenant>/` that `keep` does not want and that were
+/// modified before `before`; returns how many.
+fn sweep_tenants(root: &Path, before: SystemTime, keep: impl Fn(&TenantEntry) -> bool) -> std::io::Result<usize> {
+    let mut removed = 0;
+    for entry in tenant_entries(root)? {
+        if !keep(&entry) && entry.modified_before(before) {
+            entry.remove()?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
 fn check_parameters_schema(p: &serde_json::Value) -> Result<(), DeployError> {
     let obj = p.as_object().ok_or_else(|| invalid("parameters", "parameters must be a JSON Schema object"))?;
     match obj.get("type") {
@@ -314,6 +457,81 @@ async fn fill_from_describe(runtime: &Runtime, tool: &ToolFunction, record: &mut
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn record(tenant: &str, name: &str, bytes: &[u8]) -> FunctionRecord {
+        FunctionRecord {
+            tenant: tenant.into(),
+            name: name.into(),
+            kind: FunctionKind::Tool,
+            description: String::new(),
+            parameters: None,
+            limits: LimitsSpec::default(),
+            grants: Grants::default(),
+            sha256: crate::auth::hex(&Sha256::digest(bytes)),
+            size_bytes: bytes.len() as u64,
+            created_at: 1,
+        }
+    }
+
+    fn write(path: &Path, bytes: &[u8]) {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, bytes).unwrap();
+    }
+
+    /// Every state a killed deploy or delete (of this version or an older one) can leave
+    /// is brought back to: each record with its bytes, or reported; nothing else.
+    #[test]
+    fn repair_brings_the_folder_in_line_with_the_records() {
+        let root = tempfile::tempdir().unwrap();
+        let (dir, data) = (root.path().join("functions"), root.path().join("function-data"));
+        let ok = record("t", "ok", b"ok v2");
+        write(&component_file(&dir, "t", "ok", &ok.sha256), b"ok v2");
+        write(&component_file(&dir, "t", "ok", &record("t", "ok", b"ok v1").sha256), b"ok v1"); // deleted, then redeployed
+        write(&dir.join("t/ok.0123.wasm.tmp"), b"ok v"); // killed while writing
+        let legacy = record("t", "legacy", b"legacy");
+        write(&dir.join("t/legacy.wasm"), b"legacy"); // an older version's layout
+        let cut = record("t", "cut", b"cut v2");
+        write(&dir.join("t/cut.wasm"), b"cut v1"); // an older version: the old bytes ...
+        write(&dir.join("t/cut.wasm.4242.tmp"), b"cut v2"); // ... and the rename it never did
+        let lost = record("u", "lost", b"lost");
+        write(&dir.join("u/lost.wasm"), b"something else");
+        write(&component_file(&dir, "t", "gone", &ok.sha256), b"ok v2"); // killed before its record
+        std::fs::create_dir_all(data.join("t/ok")).unwrap();
+        std::fs::create_dir_all(data.join("t/gone")).unwrap(); // a deleted function's storage
+        std::fs::create_dir_all(data.join("u/lost")).unwrap();
+
+        std::thread::sleep(std::time::Duration::from_millis(50)); // coarse file times
+        let started = SystemTime::now();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let fresh = component_file(&dir, "t", "fresh", &ok.sha256);
+        write(&fresh, b"ok v2"); // a deploy of this run
+
+        let records = [ok.clone(), legacy.clone(), cut.clone(), lost];
+        let repair = repair_components(&dir, &data, &records, started).unwrap();
+        assert_eq!(repair.missing, [("u".to_owned(), "lost".to_owned())]);
+        assert_eq!(repair.moved, 2);
+        let mut left: Vec<String> =
+            tenant_entries(&dir).unwrap().into_iter().map(|e| format!("{}/{}", e.tenant, e.name)).collect();
+        left.sort();
+        let mut expected: Vec<String> = [&ok, &legacy, &cut]
+            .iter()
+            .map(|r| format!("t/{}.{}.wasm", r.name, r.sha256))
+            .chain([format!("t/fresh.{}.wasm", ok.sha256)])
+            .collect();
+        expected.sort();
+        assert_eq!(left, expected);
+        assert_eq!(std::fs::read(component_file(&dir, "t", "cut", &cut.sha256)).unwrap(), b"cut v2");
+        let data_left: Vec<String> = tenant_entries(&data).unwrap().into_iter().map(|e| format!("{}/{}", e.tenant, e.name)).collect();
+        assert_eq!(data_left, ["t/ok"]);
+        assert_eq!(repair.removed, 7, "ok v1, ok's temporary, cut v1, lost's and gone's files; two storage folders");
+    }
+
+    #[test]
+    fn file_owners() {
+        assert_eq!(file_owner("calc.0a1b.wasm"), "calc");
+        assert_eq!(file_owner("calc.0a1b.wasm.tmp"), "calc");
+        assert_eq!(file_owner("calc.wasm"), "calc");
+    }
 
     #[test]
     fn names() {

@@ -140,6 +140,40 @@ async fn functions_survive_a_restart() {
     assert_eq!(resp.text().await.unwrap(), "again");
 }
 
+/// The states a `kill -9` during a deploy or a delete could leave (here made by hand on a
+/// stopped server): a record whose component never made it (an older version renamed the
+/// file after the record), a component without a record, a deleted function's storage.
+/// The restart leaves neither a name taken but unloadable nor a file nobody owns.
+#[tokio::test]
+async fn a_restart_repairs_what_a_killed_deploy_left() {
+    let s = Server::start().await;
+    s.deploy_ok("calc", "calc", "tool", json!({})).await;
+    s.deploy_ok("kept", "calc", "tool", json!({})).await;
+    let data = s.stop().await;
+    let dir = data.path().join("functions/alpha");
+    let files = || {
+        let mut names: Vec<String> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        names.sort();
+        names
+    };
+    let [calc, kept] = <[String; 2]>::try_from(files()).unwrap();
+    assert!(calc.starts_with("calc.") && calc.ends_with(".wasm"), "{calc}");
+    std::fs::remove_file(dir.join(&calc)).unwrap();
+    std::fs::write(dir.join("ghost.0123.wasm"), b"bytes of a deploy killed before its record").unwrap();
+    std::fs::create_dir_all(data.path().join("function-data/alpha/ghost")).unwrap();
+
+    let s = Server::start_with(data, |_| {}).await;
+    assert_eq!(files(), [kept], "the component without a record is gone");
+    assert!(!s.data.path().join("function-data/alpha/ghost").exists());
+    let (status, out) = s.call("kept", json!({"expression": "6*7"})).await;
+    assert_eq!(status, 200, "{out}");
+    let (status, out) = s.call("calc", json!({"expression": "1"})).await;
+    assert_eq!(status, 404, "{out}");
+    s.deploy_ok("calc", "calc", "tool", json!({})).await; // the name is free again
+    let (status, out) = s.call("calc", json!({"expression": "6*7"})).await;
+    assert_eq!(status, 200, "{out}");
+}
+
 #[tokio::test]
 async fn malformed_requests_get_openai_errors() {
     let s = Server::start_with(std::sync::Arc::new(tempfile::tempdir().unwrap()), |c| c.max_body_bytes = 256 * 1024).await;

@@ -15,7 +15,7 @@ use super::error::ApiError;
 use super::extract::body_rejection;
 use super::{AppState, Caller};
 use crate::files::{PURPOSES, StoreError, sniff};
-use crate::store::{FileQuery, FileRecord};
+use crate::store::{FileDeletion, FileQuery, FileRecord};
 
 /// The OpenAI file object.
 pub fn file_json(f: &FileRecord) -> Value {
@@ -50,6 +50,23 @@ fn too_large(limit: u64) -> ApiError {
     )
     .param("file")
     .code("file_too_large")
+}
+
+/// Longest `purpose` read; every valid one is far shorter, and a longer one is refused
+/// without buffering (or echoing) it.
+const MAX_PURPOSE_BYTES: usize = 64;
+
+/// A text form field of at most `max` bytes, trimmed.
+async fn bounded_text(field: &mut axum::extract::multipart::Field<'_>, max: usize) -> Result<String, ApiError> {
+    let mut bytes = Vec::new();
+    while let Some(chunk) = field.chunk().await.map_err(multipart_err)? {
+        if bytes.len() + chunk.len() > max {
+            return Err(ApiError::invalid(format!("'purpose' must be at most {max} bytes.")).param("purpose").code("invalid_value"));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    let text = String::from_utf8(bytes).map_err(|_| ApiError::invalid("'purpose' must be UTF-8 text.").param("purpose"))?;
+    Ok(text.trim().to_owned())
 }
 
 fn validate_purpose(purpose: Option<String>) -> Result<String, ApiError> {
@@ -123,7 +140,7 @@ pub async fn upload(
                     return Err(ApiError::invalid("Only one 'file' part may be sent.").param("file"));
                 }
                 "file" => file = Some(receive(&state, &caller.tenant, &mut field).await?),
-                "purpose" => purpose = Some(field.text().await.map_err(multipart_err)?.trim().to_owned()),
+                "purpose" => purpose = Some(bounded_text(&mut field, MAX_PURPOSE_BYTES).await?),
                 // Other fields (expires_after[...], future ones) are accepted and ignored.
                 _ => {
                     while field.chunk().await.map_err(multipart_err)?.is_some() {}
@@ -261,23 +278,47 @@ pub async fn content(
         .into_response())
 }
 
-/// `DELETE /v1/files/{id}`: the record first (so the id stops resolving at once), then
-/// the bytes, then its data sources and their chunks in every knowledge base.
+/// `DELETE /v1/files/{id}`: one transaction deletes the record and its data sources in
+/// every knowledge base (so the id stops resolving at once) and journals the rest; then
+/// the bytes and the sources' chunks go, and the journal entry with them. A crash in
+/// between is finished at the next start ([`finish_deletions`]).
 pub async fn delete(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    if !state.store.delete_file(&caller.tenant, &id).map_err(ApiError::internal)? {
-        return Err(file_not_found(&id));
-    }
-    if let Err(e) = state.file_storage.delete(&caller.tenant, &id).await {
-        tracing::warn!(file_id = %id, "file record deleted but its bytes were not: {e:#}");
-    }
-    // The file leaves every knowledge base it was a data source of, chunks included.
-    for source in state.store.sources_of_file(&caller.tenant, &id).map_err(ApiError::internal)? {
-        state.store.delete_source(&caller.tenant, &source.kb_id, &source.id).map_err(ApiError::internal)?;
-        state.knowledge.delete_source_vectors(&source.kb_id, &source.id).await.map_err(ApiError::internal)?;
-    }
+    let deletion = state.store.delete_file(&caller.tenant, &id).map_err(ApiError::internal)?.ok_or_else(|| file_not_found(&id))?;
+    finish_deletion(&state, &deletion).await.map_err(|e| ApiError::internal(format!("{e:#}")))?;
     Ok(axum::Json(json!({"id": id, "object": "file", "deleted": true})))
+}
+
+/// Removes a deleted file's bytes and its sources' chunks, then forgets the journal entry.
+/// Bytes that cannot be removed are only logged (they are unreachable without the record);
+/// chunks that cannot are an error, since retrieval would still find them. Either way the
+/// entry stays, for the next start to try again.
+async fn finish_deletion(state: &AppState, deletion: &FileDeletion) -> anyhow::Result<()> {
+    let bytes = state.file_storage.delete(&deletion.tenant, &deletion.file_id).await;
+    if let Err(e) = &bytes {
+        tracing::warn!(file_id = %deletion.file_id, "file record deleted but its bytes were not: {e:#}");
+    }
+    for (kb_id, source_id) in &deletion.sources {
+        state.knowledge.delete_source_vectors(kb_id, source_id).await?;
+    }
+    if bytes.is_ok() {
+        state.store.finish_file_deletion(deletion.id).map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    Ok(())
+}
+
+/// At start-up: finishes the file deletions a crash interrupted. One that fails again is
+/// logged and kept for the next start.
+pub(super) async fn finish_deletions(state: &AppState) -> anyhow::Result<()> {
+    let pending = state.store.pending_file_deletions().map_err(|e| anyhow::anyhow!("reading file deletions: {e}"))?;
+    for deletion in &pending {
+        match finish_deletion(state, deletion).await {
+            Ok(()) => tracing::info!(file_id = %deletion.file_id, "retried an interrupted file deletion"),
+            Err(e) => tracing::error!(file_id = %deletion.file_id, "finishing an interrupted file deletion: {e:#}"),
+        }
+    }
+    Ok(())
 }

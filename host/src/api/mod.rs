@@ -10,6 +10,7 @@ mod functions;
 pub mod inference;
 mod keys;
 mod knowledge_bases;
+mod listen;
 
 use std::sync::Arc;
 
@@ -55,20 +56,25 @@ impl std::fmt::Debug for AppState {
 
 impl AppState {
     /// Opens everything a server needs from its configuration: the database, the
-    /// runtime, deployed functions, models and handler components.
+    /// runtime, deployed functions, models and handler components; and clears what a
+    /// crashed run left half done (docs/design/007-durability.md).
     pub async fn open(config: Config) -> anyhow::Result<Self> {
         use anyhow::Context as _;
+        let started = std::time::SystemTime::now();
         let config = Arc::new(config);
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
         let store: Arc<dyn MetadataStore> =
             Arc::new(crate::store::sqlite::SqliteStore::open(&config.database_path())?);
-        let runtime = Arc::new(Runtime::new(&crate::runtime::RuntimeOptions {
-            pooling: true,
-            max_instances: config.max_instances,
-            max_memory_bytes: config.max_limits.memory_bytes.max(config.handler_limits.memory_bytes),
-            cache_dir: Some(config.compile_cache_dir()),
-        })?);
+        let runtime = Arc::new(
+            Runtime::new(&crate::runtime::RuntimeOptions {
+                pooling: true,
+                max_instances: config.max_instances,
+                max_memory_bytes: config.max_limits.memory_bytes.max(config.handler_limits.memory_bytes),
+                cache_dir: Some(config.compile_cache_dir()),
+            })?
+            .with_admission(config.admission),
+        );
         let functions = Arc::new(Registry::open(runtime.clone(), store.clone(), config.clone()).await?);
         let inference = Arc::new(crate::inference::Inference::load(
             &config.manifests_dir,
@@ -78,13 +84,18 @@ impl AppState {
         )?);
         let handlers = inference::Handlers::load(&runtime, &config.handlers_dir, config.handler_limits);
         let file_storage = crate::files::FileStorage::open(config.files_url.as_deref(), &config.objects_dir())?;
+        if let Err(e) = file_storage.sweep(store.as_ref(), started).await {
+            tracing::error!("sweeping the file storage: {e:#}");
+        }
         let vectors: Arc<dyn crate::vector::VectorStore> = match &config.qdrant {
             Some(server) => Arc::new(crate::vector::server::ServerStore::connect(server).await?),
             None => Arc::new(crate::vector::edge::EdgeStore::open(&config.vectors_dir())?),
         };
         let embedder = crate::kb::Embedder::new(runtime.clone(), handlers.embeddings.clone(), inference.clone());
         let knowledge = crate::kb::Knowledge::start(store.clone(), file_storage.clone(), vectors, embedder)?;
-        Ok(Self { config, store, runtime, functions, inference, handlers, file_storage, knowledge })
+        let state = Self { config, store, runtime, functions, inference, handlers, file_storage, knowledge };
+        files::finish_deletions(&state).await?;
+        Ok(state)
     }
 }
 
@@ -134,11 +145,25 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(axum::middleware::from_fn(extract::openai_rejections))
+        .layer(axum::middleware::from_fn(interactive))
         .with_state(state)
 }
 
-async fn health() -> axum::Json<serde_json::Value> {
-    axum::Json(serde_json::json!({"status": "ok"}))
+/// Every HTTP request is interactive: it waits for an instance slot only as long as
+/// the admission queue allows (background ingestion waits as long as it takes).
+async fn interactive(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    crate::runtime::interactive(next.run(req)).await
+}
+
+/// `GET /health`: alive, with how busy the instance slots are (no key needed; counts only).
+async fn health(axum::extract::State(state): axum::extract::State<AppState>) -> axum::Json<serde_json::Value> {
+    let a = state.runtime.admission();
+    let slots = a.max_instances() as usize;
+    axum::Json(serde_json::json!({
+        "status": "ok",
+        "instances": {"busy": slots.saturating_sub(a.available()), "slots": slots, "waiting": a.waiting()},
+    }))
 }
 
 async fn not_found(uri: axum::http::Uri) -> ApiError {
@@ -162,7 +187,8 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let knowledge = state.knowledge.clone();
-    let served = axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await;
+    let options = state.config.listen;
+    let served = listen::serve(listener, router(state), options, shutdown).await;
     // Stop ingestion after its current batch; unfinished sources resume on the next start.
     knowledge.shutdown().await;
     served

@@ -141,6 +141,21 @@ pub struct SourceProgress {
     pub chunks_done: u64,
 }
 
+/// What is left to remove after a file's records were deleted: its bytes and the chunks of
+/// the data sources it was. Recorded in the same transaction that deletes the records, and
+/// forgotten once both are gone, so a crash in between is finished at the next start.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileDeletion {
+    /// Journal entry.
+    pub id: i64,
+    /// Owning tenant.
+    pub tenant: String,
+    /// The deleted file.
+    pub file_id: String,
+    /// `(kb_id, source_id)` of each data source deleted with it.
+    pub sources: Vec<(String, String)>,
+}
+
 /// Data access for files, knowledge bases and data sources.
 pub trait KnowledgeStore: Send + Sync {
     /// Adds a file record.
@@ -149,8 +164,15 @@ pub trait KnowledgeStore: Send + Sync {
     fn get_file(&self, tenant: &str, id: &str) -> Result<Option<FileRecord>, StoreError>;
     /// A tenant's files, ordered by creation time; `None` when the `after` cursor is unknown.
     fn list_files(&self, tenant: &str, q: &FileQuery) -> Result<Option<Vec<FileRecord>>, StoreError>;
-    /// Deletes a file record; false when it did not exist.
-    fn delete_file(&self, tenant: &str, id: &str) -> Result<bool, StoreError>;
+    /// The `(tenant, id)` of every file (start-up compares them with the stored objects).
+    fn file_keys(&self) -> Result<Vec<(String, String)>, StoreError>;
+    /// Deletes a file record and its data sources in every knowledge base, and records
+    /// what is left to remove, in one transaction; `None` when the file did not exist.
+    fn delete_file(&self, tenant: &str, id: &str) -> Result<Option<FileDeletion>, StoreError>;
+    /// Deletions whose bytes or chunks may still be there.
+    fn pending_file_deletions(&self) -> Result<Vec<FileDeletion>, StoreError>;
+    /// Forgets a deletion whose bytes and chunks are gone.
+    fn finish_file_deletion(&self, id: i64) -> Result<(), StoreError>;
 
     /// Adds a knowledge base.
     fn insert_kb(&self, kb: &KnowledgeBaseRecord) -> Result<(), StoreError>;
@@ -160,7 +182,8 @@ pub trait KnowledgeStore: Send + Sync {
     fn list_kbs(&self, tenant: &str) -> Result<Vec<KnowledgeBaseRecord>, StoreError>;
     /// Replaces name, description, chunking and metadata; false when it did not exist.
     fn update_kb(&self, kb: &KnowledgeBaseRecord) -> Result<bool, StoreError>;
-    /// Deletes a knowledge base and its data sources; false when it did not exist.
+    /// Deletes a knowledge base and its data sources (one transaction); false when it did
+    /// not exist.
     fn delete_kb(&self, tenant: &str, id: &str) -> Result<bool, StoreError>;
 
     /// Adds a data source.

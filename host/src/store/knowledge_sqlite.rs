@@ -3,7 +3,7 @@
 use rusqlite::{OptionalExtension, params};
 
 use super::knowledge::{
-    DataSourceRecord, FileQuery, FileRecord, KnowledgeBaseRecord, KnowledgeStore, SourceProgress, SourceStatus,
+    DataSourceRecord, FileDeletion, FileQuery, FileRecord, KnowledgeBaseRecord, KnowledgeStore, SourceProgress, SourceStatus,
 };
 use super::sqlite::{SqliteStore, json_column, to_json};
 use super::StoreError;
@@ -112,8 +112,47 @@ impl KnowledgeStore for SqliteStore {
         })
     }
 
-    fn delete_file(&self, tenant: &str, id: &str) -> Result<bool, StoreError> {
-        self.with(|c| c.execute("DELETE FROM files WHERE tenant = ?1 AND id = ?2", params![tenant, id]).map(|n| n > 0))
+    fn file_keys(&self) -> Result<Vec<(String, String)>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c.prepare("SELECT tenant, id FROM files")?;
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect()
+        })
+    }
+
+    fn delete_file(&self, tenant: &str, id: &str) -> Result<Option<FileDeletion>, StoreError> {
+        self.with(|c| {
+            let tx = c.unchecked_transaction()?;
+            if tx.execute("DELETE FROM files WHERE tenant = ?1 AND id = ?2", params![tenant, id])? == 0 {
+                return Ok(None);
+            }
+            let sources: Vec<(String, String)> = tx
+                .prepare("SELECT kb_id, id FROM data_sources WHERE tenant = ?1 AND file_id = ?2 ORDER BY created_at, id")?
+                .query_map(params![tenant, id], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<_>>()?;
+            tx.execute("DELETE FROM data_sources WHERE tenant = ?1 AND file_id = ?2", params![tenant, id])?;
+            let journal = serde_json::to_string(&sources).map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?;
+            tx.execute(
+                "INSERT INTO file_deletions (tenant, file_id, sources) VALUES (?1, ?2, ?3)",
+                params![tenant, id, journal],
+            )?;
+            let deletion = FileDeletion { id: tx.last_insert_rowid(), tenant: tenant.to_owned(), file_id: id.to_owned(), sources };
+            tx.commit()?;
+            Ok(Some(deletion))
+        })
+    }
+
+    fn pending_file_deletions(&self) -> Result<Vec<FileDeletion>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c.prepare("SELECT id, tenant, file_id, sources FROM file_deletions ORDER BY id")?;
+            stmt.query_map([], |r| {
+                Ok(FileDeletion { id: r.get(0)?, tenant: r.get(1)?, file_id: r.get(2)?, sources: json_column(r, 3)? })
+            })?
+            .collect()
+        })
+    }
+
+    fn finish_file_deletion(&self, id: i64) -> Result<(), StoreError> {
+        self.with(|c| c.execute("DELETE FROM file_deletions WHERE id = ?1", [id]).map(drop))
     }
 
     fn insert_kb(&self, kb: &KnowledgeBaseRecord) -> Result<(), StoreError> {
@@ -173,8 +212,11 @@ impl KnowledgeStore for SqliteStore {
 
     fn delete_kb(&self, tenant: &str, id: &str) -> Result<bool, StoreError> {
         self.with(|c| {
-            c.execute("DELETE FROM data_sources WHERE tenant = ?1 AND kb_id = ?2", params![tenant, id])?;
-            c.execute("DELETE FROM knowledge_bases WHERE tenant = ?1 AND id = ?2", params![tenant, id]).map(|n| n > 0)
+            let tx = c.unchecked_transaction()?;
+            tx.execute("DELETE FROM data_sources WHERE tenant = ?1 AND kb_id = ?2", params![tenant, id])?;
+            let deleted = tx.execute("DELETE FROM knowledge_bases WHERE tenant = ?1 AND id = ?2", params![tenant, id])?;
+            tx.commit()?;
+            Ok(deleted > 0)
         })
     }
 
@@ -303,8 +345,83 @@ mod tests {
         let batch = FileQuery { purpose: Some("batch".into()), ..q(None, false) };
         assert_eq!(ids(store.list_files("t1", &batch).unwrap().unwrap()), ["file-b"]);
         assert!(store.get_file("t2", "file-a").unwrap().is_none());
-        assert!(!store.delete_file("t2", "file-a").unwrap());
-        assert!(store.delete_file("t1", "file-a").unwrap());
+        assert!(store.delete_file("t2", "file-a").unwrap().is_none());
+        assert!(store.delete_file("t1", "file-a").unwrap().is_some());
+        let mut keys = store.file_keys().unwrap();
+        keys.sort();
+        let expected: Vec<(String, String)> =
+            [("t1", "file-b"), ("t1", "file-c"), ("t2", "file-z")].iter().map(|(t, i)| ((*t).into(), (*i).into())).collect();
+        assert_eq!(keys, expected);
+    }
+
+    fn kb(id: &str) -> KnowledgeBaseRecord {
+        KnowledgeBaseRecord {
+            id: id.into(),
+            tenant: "t".into(),
+            name: "docs".into(),
+            description: None,
+            embedding_model: "all-minilm-l6-v2".into(),
+            chunking: ChunkingStrategy::default(),
+            metadata: serde_json::json!({}),
+            created_at: 1,
+            updated_at: 1,
+        }
+    }
+
+    fn source(id: &str, kb_id: &str, file_id: &str) -> DataSourceRecord {
+        DataSourceRecord {
+            id: id.into(),
+            tenant: "t".into(),
+            kb_id: kb_id.into(),
+            file_id: file_id.into(),
+            metadata: serde_json::json!({}),
+            status: SourceStatus::Pending,
+            error: None,
+            chunks_total: None,
+            chunks_done: 0,
+            created_at: 1,
+            updated_at: 1,
+        }
+    }
+
+    /// Deleting a file takes its data sources along and journals what is left to remove;
+    /// the journal survives a reopen (a crash) until each entry is finished.
+    #[test]
+    fn deleting_a_file_journals_its_bytes_and_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let store = SqliteStore::open(&path).unwrap();
+        store.insert_file(&file("t", "file-a", "knowledge_base", 1)).unwrap();
+        store.insert_file(&file("t", "file-b", "knowledge_base", 2)).unwrap();
+        store.insert_kb(&kb("kb_1")).unwrap();
+        store.insert_kb(&kb("kb_2")).unwrap();
+        store.insert_source(&source("ds_1", "kb_1", "file-a")).unwrap();
+        store.insert_source(&source("ds_2", "kb_2", "file-a")).unwrap();
+        store.insert_source(&source("ds_3", "kb_1", "file-b")).unwrap();
+
+        let deletion = store.delete_file("t", "file-a").unwrap().unwrap();
+        assert_eq!(deletion.file_id, "file-a");
+        assert_eq!(deletion.sources, [("kb_1".to_owned(), "ds_1".to_owned()), ("kb_2".to_owned(), "ds_2".to_owned())]);
+        assert!(store.get_file("t", "file-a").unwrap().is_none());
+        assert!(store.sources_of_file("t", "file-a").unwrap().is_empty());
+        assert_eq!(store.list_sources("t", "kb_1").unwrap().len(), 1, "the other file's source stays");
+        assert!(store.delete_file("t", "file-a").unwrap().is_none(), "nothing journaled twice");
+        drop(store);
+
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(store.pending_file_deletions().unwrap(), std::slice::from_ref(&deletion));
+        store.finish_file_deletion(deletion.id).unwrap();
+        assert!(store.pending_file_deletions().unwrap().is_empty());
+    }
+
+    #[test]
+    fn durability_pragmas() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("t.db")).unwrap();
+        let (mode, sync): (String, i64) = store
+            .with(|c| Ok((c.query_row("PRAGMA journal_mode", [], |r| r.get(0))?, c.query_row("PRAGMA synchronous", [], |r| r.get(0))?)))
+            .unwrap();
+        assert_eq!((mode.as_str(), sync), ("wal", 2), "WAL with synchronous = FULL (2)");
     }
 
     #[test]

@@ -7,7 +7,7 @@ mod knowledge_sqlite;
 pub mod sqlite;
 
 pub use knowledge::{
-    DataSourceRecord, FileQuery, FileRecord, KnowledgeBaseRecord, KnowledgeStore, SourceProgress, SourceStatus,
+    DataSourceRecord, FileDeletion, FileQuery, FileRecord, KnowledgeBaseRecord, KnowledgeStore, SourceProgress, SourceStatus,
 };
 
 use serde::{Deserialize, Serialize};
