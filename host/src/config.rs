@@ -15,7 +15,8 @@ pub struct Config {
     pub default_limits: crate::runtime::Limits,
     /// Upper bounds no manifest may exceed.
     pub max_limits: crate::runtime::Limits,
-    /// Most guest instances alive at once; further requests wait for a slot.
+    /// Requests running a guest instance at once (nested instances have a pool of their
+    /// own); further requests wait for a slot as `admission` allows.
     pub max_instances: u32,
     /// How long and how many requests may wait for an instance slot.
     pub admission: crate::runtime::AdmissionOptions,
@@ -95,7 +96,7 @@ impl Config {
         self.data_dir.join("tensoras.db")
     }
 
-    /// Deployed components, `functions/<tenant>/<name>.wasm`.
+    /// Deployed components, `functions/<tenant>/<name>.<sha256>.wasm`.
     pub fn functions_dir(&self) -> PathBuf {
         self.data_dir.join("functions")
     }

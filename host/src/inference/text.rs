@@ -47,6 +47,8 @@ pub struct Vocabulary {
     pub bytes: Vec<u8>,
     /// End offset of each token in `bytes`.
     pub ends: Vec<u32>,
+    /// Bytes of the longest token (at least 1), for [`TextModel::max_prompt_bytes`].
+    pub longest: usize,
 }
 
 /// Marks special tokens in [`Vocabulary`]: no UTF-8 text contains 0xFF.
@@ -108,18 +110,7 @@ impl TextModel {
     /// room for normalizers that shrink text (NFKC ligatures and the like).
     pub fn max_prompt_bytes(&self, context_length: u32) -> Option<usize> {
         self.template.as_ref()?;
-        let vocab = self.vocabulary();
-        let longest = vocab
-            .ends
-            .iter()
-            .scan(0u32, |start, &end| {
-                let len = end.saturating_sub(*start);
-                *start = end;
-                Some(len as usize)
-            })
-            .max()
-            .unwrap_or(1)
-            .max(1);
+        let longest = self.vocabulary().longest;
         Some((context_length as usize).saturating_mul(longest).saturating_mul(4))
     }
 
@@ -174,7 +165,7 @@ fn token_bytes(tok: &tokenizers::Tokenizer) -> Vocabulary {
     let byte_level = decoder.contains("\"ByteLevel\"");
     let chars = byte_level_chars();
     let added = tok.get_added_tokens_decoder();
-    let mut vocab = Vocabulary::default();
+    let mut vocab = Vocabulary { longest: 1, ..Vocabulary::default() };
     for id in 0..tok.get_vocab_size(true) as u32 {
         if let Some(t) = added.get(&id) {
             if t.special {
@@ -195,6 +186,8 @@ fn token_bytes(tok: &tokenizers::Tokenizer) -> Vocabulary {
                 vocab.bytes.extend_from_slice(piece.replace('\u{2581}', " ").as_bytes());
             }
         }
+        let start = vocab.ends.last().map_or(0, |&e| e as usize);
+        vocab.longest = vocab.longest.max(vocab.bytes.len() - start);
         vocab.ends.push(vocab.bytes.len() as u32);
     }
     vocab

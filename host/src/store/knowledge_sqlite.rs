@@ -443,19 +443,7 @@ mod tests {
         kb.name = "renamed".into();
         assert!(store.update_kb(&kb).unwrap());
         assert_eq!(store.get_kb("t", "kb_1").unwrap().unwrap(), kb);
-        let source = DataSourceRecord {
-            id: "ds_1".into(),
-            tenant: "t".into(),
-            kb_id: "kb_1".into(),
-            file_id: "file-a".into(),
-            metadata: serde_json::json!({}),
-            status: SourceStatus::Pending,
-            error: None,
-            chunks_total: None,
-            chunks_done: 0,
-            created_at: 1,
-            updated_at: 1,
-        };
+        let source = source("ds_1", "kb_1", "file-a");
         store.insert_source(&source).unwrap();
         assert_eq!(store.unfinished_sources().unwrap().len(), 1);
         let done = SourceProgress { status: SourceStatus::Completed, error: None, chunks_total: Some(4), chunks_done: 4 };
