@@ -34,8 +34,9 @@
 //! lone stream has nothing to batch with. As soon as another sequence is known, or the
 //! scheduler thread is busy, steps take the channel again.
 //!
-//! Prefix cache: a finished sequence's cache is kept (least recently used first out,
-//! within a byte budget) with the tokens it holds. A new sequence whose prompt starts with
+//! Prefix cache: a finished sequence's cache is kept (least recently used first out) with
+//! the tokens it holds, in a buffer of exactly its positions, within a budget of the bytes
+//! those buffers really hold. A new sequence whose prompt starts with
 //! the same tokens — the next turn of a conversation, a shared system prompt, a retried
 //! request — copies those positions and computes only the rest. A position's keys and
 //! values depend only on the tokens up to it, so the copied ones are exactly what
@@ -43,6 +44,12 @@
 //! differently in the last bits, as any change of batch shape may). Entries are reused
 //! only within the scope (tenant) that made them, so one tenant cannot time another's
 //! prompts.
+//!
+//! Memory: with no sequence open the scheduler holds no KV buffer but the prefix cache's
+//! ([`Stats::kv_bytes`]), and once a burst is over it hands the heap's free pages back to
+//! the operating system ([`trim`]), which glibc would otherwise keep.
+//!
+//! Tests make batching deterministic with a [`Lockstep`] hold.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -53,6 +60,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use super::onnx::{DecoderGraph, KvCache, NnError, NnErrorCode, RunInputs};
+use super::trim;
 
 /// Shortest and longest wait for the rest of the previous batch.
 const MIN_WAIT: Duration = Duration::from_millis(2);
@@ -64,6 +72,12 @@ const MIN_PREFIX: usize = 4;
 const PROBE_EVERY: u32 = 32;
 /// Weight of the newest run in the running mean of a batch size's run time.
 const COST_WEIGHT: f64 = 0.2;
+/// Longest a [`Lockstep`] hold keeps steps waiting for the rest of its sequences: a test
+/// whose sequence never steps again fails on its figures instead of hanging.
+const HOLD_LIMIT: Duration = Duration::from_secs(30);
+/// Once no sequence is left and the KV buffers held have shrunk by this much since their
+/// peak, the heap's free pages go back to the operating system ([`trim`]).
+const TRIM_AFTER: usize = 64 << 20;
 
 type Reply = oneshot::Sender<Result<Vec<f32>, NnError>>;
 type Answer = (Reply, Result<Vec<f32>, NnError>);
@@ -86,9 +100,11 @@ fn unlock_and_answer(mut scheduler: MutexGuard<'_, Scheduler>) {
 enum Msg {
     Step { seq: u64, scope: u64, ids: Vec<i64>, reply: Reply },
     Close(u64),
+    /// A [`Lockstep`] hold ended: steps held for it run now.
+    Release,
 }
 
-/// Counters of one graph's scheduler since start-up.
+/// Counters of one graph's scheduler since start-up, and the memory it holds now.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
     /// ONNX Runtime runs of decode steps.
@@ -109,6 +125,14 @@ pub struct Stats {
     pub prefix_tokens: u64,
     /// Steps a lone sequence ran on its own thread, without the scheduler thread.
     pub direct_steps: u64,
+    /// Bytes the prefix cache holds now: the whole KV buffers of its entries (every layer's
+    /// keys and values, as allocated). Never above its budget.
+    pub prefix_bytes: u64,
+    /// Entries in the prefix cache now.
+    pub prefix_entries: u64,
+    /// Bytes of every KV buffer the scheduler holds now: open sequences' groups (allocated
+    /// capacity, padding and rows of finished members included) and the prefix cache.
+    pub kv_bytes: u64,
 }
 
 /// The graph's end of its scheduler.
@@ -124,17 +148,21 @@ pub(crate) struct Handle {
     /// on its own thread, which could otherwise keep taking the lock from the scheduler
     /// thread holding a newcomer's first step (the lock is not fair).
     queued: Arc<AtomicUsize>,
+    /// Whether a [`Lockstep`] hold is on.
+    hold: Arc<Hold>,
 }
 
 impl Handle {
     /// Starts the scheduler thread of `graph`, which batches up to `max_batch` steps and
-    /// keeps up to `prefix_cache_tokens` positions of finished sequences. It ends when the
+    /// keeps finished sequences' caches within `prefix_cache_bytes`. It ends when the
     /// graph and every sequence are gone (the channel closes).
-    pub(crate) fn spawn(graph: Weak<DecoderGraph>, max_batch: usize, prefix_cache_tokens: usize) -> Self {
+    pub(crate) fn spawn(graph: Weak<DecoderGraph>, max_batch: usize, prefix_cache_bytes: usize) -> Self {
         let (tx, rx) = mpsc::channel();
         let stats = Arc::new(Mutex::new(Stats::default()));
         let queued = Arc::new(AtomicUsize::new(0));
-        let state = Arc::new(Mutex::new(Scheduler::new(graph, max_batch, prefix_cache_tokens, stats.clone(), queued.clone())));
+        let hold = Arc::new(Hold::default());
+        let scheduler = Scheduler::new(graph, max_batch, prefix_cache_bytes, stats.clone(), queued.clone(), hold.clone());
+        let state = Arc::new(Mutex::new(scheduler));
         let thread_state = state.clone();
         let spawned = std::thread::Builder::new().name("tensoras-batch".into()).spawn(move || serve(&thread_state, rx));
         if let Err(e) = spawned {
@@ -142,7 +170,7 @@ impl Handle {
             // is closed); a lone sequence still steps on its own thread.
             tracing::error!("cannot start the decoder scheduler thread: {e}");
         }
-        Self { tx, next_id: AtomicU64::new(1), stats, state, queued }
+        Self { tx, next_id: AtomicU64::new(1), stats, state, queued, hold }
     }
 
     fn send(&self, msg: Msg) -> Result<(), mpsc::SendError<Msg>> {
@@ -153,6 +181,57 @@ impl Handle {
     pub(crate) fn stats(&self) -> Stats {
         // A poisoned lock still holds the counts as they were.
         *self.stats.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The state of [`Lockstep`] holds, shared by the scheduler and the guards.
+#[derive(Default)]
+struct Hold {
+    /// Guards alive.
+    holders: AtomicUsize,
+    /// Steps the next run waits for (0 once that run has gathered them).
+    first: AtomicUsize,
+}
+
+impl Hold {
+    fn on(&self) -> bool {
+        self.holders.load(Ordering::SeqCst) > 0
+    }
+}
+
+/// A test hook that makes batching deterministic ([`DecoderGraph::lockstep`]): while it
+/// lives, the scheduler's next run waits until `sequences` sequences have a step pending,
+/// and every later run until each open sequence has one (a closed sequence no longer
+/// counts), instead of the short deadline that normally keeps streams together. No step
+/// runs on its caller's thread, and a batch is never run row by row. A hold that waits
+/// more than 30 s runs what it has. Dropping it returns the scheduler to normal.
+///
+/// [`DecoderGraph::lockstep`]: super::onnx::DecoderGraph::lockstep
+pub struct Lockstep {
+    graph: Arc<DecoderGraph>,
+}
+
+impl std::fmt::Debug for Lockstep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lockstep").finish_non_exhaustive()
+    }
+}
+
+impl Lockstep {
+    pub(crate) fn new(graph: Arc<DecoderGraph>, sequences: usize) -> Self {
+        let hold = &graph.scheduler().hold;
+        hold.first.store(sequences, Ordering::SeqCst);
+        hold.holders.fetch_add(1, Ordering::SeqCst);
+        Self { graph }
+    }
+}
+
+impl Drop for Lockstep {
+    fn drop(&mut self) {
+        let handle = self.graph.scheduler();
+        handle.hold.holders.fetch_sub(1, Ordering::SeqCst);
+        // Wakes a scheduler thread waiting for the hold; a closed channel has none.
+        let _ = handle.send(Msg::Release);
     }
 }
 
@@ -206,7 +285,7 @@ impl Sequence {
             Err(TryLockError::Poisoned(p)) => p.into_inner(),
             Err(TryLockError::WouldBlock) => return Err(ids),
         };
-        if handle.queued.load(Ordering::SeqCst) > 0 || !scheduler.alone(self.id) {
+        if handle.queued.load(Ordering::SeqCst) > 0 || handle.hold.on() || !scheduler.alone(self.id) {
             return Err(ids);
         }
         let (reply, mut answer) = oneshot::channel();
@@ -214,6 +293,7 @@ impl Sequence {
         scheduler.accept(Msg::Step { seq: self.id, scope: self.scope, ids, reply }, &mut pending, &mut Vec::new());
         scheduler.count(|s| s.direct_steps += 1);
         tokio::task::block_in_place(|| scheduler.run_pending(&self.graph, pending));
+        scheduler.publish_memory(&self.graph);
         unlock_and_answer(scheduler);
         // `execute` answers every step it is given.
         Ok(answer.try_recv().unwrap_or_else(|_| Err(runtime("the step was not answered"))))
@@ -255,6 +335,8 @@ struct Retired {
     tokens: Vec<i64>,
     group: u64,
     last_used: u64,
+    /// The group's KV buffers.
+    bytes: usize,
 }
 
 /// A batched KV cache and the sequence in each of its rows (`None`: left, or retired).
@@ -287,8 +369,10 @@ struct Scheduler {
     /// How long the last decode run took; the wait for stragglers is half of it.
     last_run: Duration,
     retired: Vec<Retired>,
-    /// Budget of the prefix cache, in positions (0: off).
+    /// Budget of the prefix cache, in bytes of KV buffers (0: off).
     retired_budget: usize,
+    /// Bytes of the prefix cache's KV buffers (the sum of `retired`'s).
+    retired_bytes: usize,
     /// A clock for least-recently-used eviction.
     uses: u64,
     costs: RunCosts,
@@ -304,6 +388,11 @@ struct Scheduler {
     /// Messages sent to the scheduler thread and not yet accepted (the same counter as
     /// [`Handle::queued`]).
     queued: Arc<AtomicUsize>,
+    hold: Arc<Hold>,
+    /// Most bytes of KV buffers held since the heap was last trimmed.
+    kv_peak: usize,
+    /// The burst is over: trim the heap once the lock is released.
+    trim_due: bool,
 }
 
 /// The scheduler thread: waits for a message without the lock, then handles it and what
@@ -312,7 +401,20 @@ fn serve(state: &Mutex<Scheduler>, rx: mpsc::Receiver<Msg>) {
     while let Ok(first) = rx.recv() {
         let mut scheduler = state.lock().unwrap_or_else(PoisonError::into_inner);
         let go_on = scheduler.handle(first, &rx);
+        let trim = std::mem::take(&mut scheduler.trim_due);
         unlock_and_answer(scheduler);
+        if trim {
+            // On a thread of its own: it takes 30-50 ms after a burst of 64 streams, which
+            // the next sequences' steps need not wait for.
+            let trimming = std::thread::Builder::new().name("tensoras-trim".into()).spawn(|| {
+                let started = Instant::now();
+                trim::release_free_memory();
+                tracing::debug!(us = started.elapsed().as_micros() as u64, "returned the heap's free pages");
+            });
+            if let Err(e) = trimming {
+                tracing::debug!("cannot start a thread to trim the heap: {e}");
+            }
+        }
         if !go_on {
             return;
         }
@@ -320,7 +422,14 @@ fn serve(state: &Mutex<Scheduler>, rx: mpsc::Receiver<Msg>) {
 }
 
 impl Scheduler {
-    fn new(graph: Weak<DecoderGraph>, max_batch: usize, retired_budget: usize, stats: Arc<Mutex<Stats>>, queued: Arc<AtomicUsize>) -> Self {
+    fn new(
+        graph: Weak<DecoderGraph>,
+        max_batch: usize,
+        retired_budget: usize,
+        stats: Arc<Mutex<Stats>>,
+        queued: Arc<AtomicUsize>,
+        hold: Arc<Hold>,
+    ) -> Self {
         Self {
             graph,
             max_batch,
@@ -332,12 +441,16 @@ impl Scheduler {
             last_run: Duration::ZERO,
             retired: Vec::new(),
             retired_budget,
+            retired_bytes: 0,
             uses: 0,
             costs: RunCosts::default(),
             turns: false,
             ran_at: Instant::now(),
             answers: Vec::new(),
             queued,
+            hold,
+            kv_peak: 0,
+            trim_due: false,
         }
     }
 
@@ -359,9 +472,11 @@ impl Scheduler {
         while let Ok(m) = rx.try_recv() {
             self.receive(m, &mut pending, &mut closed);
         }
-        // Taking turns (the last batch ran row by row): run what is here, so each
-        // stream's guest works while another's step runs, as with batching off.
-        if !pending.is_empty() && self.max_batch > 1 && !self.turns {
+        if self.hold.on() {
+            self.wait_for_lockstep(rx, &mut pending, &mut closed);
+        } else if !pending.is_empty() && self.max_batch > 1 && !self.turns {
+            // (Taking turns, the last batch ran row by row: run what is here, so each
+            // stream's guest works while another's step runs, as with batching off.)
             let (started, lockstep) = (Instant::now(), self.rhythm.len() > 1);
             self.wait_for_rhythm(rx, &mut pending, &mut closed);
             if lockstep && pending.len() > 1 {
@@ -382,7 +497,25 @@ impl Scheduler {
             self.retire(&graph, state);
         }
         self.run_pending(&graph, pending);
+        self.publish_memory(&graph);
         true
+    }
+
+    /// Puts the bytes held now into the stats, and asks for the heap to be trimmed when a
+    /// burst is over: no sequence left, and much less held than at the peak.
+    fn publish_memory(&mut self, graph: &DecoderGraph) {
+        let kv: usize = self.groups.values().map(|g| graph.cache_bytes(g.kv.rows, g.kv.cap)).sum();
+        self.kv_peak = self.kv_peak.max(kv);
+        if self.seqs.is_empty() && self.kv_peak - kv >= TRIM_AFTER {
+            self.trim_due = true;
+            self.kv_peak = kv;
+        }
+        let (prefix, entries) = (self.retired_bytes, self.retired.len());
+        self.count(|s| {
+            s.kv_bytes = kv as u64;
+            s.prefix_bytes = prefix as u64;
+            s.prefix_entries = entries as u64;
+        });
     }
 
     fn run_pending(&mut self, graph: &DecoderGraph, pending: Vec<Step>) {
@@ -411,6 +544,30 @@ impl Scheduler {
             Msg::Close(seq) => {
                 closed.extend(self.seqs.remove(&seq));
                 self.rhythm.remove(&seq);
+            }
+            Msg::Release => {}
+        }
+    }
+
+    /// Under a [`Lockstep`] hold: gathers steps until the hold's first count of them is
+    /// pending (its first run only) and every open sequence has one, or the hold ends, or
+    /// [`HOLD_LIMIT`] passes.
+    fn wait_for_lockstep(&mut self, rx: &mpsc::Receiver<Msg>, pending: &mut Vec<Step>, closed: &mut Vec<SeqState>) {
+        let deadline = Instant::now() + HOLD_LIMIT;
+        while self.hold.on() {
+            let first = self.hold.first.load(Ordering::SeqCst);
+            if pending.len() >= first && self.seqs.keys().all(|id| pending.iter().any(|s| s.seq == *id)) {
+                self.hold.first.store(0, Ordering::SeqCst);
+                return;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                tracing::warn!(pending = pending.len(), open = self.seqs.len(), "lockstep hold timed out");
+                return;
+            }
+            match rx.recv_timeout(deadline - now) {
+                Ok(m) => self.receive(m, pending, closed),
+                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => return,
             }
         }
     }
@@ -453,7 +610,8 @@ impl Scheduler {
         while decode.peek().is_some() {
             let chunk: Vec<Step> = decode.by_ref().take(self.max_batch).collect();
             let (started, n) = (Instant::now(), chunk.len() as u64);
-            let split = self.costs.split(chunk.len());
+            // Under a lockstep hold (tests) batches always run batched.
+            let split = !self.hold.on() && self.costs.split(chunk.len());
             if chunk.len() > 1 {
                 self.turns = split;
             }
@@ -572,7 +730,7 @@ impl Scheduler {
             self.count(|s| s.regroups += 1);
             let parts: Vec<Option<Part>> =
                 homes.iter().zip(&lens).map(|(h, &len)| h.map(|home| Part { home, len, take: len })).collect();
-            self.gather(graph, &parts, width)?
+            self.gather(graph, &parts, width, graph.capacity(width))?
         };
         for home in homes {
             self.leave(home);
@@ -594,11 +752,11 @@ impl Scheduler {
         id
     }
 
-    /// Copies each part's first `take` positions into a new cache `width` wide, each row
-    /// right-aligned (left padding before it).
-    fn gather(&self, graph: &DecoderGraph, parts: &[Option<Part>], width: usize) -> Result<KvCache, NnError> {
+    /// Copies each part's first `take` positions into a new cache `width` wide with room
+    /// for `cap` positions, each row right-aligned (left padding before it).
+    fn gather(&self, graph: &DecoderGraph, parts: &[Option<Part>], width: usize, cap: usize) -> Result<KvCache, NnError> {
         let [_, heads, _, dim] = graph.kv_shape(1, 0);
-        let cap = graph.capacity(width);
+        let cap = cap.max(width);
         let mut buffers = Vec::with_capacity(graph.kv_tensors());
         for k in 0..graph.kv_tensors() {
             let mut buf = vec![0f32; graph.kv_shape(parts.len(), cap).iter().product()];
@@ -633,22 +791,52 @@ impl Scheduler {
         }
     }
 
-    /// A closed sequence's cache goes to the prefix cache (alone in a group, copied out of
-    /// a shared one), or is freed when caching is off or it is too short to matter.
+    /// A closed sequence's cache goes to the prefix cache in a buffer of exactly its
+    /// positions (copied out of its group unless it is alone in one of that size), or is
+    /// freed when it is too short to matter or larger than the whole budget. Older entries
+    /// make room, least recently used first: the bytes held never exceed the budget.
     fn retire(&mut self, graph: &DecoderGraph, state: SeqState) {
         let Some(home) = state.home else { return };
-        if self.retired_budget < MIN_PREFIX || state.len() < MIN_PREFIX || state.len() > self.retired_budget {
+        let len = state.len();
+        let bytes = graph.cache_bytes(1, len);
+        if len < MIN_PREFIX || bytes > self.retired_budget {
             self.leave(Some(home));
             return;
         }
-        let alone = self.groups.get(&home.group).is_some_and(|g| g.rows.len() == 1);
-        let group = if alone {
+        // An entry that holds these tokens and more serves every prompt this one would...
+        let same_scope = |r: &Retired| r.scope == state.scope;
+        if let Some(i) = self.retired.iter().position(|r| same_scope(r) && r.tokens.starts_with(&state.tokens)) {
+            self.uses += 1;
+            self.retired[i].last_used = self.uses;
+            self.leave(Some(home));
+            return;
+        }
+        // ...and this one replaces the entries whose tokens it starts with.
+        let mut i = 0;
+        while i < self.retired.len() {
+            if same_scope(&self.retired[i]) && state.tokens.starts_with(&self.retired[i].tokens) {
+                self.evict(i);
+            } else {
+                i += 1;
+            }
+        }
+        while self.retired_bytes + bytes > self.retired_budget {
+            let Some(oldest) = self.retired.iter().enumerate().min_by_key(|(_, r)| r.last_used).map(|(i, _)| i) else { break };
+            self.evict(oldest);
+        }
+        let exact = self.groups.get(&home.group).is_some_and(|g| g.rows.len() == 1 && g.kv.cap == len);
+        let group = if exact {
             // The group stays, owned by the prefix cache instead of the sequence.
             home.group
         } else {
-            let len = state.len();
-            let kv = match self.gather(graph, &[Some(Part { home, len, take: len })], len) {
-                Ok(kv) => kv,
+            // Trimmed: a graph that updates its cache in place allocates 256 positions at a
+            // time, and a group's buffer has every member's rows.
+            let started = Instant::now();
+            let kv = match self.gather(graph, &[Some(Part { home, len, take: len })], len, len) {
+                Ok(kv) => {
+                    tracing::debug!(positions = len, us = started.elapsed().as_micros() as u64, "prefix cache: entry trimmed");
+                    kv
+                }
                 Err(e) => {
                     tracing::debug!("prefix cache: not kept: {}", e.message);
                     self.leave(Some(home));
@@ -662,14 +850,15 @@ impl Scheduler {
             g.rows = vec![None];
         }
         self.uses += 1;
-        self.retired.push(Retired { scope: state.scope, tokens: state.tokens, group, last_used: self.uses });
-        let mut held: usize = self.retired.iter().map(|r| r.tokens.len()).sum();
-        while held > self.retired_budget {
-            let Some(oldest) = self.retired.iter().enumerate().min_by_key(|(_, r)| r.last_used).map(|(i, _)| i) else { break };
-            let gone = self.retired.swap_remove(oldest);
-            held -= gone.tokens.len();
-            self.groups.remove(&gone.group);
-        }
+        self.retired_bytes += bytes;
+        self.retired.push(Retired { scope: state.scope, tokens: state.tokens, group, last_used: self.uses, bytes });
+    }
+
+    /// Drops the prefix cache's entry `index` and frees its buffers.
+    fn evict(&mut self, index: usize) {
+        let gone = self.retired.swap_remove(index);
+        self.retired_bytes -= gone.bytes;
+        self.groups.remove(&gone.group);
     }
 
     /// Starts a new sequence's prompt from the longest cached prefix of the same scope,
@@ -690,7 +879,7 @@ impl Scheduler {
         let Some((index, take)) = best.filter(|&(_, n)| n >= MIN_PREFIX) else { return Ok(()) };
         let entry = &self.retired[index];
         let part = Part { home: Home { group: entry.group, row: 0 }, len: entry.tokens.len(), take };
-        let kv = self.gather(graph, &[Some(part)], take)?;
+        let kv = self.gather(graph, &[Some(part)], take, graph.capacity(take))?;
         self.uses += 1;
         self.retired[index].last_used = self.uses;
         let group = self.insert_group(Group { kv, rows: vec![Some(step.seq)] });

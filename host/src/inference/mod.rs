@@ -9,6 +9,7 @@ mod in_place;
 mod nbits;
 pub mod onnx;
 pub mod text;
+mod trim;
 
 use std::collections::HashMap;
 use std::path::Path;

@@ -247,8 +247,6 @@ impl DecoderGraph {
             path.display()
         );
         let has_position_ids = names.contains(&"position_ids");
-        let position_bytes = 2 * config.n_layers * config.n_kv_heads * config.head_dim * std::mem::size_of::<f32>();
-        let prefix_cache_tokens = opts.prefix_cache_bytes / position_bytes;
         Ok(Arc::new_cyclic(|graph| Self {
             session: Mutex::new(session),
             layers: config.n_layers,
@@ -261,7 +259,7 @@ impl DecoderGraph {
             // back each run, and that path has not run on a GPU yet.
             in_place: opts.kv_in_place && !opts.cuda && config.kv_in_place(),
             nbits_nodes,
-            scheduler: batch::Handle::spawn(graph.clone(), opts.max_batch.max(1), prefix_cache_tokens),
+            scheduler: batch::Handle::spawn(graph.clone(), opts.max_batch.max(1), opts.prefix_cache_bytes),
         }))
     }
 
@@ -282,6 +280,14 @@ impl DecoderGraph {
         self.scheduler.stats()
     }
 
+    /// Holds the scheduler in lockstep until the guard is dropped, so a test sees the same
+    /// batches on any machine: its next run waits for `sequences` sequences' steps, each
+    /// later one for a step of every open sequence; no step runs on its caller's thread
+    /// and batches are never split by cost ([`batch::Lockstep`]).
+    pub fn lockstep(self: &Arc<Self>, sequences: usize) -> batch::Lockstep {
+        batch::Lockstep::new(self.clone(), sequences)
+    }
+
     pub(crate) fn scheduler(&self) -> &batch::Handle {
         &self.scheduler
     }
@@ -294,6 +300,12 @@ impl DecoderGraph {
     /// Number of `past_key_values.*` tensors (key and value per layer).
     pub(crate) fn kv_tensors(&self) -> usize {
         2 * self.layers
+    }
+
+    /// Bytes of a cache of `rows` rows allocated for `cap` positions: every layer's keys
+    /// and values, what its buffers hold whether the positions are used or not.
+    pub(crate) fn cache_bytes(&self, rows: usize, cap: usize) -> usize {
+        self.kv_tensors() * self.kv_shape(rows, cap).iter().product::<usize>() * std::mem::size_of::<f32>()
     }
 
     /// Checks `ids` appended to a sequence of `len` tokens.
