@@ -445,3 +445,138 @@ async fn semantic_chunking_breaks_where_the_topic_changes() {
     }
     assert_eq!(chunks.join(" "), format!("{VOLCANOES}{BREAD}"), "nothing lost or repeated");
 }
+
+async fn req_as(s: &Server, key: &str, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+    let mut r = s.client().request(method, s.url(path)).bearer_auth(key);
+    if let Some(b) = body {
+        r = r.json(&b);
+    }
+    let resp = r.send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// A data source's metadata is copied onto every chunk, so its size, keys and depth are
+/// bounded where it comes in (and so is a knowledge base's).
+#[tokio::test]
+async fn metadata_is_bounded() {
+    let s = start(Arc::new(tempfile::tempdir().unwrap())).await;
+    let kb = create_kb(&s, json!({"name": "meta"})).await;
+    let file = upload(&s, "note.txt", TEXT.as_bytes()).await;
+    let path = format!("/v1/knowledge-bases/{kb}/data-sources");
+    let big = json!({"blob": "x".repeat(16 * 1024)});
+    let deep = json!({"a": {"b": {"c": {"d": {"e": 1}}}}});
+    let wide: serde_json::Map<String, Value> = (0..65).map(|i| (format!("k{i}"), json!(i))).collect();
+    let many_nested: serde_json::Map<String, Value> =
+        (0..10).map(|i| (format!("g{i}"), json!((0..30).map(|j| (format!("k{j}"), json!(j))).collect::<serde_json::Map<_, _>>()))).collect();
+    for (metadata, says) in [
+        (big, "bytes as JSON"),
+        (deep, "levels deep"),
+        (Value::Object(wide), "at most 64 keys"),
+        (Value::Object(many_nested), "256 keys in all"),
+        (json!([1]), "must be an object"),
+    ] {
+        let (status, err) = req(&s, reqwest::Method::POST, &path, Some(json!({"file_id": file, "metadata": metadata}))).await;
+        assert_eq!(status, 400, "{err}");
+        let e = assert_openai_error(&err);
+        assert_eq!(e["param"], "metadata");
+        assert_eq!(e["type"], "invalid_request_error");
+        assert!(e["message"].as_str().unwrap().contains(says), "{err}");
+        let (status, err) = req(&s, reqwest::Method::POST, "/v1/knowledge-bases", Some(json!({"name": "x", "metadata": metadata}))).await;
+        assert_eq!(status, 400, "{err}");
+        assert_eq!(assert_openai_error(&err)["param"], "metadata");
+    }
+    let (status, err) = req(&s, reqwest::Method::PATCH, &format!("/v1/knowledge-bases/{kb}"), Some(json!({"metadata": {"blob": "x".repeat(20_000)}}))).await;
+    assert_eq!(status, 400, "{err}");
+    // A URL that would take the metadata past the bound is refused before it is fetched.
+    let (status, err) = req(&s, reqwest::Method::POST, &path,
+        Some(json!({"url": format!("https://example.invalid/{}", "p".repeat(9_000)), "metadata": {"blob": "x".repeat(8_000)}}))).await;
+    assert_eq!(status, 400, "{err}");
+    assert_eq!(assert_openai_error(&err)["param"], "url");
+
+    // Just inside the bounds: accepted, ingested, and on every chunk.
+    let fits = json!({"blob": "x".repeat(16 * 1024 - 60), "nested": {"a": [1, 2], "b": {"c": true}}});
+    let (status, src) = req(&s, reqwest::Method::POST, &path, Some(json!({"file_id": file, "metadata": fits}))).await;
+    assert_eq!(status, 202, "{src}");
+    let sources = wait_ingested(&s, &kb).await;
+    assert_eq!(sources[0]["status"], "completed", "{}", sources[0]);
+    let hits = retrieve(&s, &kb, json!({"query": "telemetry module", "top_k": 1})).await;
+    assert_eq!(hits[0]["metadata"]["nested"]["a"], json!([1, 2]));
+    assert_eq!(hits[0]["metadata"]["blob"].as_str().unwrap().len(), 16 * 1024 - 60);
+}
+
+/// Tenant alpha queues a large source, then tenant beta a small one. The worker serves
+/// the tenants in turns of one batch, so beta's source completes while alpha's is still
+/// far from done. Both are queued before the worker starts (written to the store while
+/// the server is down, then picked up at start-up in creation order, alpha's first), so
+/// the order of turns does not depend on timing: alpha reads its file, beta reads its
+/// file, alpha stores one batch, beta stores its only batch and completes.
+#[tokio::test]
+async fn a_small_source_of_one_tenant_overtakes_a_large_one_of_another() {
+    let data = Arc::new(tempfile::tempdir().unwrap());
+    let s = start(data.clone()).await;
+    let beta = s.key_for_tenant("beta", false).await;
+    let strategy = json!({"type": "fixed_size", "chunk_size": 100, "chunk_overlap": 0});
+    let kb_a = create_kb(&s, json!({"name": "alpha's", "chunking_strategy": strategy})).await;
+    // 1,200 chunks of 100 characters: 19 batches.
+    let big: String = (0..1_200).map(|i| format!("Line {i:05} of the large upload, which is stored in many batches, one by one.{}\n", " ".repeat(23))).collect();
+    assert_eq!(big.len(), 120_000);
+    let file_a = upload(&s, "big.txt", big.as_bytes()).await;
+    let (status, kb_b) = req_as(&s, &beta, reqwest::Method::POST, "/v1/knowledge-bases", Some(json!({"name": "beta's"}))).await;
+    assert_eq!(status, 201, "{kb_b}");
+    let kb_b = kb_b["id"].as_str().unwrap().to_owned();
+    let form = Form::new().part("file", Part::bytes(TEXT.as_bytes().to_vec()).file_name("small.txt")).text("purpose", "knowledge_base");
+    let resp = s.client().post(s.url("/v1/files")).bearer_auth(&beta).multipart(form).send().await.unwrap();
+    let file_b = resp.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let data = s.stop().await;
+
+    let (source_a, source_b) = ("ds_0000000000000000000000aa", "ds_0000000000000000000000bb");
+    {
+        use tensoras::store::KnowledgeStore as _;
+        let store = tensoras::store::sqlite::SqliteStore::open(&data.path().join("tensoras.db")).unwrap();
+        let now = tensoras::unix_now();
+        for (id, tenant, kb, file, created_at) in [(source_a, "alpha", &kb_a, &file_a, now - 1), (source_b, "beta", &kb_b, &file_b, now)] {
+            store
+                .insert_source(&tensoras::store::DataSourceRecord {
+                    id: id.into(),
+                    tenant: tenant.into(),
+                    kb_id: kb.clone(),
+                    file_id: file.clone(),
+                    metadata: json!({}),
+                    status: tensoras::store::SourceStatus::Pending,
+                    error: None,
+                    chunks_total: None,
+                    chunks_done: 0,
+                    created_at,
+                    updated_at: created_at,
+                })
+                .unwrap();
+        }
+    }
+
+    let s = start(data).await;
+    let get_a = format!("/v1/knowledge-bases/{kb_a}/data-sources/{source_a}");
+    let get_b = format!("/v1/knowledge-bases/{kb_b}/data-sources/{source_b}");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (_, b) = req_as(&s, &beta, reqwest::Method::GET, &get_b, None).await;
+        assert_ne!(b["status"], "failed", "{b}");
+        if b["status"] == "completed" {
+            assert_eq!(b["chunks_done"], 1, "{b}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "beta's source did not complete: {b}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (_, a) = req(&s, reqwest::Method::GET, &get_a, None).await;
+    assert_eq!(a["status"], "processing", "alpha's source should still be running: {a}");
+    assert_eq!(a["chunks_total"], 1_200, "{a}");
+    assert!(a["chunks_done"].as_u64().unwrap() < 1_200 / 2, "{a}");
+
+    // Alpha's source still completes, every chunk once.
+    let sources = wait_ingested(&s, &kb_a).await;
+    assert_eq!(sources[0]["status"], "completed", "{}", sources[0]);
+    assert_eq!(sources[0]["chunks_done"], 1_200);
+    let (_, info) = req(&s, reqwest::Method::GET, &format!("/v1/knowledge-bases/{kb_a}"), None).await;
+    assert_eq!(info["chunk_count"], 1_200, "{info}");
+}

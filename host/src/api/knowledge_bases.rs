@@ -51,11 +51,16 @@ fn opt_string(obj: &Map<String, Value>, key: &str, max: usize) -> Result<Option<
     }
 }
 
+/// An optional metadata object, within the bounds of [`crate::kb::check_metadata`]
+/// (64 keys, 256 in all, 4 levels, 16 KiB as JSON): a data source's metadata is copied
+/// onto every one of its chunks.
 fn opt_metadata(obj: &Map<String, Value>, key: &str) -> Result<Option<Value>, ApiError> {
     match obj.get(key) {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::Object(m)) if m.len() <= 64 => Ok(Some(Value::Object(m.clone()))),
-        Some(Value::Object(_)) => Err(ApiError::invalid(format!("'{key}' may have at most 64 keys.")).param(key)),
+        Some(Value::Object(m)) => {
+            crate::kb::check_metadata(key, m).map_err(|why| ApiError::invalid(why).param(key))?;
+            Ok(Some(Value::Object(m.clone())))
+        }
         Some(_) => Err(ApiError::invalid(format!("'{key}' must be an object.")).param(key)),
     }
 }
@@ -295,8 +300,18 @@ pub async fn add_sources(
     let mut metadata = opt_metadata(obj, "metadata")?.unwrap_or_else(|| json!({}));
     let (single, ids): (bool, Vec<String>) = match (obj.get("file_id"), obj.get("file_ids"), obj.get("url")) {
         (None, None, Some(Value::String(url))) => {
-            let file_id = import_url(&state, &caller, url).await?;
+            // The URL joins the metadata copied onto every chunk: its size is checked with
+            // it, before anything is downloaded.
             metadata["url"] = Value::String(url.clone());
+            let bytes = crate::kb::metadata_bytes(&metadata);
+            if bytes > crate::kb::MAX_METADATA_BYTES {
+                return Err(ApiError::invalid(format!(
+                    "'metadata' with the 'url' added is {bytes} bytes as JSON; at most {} are allowed.",
+                    crate::kb::MAX_METADATA_BYTES
+                ))
+                .param("url"));
+            }
+            let file_id = import_url(&state, &caller, url).await?;
             (true, vec![file_id])
         }
         (None, None, Some(_)) => return Err(ApiError::invalid("'url' must be a string.").param("url")),

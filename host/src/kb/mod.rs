@@ -4,10 +4,17 @@
 //! Lifecycle of a data source (one file in one knowledge base): the API records it as
 //! `pending` and queues it; one background worker parses, chunks, embeds (in batches,
 //! through the embeddings handler) and upserts, writing `chunks_done` to the metadata
-//! store after each batch is durable in the vector store. On start-up every source still
-//! `pending` or `processing` is queued again and continues after its last recorded
-//! batch; since point ids derive from (source, chunk index), a batch that was stored but
-//! not yet recorded is simply overwritten, never duplicated.
+//! store after each batch is durable in the vector store. The worker serves tenants in
+//! turns, one step of one source per turn (see `ingest`), so a large upload of one tenant
+//! delays another tenant's source by a batch, not by the whole upload. On start-up every
+//! source still `pending` or `processing` is queued again and continues after its last
+//! recorded batch; since point ids derive from (source, chunk index), a batch that was
+//! stored but not yet recorded is simply overwritten, never duplicated.
+//!
+//! What one source may cost is bounded: its text by [`parse::text_limit`], its chunks by
+//! [`chunk_limit`], a semantic cut's sentences by [`MAX_SENTENCES_PER_SOURCE`], its
+//! metadata (copied onto every chunk) by [`check_metadata`]. Past a bound the source fails
+//! with the reason in its `error`.
 
 pub mod chunk;
 pub mod embed;
@@ -26,6 +33,84 @@ pub use embed::{EmbedError, Embedder};
 use crate::files::FileStorage;
 use crate::store::{DataSourceRecord, MetadataStore};
 use crate::vector::{Hit, MetadataFilter, Query, SearchType, VectorError, VectorStore};
+
+/// Most chunks one data source may have, whatever its size.
+pub const MAX_CHUNKS_PER_SOURCE: usize = 100_000;
+
+/// A source may have at most one chunk per this many bytes of its text. A correct cut
+/// gives far fewer: at the smallest settings (`chunk_size` 50, overlap 25) the recursive
+/// strategy averages at least about 17 characters per chunk, fixed windows 25, and the
+/// semantic one's topic breaks are one adjacent pair in twenty; so this only stops a
+/// cut that has gone wrong (empty or tiny pieces) before it is embedded.
+pub const TEXT_BYTES_PER_CHUNK: usize = 8;
+
+/// Chunks any source may have, however short its text.
+const MIN_CHUNK_LIMIT: usize = 64;
+
+/// Most sentences a `semantic` source embeds (each one costs an embedding, as a chunk
+/// does): about 20 MB of ordinary prose.
+pub const MAX_SENTENCES_PER_SOURCE: usize = 200_000;
+
+/// The most chunks a source whose text is `text_bytes` long may have: one per
+/// [`TEXT_BYTES_PER_CHUNK`] bytes, at most [`MAX_CHUNKS_PER_SOURCE`]. With the text at
+/// most [`parse::text_limit`] of the file, this bounds the chunks by the file's size.
+pub fn chunk_limit(text_bytes: usize) -> usize {
+    (text_bytes / TEXT_BYTES_PER_CHUNK).clamp(MIN_CHUNK_LIMIT, MAX_CHUNKS_PER_SOURCE)
+}
+
+/// Largest `metadata` (of a data source or a knowledge base) as compact JSON, in bytes.
+/// A data source's metadata is copied into the payload of every one of its chunks, so it
+/// is paid once per chunk in the vector store and in every retrieval answer.
+pub const MAX_METADATA_BYTES: usize = 16 << 10;
+
+/// Most keys of `metadata` itself.
+pub const MAX_METADATA_KEYS: usize = 64;
+
+/// Most keys of `metadata` counting those of nested objects.
+pub const MAX_METADATA_TOTAL_KEYS: usize = 256;
+
+/// Deepest nesting of `metadata`: the object itself is level 1, an object or array in
+/// it level 2, and so on.
+pub const MAX_METADATA_DEPTH: usize = 4;
+
+/// Checks a `metadata` object against the bounds above; the message names `param`.
+pub fn check_metadata(param: &str, metadata: &Map<String, Value>) -> Result<(), String> {
+    if metadata.len() > MAX_METADATA_KEYS {
+        return Err(format!("'{param}' may have at most {MAX_METADATA_KEYS} keys."));
+    }
+    // (deepest level, keys) of the values of an object or array at `level`.
+    fn walk<'a>(values: impl Iterator<Item = &'a Value>, level: usize) -> (usize, usize) {
+        values.fold((level, 0), |(depth, keys), v| {
+            let (d, k) = match v {
+                Value::Object(m) => {
+                    let (d, k) = walk(m.values(), level + 1);
+                    (d, k + m.len())
+                }
+                Value::Array(items) => walk(items.iter(), level + 1),
+                _ => (level, 0),
+            };
+            (depth.max(d), keys + k)
+        })
+    }
+    let (depth, nested) = walk(metadata.values(), 1);
+    let keys = metadata.len() + nested;
+    if depth > MAX_METADATA_DEPTH {
+        return Err(format!("'{param}' may nest objects and arrays at most {MAX_METADATA_DEPTH} levels deep (itself included)."));
+    }
+    if keys > MAX_METADATA_TOTAL_KEYS {
+        return Err(format!("'{param}' may have at most {MAX_METADATA_TOTAL_KEYS} keys in all, nested objects included."));
+    }
+    let bytes = metadata_bytes(metadata);
+    if bytes > MAX_METADATA_BYTES {
+        return Err(format!("'{param}' is {bytes} bytes as JSON; at most {MAX_METADATA_BYTES} are allowed."));
+    }
+    Ok(())
+}
+
+/// The size of `metadata` as compact JSON.
+pub fn metadata_bytes(metadata: &(impl serde::Serialize + ?Sized)) -> usize {
+    serde_json::to_vec(metadata).map_or(usize::MAX, |b| b.len())
+}
 
 /// What the worker needs, shared with the API.
 struct Inner {

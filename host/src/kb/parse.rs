@@ -3,9 +3,17 @@
 //! dropped, block elements become line breaks, entities decoded); CSV rows become
 //! `column: value` lines so each chunk keeps its headers; JSON becomes `path: value` lines;
 //! DOCX and PDF are read by their own modules.
+//!
+//! What one document may cost is bounded here, before any chunk exists: the text taken
+//! from a file is at most [`text_limit`] bytes (64 per byte of the file, 64 MiB in all),
+//! and the parsers stop as soon as they pass it. Labels repeated on every line (a JSON
+//! path, a CSV header) are shortened to [`MAX_LABEL_CHARS`], so a long key over many
+//! small values cannot multiply the text.
 
 mod docx;
 mod pdf;
+
+use std::fmt::Write as _;
 
 use serde_json::Value;
 
@@ -29,39 +37,107 @@ pub enum ParseError {
     /// A well-formed document without text to extract (a scanned PDF).
     #[error("{0}")]
     NoText(String),
+    /// More text than [`text_limit`] allows for the file.
+    #[error(
+        "the document gives more than {limit} bytes of text, the most this server takes from a file of its size \
+         ({MAX_TEXT_PER_FILE_BYTE} bytes of text per byte of file, {} MiB in all); split it into smaller files",
+        MAX_TEXT_BYTES >> 20
+    )]
+    TooLarge {
+        /// The limit that was passed, in bytes.
+        limit: usize,
+    },
 }
 
-/// The text of a document. Runs the parsers synchronously: call it on the blocking pool.
+/// Most text taken from one document, in bytes (about 80,000 chunks of 800 characters).
+pub const MAX_TEXT_BYTES: usize = 64 << 20;
+
+/// Most text taken per byte of the file. Plain text, HTML and DOCX give at most about
+/// one; compressed PDF streams and CSV/JSON (labels repeated on every line) a few to a
+/// few dozen; a decompression bomb or a document built to repeat itself far more.
+pub const MAX_TEXT_PER_FILE_BYTE: usize = 64;
+
+/// Text always allowed, however small the file.
+const MIN_TEXT_BYTES: usize = 64 << 10;
+
+/// Longest label (JSON path, CSV column name) written in front of each value, in
+/// characters; longer ones are shortened with `…`.
+pub const MAX_LABEL_CHARS: usize = 64;
+
+/// The most text [`extract`] takes from a file of `file_bytes` bytes.
+pub fn text_limit(file_bytes: usize) -> usize {
+    file_bytes.saturating_mul(MAX_TEXT_PER_FILE_BYTE).clamp(MIN_TEXT_BYTES, MAX_TEXT_BYTES)
+}
+
+/// Text being extracted, refusing to grow past its limit.
+struct Text {
+    out: String,
+    max: usize,
+}
+
+impl Text {
+    fn new(max: usize) -> Self {
+        Self { out: String::new(), max }
+    }
+
+    fn push(&mut self, s: &str) -> Result<(), ParseError> {
+        if self.out.len() + s.len() > self.max {
+            return Err(ParseError::TooLarge { limit: self.max });
+        }
+        self.out.push_str(s);
+        Ok(())
+    }
+}
+
+/// `text` unless it is longer than `max` bytes.
+fn at_most(text: String, max: usize) -> Result<String, ParseError> {
+    if text.len() > max { Err(ParseError::TooLarge { limit: max }) } else { Ok(text) }
+}
+
+/// The text of a document, at most [`text_limit`] of its size. Runs the parsers
+/// synchronously: call it on the blocking pool.
 pub fn extract(content_type: &str, bytes: &[u8]) -> Result<String, ParseError> {
+    extract_at_most(content_type, bytes, text_limit(bytes.len()))
+}
+
+/// The text of a document, failing with [`ParseError::TooLarge`] past `max` bytes.
+pub fn extract_at_most(content_type: &str, bytes: &[u8], max: usize) -> Result<String, ParseError> {
     let text = || {
         std::str::from_utf8(bytes)
             .map(|s| s.strip_prefix('\u{feff}').unwrap_or(s))
             .map_err(|e| ParseError::Invalid { kind: "text", why: format!("not UTF-8 ({e})") })
     };
     match content_type {
-        "text/plain" | "text/markdown" | "application/xml" | "application/yaml" => Ok(text()?.to_owned()),
-        "text/html" => Ok(html_to_text(text()?)),
-        "text/csv" => csv_to_text(text()?, b','),
-        "text/tab-separated-values" => csv_to_text(text()?, b'\t'),
+        "text/plain" | "text/markdown" | "application/xml" | "application/yaml" => {
+            let text = text()?;
+            if text.len() > max {
+                return Err(ParseError::TooLarge { limit: max });
+            }
+            Ok(text.to_owned())
+        }
+        // The text of HTML is never longer than its markup.
+        "text/html" => at_most(html_to_text(text()?), max),
+        "text/csv" => csv_to_text(text()?, b',', max),
+        "text/tab-separated-values" => csv_to_text(text()?, b'\t', max),
         "application/json" => {
             let v: Value = serde_json::from_str(text()?)
                 .map_err(|e| ParseError::Invalid { kind: "JSON", why: e.to_string() })?;
-            let mut out = String::new();
-            flatten_json(&v, "", &mut out);
-            Ok(out)
+            let mut out = Text::new(max);
+            flatten_json(&v, &mut String::new(), &mut out)?;
+            Ok(out.out)
         }
         "application/jsonl" => {
-            let mut out = String::new();
+            let mut out = Text::new(max);
             for (i, line) in text()?.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
                 let v: Value = serde_json::from_str(line)
                     .map_err(|e| ParseError::Invalid { kind: "JSON Lines", why: format!("line {}: {e}", i + 1) })?;
-                flatten_json(&v, "", &mut out);
-                out.push('\n');
+                flatten_json(&v, &mut String::new(), &mut out)?;
+                out.push("\n")?;
             }
-            Ok(out)
+            Ok(out.out)
         }
-        "application/pdf" => pdf::text(bytes),
-        DOCX => docx::text(bytes),
+        "application/pdf" => pdf::text(bytes, max),
+        DOCX => docx::text(bytes, max),
         // Word encrypts a password-protected DOCX into an OLE compound file.
         "application/x-ole-storage" => Err(ParseError::Invalid {
             kind: "Office",
@@ -72,64 +148,120 @@ pub fn extract(content_type: &str, bytes: &[u8]) -> Result<String, ParseError> {
 }
 
 /// `a.b[0].c: value` lines; objects and arrays recurse, blank lines between records
-/// of a top-level array so the chunker keeps records together.
-fn flatten_json(v: &Value, path: &str, out: &mut String) {
+/// of a top-level array so the chunker keeps records together. `path` is one buffer
+/// grown and cut back on the way down and up (not a new string per node), and a line
+/// shows at most the last [`MAX_LABEL_CHARS`] characters of it: written in full, a long
+/// path would be repeated over every value below it, and a small file of deep paths over
+/// short values would become a huge text.
+fn flatten_json(v: &Value, path: &mut String, out: &mut Text) -> Result<(), ParseError> {
     match v {
         Value::Object(map) => {
             for (k, child) in map {
-                let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
-                flatten_json(child, &p, out);
+                let len = path.len();
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(k);
+                flatten_json(child, path, out)?;
+                path.truncate(len);
             }
         }
         Value::Array(items) => {
+            let top = path.is_empty();
             for (i, child) in items.iter().enumerate() {
-                flatten_json(child, &format!("{path}[{i}]"), out);
-                if path.is_empty() {
-                    out.push('\n');
+                let len = path.len();
+                let _ = write!(path, "[{i}]");
+                flatten_json(child, path, out)?;
+                path.truncate(len);
+                if top {
+                    out.push("\n")?;
                 }
             }
         }
         Value::Null => {}
-        Value::String(s) => push_line(out, path, s),
-        other => push_line(out, path, &other.to_string()),
+        Value::String(s) => push_line(out, path, s)?,
+        other => push_line(out, path, &other.to_string())?,
     }
+    Ok(())
 }
 
-fn push_line(out: &mut String, path: &str, value: &str) {
+fn push_line(out: &mut Text, path: &str, value: &str) -> Result<(), ParseError> {
     if !path.is_empty() {
-        out.push_str(path);
-        out.push_str(": ");
-    }
-    out.push_str(value);
-    out.push('\n');
-}
-
-/// CSV with a header row (quotes and doubled quotes handled) to `header: value; ...` lines.
-fn csv_to_text(text: &str, sep: u8) -> Result<String, ParseError> {
-    let rows = parse_csv(text, sep as char)?;
-    let mut rows = rows.into_iter();
-    let Some(header) = rows.next() else { return Ok(String::new()) };
-    let mut out = String::new();
-    for row in rows {
-        let fields: Vec<String> = row
-            .iter()
-            .enumerate()
-            .filter(|(_, v)| !v.trim().is_empty())
-            .map(|(i, v)| match header.get(i).map(|h| h.trim()).filter(|h| !h.is_empty()) {
-                Some(h) => format!("{h}: {}", v.trim()),
-                None => v.trim().to_owned(),
-            })
-            .collect();
-        if !fields.is_empty() {
-            out.push_str(&fields.join("; "));
-            out.push('\n');
+        let label = path_label(path);
+        if label.len() < path.len() {
+            out.push("…")?;
         }
+        out.push(label)?;
+        out.push(": ")?;
     }
-    Ok(out)
+    out.push(value)?;
+    out.push("\n")
 }
 
-fn parse_csv(text: &str, sep: char) -> Result<Vec<Vec<String>>, ParseError> {
-    let mut rows = Vec::new();
+/// The end of a JSON path that fits [`MAX_LABEL_CHARS`], starting at a segment
+/// (`.key` or `[i]`) where one begins inside it: the most specific part says most.
+fn path_label(path: &str) -> &str {
+    if fits(path, MAX_LABEL_CHARS) {
+        return path;
+    }
+    let start = path.char_indices().rev().nth(MAX_LABEL_CHARS - 1).map_or(0, |(i, _)| i);
+    let tail = &path[start..];
+    let tail = tail.find(['.', '[']).map_or(tail, |j| &tail[j..]);
+    tail.strip_prefix('.').unwrap_or(tail)
+}
+
+/// Whether `s` has at most `n` characters, looking at no more than `n + 1` of them.
+fn fits(s: &str, n: usize) -> bool {
+    s.len() <= n || s.chars().nth(n).is_none()
+}
+
+/// A CSV column name as written before each value: at most [`MAX_LABEL_CHARS`].
+fn column_label(header: &str) -> String {
+    let h = header.trim();
+    if fits(h, MAX_LABEL_CHARS) {
+        return h.to_owned();
+    }
+    let end = h.char_indices().nth(MAX_LABEL_CHARS - 1).map_or(h.len(), |(i, _)| i);
+    format!("{}…", &h[..end])
+}
+
+/// CSV with a header row (quotes and doubled quotes handled) to `header: value; ...`
+/// lines, row by row (a large table is never held as rows of fields).
+fn csv_to_text(text: &str, sep: u8, max: usize) -> Result<String, ParseError> {
+    let mut out = Text::new(max);
+    let mut header: Option<Vec<String>> = None;
+    let mut line = String::new();
+    parse_csv(text, sep as char, |row| {
+        let Some(header) = &header else {
+            header = Some(row.iter().map(|h| column_label(h)).collect());
+            return Ok(());
+        };
+        line.clear();
+        for (i, v) in row.iter().enumerate().filter(|(_, v)| !v.trim().is_empty()) {
+            if !line.is_empty() {
+                line.push_str("; ");
+            }
+            if let Some(h) = header.get(i).filter(|h| !h.is_empty()) {
+                line.push_str(h);
+                line.push_str(": ");
+            }
+            line.push_str(v.trim());
+        }
+        if !line.is_empty() {
+            out.push(&line)?;
+            out.push("\n")?;
+        }
+        Ok(())
+    })?;
+    Ok(out.out)
+}
+
+/// Calls `row` with each row of `text` in turn.
+fn parse_csv(
+    text: &str,
+    sep: char,
+    mut row_done: impl FnMut(&[String]) -> Result<(), ParseError>,
+) -> Result<(), ParseError> {
     let mut row = Vec::new();
     let mut field = String::new();
     let mut quoted = false;
@@ -152,7 +284,8 @@ fn parse_csv(text: &str, sep: char) -> Result<Vec<Vec<String>>, ParseError> {
             '\r' => {}
             '\n' => {
                 row.push(std::mem::take(&mut field));
-                rows.push(std::mem::take(&mut row));
+                row_done(&row)?;
+                row.clear();
             }
             c => field.push(c),
         }
@@ -162,9 +295,9 @@ fn parse_csv(text: &str, sep: char) -> Result<Vec<Vec<String>>, ParseError> {
     }
     if !field.is_empty() || !row.is_empty() {
         row.push(field);
-        rows.push(row);
+        row_done(&row)?;
     }
-    Ok(rows)
+    Ok(())
 }
 
 const BLOCKS: &[&str] = &[
@@ -196,9 +329,10 @@ pub fn html_to_text(html: &str) -> String {
             .collect::<String>()
             .to_ascii_lowercase();
         if (name == "script" || name == "style") && !tag.starts_with('/') {
-            let close = format!("</{name}");
-            let lower = rest.to_ascii_lowercase();
-            rest = lower.find(&close).map_or("", |i| &rest[i..]);
+            // Skip to the closing tag, matched without regard to case, in place: no
+            // lowercased copy of the rest of the page per script.
+            let close = if name == "script" { "</script" } else { "</style" };
+            rest = find_ascii_case_insensitive(rest, close).map_or("", |i| &rest[i..]);
             continue;
         }
         if BLOCKS.contains(&name.as_str()) {
@@ -223,6 +357,13 @@ pub fn html_to_text(html: &str) -> String {
     text.trim().to_owned()
 }
 
+/// Byte offset of the first `needle` (ASCII) in `haystack`, ignoring ASCII case; one
+/// pass over the haystack.
+fn find_ascii_case_insensitive(haystack: &str, needle: &str) -> Option<usize> {
+    let needle = needle.as_bytes();
+    haystack.as_bytes().windows(needle.len()).position(|w| w.eq_ignore_ascii_case(needle))
+}
+
 fn decode_entities(s: &str) -> String {
     if !s.contains('&') {
         return s.to_owned();
@@ -232,7 +373,9 @@ fn decode_entities(s: &str) -> String {
     while let Some(amp) = rest.find('&') {
         out.push_str(&rest[..amp]);
         rest = &rest[amp..];
-        let end = rest.find(';').filter(|e| *e <= 10);
+        // Only the next few bytes can end an entity: looking further for `;` would scan
+        // the rest of the text once per `&`.
+        let end = rest.as_bytes().iter().take(11).position(|b| *b == b';');
         let decoded = end.and_then(|e| {
             let name = &rest[1..e];
             let c = match name {
@@ -276,6 +419,52 @@ mod tests {
         assert!(text.contains("& Bar"), "{text}");
         assert!(!text.contains("color") && !text.contains("var x") && !text.contains("hidden"), "{text}");
         assert!(text.contains("a\n\nb"), "list items on their own lines: {text}");
+    }
+
+    /// 3.2 MB of HTML, most of it 20,000 scripts and styles: each one used to lowercase a
+    /// copy of the rest of the page to find its end (25 s for a page like this one).
+    #[test]
+    fn many_scripts_and_styles_are_skipped_in_one_pass() {
+        let mut html = String::from("<html><body>");
+        for i in 0..10_000 {
+            html.push_str(&format!("<p>Paragraph {i} &amp; more.</p><SCRIPT type=\"x\">var s{i} = '<p>hidden</p>';</ScRiPt>"));
+            html.push_str(&format!("<style>.c{i} {{ color: red }}</STYLE>{}", " ".repeat(200)));
+        }
+        html.push_str("<p>The end.</p></body></html>");
+        assert!(html.len() > 3_000_000, "{}", html.len());
+        let started = std::time::Instant::now();
+        let text = html_to_text(&html);
+        eprintln!("{} bytes of HTML in {:?}", html.len(), started.elapsed());
+        let lines: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
+        assert_eq!(lines.len(), 10_001);
+        assert_eq!(lines[0], "Paragraph 0 & more.");
+        assert_eq!(lines[9_999], "Paragraph 9999 & more.");
+        assert_eq!(lines[10_000], "The end.");
+        assert!(!text.contains("hidden") && !text.contains("color"));
+        // A script that never closes hides the rest of the page.
+        assert_eq!(html_to_text("<p>a</p><script>b <p>c</p>"), "a");
+    }
+
+    #[test]
+    fn ampersands_without_entities_are_kept_in_one_pass() {
+        let text = "& ".repeat(500_000) + "&lt;";
+        assert_eq!(decode_entities(&text), "& ".repeat(500_000) + "<");
+        assert_eq!(decode_entities("a &amp;&#x41;&#66; &bogus; &verylongname;"), "a &AB &bogus; &verylongname;");
+    }
+
+    #[test]
+    fn long_json_paths_and_csv_headers_are_shortened() {
+        let long = "x".repeat(100);
+        let doc = format!(r#"{{"short": {{"k": 1}}, "{long}": {{"inner": {{"list": ["a", "b"]}}}}}}"#);
+        let text = extract("application/json", doc.as_bytes()).unwrap();
+        assert_eq!(text, "short.k: 1\n…inner.list[0]: a\n…inner.list[1]: b\n");
+        // A single key longer than the label keeps its end.
+        let doc = format!(r#"{{"{long}y": 1}}"#);
+        let text = extract("application/json", doc.as_bytes()).unwrap();
+        assert_eq!(text, format!("…{}y: 1\n", "x".repeat(MAX_LABEL_CHARS - 1)));
+        let csv = format!("{long},b\n1,2\n");
+        let text = extract("text/csv", csv.as_bytes()).unwrap();
+        assert_eq!(text, format!("{}…: 1; b: 2\n", "x".repeat(MAX_LABEL_CHARS - 1)));
     }
 
     #[test]

@@ -19,8 +19,8 @@ fn invalid(why: impl Into<String>) -> ParseError {
     ParseError::Invalid { kind: "DOCX", why: why.into() }
 }
 
-/// The text of a DOCX document.
-pub fn text(bytes: &[u8]) -> Result<String, ParseError> {
+/// The text of a DOCX document; [`ParseError::TooLarge`] past `max` bytes.
+pub fn text(bytes: &[u8], max: usize) -> Result<String, ParseError> {
     let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| invalid(format!("not a valid zip archive ({e})")))?;
     let mut part = match zip.by_name("word/document.xml") {
         Ok(part) => part,
@@ -35,12 +35,17 @@ pub fn text(bytes: &[u8]) -> Result<String, ParseError> {
     if xml.len() as u64 > MAX_XML_BYTES {
         return Err(invalid(format!("word/document.xml is larger than {} MiB uncompressed", MAX_XML_BYTES >> 20)));
     }
-    document_text(&xml)
+    let text = document_text(&xml, max)?;
+    if text.len() > max {
+        return Err(ParseError::TooLarge { limit: max });
+    }
+    Ok(text)
 }
 
 /// Text of WordprocessingML. Elements are matched by local name, so any namespace prefix
-/// works; DrawingML text boxes (`a:p`, `a:t`) are read the same way.
-fn document_text(xml: &[u8]) -> Result<String, ParseError> {
+/// works; DrawingML text boxes (`a:p`, `a:t`) are read the same way. Stops once the
+/// text before tidying passes twice `max` (tidying only drops white space).
+fn document_text(xml: &[u8], max: usize) -> Result<String, ParseError> {
     let mut reader = Reader::from_reader(xml);
     let mut buf = Vec::new();
     let mut out = String::new();
@@ -117,6 +122,9 @@ fn document_text(xml: &[u8]) -> Result<String, ParseError> {
             Event::Eof if depth > 0 => return Err(invalid("word/document.xml ends before its elements are closed")),
             Event::Eof => break,
             _ => {}
+        }
+        if out.len() / 2 > max {
+            return Err(ParseError::TooLarge { limit: max });
         }
         buf.clear();
     }

@@ -4,12 +4,19 @@
 //! the many producers that move with `Td`/`Tm` inside one text object, so this walker
 //! also breaks lines where the text position moves down and puts a space where it moves
 //! across. Scanned pages (images only) give no text, and the source fails saying so.
+//!
+//! A small file can describe a lot of text: one content stream listed thousands of times
+//! in a page's `/Contents`, pages that all draw the same streams, a deflate bomb. So a page
+//! reads each of its streams once, a page that draws exactly the streams of a page already
+//! read is skipped (it would repeat that page's text), each font's encoding is worked out
+//! once for the whole document, and the text stops at the limit the caller gives.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::rc::Rc;
 
 use lopdf::content::Content;
-use lopdf::{Document, Encoding, Object};
+use lopdf::{Dictionary, Document, Encoding, Object, ObjectId};
 
 use super::ParseError;
 
@@ -25,11 +32,12 @@ fn invalid(why: impl Into<String>) -> ParseError {
     ParseError::Invalid { kind: "PDF", why: why.into() }
 }
 
-/// The text of a PDF, pages separated by blank lines.
-pub fn text(bytes: &[u8]) -> Result<String, ParseError> {
+/// The text of a PDF, pages separated by blank lines; [`ParseError::TooLarge`] past
+/// `max` bytes.
+pub fn text(bytes: &[u8], max: usize) -> Result<String, ParseError> {
     // lopdf indexes and unwraps in places on malformed input; a bad upload must fail its
     // data source, not take down the worker thread.
-    let text = catch_unwind(AssertUnwindSafe(|| document_text(bytes)))
+    let text = catch_unwind(AssertUnwindSafe(|| document_text(bytes, max)))
         .map_err(|_| invalid("the PDF parser failed on this file; it is probably damaged"))??;
     if text.trim().is_empty() {
         return Err(ParseError::NoText(
@@ -40,7 +48,12 @@ pub fn text(bytes: &[u8]) -> Result<String, ParseError> {
     Ok(text)
 }
 
-fn document_text(bytes: &[u8]) -> Result<String, ParseError> {
+/// Font encodings of a document, worked out once per font dictionary (many pages share
+/// a font, and a ToUnicode CMap can take a while to decompress and parse). Keyed by the
+/// dictionary's address, which is stable: the document is not changed while it is read.
+type Encodings<'a> = HashMap<*const Dictionary, Option<Rc<Encoding<'a>>>>;
+
+fn document_text(bytes: &[u8], max: usize) -> Result<String, ParseError> {
     let doc = Document::load_mem(bytes).map_err(|e| match e {
         lopdf::Error::InvalidPassword | lopdf::Error::Decryption(_) | lopdf::Error::UnsupportedSecurityHandler(_) => {
             invalid("it is encrypted with a password; upload an unprotected copy")
@@ -48,9 +61,19 @@ fn document_text(bytes: &[u8]) -> Result<String, ParseError> {
         e => invalid(e.to_string()),
     })?;
     let mut out = String::new();
+    let mut encodings = Encodings::new();
+    // The content streams of each page read so far, to skip a page that repeats one.
+    let mut drawn: HashSet<Vec<ObjectId>> = HashSet::new();
     for (number, page) in doc.get_pages() {
+        let mut streams = doc.get_page_contents(page);
+        // A stream listed twice on one page would only repeat its text.
+        let mut once = HashSet::new();
+        streams.retain(|id| once.insert(*id));
+        if !streams.is_empty() && !drawn.insert(streams.clone()) {
+            continue;
+        }
         // A page that cannot be read is skipped: the rest of the document still counts.
-        match page_text(&doc, page) {
+        match page_text(&doc, page, &streams, &mut encodings, max.saturating_sub(out.len())) {
             Ok(text) => {
                 let text = tidy(&text);
                 if !text.is_empty() {
@@ -60,6 +83,9 @@ fn document_text(bytes: &[u8]) -> Result<String, ParseError> {
             }
             Err(e) => tracing::debug!(page = number, "PDF page without readable text: {e}"),
         }
+        if out.trim_end().len() > max {
+            return Err(ParseError::TooLarge { limit: max });
+        }
     }
     // lopdf may load a file it could not decrypt; its strings then decode to nothing.
     if out.trim().is_empty() && doc.trailer.has(b"Encrypt") {
@@ -68,24 +94,60 @@ fn document_text(bytes: &[u8]) -> Result<String, ParseError> {
     Ok(out.trim_end().to_owned())
 }
 
-/// The text of one page.
-fn page_text(doc: &Document, page: lopdf::ObjectId) -> lopdf::Result<String> {
+/// The decompressed content of `streams`, one after the other, at most
+/// [`MAX_STREAM_BYTES`] in all (as lopdf's `get_page_content_with_limit`, for a list of
+/// streams already cleared of repeats).
+fn content_of(doc: &Document, streams: &[ObjectId]) -> lopdf::Result<Vec<u8>> {
+    let too_large = || lopdf::Error::Decompress(lopdf::DecompressError::MemoryLimitExceeded { limit: MAX_STREAM_BYTES });
+    let mut content = Vec::new();
+    for id in streams {
+        let Ok(stream) = doc.get_object(*id).and_then(Object::as_stream) else { continue };
+        let remaining = MAX_STREAM_BYTES.saturating_sub(content.len());
+        match stream.decompressed_content_with_limit(remaining) {
+            Ok(data) => content.extend_from_slice(&data),
+            Err(lopdf::Error::Decompress(lopdf::DecompressError::MemoryLimitExceeded { .. })) => return Err(too_large()),
+            // Not compressed, or with a filter lopdf does not know: the raw bytes.
+            Err(_) if stream.content.len() <= remaining => content.extend_from_slice(&stream.content),
+            Err(_) => return Err(too_large()),
+        }
+        content.push(b'\n');
+    }
+    Ok(content)
+}
+
+/// The text of one page drawn by `streams`; it stops growing a little past `max` bytes.
+fn page_text<'a>(
+    doc: &'a Document,
+    page: ObjectId,
+    streams: &[ObjectId],
+    cache: &mut Encodings<'a>,
+    max: usize,
+) -> lopdf::Result<String> {
     // Fonts whose encoding cannot be worked out are left out, like lopdf's own extraction.
-    let encodings: BTreeMap<Vec<u8>, Encoding> = doc
-        .get_page_fonts(page)?
-        .into_iter()
-        .filter_map(|(name, font)| font.get_font_encoding_with_limit(doc, MAX_STREAM_BYTES).ok().map(|e| (name, e)))
-        .collect();
-    let content = Content::decode(&doc.get_page_content_with_limit(page, MAX_STREAM_BYTES)?)?;
+    let mut encodings: BTreeMap<Vec<u8>, Rc<Encoding<'a>>> = BTreeMap::new();
+    for (name, font) in doc.get_page_fonts(page)? {
+        let encoding = cache
+            .entry(std::ptr::from_ref(font))
+            .or_insert_with(|| font.get_font_encoding_with_limit(doc, MAX_STREAM_BYTES).ok().map(Rc::new));
+        if let Some(encoding) = encoding {
+            encodings.insert(name, encoding.clone());
+        }
+    }
+    let content = Content::decode(&content_of(doc, streams)?)?;
     let mut out = String::new();
     let mut encoding = None;
     // The text line's vertical position as last set by `Tm`, to tell a new line from a
     // jump along the same one.
     let mut line_y: Option<f32> = None;
     for op in &content.operations {
+        if out.len() > max {
+            break;
+        }
         let num = |i: usize| op.operands.get(i).and_then(|o| o.as_float().ok()).unwrap_or(0.0);
         match op.operator.as_str() {
-            "Tf" => encoding = op.operands.first().and_then(|o| o.as_name().ok()).and_then(|n| encodings.get(n)),
+            "Tf" => {
+                encoding = op.operands.first().and_then(|o| o.as_name().ok()).and_then(|n| encodings.get(n)).map(|e| &**e);
+            }
             "Tj" => show(&mut out, encoding, op.operands.first()),
             "TJ" => {
                 for item in op.operands.first().and_then(|o| o.as_array().ok()).into_iter().flatten() {
@@ -157,6 +219,10 @@ fn tidy(text: &str) -> String {
 mod tests {
     use super::*;
 
+    fn text(bytes: &[u8]) -> Result<String, ParseError> {
+        super::text(bytes, usize::MAX)
+    }
+
     /// A PDF written by hand: catalog, page tree, a Helvetica font and one page per
     /// content stream, with a correct cross-reference table.
     fn pdf_of_streams(streams: &[String]) -> Vec<u8> {
@@ -169,12 +235,25 @@ mod tests {
             "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>".to_owned(),
         ];
         for (i, stream) in streams.iter().enumerate() {
-            objects.push(format!(
-                "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R >> >> /Contents {} 0 R >>",
-                5 + 2 * i
-            ));
-            objects.push(format!("<< /Length {} >>\nstream\n{stream}\nendstream", stream.len()));
+            objects.push(page(&format!("{} 0 R", 5 + 2 * i)));
+            objects.push(stream_object(stream));
         }
+        pdf_of_objects(&objects)
+    }
+
+    /// A page object of the page tree `2 0 R` with font `/F1` (`3 0 R`) drawing `contents`.
+    fn page(contents: &str) -> String {
+        format!(
+            "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R >> >> /Contents {contents} >>"
+        )
+    }
+
+    fn stream_object(stream: &str) -> String {
+        format!("<< /Length {} >>\nstream\n{stream}\nendstream", stream.len())
+    }
+
+    /// Objects numbered from 1 in order, with a cross-reference table; object 1 is the root.
+    fn pdf_of_objects(objects: &[String]) -> Vec<u8> {
         let mut out = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n".to_vec();
         let mut offsets = Vec::new();
         for (i, obj) in objects.iter().enumerate() {
@@ -222,6 +301,43 @@ mod tests {
         let content = "BT /F1 12 Tf 1 0 0 1 72 700 Tm [(Kern)-20(ed)-300(word)] TJ 1 0 0 1 200 700 Tm (same line) Tj \
                        1 0 0 1 72 680 Tm (next line) Tj ET";
         assert_eq!(text(&pdf_of_streams(&[content.to_owned()])).unwrap(), "Kerned word same line\nnext line");
+    }
+
+    /// A 15 KB PDF of 40 pages that all draw one array of 1,500 references to the same
+    /// content stream: read as written, each page repeated the stream's text 1,500 times,
+    /// 9.6 MB of text in all (about 370,000 chunks of 50 characters, overlap 25).
+    #[test]
+    fn a_stream_drawn_over_and_over_is_read_once() {
+        let lines: String = (0..4).map(|i| format!("(Line {i} of the only text in this file.) Tj 0 -14 Td\n")).collect();
+        let stream = format!("BT /F1 12 Tf 72 720 Td\n{lines}ET");
+        let pages = 40;
+        let kids: Vec<String> = (0..pages).map(|i| format!("{} 0 R", 6 + i)).collect();
+        let mut objects = vec![
+            "<< /Type /Catalog /Pages 2 0 R >>".to_owned(),
+            format!("<< /Type /Pages /Kids [{}] /Count {pages} >>", kids.join(" ")),
+            "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>".to_owned(),
+            stream_object(&stream),
+            format!("[{}]", vec!["4 0 R"; 1_500].join(" ")),
+        ];
+        objects.extend((0..pages).map(|_| page("5 0 R")));
+        let bytes = pdf_of_objects(&objects);
+        assert!((14_000..17_000).contains(&bytes.len()), "{}", bytes.len());
+        let text = text(&bytes).unwrap();
+        assert_eq!(text, (0..4).map(|i| format!("Line {i} of the only text in this file.")).collect::<Vec<_>>().join("\n"));
+        // A page of its own still counts, even after pages that repeat another.
+        objects.push(stream_object("BT /F1 12 Tf 72 720 Td (A different page.) Tj ET"));
+        let last = objects.len();
+        objects.push(page(&format!("[4 0 R {last} 0 R]")));
+        objects[1] = format!("<< /Type /Pages /Kids [{} {} 0 R] /Count {} >>", kids.join(" "), last + 1, pages + 1);
+        let text = super::super::extract("application/pdf", &pdf_of_objects(&objects)).unwrap();
+        assert!(text.ends_with("this file.\nA different page.") && text.matches("Line 0").count() == 2, "{text}");
+    }
+
+    #[test]
+    fn text_past_the_limit_fails() {
+        let bytes = pdf(&[Some("Forty characters of text on a page here."), Some("And more.")]);
+        assert!(matches!(super::text(&bytes, 45), Err(ParseError::TooLarge { limit: 45 })));
+        assert!(super::text(&bytes, 60).is_ok());
     }
 
     #[test]
