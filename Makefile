@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := run
 ENV := . scripts/env.sh
 
-.PHONY: setup run test test-rust test-guests test-models test-e2e bench bench-inference bench-grammar bench-batching bench-wasm-ratio bench-versus bench-kv bench-kb guests fuzz
+.PHONY: setup run test test-rust test-guests test-models test-e2e bench bench-inference bench-grammar bench-batching bench-wasm-ratio bench-versus bench-kv bench-kb bench-load guests fuzz
 
 setup:
 	@bash scripts/setup.sh
@@ -76,3 +76,9 @@ bench-kv: setup
 ## then retrieve p50/p99 for vector, keyword and hybrid search (~40 min on 2 cores).
 bench-kb: setup
 	@bash benches/kb.sh
+
+## Load and overload: 200 streaming chat clients + RAG, tool and embeddings clients for 180 s
+## (no dropped stream, no hang, flat RSS), then past capacity (fast 503s with Retry-After).
+## DURATION, CLIENTS, ... see benches/load.sh; LOAD_SMOKE=1 for the 20 s CI slice.
+bench-load: setup
+	@bash benches/load.sh

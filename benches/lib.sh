@@ -85,3 +85,20 @@ start_llama() {
 llama_version() { "$BENCH_VENV/bin/python" -c 'import llama_cpp; print(llama_cpp.__version__)'; }
 
 stop() { kill "$1" 2>/dev/null; wait "$1" 2>/dev/null || true; }
+
+# stop_within PID SECONDS: SIGTERM, then SIGKILL if PID has not exited after SECONDS (a
+# server whose graceful shutdown hangs must not hang the driver). Prints how it ended;
+# fails if it had to be killed. (An exited child stays a zombie until waited for, hence
+# /proc rather than kill -0.)
+running() { [ -r "/proc/$1/status" ] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null; }
+stop_within() {
+    kill "$1" 2>/dev/null || { wait "$1" 2>/dev/null || true; return 0; }
+    for _ in $(seq $(($2 * 10))); do
+        running "$1" || { wait "$1" 2>/dev/null || true; echo "pid $1 stopped"; return 0; }
+        sleep 0.1
+    done
+    kill -9 "$1" 2>/dev/null
+    wait "$1" 2>/dev/null || true
+    echo "pid $1 did not stop within $2 s of SIGTERM: killed" >&2
+    return 1
+}
