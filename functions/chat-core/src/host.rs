@@ -95,12 +95,15 @@ fn tokenizer_error(what: &str, err: TokenizerError, param: Option<&str>) -> ApiE
     }
 }
 
-/// Renders the chat template with the generation prompt.
-pub fn apply_chat_template(
+/// The prompt ids of a chat: the chat template rendered with the generation
+/// prompt, its markup's special tokens as control tokens and every string the
+/// client (or a tool, or a retrieved chunk) supplied as plain text, so no
+/// message can forge a turn of another role.
+pub fn encode_chat(
     model: &str,
     messages: &[Message],
     tools: Option<&str>,
-) -> Result<String, ApiError> {
+) -> Result<Vec<u32>, ApiError> {
     let messages: Vec<ChatMessage> = messages
         .iter()
         .map(|m| ChatMessage {
@@ -110,14 +113,20 @@ pub fn apply_chat_template(
             tool_calls: m.tool_calls.clone(),
         })
         .collect();
-    tokenizer::apply_chat_template(model, &messages, tools)
-        .map_err(|e| tokenizer_error("apply-chat-template", e, Some("messages")))
+    tokenizer::encode_chat(model, &messages, tools)
+        .map_err(|e| tokenizer_error("encode-chat", e, Some("messages")))
 }
 
-/// Prompt text to ids, without adding special tokens (a rendered template
-/// already has them; a raw prompt is taken as is).
+/// A raw prompt (legacy completions) to ids, without adding special tokens:
+/// the client owns the whole prompt, control tokens included.
 pub fn encode_prompt(model: &str, text: &str, param: &str) -> Result<Vec<u32>, ApiError> {
     tokenizer::encode(model, text, false).map_err(|e| tokenizer_error("encode", e, Some(param)))
+}
+
+/// Text bound for a chat message, measured as [`encode_chat`] tokenises it:
+/// special-token spellings are plain text.
+pub fn encode_text(model: &str, text: &str, param: &str) -> Result<Vec<u32>, ApiError> {
+    tokenizer::encode_text(model, text).map_err(|e| tokenizer_error("encode-text", e, Some(param)))
 }
 
 /// The ids that end a turn.

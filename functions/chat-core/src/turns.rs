@@ -308,8 +308,7 @@ pub fn encode_prompt(
         Input::Prompt(text) => host::encode_prompt(&info.id, text, param)?,
         Input::Messages(_) => {
             let p = crate::prompt::build(messages, tooling, info.template_tools, format);
-            let text = host::apply_chat_template(&info.id, &p.messages, p.tools.as_deref())?;
-            host::encode_prompt(&info.id, &text, param)?
+            host::encode_chat(&info.id, &p.messages, p.tools.as_deref())?
         }
     };
     if ids.is_empty() {

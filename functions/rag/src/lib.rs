@@ -70,7 +70,8 @@ fn handle(raw: Request) -> Result<Response, ApiError> {
     }
 
     let ranked = search(&opts, &question)?;
-    let count = |text: &str| chat_core::host::encode_prompt(&model, text, "messages").map(|ids| ids.len() as u32);
+    // Chunks and the question are message content: measured as text, as the prompt will hold them.
+    let count = |text: &str| chat_core::host::encode_text(&model, text, "messages").map(|ids| ids.len() as u32);
     // The grounded question replaces the plain one: it may take the room
     // left plus what the plain question took.
     let budget = room.saturating_add(count(&question)?);

@@ -4,6 +4,7 @@
 //! by its scheduler ([`batch`]).
 
 pub mod batch;
+pub mod chat_prompt;
 pub mod catalog;
 mod in_place;
 mod nbits;

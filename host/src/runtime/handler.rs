@@ -28,6 +28,8 @@ mod bindings {
             "tensoras:platform/output.send": async | trappable,
             "tensoras:platform/tools.invoke": async | trappable,
             "tensoras:platform/tokenizer.encode": async | trappable,
+            "tensoras:platform/tokenizer.encode-text": async | trappable,
+            "tensoras:platform/tokenizer.encode-chat": async | trappable,
             default: trappable,
         },
         exports: { default: async },
@@ -390,8 +392,34 @@ impl State {
 /// long prompt does not hold an async worker (and every request queued behind it).
 const INLINE_ENCODE_BYTES: usize = 16 << 10;
 
-impl tokenizer::Host for State {
-    async fn encode(&mut self, model: String, text: String, add_special: bool) -> wasmtime::Result<Result<Vec<u32>, tokenizer::TokenizerError>> {
+/// What the tokenizer calls tokenise: plain text with or without special tokens recognised, or a
+/// rendered chat.
+enum Encodable {
+    Text { text: String, add_special: bool },
+    PlainText(String),
+    Chat(crate::inference::text::ChatPrompt),
+}
+
+impl Encodable {
+    fn len(&self) -> usize {
+        match self {
+            Self::Text { text, .. } | Self::PlainText(text) => text.len(),
+            Self::Chat(prompt) => prompt.len(),
+        }
+    }
+
+    fn encode(&self, t: &crate::inference::TextModel) -> Result<Vec<u32>, String> {
+        match self {
+            Self::Text { text, add_special } => t.encode(text, *add_special),
+            Self::PlainText(text) => t.encode_text(text),
+            Self::Chat(prompt) => t.encode_chat(prompt),
+        }
+    }
+}
+
+impl State {
+    /// Tokenises `input` with `model`'s tokenizer, refusing what cannot fit its context.
+    async fn tokenise(&mut self, model: String, input: Encodable) -> wasmtime::Result<Result<Vec<u32>, tokenizer::TokenizerError>> {
         let Some(loaded) = self.handler()?.inference.get(&model) else {
             return Ok(Err(tokenizer::TokenizerError::UnknownModel(model)));
         };
@@ -400,19 +428,69 @@ impl tokenizer::Host for State {
         // guest's context check would refuse it anyway, after seconds of work and
         // gigabytes of memory for a multi-megabyte text.
         let context = loaded.model.context_length();
-        if t.max_prompt_bytes(context).is_some_and(|limit| text.len() > limit) {
+        let len = input.len();
+        if t.max_prompt_bytes(context).is_some_and(|limit| len > limit) {
             return Ok(Err(tokenizer::TokenizerError::InvalidInput(format!(
-                "This model's maximum context length is {context} tokens; the text ({} bytes) cannot fit in it.",
-                text.len()
+                "This model's maximum context length is {context} tokens; the text ({len} bytes) cannot fit in it."
             ))));
         }
-        if text.len() <= INLINE_ENCODE_BYTES {
-            return Ok(t.encode(&text, add_special).map_err(tokenizer::TokenizerError::InvalidInput));
+        if len <= INLINE_ENCODE_BYTES {
+            return Ok(input.encode(&t).map_err(tokenizer::TokenizerError::InvalidInput));
         }
-        Ok(tokio::task::spawn_blocking(move || t.encode(&text, add_special))
+        Ok(tokio::task::spawn_blocking(move || input.encode(&t))
             .await
             .unwrap_or_else(|e| Err(format!("tokenizer task failed: {e}")))
             .map_err(tokenizer::TokenizerError::InvalidInput))
+    }
+
+    /// The template's input from the WIT records: `tools` and `tool_calls` parsed.
+    fn template_input(
+        messages: Vec<tokenizer::ChatMessage>,
+        tools: Option<String>,
+    ) -> Result<(Vec<crate::inference::text::TemplateMessage>, Option<serde_json::Value>), tokenizer::TokenizerError> {
+        let parse = |s: &str, what: &str| {
+            serde_json::from_str::<serde_json::Value>(s)
+                .map_err(|e| tokenizer::TokenizerError::InvalidInput(format!("{what} is not valid JSON: {e}")))
+        };
+        let tools = tools.as_deref().map(|t| parse(t, "tools")).transpose()?;
+        let mut msgs = Vec::with_capacity(messages.len());
+        for m in messages {
+            let tool_calls = m.tool_calls.as_deref().map(|t| parse(t, "tool_calls")).transpose()?;
+            msgs.push(crate::inference::text::TemplateMessage { role: m.role, content: m.content, tool_call_id: m.tool_call_id, tool_calls });
+        }
+        Ok((msgs, tools))
+    }
+}
+
+impl tokenizer::Host for State {
+    async fn encode(&mut self, model: String, text: String, add_special: bool) -> wasmtime::Result<Result<Vec<u32>, tokenizer::TokenizerError>> {
+        self.tokenise(model, Encodable::Text { text, add_special }).await
+    }
+
+    async fn encode_text(&mut self, model: String, text: String) -> wasmtime::Result<Result<Vec<u32>, tokenizer::TokenizerError>> {
+        self.tokenise(model, Encodable::PlainText(text)).await
+    }
+
+    async fn encode_chat(
+        &mut self,
+        model: String,
+        messages: Vec<tokenizer::ChatMessage>,
+        tools: Option<String>,
+    ) -> wasmtime::Result<Result<Vec<u32>, tokenizer::TokenizerError>> {
+        let text = match self.text(&model)? {
+            Ok(t) => t,
+            Err(e) => return Ok(Err(e)),
+        };
+        let (msgs, tools) = match Self::template_input(messages, tools) {
+            Ok(input) => input,
+            Err(e) => return Ok(Err(e)),
+        };
+        // Rendering is cheap next to tokenising; the rendered length decides where that runs.
+        let prompt = match text.render_chat(&msgs, tools) {
+            Ok(p) => p,
+            Err(e) => return Ok(Err(tokenizer::TokenizerError::InvalidInput(e))),
+        };
+        self.tokenise(model, Encodable::Chat(prompt)).await
     }
 
     fn decode(&mut self, model: String, tokens: Vec<u32>, skip_special: bool) -> wasmtime::Result<Result<String, tokenizer::TokenizerError>> {
@@ -429,22 +507,10 @@ impl tokenizer::Host for State {
             Ok(t) => t,
             Err(e) => return Ok(Err(e)),
         };
-        let parse = |s: &str, what: &str| {
-            serde_json::from_str::<serde_json::Value>(s)
-                .map_err(|e| tokenizer::TokenizerError::InvalidInput(format!("{what} is not valid JSON: {e}")))
-        };
-        let tools = match tools.as_deref().map(|t| parse(t, "tools")).transpose() {
-            Ok(t) => t,
+        let (msgs, tools) = match Self::template_input(messages, tools) {
+            Ok(input) => input,
             Err(e) => return Ok(Err(e)),
         };
-        let mut msgs = Vec::with_capacity(messages.len());
-        for m in messages {
-            let tool_calls = match m.tool_calls.as_deref().map(|t| parse(t, "tool_calls")).transpose() {
-                Ok(t) => t,
-                Err(e) => return Ok(Err(e)),
-            };
-            msgs.push(crate::inference::text::TemplateMessage { role: m.role, content: m.content, tool_call_id: m.tool_call_id, tool_calls });
-        }
         Ok(text.apply_chat_template(&msgs, tools).map_err(tokenizer::TokenizerError::InvalidInput))
     }
 
