@@ -63,15 +63,101 @@ pub fn looks_like_key(secret: &str) -> bool {
 }
 
 
+/// What a key may manage beyond the ordinary API of its tenant (docs/security.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Uses its tenant's API; deploys functions only with the `functions:deploy` scope.
+    Member,
+    /// Tenant admin: manages the keys and functions of its own tenant only.
+    Admin,
+    /// Runs the server: manages keys of every tenant, including other operators.
+    Operator,
+}
+
+impl Role {
+    /// Name in the API, the CLI and the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Member => "member",
+            Self::Admin => "admin",
+            Self::Operator => "operator",
+        }
+    }
+
+    /// Parses a name written by [`Role::as_str`].
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "member" => Some(Self::Member),
+            "admin" => Some(Self::Admin),
+            "operator" => Some(Self::Operator),
+            _ => None,
+        }
+    }
+}
+
+/// A permission added to a key on top of its role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+pub enum Scope {
+    /// Deploy and delete functions of the key's tenant.
+    #[serde(rename = "functions:deploy")]
+    FunctionsDeploy,
+}
+
+impl Scope {
+    /// Every scope, for messages listing the valid ones.
+    pub const ALL: [Scope; 1] = [Scope::FunctionsDeploy];
+
+    /// Name in the API, the CLI and the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::FunctionsDeploy => "functions:deploy",
+        }
+    }
+
+    /// Parses a name written by [`Scope::as_str`].
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|scope| scope.as_str() == s)
+    }
+
+    /// Parses a list of scope names into a sorted set, naming the first unknown one.
+    pub fn parse_all<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<Vec<Self>, String> {
+        let mut scopes = Vec::new();
+        for name in names {
+            let scope = Self::parse(name).ok_or_else(|| {
+                let known: Vec<&str> = Self::ALL.iter().map(|s| s.as_str()).collect();
+                format!("unknown scope '{name}'; valid scopes: {}", known.join(", "))
+            })?;
+            scopes.push(scope);
+        }
+        scopes.sort();
+        scopes.dedup();
+        Ok(scopes)
+    }
+}
+
+/// Whether a key with `role` and `scopes` may deploy and delete functions of its tenant.
+pub fn may_deploy(role: Role, scopes: &[Scope]) -> bool {
+    role >= Role::Admin || scopes.contains(&Scope::FunctionsDeploy)
+}
+
+/// What a new key is: its label, tenant, role and extra scopes.
+#[derive(Debug, Clone)]
+pub struct KeySpec<'a> {
+    /// Human label.
+    pub name: &'a str,
+    /// Tenant that will own what the key creates.
+    pub tenant: &'a str,
+    /// What it may manage.
+    pub role: Role,
+    /// Extra permissions.
+    pub scopes: &'a [Scope],
+}
+
 /// Creates and stores a key; returns its record and the secret to show once.
-pub fn create_key(
-    store: &dyn crate::store::MetadataStore,
-    name: &str,
-    tenant: &str,
-    admin: bool,
-) -> anyhow::Result<(crate::store::ApiKey, String)> {
+pub fn create_key(store: &dyn crate::store::MetadataStore, spec: &KeySpec<'_>) -> anyhow::Result<(crate::store::ApiKey, String)> {
     let new = generate_key()?;
-    let key = register_key(store, &new.secret, &new.id, name, tenant, admin)?;
+    let key = register_key(store, &new.secret, &new.id, spec)?;
     Ok((key, new.secret))
 }
 
@@ -80,13 +166,11 @@ pub fn register_key(
     store: &dyn crate::store::MetadataStore,
     secret: &str,
     id: &str,
-    name: &str,
-    tenant: &str,
-    admin: bool,
+    spec: &KeySpec<'_>,
 ) -> anyhow::Result<crate::store::ApiKey> {
-    anyhow::ensure!(!name.trim().is_empty() && name.len() <= 256, "key names are 1-256 characters");
+    anyhow::ensure!(!spec.name.trim().is_empty() && spec.name.len() <= 256, "key names are 1-256 characters");
     anyhow::ensure!(
-        crate::functions::valid_name(tenant),
+        crate::functions::valid_name(spec.tenant),
         "tenant names are 1-64 characters of A-Z, a-z, 0-9, '_' and '-'"
     );
     anyhow::ensure!(
@@ -95,13 +179,30 @@ pub fn register_key(
     );
     let key = crate::store::ApiKey {
         id: id.to_owned(),
-        name: name.to_owned(),
-        tenant: tenant.to_owned(),
-        admin,
+        name: spec.name.to_owned(),
+        tenant: spec.tenant.to_owned(),
+        role: spec.role,
+        scopes: spec.scopes.to_vec(),
         created_at: crate::unix_now(),
     };
     store.insert_key(&key, &hash_key(secret)).map_err(|e| anyhow::anyhow!("storing the key: {e}"))?;
     Ok(key)
+}
+
+/// Makes sure the operator's bootstrap secret (`TENSORAS_API_KEY`) is an active operator
+/// key: a key stored with that secret is reactivated (if revoked) and made an operator,
+/// otherwise a new operator key of tenant `default` is stored. So a restart with the same
+/// secret always works and always recovers operator access (docs/security.md).
+pub fn ensure_operator_key(store: &dyn crate::store::MetadataStore, secret: &str) -> anyhow::Result<crate::store::ApiKey> {
+    anyhow::ensure!(
+        looks_like_key(secret),
+        "API keys must start with '{KEY_PREFIX}' followed by at least 32 characters of A-Z, a-z, 0-9, '-' and '_'"
+    );
+    if let Some(key) = store.make_operator(&hash_key(secret)).map_err(|e| anyhow::anyhow!("restoring the key: {e}"))? {
+        return Ok(key);
+    }
+    let spec = KeySpec { name: "bootstrap", tenant: "default", role: Role::Operator, scopes: &[] };
+    register_key(store, secret, &new_id("key")?, &spec)
 }
 
 #[cfg(test)]
@@ -126,5 +227,47 @@ mod tests {
         assert!(!looks_like_key("tns_short"));
         assert!(!looks_like_key("tns_0123456789012345678901234567890!"));
         assert!(looks_like_key("tns_01234567890123456789012345678901"));
+    }
+
+    #[test]
+    fn scopes_parse_strictly_and_deploy_needs_a_role_or_the_scope() {
+        assert_eq!(Scope::parse_all(["functions:deploy", "functions:deploy"]), Ok(vec![Scope::FunctionsDeploy]));
+        assert_eq!(Scope::parse_all([]), Ok(vec![]));
+        let err = Scope::parse_all(["functions:deploy", "keys:admin"]).unwrap_err();
+        assert!(err.contains("'keys:admin'") && err.contains("functions:deploy"), "{err}");
+        assert!(Scope::parse_all(["Functions:Deploy"]).is_err());
+        for role in [Role::Member, Role::Admin, Role::Operator] {
+            assert_eq!(Role::parse(role.as_str()), Some(role));
+        }
+        assert_eq!(Role::parse("root"), None);
+        assert!(!may_deploy(Role::Member, &[]));
+        assert!(may_deploy(Role::Member, &[Scope::FunctionsDeploy]));
+        assert!(may_deploy(Role::Admin, &[]));
+        assert!(may_deploy(Role::Operator, &[]));
+    }
+
+    /// What `tensoras serve` does with `TENSORAS_API_KEY` on every start: the same secret
+    /// twice is no unique-hash failure, and a revoked or demoted key comes back an operator.
+    #[test]
+    fn the_bootstrap_secret_is_an_operator_on_every_start() {
+        use crate::store::{MetadataStore, Revocation};
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::sqlite::SqliteStore::open(&dir.path().join("t.db")).unwrap();
+        let secret = generate_key().unwrap().secret;
+        let first = ensure_operator_key(&store, &secret).unwrap();
+        assert_eq!((first.role, first.tenant.as_str(), first.name.as_str()), (Role::Operator, "default", "bootstrap"));
+        let again = ensure_operator_key(&store, &secret).unwrap();
+        assert_eq!(again.id, first.id, "a restart reuses the stored key");
+        assert_eq!(store.list_keys(None).unwrap().len(), 1);
+
+        let spec = KeySpec { name: "second", tenant: "ops", role: Role::Operator, scopes: &[] };
+        let (second, _) = create_key(&store, &spec).unwrap();
+        assert_eq!(store.revoke_key(&first.id, None).unwrap(), Revocation::Revoked);
+        assert!(store.find_key_by_hash(&hash_key(&secret)).unwrap().is_none());
+        assert_eq!(ensure_operator_key(&store, &secret).unwrap().id, first.id);
+        assert_eq!(store.find_key_by_hash(&hash_key(&secret)).unwrap().unwrap().role, Role::Operator);
+        assert_eq!(store.revoke_key(&second.id, None).unwrap(), Revocation::Revoked);
+        assert_eq!(store.revoke_key(&first.id, None).unwrap(), Revocation::LastOperator);
+        assert!(ensure_operator_key(&store, "not-a-key").is_err());
     }
 }

@@ -7,7 +7,7 @@ use axum::response::Response;
 
 use super::AppState;
 use super::error::ApiError;
-use crate::auth::{hash_key, looks_like_key};
+use crate::auth::{Role, Scope, hash_key, looks_like_key};
 
 /// Who is calling, attached to the request by [`require_key`].
 #[derive(Debug, Clone)]
@@ -16,8 +16,25 @@ pub struct Caller {
     pub key_id: String,
     /// Tenant that owns what this caller creates.
     pub tenant: String,
-    /// Whether the key may manage keys.
-    pub admin: bool,
+    /// What it may manage: its tenant's keys (admin) or every tenant's (operator).
+    pub role: Role,
+    /// Extra permissions on top of the role.
+    pub scopes: Vec<Scope>,
+}
+
+impl Caller {
+    /// Deploying and deleting functions is a permission: code that runs in the server with
+    /// the grants its manifest asks for (docs/security.md).
+    pub fn require_deploy(&self) -> Result<(), ApiError> {
+        if crate::auth::may_deploy(self.role, &self.scopes) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(format!(
+                "Deploying or deleting functions needs a tenant admin key, an operator key, or a key with the '{}' scope.",
+                Scope::FunctionsDeploy.as_str()
+            )))
+        }
+    }
 }
 
 /// Rejects requests without a valid `Authorization: Bearer tns_...` key.
@@ -35,6 +52,6 @@ pub async fn require_key(State(state): State<AppState>, mut req: Request, next: 
         return Err(invalid());
     }
     let key = state.store.find_key_by_hash(&hash_key(secret)).map_err(ApiError::internal)?.ok_or_else(invalid)?;
-    req.extensions_mut().insert(Caller { key_id: key.id, tenant: key.tenant, admin: key.admin });
+    req.extensions_mut().insert(Caller { key_id: key.id, tenant: key.tenant, role: key.role, scopes: key.scopes });
     Ok(next.run(req).await)
 }

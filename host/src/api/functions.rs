@@ -53,12 +53,15 @@ impl From<DeployError> for ApiError {
 }
 
 /// `POST /v1/functions`: multipart with `file` (the component) and `manifest` (JSON);
-/// `name`, `kind`, `description` and `parameters` may also come as separate fields.
+/// `name`, `kind`, `description` and `parameters` may also come as separate fields. Needs
+/// the deploy permission (tenant admin, operator, or the `functions:deploy` scope).
 pub async fn deploy(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     mut form: Multipart,
 ) -> Result<(StatusCode, axum::Json<Value>), ApiError> {
+    // Before the body is read: a key without the permission does not get to upload.
+    caller.require_deploy()?;
     let mut manifest = Manifest::default();
     let mut overrides: Vec<(String, String)> = Vec::new();
     let mut wasm = Vec::new();
@@ -111,12 +114,13 @@ pub async fn get(
     Ok(axum::Json(function_json(&f.record)))
 }
 
-/// `DELETE /v1/functions/{name}`.
+/// `DELETE /v1/functions/{name}`: needs the deploy permission, like deploying.
 pub async fn delete(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
 ) -> Result<axum::Json<Value>, ApiError> {
+    caller.require_deploy()?;
     if !state.functions.delete(&caller.tenant, &name).await.map_err(ApiError::internal)? {
         return Err(not_found(&name));
     }

@@ -1,31 +1,98 @@
-//! Admin API for keys: `POST/GET /v1/keys`, `DELETE /v1/keys/{id}`. Only admin keys
-//! may call these; a key's secret appears once, in the create response.
+//! Key management: `POST/GET /v1/keys`, `DELETE /v1/keys/{id}`. Operator keys manage the
+//! keys of every tenant; tenant admin keys only those of their own tenant (and never
+//! operator keys); other keys none (docs/security.md). A key's secret appears once, in the
+//! create response.
 
 use axum::Extension;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::error::ApiError;
 use super::extract::Json;
 use super::{AppState, Caller};
-use crate::store::ApiKey;
+use crate::auth::{KeySpec, Role, Scope};
+use crate::store::{ApiKey, Revocation};
 
-fn require_admin(caller: &Caller) -> Result<(), ApiError> {
-    if caller.admin { Ok(()) } else { Err(ApiError::forbidden("This operation needs an admin API key.")) }
+/// Members may not manage keys at all.
+fn require_manager(caller: &Caller) -> Result<(), ApiError> {
+    if caller.role >= Role::Admin {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden("Managing API keys needs a tenant admin or operator key."))
+    }
+}
+
+/// Tenant admins reach their own tenant only; the 403 names only the caller's own tenant.
+fn require_tenant(caller: &Caller, tenant: &str) -> Result<(), ApiError> {
+    if caller.role == Role::Operator || caller.tenant == tenant {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(format!(
+            "A tenant admin key manages the keys of its own tenant ('{}') only.",
+            caller.tenant
+        ))
+        .param("tenant"))
+    }
 }
 
 fn key_json(k: &ApiKey) -> Value {
-    json!({"id": k.id, "object": "api_key", "name": k.name, "tenant": k.tenant, "admin": k.admin, "created_at": k.created_at})
+    json!({
+        "id": k.id,
+        "object": "api_key",
+        "name": k.name,
+        "tenant": k.tenant,
+        "role": k.role,
+        "scopes": k.scopes,
+        "created_at": k.created_at,
+    })
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CreateKey {
     name: String,
     #[serde(default)]
     tenant: Option<String>,
+    /// `member` (default), `admin` or `operator`.
     #[serde(default)]
-    admin: bool,
+    role: Option<String>,
+    /// The older spelling of `"role": "admin"`; kept so existing scripts keep working.
+    #[serde(default)]
+    admin: Option<bool>,
+    /// Extra permissions, e.g. `["functions:deploy"]`; checked by hand so a bad value names
+    /// `scopes` as the param.
+    #[serde(default)]
+    scopes: Option<Value>,
+}
+
+fn parse_role(role: Option<&str>, admin: Option<bool>) -> Result<Role, ApiError> {
+    let from_admin = admin.map(|a| if a { Role::Admin } else { Role::Member });
+    let Some(name) = role else {
+        return Ok(from_admin.unwrap_or(Role::Member));
+    };
+    let role = Role::parse(name)
+        .ok_or_else(|| ApiError::invalid(format!("role must be 'member', 'admin' or 'operator', not '{name}'")).param("role"))?;
+    if from_admin.is_some_and(|a| a != role) {
+        return Err(ApiError::invalid("admin contradicts role; send only role").param("admin"));
+    }
+    Ok(role)
+}
+
+fn parse_scopes(scopes: Option<&Value>) -> Result<Vec<Scope>, ApiError> {
+    let invalid = |m: String| ApiError::invalid(m).param("scopes");
+    match scopes {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(items)) => {
+            let names = items
+                .iter()
+                .map(|v| v.as_str().ok_or_else(|| invalid("scopes must be an array of strings".into())))
+                .collect::<Result<Vec<&str>, _>>()?;
+            Scope::parse_all(names).map_err(invalid)
+        }
+        Some(_) => Err(invalid("scopes must be an array of strings".into())),
+    }
 }
 
 pub async fn create(
@@ -33,24 +100,49 @@ pub async fn create(
     Extension(caller): Extension<Caller>,
     Json(body): Json<CreateKey>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    require_admin(&caller)?;
-    let tenant = body.tenant.unwrap_or(caller.tenant);
+    require_manager(&caller)?;
+    let tenant = body.tenant.clone().unwrap_or_else(|| caller.tenant.clone());
     if !crate::functions::valid_name(&tenant) {
         return Err(ApiError::invalid("tenant names are 1-64 characters of A-Z, a-z, 0-9, '_' and '-'").param("tenant"));
     }
     if body.name.trim().is_empty() || body.name.len() > 256 {
         return Err(ApiError::invalid("name must be 1-256 characters").param("name"));
     }
-    let (key, secret) =
-        crate::auth::create_key(state.store.as_ref(), &body.name, &tenant, body.admin).map_err(ApiError::internal)?;
+    let role = parse_role(body.role.as_deref(), body.admin)?;
+    let scopes = parse_scopes(body.scopes.as_ref())?;
+    require_tenant(&caller, &tenant)?;
+    if role == Role::Operator && caller.role != Role::Operator {
+        return Err(ApiError::forbidden("Only an operator key may create operator keys.").param("role"));
+    }
+    let spec = KeySpec { name: &body.name, tenant: &tenant, role, scopes: &scopes };
+    let (key, secret) = crate::auth::create_key(state.store.as_ref(), &spec).map_err(ApiError::internal)?;
+    tracing::info!(by = %caller.key_id, key_id = %key.id, tenant = %key.tenant, role = key.role.as_str(), "created an API key");
     let mut out = key_json(&key);
     out["key"] = Value::String(secret);
     Ok(axum::Json(out))
 }
 
-pub async fn list(State(state): State<AppState>, Extension(caller): Extension<Caller>) -> Result<axum::Json<Value>, ApiError> {
-    require_admin(&caller)?;
-    let keys = state.store.list_keys().map_err(ApiError::internal)?;
+#[derive(Debug, Deserialize)]
+pub struct ListKeys {
+    /// Only this tenant's keys.
+    tenant: Option<String>,
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Query(query): Query<ListKeys>,
+) -> Result<axum::Json<Value>, ApiError> {
+    require_manager(&caller)?;
+    let tenant = match (caller.role, query.tenant) {
+        (Role::Operator, wanted) => wanted,
+        (_, Some(wanted)) => {
+            require_tenant(&caller, &wanted)?;
+            Some(wanted)
+        }
+        (_, None) => Some(caller.tenant.clone()),
+    };
+    let keys = state.store.list_keys(tenant.as_deref()).map_err(ApiError::internal)?;
     Ok(axum::Json(json!({"object": "list", "data": keys.iter().map(key_json).collect::<Vec<_>>()})))
 }
 
@@ -59,9 +151,34 @@ pub async fn revoke(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    require_admin(&caller)?;
-    if !state.store.revoke_key(&id).map_err(ApiError::internal)? {
-        return Err(ApiError::not_found(format!("No API key with id '{id}'.")).param("id"));
+    require_manager(&caller)?;
+    let not_found = || ApiError::not_found(format!("No API key with id '{id}'.")).param("id");
+    // A tenant admin sees another tenant's key as missing, so ids of other tenants leak nothing.
+    let within = if caller.role == Role::Operator { None } else { Some(caller.tenant.as_str()) };
+    if let Some(tenant) = within {
+        let keys = state.store.list_keys(Some(tenant)).map_err(ApiError::internal)?;
+        let key = keys.iter().find(|k| k.id == id).ok_or_else(not_found)?;
+        // Roles only ever grow (an operator key is never demoted), so this check cannot go stale.
+        if key.role == Role::Operator {
+            return Err(ApiError::forbidden("Only an operator key may revoke an operator key.").param("id"));
+        }
     }
+    match state.store.revoke_key(&id, within).map_err(ApiError::internal)? {
+        Revocation::Revoked => {}
+        Revocation::NotFound => return Err(not_found()),
+        Revocation::LastOperator => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "invalid_request_error",
+                format!(
+                    "'{id}' is the last active operator key; create another operator key before revoking it, \
+                     so the server is not left without one."
+                ),
+            )
+            .param("id")
+            .code("last_operator_key"));
+        }
+    }
+    tracing::info!(by = %caller.key_id, key_id = %id, "revoked an API key");
     Ok(axum::Json(json!({"id": id, "object": "api_key", "deleted": true})))
 }

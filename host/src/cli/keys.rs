@@ -2,8 +2,9 @@
 //! is not running yet.
 
 use clap::Subcommand;
+use tensoras::auth::{KeySpec, Role, Scope};
 use tensoras::config::Config;
-use tensoras::store::MetadataStore;
+use tensoras::store::{MetadataStore, Revocation};
 use tensoras::store::sqlite::SqliteStore;
 
 use super::DataDirArg;
@@ -18,9 +19,15 @@ pub enum KeysCommand {
         /// Tenant that will own what the key creates.
         #[arg(long, default_value = "default")]
         tenant: String,
-        /// Allow the key to manage keys.
-        #[arg(long)]
+        /// Tenant admin: manages its own tenant's keys and functions.
+        #[arg(long, conflicts_with = "operator")]
         admin: bool,
+        /// Operator: manages the keys of every tenant.
+        #[arg(long)]
+        operator: bool,
+        /// Extra permission, repeatable; `functions:deploy` lets a plain key deploy functions.
+        #[arg(long = "scope", value_name = "SCOPE")]
+        scopes: Vec<String>,
         #[command(flatten)]
         data: DataDirArg,
     },
@@ -29,7 +36,7 @@ pub enum KeysCommand {
         #[command(flatten)]
         data: DataDirArg,
     },
-    /// Revoke a key by id.
+    /// Revoke a key by id (never the last operator key).
     Revoke {
         /// Key id (`key_...`).
         id: String,
@@ -44,26 +51,45 @@ fn open(data: &DataDirArg) -> anyhow::Result<SqliteStore> {
 
 pub fn run(cmd: KeysCommand) -> anyhow::Result<()> {
     match cmd {
-        KeysCommand::Create { name, tenant, admin, data } => {
+        KeysCommand::Create { name, tenant, admin, operator, scopes, data } => {
+            let scopes = Scope::parse_all(scopes.iter().map(String::as_str)).map_err(|e| anyhow::anyhow!("--scope: {e}"))?;
+            let role = if operator {
+                Role::Operator
+            } else if admin {
+                Role::Admin
+            } else {
+                Role::Member
+            };
             let store = open(&data)?;
-            let (key, secret) = tensoras::auth::create_key(&store, &name, &tenant, admin)?;
-            eprintln!("Created key {} (tenant {}, admin: {}). Store it now; it is not shown again.", key.id, key.tenant, key.admin);
+            let spec = KeySpec { name: &name, tenant: &tenant, role, scopes: &scopes };
+            let (key, secret) = tensoras::auth::create_key(&store, &spec)?;
+            eprintln!(
+                "Created key {} (tenant {}, role {}). Store it now; it is not shown again.",
+                key.id,
+                key.tenant,
+                key.role.as_str()
+            );
             println!("{secret}");
         }
         KeysCommand::List { data } => {
             let store = open(&data)?;
-            let keys = store.list_keys().map_err(|e| anyhow::anyhow!("{e}"))?;
-            println!("{:<22} {:<20} {:<20} {:<6} created_at", "id", "name", "tenant", "admin");
+            let keys = store.list_keys(None).map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("{:<22} {:<20} {:<20} {:<9} {:<18} created_at", "id", "name", "tenant", "role", "scopes");
             for k in keys {
-                println!("{:<22} {:<20} {:<20} {:<6} {}", k.id, k.name, k.tenant, k.admin, k.created_at);
+                let scopes: Vec<&str> = k.scopes.iter().map(|s| s.as_str()).collect();
+                let scopes = if scopes.is_empty() { "-".to_owned() } else { scopes.join(",") };
+                println!("{:<22} {:<20} {:<20} {:<9} {:<18} {}", k.id, k.name, k.tenant, k.role.as_str(), scopes, k.created_at);
             }
         }
         KeysCommand::Revoke { id, data } => {
             let store = open(&data)?;
-            if !store.revoke_key(&id).map_err(|e| anyhow::anyhow!("{e}"))? {
-                anyhow::bail!("no active key with id {id}");
+            match store.revoke_key(&id, None).map_err(|e| anyhow::anyhow!("{e}"))? {
+                Revocation::Revoked => eprintln!("Revoked {id}."),
+                Revocation::NotFound => anyhow::bail!("no active key with id {id}"),
+                Revocation::LastOperator => {
+                    anyhow::bail!("{id} is the last active operator key; create another one (keys create --operator) first")
+                }
             }
-            eprintln!("Revoked {id}.");
         }
     }
     Ok(())

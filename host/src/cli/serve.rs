@@ -42,7 +42,7 @@ pub struct ServeArgs {
     /// Seconds a request body may send nothing before the request fails.
     #[arg(long, env = "TENSORAS_BODY_TIMEOUT_SECS", default_value_t = 30)]
     body_timeout_secs: u64,
-    /// Admin key to create when the database has none (first start only).
+    /// Operator key: stored (or reactivated, if revoked) as an operator key on every start.
     #[arg(long, env = "TENSORAS_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
     /// Folder of model manifests (`*.toml`).
@@ -162,24 +162,25 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// First start: make sure some admin key exists so the API is usable.
+/// Makes sure the server has an operator key, so keys can always be managed. With
+/// `TENSORAS_API_KEY` that secret is (again) an active operator key on every start: a
+/// restart with the same secret never trips over the stored hash, and recovers operator
+/// access if the key was revoked. Without it, a server with no active operator key (a
+/// fresh data directory) creates one and prints it once.
 fn bootstrap_key(store: &dyn MetadataStore, env_key: Option<&str>) -> anyhow::Result<()> {
-    if store.count_keys().map_err(|e| anyhow::anyhow!("{e}"))? > 0 {
+    if let Some(secret) = env_key {
+        let key = tensoras::auth::ensure_operator_key(store, secret)
+            .context("TENSORAS_API_KEY cannot be used as the operator key")?;
+        tracing::info!(key_id = %key.id, tenant = %key.tenant, "TENSORAS_API_KEY is an active operator key");
         return Ok(());
     }
-    match env_key {
-        Some(secret) => {
-            let id = tensoras::auth::new_id("key")?;
-            tensoras::auth::register_key(store, secret, &id, "bootstrap", "default", true)
-                .context("TENSORAS_API_KEY cannot be used as the first admin key")?;
-            tracing::info!(key_id = %id, "created the first admin key from TENSORAS_API_KEY");
-        }
-        None => {
-            let (key, secret) = tensoras::auth::create_key(store, "bootstrap", "default", true)?;
-            // Shown once on the console, like `tensoras keys create`; never logged.
-            println!("Created the first admin API key ({}); it is shown only now:\n\n    {secret}\n", key.id);
-        }
+    if store.count_operators().map_err(|e| anyhow::anyhow!("{e}"))? > 0 {
+        return Ok(());
     }
+    let spec = tensoras::auth::KeySpec { name: "bootstrap", tenant: "default", role: tensoras::auth::Role::Operator, scopes: &[] };
+    let (key, secret) = tensoras::auth::create_key(store, &spec)?;
+    // Shown once on the console, like `tensoras keys create`; never logged.
+    println!("Created an operator API key ({}); it is shown only now:\n\n    {secret}\n", key.id);
     Ok(())
 }
 

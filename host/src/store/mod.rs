@@ -21,8 +21,10 @@ pub struct ApiKey {
     pub name: String,
     /// Tenant that owns everything created with this key.
     pub tenant: String,
-    /// Admin keys manage keys.
-    pub admin: bool,
+    /// What the key may manage: its tenant's keys (admin) or every tenant's (operator).
+    pub role: crate::auth::Role,
+    /// Extra permissions on top of the role, sorted, without duplicates.
+    pub scopes: Vec<crate::auth::Scope>,
     /// Unix seconds.
     pub created_at: i64,
 }
@@ -81,6 +83,17 @@ impl FunctionKind {
     }
 }
 
+/// What [`MetadataStore::revoke_key`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Revocation {
+    /// The key is revoked now.
+    Revoked,
+    /// No active key with that id (in the given tenant).
+    NotFound,
+    /// The key is the last active operator key; it stays active so the server keeps an operator.
+    LastOperator,
+}
+
 /// Failures of the metadata store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -95,16 +108,20 @@ pub enum StoreError {
 /// Data access for keys and functions. Methods are short and synchronous: SQLite answers
 /// in microseconds, and a networked backend would wrap its own pool.
 pub trait MetadataStore: KnowledgeStore + Send + Sync {
-    /// Number of active keys.
-    fn count_keys(&self) -> Result<u64, StoreError>;
+    /// Number of active operator keys.
+    fn count_operators(&self) -> Result<u64, StoreError>;
     /// Stores a new key by hash.
     fn insert_key(&self, key: &ApiKey, hash: &str) -> Result<(), StoreError>;
     /// Finds an active key by the hash of its secret.
     fn find_key_by_hash(&self, hash: &str) -> Result<Option<ApiKey>, StoreError>;
-    /// All active keys.
-    fn list_keys(&self) -> Result<Vec<ApiKey>, StoreError>;
-    /// Revokes a key; false when no active key has that id.
-    fn revoke_key(&self, id: &str) -> Result<bool, StoreError>;
+    /// Makes the key stored with `hash`, active or revoked, an active operator key; `None`
+    /// when no key has that hash.
+    fn make_operator(&self, hash: &str) -> Result<Option<ApiKey>, StoreError>;
+    /// Active keys, of one tenant or (`None`) of all.
+    fn list_keys(&self, tenant: Option<&str>) -> Result<Vec<ApiKey>, StoreError>;
+    /// Revokes an active key, only within `tenant` when one is given, and never the last
+    /// active operator key (checked and revoked atomically).
+    fn revoke_key(&self, id: &str, tenant: Option<&str>) -> Result<Revocation, StoreError>;
 
     /// Adds a function; [`StoreError::Conflict`] when the tenant already has that name.
     fn insert_function(&self, f: &FunctionRecord) -> Result<(), StoreError>;

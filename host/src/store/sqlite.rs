@@ -13,9 +13,16 @@ use std::sync::Mutex;
 use anyhow::Context as _;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 
-use super::{ApiKey, FunctionKind, FunctionRecord, MetadataStore, StoreError};
+use super::{ApiKey, FunctionKind, FunctionRecord, MetadataStore, Revocation, StoreError};
+use crate::auth::Role;
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
+///
+/// Migration 4 replaces the global `admin` flag with roles (docs/security.md): the key that
+/// `tensoras serve` created on first start (named `bootstrap`, tenant `default`) becomes the
+/// operator; every other admin key becomes an admin of its own tenant only, so no key gains
+/// reach it was not given. A server left without an active operator gets one back on start
+/// (`TENSORAS_API_KEY`, or a new key printed once).
 const MIGRATIONS: &[&str] = &[r#"
 CREATE TABLE api_keys (
     id TEXT PRIMARY KEY,
@@ -85,6 +92,15 @@ CREATE TABLE file_deletions (
     file_id TEXT NOT NULL,
     sources TEXT NOT NULL
 );
+"#, r#"
+ALTER TABLE api_keys ADD COLUMN role TEXT NOT NULL DEFAULT 'member';
+ALTER TABLE api_keys ADD COLUMN scopes TEXT NOT NULL DEFAULT '[]';
+UPDATE api_keys SET role = CASE
+    WHEN admin = 0 THEN 'member'
+    WHEN name = 'bootstrap' AND tenant = 'default' THEN 'operator'
+    ELSE 'admin'
+END;
+ALTER TABLE api_keys DROP COLUMN admin;
 "#];
 
 /// The embedded metadata store.
@@ -142,13 +158,20 @@ impl SqliteStore {
     }
 }
 
+/// The columns [`key_from_row`] reads, in order.
+const KEY_COLUMNS: &str = "id, name, tenant, role, scopes, created_at";
+
 fn key_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApiKey> {
+    let role: String = r.get(3)?;
     Ok(ApiKey {
         id: r.get(0)?,
         name: r.get(1)?,
         tenant: r.get(2)?,
-        admin: r.get(3)?,
-        created_at: r.get(4)?,
+        // An unknown role is corruption, not a reason to grant or drop rights silently.
+        role: Role::parse(&role)
+            .ok_or_else(|| rusqlite::Error::InvalidColumnType(3, role.clone(), rusqlite::types::Type::Text))?,
+        scopes: json_column(r, 4)?,
+        created_at: r.get(5)?,
     })
 }
 
@@ -164,15 +187,18 @@ pub(super) fn to_json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> 
 }
 
 impl MetadataStore for SqliteStore {
-    fn count_keys(&self) -> Result<u64, StoreError> {
-        self.with(|c| c.query_row("SELECT COUNT(*) FROM api_keys WHERE revoked_at IS NULL", [], |r| r.get(0)))
+    fn count_operators(&self) -> Result<u64, StoreError> {
+        self.with(|c| {
+            c.query_row("SELECT COUNT(*) FROM api_keys WHERE role = 'operator' AND revoked_at IS NULL", [], |r| r.get(0))
+        })
     }
 
     fn insert_key(&self, key: &ApiKey, hash: &str) -> Result<(), StoreError> {
+        let scopes = to_json(&key.scopes)?;
         self.with(|c| {
             c.execute(
-                "INSERT INTO api_keys (id, name, tenant, key_hash, admin, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![key.id, key.name, key.tenant, hash, key.admin, key.created_at],
+                "INSERT INTO api_keys (id, name, tenant, key_hash, role, scopes, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![key.id, key.name, key.tenant, hash, key.role.as_str(), scopes, key.created_at],
             )
             .map(drop)
         })
@@ -181,7 +207,7 @@ impl MetadataStore for SqliteStore {
     fn find_key_by_hash(&self, hash: &str) -> Result<Option<ApiKey>, StoreError> {
         self.with(|c| {
             c.query_row(
-                "SELECT id, name, tenant, admin, created_at FROM api_keys WHERE key_hash = ?1 AND revoked_at IS NULL",
+                &format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE key_hash = ?1 AND revoked_at IS NULL"),
                 [hash],
                 key_from_row,
             )
@@ -189,22 +215,45 @@ impl MetadataStore for SqliteStore {
         })
     }
 
-    fn list_keys(&self) -> Result<Vec<ApiKey>, StoreError> {
+    fn make_operator(&self, hash: &str) -> Result<Option<ApiKey>, StoreError> {
         self.with(|c| {
-            let mut stmt = c.prepare(
-                "SELECT id, name, tenant, admin, created_at FROM api_keys WHERE revoked_at IS NULL ORDER BY created_at, id",
-            )?;
-            stmt.query_map([], key_from_row)?.collect()
+            c.execute("UPDATE api_keys SET role = 'operator', revoked_at = NULL WHERE key_hash = ?1", [hash])?;
+            c.query_row(&format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE key_hash = ?1"), [hash], key_from_row).optional()
         })
     }
 
-    fn revoke_key(&self, id: &str) -> Result<bool, StoreError> {
+    fn list_keys(&self, tenant: Option<&str>) -> Result<Vec<ApiKey>, StoreError> {
         self.with(|c| {
-            c.execute(
-                "UPDATE api_keys SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
-                params![id, crate::unix_now()],
-            )
-            .map(|n| n > 0)
+            let mut stmt = c.prepare(&format!(
+                "SELECT {KEY_COLUMNS} FROM api_keys WHERE revoked_at IS NULL AND (?1 IS NULL OR tenant = ?1)
+                 ORDER BY created_at, id"
+            ))?;
+            stmt.query_map([tenant], key_from_row)?.collect()
+        })
+    }
+
+    fn revoke_key(&self, id: &str, tenant: Option<&str>) -> Result<Revocation, StoreError> {
+        self.with(|c| {
+            // One statement, so the check for another operator and the revocation are atomic
+            // also against a CLI revoking keys of the same database at the same time.
+            let revoked = c.execute(
+                "UPDATE api_keys SET revoked_at = ?3
+                 WHERE id = ?1 AND revoked_at IS NULL AND (?2 IS NULL OR tenant = ?2)
+                   AND (role != 'operator'
+                        OR (SELECT COUNT(*) FROM api_keys WHERE role = 'operator' AND revoked_at IS NULL) > 1)",
+                params![id, tenant, crate::unix_now()],
+            )?;
+            if revoked > 0 {
+                return Ok(Revocation::Revoked);
+            }
+            let operator: Option<bool> = c
+                .query_row(
+                    "SELECT role = 'operator' FROM api_keys WHERE id = ?1 AND revoked_at IS NULL AND (?2 IS NULL OR tenant = ?2)",
+                    params![id, tenant],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            Ok(if operator == Some(true) { Revocation::LastOperator } else { Revocation::NotFound })
         })
     }
 
@@ -294,20 +343,90 @@ mod tests {
         }
     }
 
+    fn key(id: &str, tenant: &str, role: Role) -> ApiKey {
+        ApiKey { id: id.into(), name: "n".into(), tenant: tenant.into(), role, scopes: Vec::new(), created_at: 5 }
+    }
+
     #[test]
     fn keys_round_trip_and_revoke() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("t.db")).unwrap();
-        assert_eq!(store.count_keys().unwrap(), 0);
-        let key = ApiKey { id: "key_1".into(), name: "n".into(), tenant: "t".into(), admin: true, created_at: 5 };
-        store.insert_key(&key, "h1").unwrap();
-        assert!(matches!(store.insert_key(&key, "h1"), Err(StoreError::Conflict)));
-        assert_eq!(store.find_key_by_hash("h1").unwrap().unwrap().tenant, "t");
+        let mut k1 = key("key_1", "t", Role::Admin);
+        k1.scopes = vec![crate::auth::Scope::FunctionsDeploy];
+        store.insert_key(&k1, "h1").unwrap();
+        assert!(matches!(store.insert_key(&k1, "h1"), Err(StoreError::Conflict)));
+        let found = store.find_key_by_hash("h1").unwrap().unwrap();
+        assert_eq!((found.tenant.as_str(), found.role, found.scopes), ("t", Role::Admin, k1.scopes.clone()));
         assert!(store.find_key_by_hash("h2").unwrap().is_none());
-        assert!(store.revoke_key("key_1").unwrap());
-        assert!(!store.revoke_key("key_1").unwrap());
+        store.insert_key(&key("key_2", "u", Role::Member), "h2").unwrap();
+        assert_eq!(store.list_keys(None).unwrap().len(), 2);
+        let only_u: Vec<String> = store.list_keys(Some("u")).unwrap().into_iter().map(|k| k.id).collect();
+        assert_eq!(only_u, ["key_2"]);
+        // Scoped to another tenant, the key is not there.
+        assert_eq!(store.revoke_key("key_1", Some("u")).unwrap(), Revocation::NotFound);
+        assert_eq!(store.revoke_key("key_1", Some("t")).unwrap(), Revocation::Revoked);
+        assert_eq!(store.revoke_key("key_1", None).unwrap(), Revocation::NotFound);
         assert!(store.find_key_by_hash("h1").unwrap().is_none());
-        assert_eq!(store.count_keys().unwrap(), 0);
+        assert_eq!(store.list_keys(None).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn the_last_operator_key_stays_and_a_known_secret_becomes_operator_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("t.db")).unwrap();
+        store.insert_key(&key("key_op1", "default", Role::Operator), "h1").unwrap();
+        store.insert_key(&key("key_op2", "c", Role::Operator), "h2").unwrap();
+        assert_eq!(store.count_operators().unwrap(), 2);
+        assert_eq!(store.revoke_key("key_op1", None).unwrap(), Revocation::Revoked);
+        assert_eq!(store.revoke_key("key_op2", None).unwrap(), Revocation::LastOperator);
+        assert_eq!(store.count_operators().unwrap(), 1);
+        assert!(store.find_key_by_hash("h2").unwrap().is_some(), "the refused revocation left the key working");
+
+        // A revoked key's secret brings it back as an operator; a member's is promoted.
+        let back = store.make_operator("h1").unwrap().unwrap();
+        assert_eq!((back.id.as_str(), back.role), ("key_op1", Role::Operator));
+        assert!(store.find_key_by_hash("h1").unwrap().is_some());
+        store.insert_key(&key("key_m", "c", Role::Member), "h3").unwrap();
+        assert_eq!(store.make_operator("h3").unwrap().unwrap().role, Role::Operator);
+        assert!(store.make_operator("h4").unwrap().is_none());
+        assert_eq!(store.count_operators().unwrap(), 3);
+    }
+
+    /// A database written before roles existed: the serve-created bootstrap key becomes the
+    /// operator, other admins are admins of their own tenant, the rest members; all still work.
+    #[test]
+    fn migration_4_turns_the_global_admin_flag_into_roles() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        {
+            let mut conn = Connection::open(&path).unwrap();
+            for (i, sql) in MIGRATIONS.iter().take(3).enumerate() {
+                let tx = conn.transaction().unwrap();
+                tx.execute_batch(sql).unwrap();
+                tx.pragma_update(None, "user_version", i + 1).unwrap();
+                tx.commit().unwrap();
+            }
+            let rows = [
+                ("key_boot", "bootstrap", "default", "hb", 1),
+                ("key_ci", "ci", "default", "hc", 1),
+                ("key_c", "bootstrap", "c", "hd", 1),
+                ("key_m", "m", "default", "hm", 0),
+            ];
+            for (id, name, tenant, hash, admin) in rows {
+                conn.execute(
+                    "INSERT INTO api_keys (id, name, tenant, key_hash, admin, created_at) VALUES (?1, ?2, ?3, ?4, ?5, 1)",
+                    params![id, name, tenant, hash, admin],
+                )
+                .unwrap();
+            }
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        let role = |hash: &str| store.find_key_by_hash(hash).unwrap().unwrap().role;
+        assert_eq!(role("hb"), Role::Operator);
+        assert_eq!(role("hc"), Role::Admin);
+        assert_eq!(role("hd"), Role::Admin);
+        assert_eq!(role("hm"), Role::Member);
+        assert!(store.list_keys(None).unwrap().iter().all(|k| k.scopes.is_empty()));
     }
 
     #[test]

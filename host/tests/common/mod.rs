@@ -50,7 +50,14 @@ impl Server {
         let key = match std::fs::read_to_string(data.path().join("test-key")) {
             Ok(k) => k,
             Err(_) => {
-                let (_, secret) = tensoras::auth::create_key(state.store.as_ref(), "test", "alpha", true).unwrap();
+                // The tests' own key is an operator (of tenant alpha), like a bootstrap key.
+                let spec = tensoras::auth::KeySpec {
+                    name: "test",
+                    tenant: "alpha",
+                    role: tensoras::auth::Role::Operator,
+                    scopes: &[],
+                };
+                let (_, secret) = tensoras::auth::create_key(state.store.as_ref(), &spec).unwrap();
                 std::fs::write(data.path().join("test-key"), &secret).unwrap();
                 secret
             }
@@ -87,18 +94,20 @@ impl Server {
         format!("{}{path}", self.url)
     }
 
-    /// Creates a key for another tenant through the admin API.
+    /// Creates a key for another tenant with the operator key: a tenant admin, or a plain
+    /// member key.
     pub async fn key_for_tenant(&self, tenant: &str, admin: bool) -> String {
-        let resp = self
-            .client()
-            .post(self.url("/v1/keys"))
-            .bearer_auth(&self.key)
-            .json(&serde_json::json!({"name": tenant, "tenant": tenant, "admin": admin}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200);
-        resp.json::<Value>().await.unwrap()["key"].as_str().unwrap().to_owned()
+        let role = if admin { "admin" } else { "member" };
+        let (status, body) = self.create_key(&self.key, serde_json::json!({"name": tenant, "tenant": tenant, "role": role})).await;
+        assert_eq!(status, 200, "{body}");
+        body["key"].as_str().unwrap().to_owned()
+    }
+
+    /// `POST /v1/keys` with `caller`'s key; returns status and body.
+    pub async fn create_key(&self, caller: &str, body: Value) -> (u16, Value) {
+        let resp = self.client().post(self.url("/v1/keys")).bearer_auth(caller).json(&body).send().await.unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap())
     }
 
     /// Deploys `wasm` with `manifest`; returns status and body.
