@@ -219,4 +219,33 @@ mod tests {
         let got = destinations(&uri("http://127.0.0.1:8080/"), &grants(&["127.0.0.1:8080"]), &lo).await.unwrap();
         assert_eq!(got, vec!["127.0.0.1:8080".parse::<SocketAddr>().unwrap()]);
     }
+
+    #[tokio::test]
+    async fn the_connection_goes_to_the_checked_address() {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let checked = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            let (mut head, mut buf) = (Vec::new(), [0u8; 1024]);
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = sock.read(&mut buf).await.unwrap();
+                assert!(n > 0, "the client closed before its request head");
+                head.extend_from_slice(&buf[..n]);
+            }
+            sock.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nhi").await.unwrap();
+            String::from_utf8(head).unwrap()
+        });
+        // The name does not resolve anywhere: only the checked address can be reached.
+        let body = http_body_util::Empty::<Bytes>::new().map_err(Error::from).boxed_unsync();
+        let req = http::Request::get("http://pinned.invalid:9/path?q=1").header("host", "pinned.invalid:9").body(body).unwrap();
+        let (resp, io) = send(req, None, vec![checked]).await.unwrap();
+        let io = tokio::spawn(Box::into_pin(io));
+        assert_eq!(resp.status(), 200);
+        assert_eq!(&resp.into_body().collect().await.unwrap().to_bytes()[..], b"hi");
+        let head = server.await.unwrap();
+        assert!(head.starts_with("GET /path?q=1 HTTP/1.1\r\n"), "{head}");
+        assert!(head.to_ascii_lowercase().contains("host: pinned.invalid:9\r\n"), "{head}");
+        io.await.unwrap().unwrap();
+    }
 }
