@@ -37,32 +37,19 @@ impl AddressPolicy {
         Self::new(vec![Cidr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0), Cidr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0)])
     }
 
-    /// The operator's allowed ranges.
-    pub fn allowed_ranges(&self) -> &[Cidr] {
-        &self.allow
-    }
-
     /// Whether a connection to `ip` is allowed: the address is public or in an allowed
     /// range, and so is every IPv4 address it embeds.
     pub fn permits(&self, ip: IpAddr) -> bool {
         let ok = |ip: IpAddr| is_public(ip) || self.allow.iter().any(|c| c.contains(ip));
-        // An allowed range written in IPv4 also covers the IPv6 spellings of its
-        // addresses (`127.0.0.0/8` allows `::ffff:127.0.0.1`), and the reverse never
-        // matters because the embedded address is judged on its own.
-        match ip {
-            IpAddr::V4(_) => ok(ip),
-            IpAddr::V6(v6) => {
-                let embedded = embedded_ipv4(v6);
-                let outer = if embedded.is_empty() {
-                    ok(ip)
-                } else {
-                    // An embedding prefix is not a destination of its own: the IPv4 it
-                    // carries is; the allow-list may still name the IPv6 form.
-                    true
-                };
-                outer && embedded.iter().all(|&v4| ok(IpAddr::V4(v4)) || self.allow.iter().any(|c| c.contains(ip)))
-            }
+        let IpAddr::V6(v6) = ip else { return ok(ip) };
+        let embedded = embedded_ipv4(v6);
+        if embedded.is_empty() {
+            return ok(ip);
         }
+        // An embedding prefix is no destination of its own: the IPv4 it carries is, so an
+        // IPv4 range in the allow-list also admits the IPv6 spellings of its addresses. The
+        // allow-list may name the IPv6 form itself too.
+        self.allow.iter().any(|c| c.contains(ip)) || embedded.iter().all(|&v4| ok(IpAddr::V4(v4)))
     }
 }
 
@@ -101,7 +88,7 @@ fn is_public_v6(v6: Ipv6Addr) -> bool {
         && !(s[0] == 0x2001 && s[1] == 0x0db8) // documentation, 2001:db8::/32
         && !(s[0] == 0x2001 && s[1] == 0x0002 && s[2] == 0) // benchmarking, 2001:2::/48
         && !(s[0] == 0x2001 && (s[1] & 0xfff0) == 0x0010) // ORCHID, 2001:10::/28
-        && !(s[0] & 0xfff0 == 0x3ff0) // documentation, 3fff::/20
+        && (s[0] & 0xfff0) != 0x3ff0 // documentation, 3fff::/20
 }
 
 /// The IPv4 addresses an IPv6 address carries, by the embeddings that deliver it to
