@@ -13,7 +13,7 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Limits applied to a function whose manifest does not set them.
     pub default_limits: crate::runtime::Limits,
-    /// Upper bounds no manifest may exceed.
+    /// Upper bounds no manifest may exceed (a deploy asking for more is refused).
     pub max_limits: crate::runtime::Limits,
     /// Requests running a guest instance at once (nested instances have a pool of their
     /// own); further requests wait for a slot as `admission` allows.
@@ -39,8 +39,15 @@ pub struct Config {
     pub files_url: Option<String>,
     /// Largest uploaded file, in bytes (413 above it).
     pub max_file_bytes: u64,
-    /// Whether URL data sources may point at loopback/private/link-local addresses.
+    /// Whether URL data sources may point at loopback/private/link-local addresses
+    /// (every address, past `address_policy`).
     pub url_sources_allow_private: bool,
+    /// Where outbound connections made for tenants (URL sources, function network
+    /// grants) may go: public addresses plus the operator's allow-list.
+    pub address_policy: crate::net::AddressPolicy,
+    /// Object-store URL prefixes each tenant's data sources may read, by tenant; object
+    /// URLs outside them are refused (the server's own credentials would read them).
+    pub object_sources: std::collections::HashMap<String, Vec<String>>,
     /// Qdrant server for the knowledge bases' vectors; `None` keeps them in process
     /// (qdrant-edge) under `<data_dir>/vectors`.
     pub qdrant: Option<crate::vector::server::ServerOptions>,
@@ -57,10 +64,12 @@ impl Config {
                 timeout: Duration::from_secs(10),
                 fuel: 20_000_000_000,
             },
+            // A tenant's function shares the host with everyone's: its asks are capped
+            // (`serve --max-function-*`).
             max_limits: crate::runtime::Limits {
-                memory_bytes: 1 << 30,
-                timeout: Duration::from_secs(300),
-                fuel: u64::MAX,
+                memory_bytes: 256 << 20,
+                timeout: Duration::from_secs(60),
+                fuel: 100_000_000_000,
             },
             max_instances: 256,
             admission: crate::runtime::AdmissionOptions::default(),
@@ -87,6 +96,8 @@ impl Config {
             files_url: None,
             max_file_bytes: 512 << 20,
             url_sources_allow_private: false,
+            address_policy: crate::net::AddressPolicy::default(),
+            object_sources: std::collections::HashMap::new(),
             qdrant: None,
         }
     }

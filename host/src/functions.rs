@@ -159,7 +159,12 @@ impl Registry {
         Ok(registry)
     }
 
-    async fn load(&self, record: FunctionRecord, path: &std::path::Path) -> anyhow::Result<Deployed> {
+    async fn load(&self, mut record: FunctionRecord, path: &std::path::Path) -> anyhow::Result<Deployed> {
+        if let Err((_, why)) = record.limits.resolve(&self.config.default_limits, &self.config.max_limits) {
+            // Deployed under higher maximums than this start's: it runs within today's.
+            tracing::warn!(tenant = %record.tenant, function = %record.name, "{why}; running it at the maximum");
+            record.limits = record.limits.clamped(&self.config.max_limits);
+        }
         let bytes = tokio::fs::read(path).await.with_context(|| format!("reading {}", path.display()))?;
         let sha256 = crate::auth::hex(&Sha256::digest(&bytes));
         anyhow::ensure!(sha256 == record.sha256, "the file's SHA-256 is {sha256}, not the deployed {}", record.sha256);
@@ -178,6 +183,7 @@ impl Registry {
                 .grants
                 .storage
                 .then(|| self.config.function_data_dir().join(&record.tenant).join(&record.name)),
+            addresses: Arc::new(self.config.address_policy.clone()),
         }
     }
 
@@ -186,7 +192,7 @@ impl Registry {
         let limits = record
             .limits
             .resolve(&self.config.default_limits, &self.config.max_limits)
-            .map_err(|m| invalid("limits", m))?;
+            .map_err(|(field, m)| invalid(field, m))?;
         let runtime = self.runtime.clone();
         // Compilation is CPU-bound and can take a while for big components.
         let component = tokio::task::spawn_blocking(move || runtime.compile(&bytes))

@@ -4,7 +4,8 @@
 //! Layout: [`api`] is the HTTP surface (one module per endpoint group), [`runtime`] owns
 //! the wasmtime engine and per-request instantiation, [`functions`] is the registry of
 //! deployed components, [`store`] the metadata database, [`auth`] API keys; [`files`],
-//! [`kb`] and [`vector`] hold uploaded files, knowledge bases and their vectors.
+//! [`kb`] and [`vector`] hold uploaded files, knowledge bases and their vectors; [`net`] is
+//! the outbound address policy.
 
 pub mod api;
 pub mod auth;
@@ -13,6 +14,7 @@ pub mod files;
 pub mod functions;
 pub mod inference;
 pub mod kb;
+pub mod net;
 pub mod runtime;
 pub mod store;
 pub mod vector;

@@ -71,9 +71,83 @@ async fn wasi_is_deny_by_default() {
     }
 }
 
+/// A server whose operator lets functions reach loopback (as a trusted setup would).
+async fn server_allowing_loopback() -> Server {
+    let allow = vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()];
+    Server::start_with(std::sync::Arc::new(tempfile::tempdir().unwrap()), move |c| {
+        c.address_policy = tensoras::net::AddressPolicy::new(allow);
+    })
+    .await
+}
+
+/// Whether a connection reached `listener` (already made connections wait in its backlog,
+/// so this needs no waiting: the probe's connect finished before its call returned).
+fn accepted(listener: &std::net::TcpListener) -> bool {
+    listener.set_nonblocking(true).unwrap();
+    match listener.accept() {
+        Ok(_) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => false,
+        Err(e) => panic!("accept: {e}"),
+    }
+}
+
+#[tokio::test]
+async fn network_grants_never_reach_internal_addresses() {
+    let s = Server::start().await;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // IPv6 loopback may be missing on a CI machine; the refusal is checked either way.
+    let listener6 = std::net::TcpListener::bind("[::1]:0").ok();
+    let port6 = listener6.as_ref().map_or(port, |l| l.local_addr().unwrap().port());
+    let server_port = s.url.rsplit(':').next().unwrap().to_owned();
+    let cases = [
+        ("*", format!("127.0.0.1:{port}")),
+        ("*", format!("127.0.0.1:{server_port}")),
+        ("*", format!("[::ffff:127.0.0.1]:{port}")),
+        ("*", format!("[::127.0.0.1]:{port}")),
+        ("*", format!("[64:ff9b::7f00:1]:{port}")),
+        ("*", format!("[2002:7f00:1::]:{port}")),
+        ("*", "169.254.169.254:80".to_owned()),
+        ("*", "10.0.0.1:80".to_owned()),
+        ("127.0.0.1:*", format!("127.0.0.1:{port}")),
+        ("169.254.169.254:80", "169.254.169.254:80".to_owned()),
+        ("[::1]:*", format!("[::1]:{port6}")),
+        ("[64:ff9b::7f00:1]:*", format!("[64:ff9b::7f00:1]:{port}")),
+        ("[2002:7f00:1::]:*", format!("[2002:7f00:1::]:{port}")),
+    ];
+    for (i, (grant, addr)) in cases.iter().enumerate() {
+        let name = format!("net{i}");
+        s.deploy_ok(&name, "probe", "tool", json!({"grants": {"network": [grant]}})).await;
+        let out = probe(&s, &name, json!({"action": "connect", "addr": addr})).await;
+        assert_eq!(out["ok"], false, "grant {grant} let the function reach {addr}: {out}");
+        // Refused by the sandbox, before any packet: not refused by the peer, not timed out.
+        // wasmtime-wasi itself rejects IPv4-mapped and IPv4-compatible addresses on IPv6
+        // sockets before asking the host (the address policy refuses them too, for HTTP).
+        let detail = out["detail"].as_str().unwrap();
+        let wasi_refuses = addr.contains("::ffff:") || addr.contains("[::127.");
+        let refused = detail.contains("access-denied") || (wasi_refuses && detail.contains("invalid-argument"));
+        assert!(refused, "grant {grant}, {addr}: {out}");
+    }
+    assert!(!accepted(&listener), "a function reached the loopback listener");
+    if let Some(l6) = &listener6 {
+        assert!(!accepted(l6), "a function reached the IPv6 loopback listener");
+    }
+
+    // The same grants work once the operator allows loopback: the refusals above came
+    // from the address policy, and the listener can see a connection.
+    let trusted = server_allowing_loopback().await;
+    trusted.deploy_ok("lo", "probe", "tool", json!({"grants": {"network": [format!("127.0.0.1:{port}")]}})).await;
+    let out = probe(&trusted, "lo", json!({"action": "connect", "addr": format!("127.0.0.1:{port}")})).await;
+    assert_eq!(out["ok"], true, "{out}");
+    assert!(accepted(&listener), "the allowed connection did not arrive");
+    // The allow-list widens the policy, never the grants.
+    let out = probe(&trusted, "lo", json!({"action": "connect", "addr": format!("127.0.0.1:{server_port}")})).await;
+    assert_eq!(out["ok"], false, "{out}");
+}
+
 #[tokio::test]
 async fn grants_open_exactly_what_they_name() {
-    let s = Server::start().await;
+    let s = server_allowing_loopback().await;
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

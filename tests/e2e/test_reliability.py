@@ -190,7 +190,16 @@ def test_a_non_streamed_completion_stops_when_its_client_leaves(tmp_path):
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    s = Server(tmp_path_factory.mktemp("reliability") / "data", new_key(), "--header-timeout-secs", "1").start()
+    # The spinning guest must meet its deadline, not its CPU budget, however fast the machine:
+    # the operator raises the fuel cap for it.
+    s = Server(
+        tmp_path_factory.mktemp("reliability") / "data",
+        new_key(),
+        "--header-timeout-secs",
+        "1",
+        "--max-function-fuel",
+        str(10**18),
+    ).start()
     deploy(s, "misbehave", {"name": "misbehave", "kind": "tool", "limits": {"timeout_ms": 30000, "fuel": 10**18}})
     yield s
     s.kill()

@@ -258,7 +258,16 @@ pub async fn delete(
 /// Downloads a URL data source into a new file (purpose `knowledge_base`) of the caller,
 /// before the source is recorded, so a bad URL is answered at once.
 async fn import_url(state: &AppState, caller: &Caller, url: &str) -> Result<String, ApiError> {
-    let policy = FetchPolicy { max_bytes: state.config.max_file_bytes, allow_private: state.config.url_sources_allow_private };
+    let config = &state.config;
+    let policy = FetchPolicy {
+        max_bytes: config.max_file_bytes,
+        addresses: if config.url_sources_allow_private {
+            crate::net::AddressPolicy::allow_all()
+        } else {
+            config.address_policy.clone()
+        },
+        object_prefixes: config.object_sources.get(&caller.tenant).cloned().unwrap_or_default(),
+    };
     let fetched = state.file_storage.fetch(&caller.tenant, url, policy).await.map_err(|e| match e {
         FetchError::NotAllowed(m) => ApiError::invalid(m).param("url").code("url_not_allowed"),
         FetchError::Failed(m) => ApiError::invalid(format!("Fetching the URL failed: {m}")).param("url").code("url_fetch_failed"),

@@ -95,6 +95,26 @@ pub struct ServeArgs {
     /// addresses (refused by default: the server would be a proxy into its network).
     #[arg(long, env = "TENSORAS_URL_SOURCES_ALLOW_PRIVATE")]
     url_sources_allow_private: bool,
+    /// Non-public address ranges (CIDR, e.g. `10.1.0.0/16,fd00::/8`) that URL data sources
+    /// and functions' network grants may reach anyway; loopback, private, link-local and
+    /// other non-public addresses are refused otherwise, whatever a grant names.
+    #[arg(long, env = "TENSORAS_ALLOW_PRIVATE_NETWORK", value_delimiter = ',', value_name = "CIDR")]
+    allow_private_network: Vec<tensoras::net::Cidr>,
+    /// `TENANT=URL_PREFIX`: an object-store prefix (`s3://bucket/tenant-a/`) whose objects
+    /// that tenant's `s3://`/`gs://`/`az://` data sources may read with the server's cloud
+    /// credentials (repeatable; object URLs are refused otherwise).
+    #[arg(long, env = "TENSORAS_TENANT_OBJECT_SOURCES", value_delimiter = ',', value_name = "TENANT=URL")]
+    tenant_object_source: Vec<String>,
+    /// Most memory a function's manifest may ask for, in MiB.
+    #[arg(long, env = "TENSORAS_MAX_FUNCTION_MEMORY_MB", default_value_t = 256)]
+    max_function_memory_mb: usize,
+    /// Longest wall-clock deadline a function's manifest may ask for, in milliseconds.
+    #[arg(long, env = "TENSORAS_MAX_FUNCTION_TIMEOUT_MS", default_value_t = 60_000)]
+    max_function_timeout_ms: u64,
+    /// Largest CPU budget (wasmtime fuel, about one unit per instruction) a function's
+    /// manifest may ask for per call.
+    #[arg(long, env = "TENSORAS_MAX_FUNCTION_FUEL", default_value_t = 100_000_000_000)]
+    max_function_fuel: u64,
     /// Device for model execution: `cpu` or `cuda` (falls back to CPU with a warning).
     #[arg(long, env = "TENSORAS_DEVICE", default_value = "cpu", value_parser = ["cpu", "cuda"])]
     device: String,
@@ -143,6 +163,19 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     config.files_url = args.files_url;
     config.max_file_bytes = args.max_file_bytes;
     config.url_sources_allow_private = args.url_sources_allow_private;
+    config.address_policy = tensoras::net::AddressPolicy::new(args.allow_private_network);
+    for entry in &args.tenant_object_source {
+        let (tenant, prefix) = entry
+            .split_once('=')
+            .filter(|(t, p)| !t.is_empty() && p.contains("://"))
+            .with_context(|| format!("--tenant-object-source {entry:?} must be TENANT=URL_PREFIX, e.g. team-a=s3://bucket/team-a/"))?;
+        config.object_sources.entry(tenant.to_owned()).or_default().push(prefix.to_owned());
+    }
+    config.max_limits = tensoras::runtime::Limits {
+        memory_bytes: args.max_function_memory_mb.max(1) << 20,
+        timeout: Duration::from_millis(args.max_function_timeout_ms.max(1)),
+        fuel: args.max_function_fuel.max(1),
+    };
     config.qdrant = args.qdrant_url.map(|url| tensoras::vector::server::ServerOptions {
         url,
         api_key: args.qdrant_api_key,

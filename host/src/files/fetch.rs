@@ -3,14 +3,20 @@
 //! those of uploads.
 //!
 //! `http://` and `https://` are fetched by the server itself, which makes it a proxy into
-//! whatever network it sits in. So by default a URL whose host resolves to a loopback,
-//! private, link-local (cloud metadata), shared or otherwise non-public address is
-//! refused; every redirect hop is checked again, and the connection goes to the address
-//! that was checked (no second DNS lookup to rebind). `--url-sources-allow-private`
-//! lifts this for trusted networks. `s3://`, `gs://` and `az://` objects are read with
-//! the server's own cloud credentials in builds with the `cloud-storage` feature.
+//! whatever network it sits in. So every address a host resolves to must pass the
+//! server's outbound [`AddressPolicy`] (public addresses, plus the operator's allow-list);
+//! every redirect hop is checked again, and the connection goes to the address that was
+//! checked (no second DNS lookup to rebind, and no proxy from the environment, which
+//! would make its own lookup). `--url-sources-allow-private` lifts the policy for URL
+//! sources on trusted networks.
+//!
+//! `s3://`, `gs://` and `az://` objects would be read with the server's own cloud
+//! credentials, which also reach the files bucket and whatever else the server's role
+//! may read. So an object URL is fetched only under a prefix the operator mapped to the
+//! calling tenant (`serve --tenant-object-source TENANT=s3://bucket/prefix/`), and
+//! refused otherwise; a tenant can always hand over a presigned `https://` URL instead.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use futures::TryStreamExt as _;
@@ -18,6 +24,7 @@ use object_store::ObjectStoreExt as _;
 use url::Url;
 
 use super::{FileStorage, StoreError, Stored};
+use crate::net::AddressPolicy;
 
 /// Redirects followed at most.
 const MAX_REDIRECTS: usize = 5;
@@ -51,12 +58,15 @@ pub enum FetchError {
 }
 
 /// Fetch policy.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct FetchPolicy {
     /// Largest document, in bytes.
     pub max_bytes: u64,
-    /// Whether hosts resolving to non-public addresses may be fetched.
-    pub allow_private: bool,
+    /// Which addresses HTTP(S) URLs may resolve to.
+    pub addresses: AddressPolicy,
+    /// Object-store URL prefixes (`s3://bucket/prefix/`) the operator mapped to this
+    /// tenant; other object URLs are refused.
+    pub object_prefixes: Vec<String>,
 }
 
 impl FileStorage {
@@ -77,17 +87,18 @@ impl FileStorage {
             let host = url.host_str().ok_or_else(|| FetchError::NotAllowed("the URL has no host".into()))?.to_owned();
             let port = url.port_or_known_default().unwrap_or(80);
             let addrs = resolve(&host, port).await?;
-            if !policy.allow_private
-                && let Some(bad) = addrs.iter().find(|a| !is_public(a.ip()))
-            {
+            if let Some(bad) = addrs.iter().find(|a| !policy.addresses.permits(a.ip())) {
                 return Err(FetchError::NotAllowed(format!(
                     "'{host}' resolves to {}, which is not a public address; this server does not fetch from \
-                     private networks (start it with --url-sources-allow-private to allow that)",
+                     private networks (its operator can allow ranges with --allow-private-network)",
                     bad.ip()
                 )));
             }
             let client = reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
+                // A proxy from HTTP_PROXY/HTTPS_PROXY would resolve the host itself, past
+                // the check above.
+                .no_proxy()
                 .timeout(TIMEOUT)
                 // Connect to exactly the addresses that were checked.
                 .resolve_to_addrs(host.trim_start_matches('[').trim_end_matches(']'), &addrs)
@@ -121,6 +132,12 @@ impl FileStorage {
     }
 
     async fn fetch_object(&self, tenant: &str, url: Url, policy: FetchPolicy) -> Result<Fetched, FetchError> {
+        if !object_url_mapped(&url, &policy.object_prefixes) {
+            return Err(FetchError::NotAllowed(format!(
+                "'{url}' is not under an object-store prefix this server's operator assigned to your tenant; the \
+                 server would read it with its own credentials. Use a presigned https:// URL or upload the file instead"
+            )));
+        }
         let env = std::env::vars().map(|(k, v)| (k.to_ascii_lowercase(), v));
         let (store, path) = object_store::parse_url_opts(&url, env).map_err(|e| {
             FetchError::NotAllowed(if cfg!(feature = "cloud-storage") {
@@ -203,37 +220,22 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Whether an address is on the public internet (not loopback, private, link-local,
-/// shared, documentation, multicast or unspecified).
-fn is_public(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
-            !(v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_broadcast()
-                || v4.is_documentation()
-                || v4.is_unspecified()
-                || v4.is_multicast()
-                || a == 0
-                || (a == 100 && (64..128).contains(&b)) // shared address space (CGNAT)
-                || (a == 198 && (b == 18 || b == 19)) // benchmarking
-                || a >= 240)
-        }
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_public(IpAddr::V4(v4));
-            }
-            let first = v6.segments()[0];
-            !(v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (first & 0xfe00) == 0xfc00 // unique local
-                || (first & 0xffc0) == 0xfe80 // link-local
-                || first == 0x2001 && v6.segments()[1] == 0x0db8) // documentation
-        }
-    }
+/// Whether `url` lies under one of `prefixes`, at a path-segment boundary, with no
+/// `.`/`..` segment or encoded slash that could step out of it.
+fn object_url_mapped(url: &Url, prefixes: &[String]) -> bool {
+    let text = url.as_str();
+    let path = url.path();
+    let escapes = path.split('/').any(|seg| {
+        let seg = percent_decode(seg);
+        seg == "." || seg == ".." || seg.contains('/') || seg.contains('\\')
+    });
+    !escapes
+        && url.query().is_none()
+        && url.fragment().is_none()
+        && prefixes.iter().any(|p| {
+            let p = p.trim_end_matches('/');
+            !p.is_empty() && text.strip_prefix(p).is_some_and(|rest| rest.starts_with('/'))
+        })
 }
 
 #[cfg(test)]
@@ -241,14 +243,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_public_addresses_pass() {
-        for private in ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0",
-                        "::1", "fe80::1", "fd00::1", "::ffff:127.0.0.1", "224.0.0.1"] {
-            assert!(!is_public(private.parse().unwrap()), "{private}");
+    fn object_urls_need_a_prefix_of_the_tenant() {
+        let prefixes = vec!["s3://shared/tenant-a/".to_owned(), "gs://a-only".to_owned()];
+        let mapped = |u: &str| object_url_mapped(&Url::parse(u).unwrap(), &prefixes);
+        assert!(mapped("s3://shared/tenant-a/docs/x.pdf"));
+        assert!(mapped("gs://a-only/x.txt"));
+        for refused in [
+            "s3://shared/tenant-ab/x.pdf",
+            "s3://shared/tenant-a/../tenant-b/x.pdf",
+            "s3://shared/tenant-a/%2e%2e/tenant-b/x.pdf",
+            "s3://shared/tenant-a/x%2F..%2Fy",
+            "s3://shared/files/default/file-1",
+            "gs://a-only-not/x.txt",
+            "s3://shared/tenant-a",
+        ] {
+            assert!(!mapped(refused), "{refused}");
         }
-        for public in ["1.1.1.1", "151.101.0.223", "2606:4700:4700::1111", "::ffff:8.8.8.8"] {
-            assert!(is_public(public.parse().unwrap()), "{public}");
-        }
+        assert!(!object_url_mapped(&Url::parse("s3://shared/tenant-a/x").unwrap(), &[]));
     }
 
     #[test]
@@ -265,11 +276,25 @@ mod tests {
     #[tokio::test]
     async fn private_hosts_and_odd_schemes_are_refused_before_any_request() {
         let storage = FileStorage::open(Some("memory://"), std::path::Path::new("/nonexistent")).unwrap();
-        let policy = FetchPolicy { max_bytes: 1 << 20, allow_private: false };
-        for url in ["http://127.0.0.1:9/x.txt", "http://169.254.169.254/latest/meta-data", "http://[::1]/", "http://localhost/"] {
-            assert!(matches!(storage.fetch("t", url, policy).await, Err(FetchError::NotAllowed(_))), "{url}");
+        let policy = FetchPolicy { max_bytes: 1 << 20, addresses: AddressPolicy::default(), object_prefixes: Vec::new() };
+        for url in [
+            "http://127.0.0.1:9/x.txt",
+            "http://169.254.169.254/latest/meta-data",
+            "http://[::1]/",
+            "http://localhost/",
+            "http://[64:ff9b::7f00:1]:9/",
+            "http://[2002:7f00:1::]:9/",
+            "http://[::127.0.0.1]:9/",
+            "http://[fec0::1]/",
+            "http://2130706433:9/",
+            // Not mapped to the tenant: never read with the server's credentials.
+            "s3://bucket/files/t/file-1",
+            "gs://bucket/x",
+            "az://container/x",
+        ] {
+            assert!(matches!(storage.fetch("t", url, policy.clone()).await, Err(FetchError::NotAllowed(_))), "{url}");
         }
-        assert!(matches!(storage.fetch("t", "ftp://example.com/a", policy).await, Err(FetchError::NotAllowed(_))));
+        assert!(matches!(storage.fetch("t", "ftp://example.com/a", policy.clone()).await, Err(FetchError::NotAllowed(_))));
         assert!(matches!(storage.fetch("t", "not a url", policy).await, Err(FetchError::NotAllowed(_))));
     }
 }

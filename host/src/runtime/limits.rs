@@ -31,42 +31,64 @@ pub struct LimitsSpec {
     pub fuel: Option<u64>,
 }
 
+/// A limit a manifest may not have: the manifest field (`limits.memory_mb` ...) and why.
+pub type LimitError = (&'static str, String);
+
 impl LimitsSpec {
-    /// Applies defaults and checks the bounds; the error names the offending field.
-    pub fn resolve(&self, default: &Limits, max: &Limits) -> Result<Limits, String> {
+    /// Applies defaults and checks the bounds (the operator's maximums); the error names
+    /// the offending field.
+    pub fn resolve(&self, default: &Limits, max: &Limits) -> Result<Limits, LimitError> {
         let memory_bytes = match self.memory_mb {
-            None => default.memory_bytes,
-            Some(0) => return Err("limits.memory_mb must be at least 1".into()),
+            None => default.memory_bytes.min(max.memory_bytes),
+            Some(0) => return Err(("limits.memory_mb", "limits.memory_mb must be at least 1".into())),
             Some(mb) => usize::try_from(mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX),
         };
         if memory_bytes > max.memory_bytes {
-            return Err(format!(
-                "limits.memory_mb {} exceeds this server's maximum of {}",
-                memory_bytes >> 20,
-                max.memory_bytes >> 20
+            return Err((
+                "limits.memory_mb",
+                format!(
+                    "limits.memory_mb {} exceeds this server's maximum of {}",
+                    self.memory_mb.unwrap_or_default(),
+                    max.memory_bytes >> 20
+                ),
             ));
         }
         let timeout = match self.timeout_ms {
-            None => default.timeout,
-            Some(0) => return Err("limits.timeout_ms must be at least 1".into()),
+            None => default.timeout.min(max.timeout),
+            Some(0) => return Err(("limits.timeout_ms", "limits.timeout_ms must be at least 1".into())),
             Some(ms) => Duration::from_millis(ms),
         };
         if timeout > max.timeout {
-            return Err(format!(
-                "limits.timeout_ms {} exceeds this server's maximum of {}",
-                timeout.as_millis(),
-                max.timeout.as_millis()
+            return Err((
+                "limits.timeout_ms",
+                format!(
+                    "limits.timeout_ms {} exceeds this server's maximum of {}",
+                    timeout.as_millis(),
+                    max.timeout.as_millis()
+                ),
             ));
         }
         let fuel = match self.fuel {
-            None => default.fuel,
-            Some(0) => return Err("limits.fuel must be at least 1".into()),
+            None => default.fuel.min(max.fuel),
+            Some(0) => return Err(("limits.fuel", "limits.fuel must be at least 1".into())),
             Some(f) if f > max.fuel => {
-                return Err(format!("limits.fuel {f} exceeds this server's maximum of {}", max.fuel));
+                return Err(("limits.fuel", format!("limits.fuel {f} exceeds this server's maximum of {}", max.fuel)));
             }
             Some(f) => f,
         };
         Ok(Limits { memory_bytes, timeout, fuel })
+    }
+
+    /// The same request with every limit above `max` lowered to it: a function deployed
+    /// before the operator lowered the maximums keeps running, within them.
+    pub fn clamped(&self, max: &Limits) -> Self {
+        let max_mb = (max.memory_bytes >> 20) as u64;
+        let max_ms = u64::try_from(max.timeout.as_millis()).unwrap_or(u64::MAX);
+        Self {
+            memory_mb: self.memory_mb.map(|mb| mb.min(max_mb).max(1)),
+            timeout_ms: self.timeout_ms.map(|ms| ms.min(max_ms).max(1)),
+            fuel: self.fuel.map(|f| f.min(max.fuel).max(1)),
+        }
     }
 }
 
@@ -143,9 +165,21 @@ mod tests {
         let l = spec.resolve(&d, &m).unwrap();
         assert_eq!((l.memory_bytes, l.timeout.as_millis(), l.fuel), (32 << 20, 500, 5));
         let too_big = LimitsSpec { memory_mb: Some(1024), ..Default::default() };
-        assert!(too_big.resolve(&d, &m).unwrap_err().contains("memory_mb"));
+        assert_eq!(too_big.resolve(&d, &m).unwrap_err().0, "limits.memory_mb");
+        let too_long = LimitsSpec { timeout_ms: Some(10_001), ..Default::default() };
+        assert_eq!(too_long.resolve(&d, &m).unwrap_err().0, "limits.timeout_ms");
+        let too_hungry = LimitsSpec { fuel: Some(10_001), ..Default::default() };
+        assert_eq!(too_hungry.resolve(&d, &m).unwrap_err().0, "limits.fuel");
         let zero = LimitsSpec { timeout_ms: Some(0), ..Default::default() };
-        assert!(zero.resolve(&d, &m).unwrap_err().contains("timeout_ms"));
+        assert_eq!(zero.resolve(&d, &m).unwrap_err().0, "limits.timeout_ms");
+        // At the maximum is fine.
+        let at_max = LimitsSpec { memory_mb: Some(256), timeout_ms: Some(10_000), fuel: Some(10_000) };
+        assert_eq!(at_max.resolve(&d, &m), Ok(m));
+        // Lowered maximums: defaults above them are capped, requests above them clamp.
+        let low = Limits { memory_bytes: 16 << 20, timeout: Duration::from_millis(100), fuel: 10 };
+        assert_eq!(LimitsSpec::default().resolve(&d, &low), Ok(low));
+        let old = LimitsSpec { memory_mb: Some(1024), timeout_ms: Some(300_000), fuel: None };
+        assert_eq!(old.clamped(&low).resolve(&d, &low), Ok(low));
     }
 
     #[test]

@@ -21,6 +21,7 @@ mod admission;
 mod handler;
 mod http;
 mod limits;
+mod outgoing;
 mod state;
 mod tool;
 
@@ -40,7 +41,7 @@ pub use self::handler::{
     Retriever, Usage,
 };
 pub use self::http::{HttpFunction, HttpRequestBody};
-pub use self::limits::{Grants, Limits, LimitsSpec};
+pub use self::limits::{Grants, LimitError, Limits, LimitsSpec};
 pub use self::state::{Sandbox, State};
 pub use self::tool::{ToolFunction, ToolInfo, ToolOutcome};
 

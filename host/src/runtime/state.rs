@@ -1,7 +1,14 @@
 //! Per-request store state: the WASI context built from a function's grants, the
 //! outgoing-HTTP policy, and the memory limiter.
+//!
+//! A network grant names destinations a function may reach, but never more than the
+//! server's outbound [`AddressPolicy`] allows: a TCP connect is checked on the address
+//! it is about to connect to, and an outgoing HTTP request on every address its host
+//! resolves to (runtime/outgoing.rs). So `"*"`, `127.0.0.1:*` or `169.254.169.254:80`
+//! reach nothing internal unless the operator's allow-list covers it.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
@@ -10,6 +17,7 @@ use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
 use super::Grants;
+use crate::net::AddressPolicy;
 
 /// What a function may touch: its grants and, if `storage` is granted, its directory.
 #[derive(Debug, Clone, Default)]
@@ -18,6 +26,9 @@ pub struct Sandbox {
     pub grants: Grants,
     /// Host directory mounted at `/data` when `grants.storage` is set.
     pub storage_dir: Option<PathBuf>,
+    /// Where any connection may go, whatever the grants say; the default permits
+    /// public addresses only.
+    pub addresses: Arc<AddressPolicy>,
 }
 
 /// The data of one `Store`: lives exactly as long as one request.
@@ -51,13 +62,17 @@ impl State {
         }
         if !sandbox.grants.network.is_empty() {
             let grants = sandbox.grants.clone();
+            let policy = sandbox.addresses.clone();
             b.inherit_network()
                 .allow_tcp(true)
                 .allow_ip_name_lookup(true)
                 .socket_addr_check(move |addr, usage| {
                     // Connecting is what a grant allows; listening stays denied.
                     let ok = match usage {
-                        SocketAddrUse::TcpConnect => grants.allows(&addr.ip().to_string(), addr.port()),
+                        // `addr` is the resolved address the socket connects to next.
+                        SocketAddrUse::TcpConnect => {
+                            grants.allows(&addr.ip().to_string(), addr.port()) && policy.permits(addr.ip())
+                        }
                         // The implicit bind to an ephemeral port that precedes a connect.
                         SocketAddrUse::TcpBind => addr.port() == 0,
                         _ => false,
@@ -69,7 +84,7 @@ impl State {
             table: ResourceTable::new(),
             wasi: b.build(),
             http: WasiHttpCtx::new(),
-            hooks: OutgoingPolicy { grants: sandbox.grants.clone() },
+            hooks: OutgoingPolicy { grants: sandbox.grants.clone(), addresses: sandbox.addresses.clone() },
             limiter: MemoryLimiter { max: memory_bytes, hit: false },
             handler,
         })
@@ -98,9 +113,11 @@ impl WasiHttpView for State {
     }
 }
 
-/// Outgoing `wasi:http` requests go out only to granted destinations.
+/// Outgoing `wasi:http` requests go out only to granted destinations, at addresses the
+/// address policy permits.
 struct OutgoingPolicy {
     grants: Grants,
+    addresses: Arc<AddressPolicy>,
 }
 
 impl WasiHttpHooks for OutgoingPolicy {
@@ -120,16 +137,14 @@ impl WasiHttpHooks for OutgoingPolicy {
                 >,
             > + Send,
     > {
-        let uri = request.uri();
-        let https = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
-        let allowed = uri.host().is_some_and(|host| {
-            let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-            self.grants.allows(host, port)
-        });
-        if !allowed {
-            return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
-        }
-        wasmtime_wasi_http::default_hooks().send_request(request, options, fut)
+        // Dropping `fut` is what wasmtime-wasi-http's default sender does too.
+        drop(fut);
+        let grants = self.grants.clone();
+        let addresses = self.addresses.clone();
+        Box::new(async move {
+            let addrs = super::outgoing::destinations(request.uri(), &grants, &addresses).await?;
+            super::outgoing::send(request, options, addrs).await
+        })
     }
 }
 
