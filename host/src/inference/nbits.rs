@@ -161,7 +161,7 @@ impl Weights<'_> {
             None => (1u32 << (l.bits - 1)) as f32,
             Some(zp) if l.bits == 4 => {
                 let byte = zp[col * l.zero_point_stride() + block / 2];
-                f32::from(if block % 2 == 0 { byte & 15 } else { byte >> 4 })
+                f32::from(if block.is_multiple_of(2) { byte & 15 } else { byte >> 4 })
             }
             Some(zp) => f32::from(zp[col * l.blocks + block]),
         }
@@ -236,7 +236,8 @@ impl Kernel for NBitsKernel {
         let zp = zp.as_ref().map(|v| v.try_extract_tensor::<u8>().map(|(_, d)| d)).transpose()?;
         let w = layout.weights(b.try_extract_tensor::<u8>()?.1, scales.try_extract_tensor::<f32>()?.1, zp)?;
         let mut out_shape = a_shape.to_vec();
-        *out_shape.last_mut().expect("A has a last dimension") = layout.n as i64;
+        let Some(last) = out_shape.last_mut() else { return Err(refuse("A has no dimensions")) };
+        *last = layout.n as i64;
         let mut y = ctx.output(0, out_shape)?.ok_or_else(|| refuse("output Y is missing"))?;
         let (_, y) = y.try_extract_tensor_mut::<f32>()?;
         self.x.load(a, &layout);

@@ -135,6 +135,7 @@ fn builder(opts: &OrtOptions) -> anyhow::Result<ort::session::builder::SessionBu
     let builder = Session::builder()
         .and_then(|b| b.with_optimization_level(GraphOptimizationLevel::Level3))
         .and_then(|b| b.with_intra_threads(opts.threads.max(1)))
+        .and_then(super::trim::without_cpu_arena)
         .and_then(|b| if opts.spin_between_runs { Ok(b) } else { b.with_config_entry("session.force_spinning_stop", "1") })
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     if opts.cuda { with_cuda(builder) } else { Ok(builder) }
@@ -389,8 +390,8 @@ impl DecoderGraph {
         let ids = Tensor::from_array(([batch, n], ids)).map_err(NnError::runtime)?;
         let mask = Tensor::from_array(([batch, total], mask)).map_err(NnError::runtime)?;
         let positions = Tensor::from_array(([batch, n], positions)).map_err(NnError::runtime)?;
-        let past_name = |i: usize| format!("past_key_values.{}.{}", i / 2, if i % 2 == 0 { "key" } else { "value" });
-        let present_name = |i: usize| format!("present.{}.{}", i / 2, if i % 2 == 0 { "key" } else { "value" });
+        let past_name = |i: usize| format!("past_key_values.{}.{}", i / 2, if i.is_multiple_of(2) { "key" } else { "value" });
+        let present_name = |i: usize| format!("present.{}.{}", i / 2, if i.is_multiple_of(2) { "key" } else { "value" });
         if self.in_place {
             if total > kv.cap {
                 self.grow(kv, total)?;

@@ -9,7 +9,26 @@
 //! returned. The process then keeps its peak (335 MiB to 1.3 GB after 64 streams of
 //! SmolLM2, never released) although nothing uses it. `malloc_trim` returns every arena's
 //! free pages; the scheduler calls it when no sequence is left after a burst.
+//!
+//! ONNX Runtime's CPU arena is the other keeper of peaks: it grows to the largest set of
+//! intermediate tensors any run needed (a batched prefill's activations and logits) and
+//! never shrinks (the load campaign's server, after 200 concurrent requests, stayed at
+//! 4.4 GB once idle although malloc_trim ran). Sessions are built without it: their tensors
+//! come from the C heap, which `malloc_trim` can hand back.
 #![allow(unsafe_code)]
+
+use ort::AsPointer;
+use ort::session::builder::SessionBuilder;
+
+/// The session allocates from the C heap instead of keeping an arena of its peak.
+pub(super) fn without_cpu_arena(mut builder: SessionBuilder) -> ort::Result<SessionBuilder> {
+    // SAFETY: the pointer is the builder's own live OrtSessionOptions, and
+    // DisableCpuMemArena only sets a flag on it.
+    let status = unsafe { (ort::api().DisableCpuMemArena)(builder.ptr_mut()) };
+    // SAFETY: `status` was just returned by ONNX Runtime and is not used after this.
+    unsafe { ort::error::status_to_result(status) }?;
+    Ok(builder)
+}
 
 /// Returns the free pages of the C heap to the operating system (glibc only; elsewhere,
 /// nothing).
