@@ -306,7 +306,7 @@ impl Registry {
     /// crash, they go at the next start); false if it did not exist.
     pub async fn delete(&self, tenant: &str, name: &str) -> anyhow::Result<bool> {
         let _writing = self.writes.lock().await;
-        let existed = self.store.delete_function(tenant, name).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let existed = self.store.delete_function(tenant, name).map_err(|e| anyhow::anyhow!("{e:#}"))?;
         if let Ok(mut map) = self.deployed.write() {
             map.remove(&(tenant.to_owned(), name.to_owned()));
         }

@@ -11,6 +11,7 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod files;
+pub mod full_disk;
 pub mod functions;
 pub mod inference;
 pub mod kb;

@@ -42,6 +42,9 @@ class Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
+        # A command line the server runs under (test_faults.py: a namespace with a small
+        # tmpfs mounted on the data directory).
+        self.wrap: list[str] = []
         # The server's log (stderr) goes to a file, not a pipe nobody drains: a full pipe
         # would block its logging and hang it partway through a long test module.
         self.log_path = data_dir.parent / f"{data_dir.name}-server-{self.port}.log"
@@ -60,7 +63,7 @@ class Server:
             # CWD is the repository root: the server reads `models/*.toml` and
             # `build/functions/*.wasm` relative to it.
             self.proc = subprocess.Popen(
-                [binary(), "serve", "--port", str(self.port), *self.extra_args],
+                [*self.wrap, binary(), "serve", "--port", str(self.port), *self.extra_args],
                 env=self.env(),
                 cwd=REPO,
                 stdout=subprocess.PIPE,

@@ -53,10 +53,25 @@ impl ApiError {
         Self::new(StatusCode::FORBIDDEN, "permission_error", message).code("insufficient_permissions")
     }
 
-    /// 500 with a generic message; the cause is logged, not returned.
+    /// 500 with a generic message; the cause is logged, not returned. Every failure of
+    /// the server's own storage comes through here, so this is where a full disk (ENOSPC,
+    /// EDQUOT, SQLite's `SQLITE_FULL`, in whichever layer's words) becomes a 507
+    /// [`Self::insufficient_storage`] instead.
     pub fn internal(cause: impl std::fmt::Display) -> Self {
+        let cause = format!("{cause:#}");
+        if crate::full_disk::is_full(&cause) {
+            tracing::error!("storage full: {cause}");
+            return Self::insufficient_storage();
+        }
         tracing::error!("internal error: {cause}");
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "The server had an error while processing your request.")
+    }
+
+    /// 507 `insufficient_storage`: the data directory's disk (or quota) is full, so the
+    /// request stored nothing. A 5xx, as it is the server's condition, and the status
+    /// HTTP has for it (RFC 4918).
+    pub fn insufficient_storage() -> Self {
+        Self::new(StatusCode::INSUFFICIENT_STORAGE, "server_error", crate::full_disk::MESSAGE).code("insufficient_storage")
     }
 
     /// 503 `server_overloaded` with a `Retry-After`: the server is at capacity.

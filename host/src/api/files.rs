@@ -287,8 +287,14 @@ pub async fn delete(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let deletion = state.store.delete_file(&caller.tenant, &id).map_err(ApiError::internal)?.ok_or_else(|| file_not_found(&id))?;
+    let deletion = state
+        .reserve
+        .freeing(|| async { state.store.delete_file(&caller.tenant, &id) })
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| file_not_found(&id))?;
     finish_deletion(&state, &deletion).await.map_err(|e| ApiError::internal(format!("{e:#}")))?;
+    super::rearm_reserve(&state).await;
     Ok(axum::Json(json!({"id": id, "object": "file", "deleted": true})))
 }
 

@@ -121,9 +121,11 @@ pub async fn delete(
     Path(name): Path<String>,
 ) -> Result<axum::Json<Value>, ApiError> {
     caller.require_deploy()?;
-    if !state.functions.delete(&caller.tenant, &name).await.map_err(ApiError::internal)? {
+    let existed = state.reserve.freeing(|| state.functions.delete(&caller.tenant, &name)).await;
+    if !existed.map_err(|e| ApiError::internal(format!("{e:#}")))? {
         return Err(not_found(&name));
     }
+    super::rearm_reserve(&state).await;
     Ok(axum::Json(json!({"id": name, "object": "function", "deleted": true})))
 }
 

@@ -248,10 +248,11 @@ pub async fn delete(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    if !state.store.delete_kb(&caller.tenant, &id).map_err(internal)? {
+    if !state.reserve.freeing(|| async { state.store.delete_kb(&caller.tenant, &id) }).await.map_err(internal)? {
         return Err(kb_not_found(&id));
     }
     state.knowledge.drop_vectors(&id).await.map_err(ApiError::internal)?;
+    super::rearm_reserve(&state).await;
     Ok(axum::Json(json!({"id": id, "object": "knowledge_base.deleted", "deleted": true})))
 }
 
@@ -412,10 +413,12 @@ pub async fn delete_source(
     Path((id, source_id)): Path<(String, String)>,
 ) -> Result<axum::Json<Value>, ApiError> {
     let kb = lookup(&state, &caller, &id)?;
-    if !state.store.delete_source(&caller.tenant, &kb.id, &source_id).map_err(internal)? {
+    let deleted = state.reserve.freeing(|| async { state.store.delete_source(&caller.tenant, &kb.id, &source_id) }).await;
+    if !deleted.map_err(internal)? {
         return Err(source_not_found(&source_id));
     }
     state.knowledge.delete_source_vectors(&kb.id, &source_id).await.map_err(ApiError::internal)?;
+    super::rearm_reserve(&state).await;
     Ok(axum::Json(json!({"id": source_id, "object": "knowledge_base.data_source.deleted", "deleted": true})))
 }
 

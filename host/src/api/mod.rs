@@ -46,6 +46,8 @@ pub struct AppState {
     pub file_storage: crate::files::FileStorage,
     /// Knowledge bases: ingestion worker, vectors, retrieval.
     pub knowledge: crate::kb::Knowledge,
+    /// Space kept so that deletes can free space on a full disk.
+    pub reserve: Arc<crate::full_disk::Reserve>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -64,6 +66,7 @@ impl AppState {
         let config = Arc::new(config);
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+        let reserve = Arc::new(crate::full_disk::Reserve::open(&config.data_dir));
         let store: Arc<dyn MetadataStore> =
             Arc::new(crate::store::sqlite::SqliteStore::open(&config.database_path())?);
         let runtime = Arc::new(
@@ -92,11 +95,18 @@ impl AppState {
             None => Arc::new(crate::vector::edge::EdgeStore::open(&config.vectors_dir())?),
         };
         let embedder = crate::kb::Embedder::new(runtime.clone(), handlers.embeddings.clone(), inference.clone());
-        let knowledge = crate::kb::Knowledge::start(store.clone(), file_storage.clone(), vectors, embedder)?;
-        let state = Self { config, store, runtime, functions, inference, handlers, file_storage, knowledge };
+        let knowledge = crate::kb::Knowledge::start(store.clone(), file_storage.clone(), vectors, embedder, reserve.clone())?;
+        let state = Self { config, store, runtime, functions, inference, handlers, file_storage, knowledge, reserve };
         files::finish_deletions(&state).await?;
         Ok(state)
     }
+}
+
+/// After a delete freed space: the disk space reserve is written again if a full disk
+/// used it up (crate::full_disk).
+async fn rearm_reserve(state: &AppState) {
+    let reserve = state.reserve.clone();
+    let _ = tokio::task::spawn_blocking(move || reserve.rearm()).await;
 }
 
 /// The whole application.

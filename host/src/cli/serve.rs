@@ -115,6 +115,14 @@ pub struct ServeArgs {
     /// manifest may ask for per call.
     #[arg(long, env = "TENSORAS_MAX_FUNCTION_FUEL", default_value_t = 100_000_000_000)]
     max_function_fuel: u64,
+    /// Longest one inference request (chat, completions, embeddings) may run, in seconds;
+    /// past it the handler is stopped: a 504 before a stream starts, an error event after.
+    #[arg(long, env = "TENSORAS_HANDLER_TIMEOUT_SECS", default_value_t = 600)]
+    handler_timeout_secs: u64,
+    /// CPU budget of one inference request's handler, in wasmtime fuel (about one unit
+    /// per wasm instruction; the model's own compute is not counted) [default: unlimited].
+    #[arg(long, env = "TENSORAS_HANDLER_FUEL")]
+    handler_fuel: Option<u64>,
     /// Device for model execution: `cpu` or `cuda` (falls back to CPU with a warning).
     #[arg(long, env = "TENSORAS_DEVICE", default_value = "cpu", value_parser = ["cpu", "cuda"])]
     device: String,
@@ -176,6 +184,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         timeout: Duration::from_millis(args.max_function_timeout_ms.max(1)),
         fuel: args.max_function_fuel.max(1),
     };
+    config.handler_limits.timeout = Duration::from_secs(args.handler_timeout_secs.max(1));
+    if let Some(fuel) = args.handler_fuel {
+        config.handler_limits.fuel = fuel.max(1);
+    }
     config.qdrant = args.qdrant_url.map(|url| tensoras::vector::server::ServerOptions {
         url,
         api_key: args.qdrant_api_key,

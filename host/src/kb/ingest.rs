@@ -191,7 +191,13 @@ fn record_stop(inner: &Inner, job: &Job, stop: Stop) {
                 chunks_total: current.as_ref().and_then(|s| s.chunks_total),
                 chunks_done: current.map_or(0, |s| s.chunks_done),
             };
-            if let Err(e) = inner.store.update_source(&job.source_id, &failed) {
+            let mut recorded = inner.store.update_source(&job.source_id, &failed);
+            // A full disk must not leave the source `processing` for ever: the reserve
+            // makes room for this one record (the operator frees space after).
+            if recorded.as_ref().is_err_and(|e| crate::full_disk::is_full(&format!("{e:#}"))) && inner.reserve.release() {
+                recorded = inner.store.update_source(&job.source_id, &failed);
+            }
+            if let Err(e) = recorded {
                 tracing::error!(source_id = %job.source_id, "recording an ingestion failure: {e}");
             }
         }
@@ -199,8 +205,15 @@ fn record_stop(inner: &Inner, job: &Job, stop: Stop) {
 }
 
 fn store_err(e: crate::store::StoreError) -> Stop {
-    tracing::error!("metadata store: {e}");
-    Stop::Failed("internal error while recording progress".into())
+    tracing::error!("metadata store: {e:#}");
+    full_or(&e, "internal error while recording progress")
+}
+
+/// The failure to record for a storage error: the full-disk message when the disk or
+/// quota is full (crate::full_disk), `otherwise` else.
+fn full_or(e: &dyn std::fmt::Display, otherwise: &str) -> Stop {
+    let full = crate::full_disk::is_full(&format!("{e:#}"));
+    Stop::Failed(if full { crate::full_disk::MESSAGE.to_owned() } else { otherwise.to_owned() })
 }
 
 fn processing(total: Option<u64>, done: u64) -> SourceProgress {
@@ -400,8 +413,8 @@ async fn store_batch(inner: &Inner, job: &Job, c: &mut Chunks) -> Result<(), Sto
     })
     .await
     .map_err(|e| {
-        tracing::error!(source_id = %source.id, "vector store: {e}");
-        Stop::Failed("could not store the chunks' vectors".into())
+        tracing::error!(source_id = %source.id, "vector store: {e:#}");
+        full_or(&e, "could not store the chunks' vectors")
     })?;
     c.done += batch.len() as u64;
     if !store.update_source(&source.id, &processing(Some(total), c.done)).map_err(store_err)? {

@@ -118,6 +118,8 @@ struct Inner {
     files: FileStorage,
     vectors: Arc<dyn VectorStore>,
     embedder: Embedder,
+    /// Given up when recording a failure meets a full disk (crate::full_disk).
+    reserve: Arc<crate::full_disk::Reserve>,
 }
 
 /// Identifies a queued data source.
@@ -176,8 +178,9 @@ impl Knowledge {
         files: FileStorage,
         vectors: Arc<dyn VectorStore>,
         embedder: Embedder,
+        reserve: Arc<crate::full_disk::Reserve>,
     ) -> anyhow::Result<Self> {
-        let inner = Arc::new(Inner { store, files, vectors, embedder });
+        let inner = Arc::new(Inner { store, files, vectors, embedder, reserve });
         let (queue, rx) = mpsc::unbounded_channel();
         let (stop, stop_rx) = watch::channel(false);
         let unfinished = inner.store.unfinished_sources().map_err(|e| anyhow::anyhow!("reading ingestion jobs: {e}"))?;
