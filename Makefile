@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := run
 ENV := . scripts/env.sh
 
-.PHONY: setup run test test-rust test-guests test-models test-e2e bench bench-inference bench-grammar bench-batching bench-wasm-ratio bench-versus bench-kv bench-kb bench-load guests fuzz
+.PHONY: setup run test test-rust test-guests test-models test-e2e lint fmt bench bench-inference bench-grammar bench-batching bench-wasm-ratio bench-versus bench-kv bench-kb bench-load guests fuzz
 
 setup:
 	@bash scripts/setup.sh
@@ -16,7 +16,15 @@ run: setup
 	@$(ENV); exec "$$TENSORAS_BIN" serve
 
 ## Build everything and run every test: unit, component and end-to-end.
-test: setup test-rust test-guests test-models test-e2e
+test: setup lint test-rust test-guests test-models test-e2e
+
+## rustfmt --check and clippy -D warnings over the host and the guests (scripts/lint.sh).
+lint:
+	@bash scripts/lint.sh
+
+## Rewrite the Rust sources in the project's format (rustfmt.toml).
+fmt:
+	@$(ENV); CARGO=$$(pick_cargo); PATH="$$(dirname $$CARGO):$$PATH"; cargo fmt -p tensoras && (cd functions && cargo fmt --all)
 
 test-rust:
 	@$(ENV); CARGO=$$(pick_cargo); PATH="$$(dirname $$CARGO):$$PATH" "$$CARGO" test --release --locked -p tensoras

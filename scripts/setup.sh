@@ -34,6 +34,13 @@ if ! CARGO=$(pick_cargo); then
   CARGO=$(pick_cargo) || { echo "setup: need cargo >= 1.96 (rustup update, or Debian's cargo-web)" >&2; exit 1; }
 fi
 command -v cc >/dev/null || apt_install gcc libc6-dev
+# rustfmt and clippy for `make lint` (part of `make test`), from the same toolchain.
+if [ "$CARGO" = /usr/bin/cargo ]; then
+  apt_install rust-web-clippy rustfmt-web
+else
+  "$CARGO" clippy --version >/dev/null 2>&1 && "$CARGO" fmt --version >/dev/null 2>&1 ||
+    echo "setup: make lint needs clippy and rustfmt (rustup component add clippy rustfmt)" >&2
+fi
 export CARGO
 
 # Python for the end-to-end tests (the official SDKs drive the real server).

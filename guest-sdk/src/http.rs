@@ -137,14 +137,7 @@ impl Request {
         let headers = raw.headers().entries();
         // `consume` succeeds only once; a failure means there is no body to read.
         let body = BodyReader::new(raw.consume().ok());
-        Request {
-            method,
-            path_with_query,
-            authority,
-            headers,
-            body,
-            _raw: raw,
-        }
+        Request { method, path_with_query, authority, headers, body, _raw: raw }
     }
 
     /// The method in upper case (`GET`, `POST`, ... or an extension method as sent).
@@ -183,10 +176,7 @@ impl Request {
 
     /// The first value of header `name` (compared case-insensitively).
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_slice())
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_slice())
     }
 
     /// Like [`header`](Self::header), but only if the value is valid UTF-8.
@@ -228,9 +218,7 @@ pub struct BodyReader {
 
 impl fmt::Debug for BodyReader {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BodyReader")
-            .field("finished", &self.stream.is_none())
-            .finish()
+        f.debug_struct("BodyReader").field("finished", &self.stream.is_none()).finish()
     }
 }
 
@@ -238,10 +226,7 @@ impl BodyReader {
     fn new(body: Option<IncomingBody>) -> Self {
         let stream = body.as_ref().and_then(|b| b.stream().ok());
         if stream.is_none() {
-            return BodyReader {
-                stream: None,
-                body: None,
-            };
+            return BodyReader { stream: None, body: None };
         }
         BodyReader { stream, body }
     }
@@ -310,9 +295,7 @@ pub struct Responder {
 
 impl fmt::Debug for Responder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Responder")
-            .field("used", &self.out.is_none())
-            .finish()
+        f.debug_struct("Responder").field("used", &self.out.is_none()).finish()
     }
 }
 
@@ -333,10 +316,8 @@ impl Responder {
             // Unreachable through the public API (start/send consume self).
             return Err(HttpError::Body("response already sent".into()));
         };
-        let entries: Vec<(String, Vec<u8>)> = headers
-            .into_iter()
-            .map(|(k, v)| (k.as_ref().to_ascii_lowercase(), v.as_ref().to_vec()))
-            .collect();
+        let entries: Vec<(String, Vec<u8>)> =
+            headers.into_iter().map(|(k, v)| (k.as_ref().to_ascii_lowercase(), v.as_ref().to_vec())).collect();
         match build_response(status, &entries) {
             Ok((response, body)) => {
                 ResponseOutparam::set(out, Ok(response));
@@ -356,20 +337,14 @@ impl Responder {
     /// let _ = responder.send(404, [("content-type", "text/plain")], "not found\n");
     /// # }
     /// ```
-    pub fn send<I, K, V>(
-        self,
-        status: u16,
-        headers: I,
-        body: impl AsRef<[u8]>,
-    ) -> Result<(), HttpError>
+    pub fn send<I, K, V>(self, status: u16, headers: I, body: impl AsRef<[u8]>) -> Result<(), HttpError>
     where
         I: IntoIterator<Item = (K, V)>,
         K: AsRef<str>,
         V: AsRef<[u8]>,
     {
         let mut writer = self.start(status, headers)?;
-        io::Write::write_all(&mut writer, body.as_ref())
-            .map_err(|e| HttpError::Body(e.to_string()))?;
+        io::Write::write_all(&mut writer, body.as_ref()).map_err(|e| HttpError::Body(e.to_string()))?;
         writer.finish()
     }
 }
@@ -378,38 +353,24 @@ impl Drop for Responder {
     fn drop(&mut self) {
         if let Some(out) = self.out.take() {
             // The function returned without answering: answer for it.
-            send_error(
-                out,
-                &HttpError::Body("the function sent no response".into()),
-            );
+            send_error(out, &HttpError::Body("the function sent no response".into()));
         }
     }
 }
 
 /// Creates the response resource with its status and headers, and takes its body.
-fn build_response(
-    status: u16,
-    headers: &[(String, Vec<u8>)],
-) -> Result<(OutgoingResponse, OutgoingBody), HttpError> {
-    let fields =
-        Fields::from_list(headers).map_err(|e| HttpError::InvalidHeader(format!("{e:?}")))?;
+fn build_response(status: u16, headers: &[(String, Vec<u8>)]) -> Result<(OutgoingResponse, OutgoingBody), HttpError> {
+    let fields = Fields::from_list(headers).map_err(|e| HttpError::InvalidHeader(format!("{e:?}")))?;
     let response = OutgoingResponse::new(fields);
-    response
-        .set_status_code(status)
-        .map_err(|()| HttpError::InvalidStatus(status))?;
-    let body = response
-        .body()
-        .map_err(|()| HttpError::Body("response body already taken".into()))?;
+    response.set_status_code(status).map_err(|()| HttpError::InvalidStatus(status))?;
+    let body = response.body().map_err(|()| HttpError::Body("response body already taken".into()))?;
     Ok((response, body))
 }
 
 /// Answers 500 with `err` as plain text; used when the function's own answer
 /// could not be built.
 fn send_error(out: ResponseOutparam, err: &HttpError) {
-    let headers = [(
-        "content-type".to_string(),
-        b"text/plain; charset=utf-8".to_vec(),
-    )];
+    let headers = [("content-type".to_string(), b"text/plain; charset=utf-8".to_vec())];
     match build_response(500, &headers) {
         Ok((response, body)) => {
             ResponseOutparam::set(out, Ok(response));
@@ -451,21 +412,14 @@ pub struct BodyWriter {
 
 impl fmt::Debug for BodyWriter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BodyWriter")
-            .field("finished", &self.body.is_none())
-            .finish()
+        f.debug_struct("BodyWriter").field("finished", &self.body.is_none()).finish()
     }
 }
 
 impl BodyWriter {
     fn new(body: OutgoingBody) -> Result<Self, HttpError> {
-        let stream = body
-            .write()
-            .map_err(|()| HttpError::Body("response body stream already taken".into()))?;
-        Ok(BodyWriter {
-            stream: Some(stream),
-            body: Some(body),
-        })
+        let stream = body.write().map_err(|()| HttpError::Body("response body stream already taken".into()))?;
+        Ok(BodyWriter { stream: Some(stream), body: Some(body) })
     }
 
     /// Flushes what is pending and ends the body (no trailers).
@@ -498,9 +452,7 @@ impl BodyWriter {
             None => Ok(()),
         };
         let finished = match self.body.take() {
-            Some(body) => {
-                OutgoingBody::finish(body, None).map_err(|e| HttpError::Body(format!("{e:?}")))
-            }
+            Some(body) => OutgoingBody::finish(body, None).map_err(|e| HttpError::Body(format!("{e:?}"))),
             None => Ok(()),
         };
         flushed.map_err(|e| HttpError::Body(e.to_string()))?;
@@ -510,9 +462,7 @@ impl BodyWriter {
 
 fn stream_error(e: StreamError) -> io::Error {
     match e {
-        StreamError::Closed => {
-            io::Error::new(io::ErrorKind::BrokenPipe, "response body stream closed")
-        }
+        StreamError::Closed => io::Error::new(io::ErrorKind::BrokenPipe, "response body stream closed"),
         StreamError::LastOperationFailed(e) => io::Error::other(e.to_debug_string()),
     }
 }
@@ -523,10 +473,7 @@ impl io::Write for BodyWriter {
             return Ok(0);
         }
         let Some(stream) = &self.stream else {
-            return Err(io::Error::new(
-                io::ErrorKind::BrokenPipe,
-                "response body finished",
-            ));
+            return Err(io::Error::new(io::ErrorKind::BrokenPipe, "response body finished"));
         };
         loop {
             // `check-write` says how much the host accepts now; writing more
@@ -561,12 +508,7 @@ impl Drop for BodyWriter {
 /// Glue behind [`export_http!`](crate::export_http).
 #[doc(hidden)]
 pub fn __handle<F: HttpFunction>(request: IncomingRequest, response_out: ResponseOutparam) {
-    F::handle(
-        Request::from_raw(request),
-        Responder {
-            out: Some(response_out),
-        },
-    );
+    F::handle(Request::from_raw(request), Responder { out: Some(response_out) });
 }
 
 /// Exports an [`HttpFunction`] implementation as the component's
@@ -592,9 +534,7 @@ macro_rules! export_http {
             // See `export_tool!` for why an adapter struct is used.
             struct __TensorasHttpExport;
 
-            impl $crate::wit::http_function::exports::wasi::http::incoming_handler::Guest
-                for __TensorasHttpExport
-            {
+            impl $crate::wit::http_function::exports::wasi::http::incoming_handler::Guest for __TensorasHttpExport {
                 fn handle(
                     request: $crate::wit::http_function::wasi::http::types::IncomingRequest,
                     response_out: $crate::wit::http_function::wasi::http::types::ResponseOutparam,

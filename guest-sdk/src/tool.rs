@@ -42,11 +42,7 @@ impl ToolInfo {
     /// let info = ToolInfo::new("noop", "Does nothing", json!({"type": "object"}));
     /// ```
     pub fn new(name: impl Into<String>, description: impl Into<String>, parameters: Value) -> Self {
-        ToolInfo {
-            name: name.into(),
-            description: description.into(),
-            parameters,
-        }
+        ToolInfo { name: name.into(), description: description.into(), parameters }
     }
 }
 
@@ -128,17 +124,11 @@ pub trait Tool {
 /// assert!(tensoras_guest::tool::required_str(&args, "country").is_err());
 /// ```
 pub fn required_str<'a>(args: &'a Value, key: &str) -> Result<&'a str, ToolError> {
-    let object = args
-        .as_object()
-        .ok_or_else(|| ToolError::InvalidArguments("arguments must be a JSON object".into()))?;
+    let object = args.as_object().ok_or_else(|| ToolError::InvalidArguments("arguments must be a JSON object".into()))?;
     match object.get(key) {
-        None | Some(Value::Null) => Err(ToolError::InvalidArguments(format!(
-            "missing required argument `{key}`"
-        ))),
+        None | Some(Value::Null) => Err(ToolError::InvalidArguments(format!("missing required argument `{key}`"))),
         Some(Value::String(s)) => Ok(s),
-        Some(_) => Err(ToolError::InvalidArguments(format!(
-            "argument `{key}` must be a string"
-        ))),
+        Some(_) => Err(ToolError::InvalidArguments(format!("argument `{key}` must be a string"))),
     }
 }
 
@@ -146,19 +136,14 @@ pub fn required_str<'a>(args: &'a Value, key: &str) -> Result<&'a str, ToolError
 #[doc(hidden)]
 pub fn __describe<T: Tool>() -> raw::ToolInfo {
     let info = T::info();
-    raw::ToolInfo {
-        name: info.name,
-        description: info.description,
-        parameters: info.parameters.to_string(),
-    }
+    raw::ToolInfo { name: info.name, description: info.description, parameters: info.parameters.to_string() }
 }
 
 /// Glue behind [`export_tool!`](crate::export_tool): `call`.
 #[doc(hidden)]
 pub fn __call<T: Tool>(arguments: String) -> Result<String, raw::ToolError> {
-    let args: Value = serde_json::from_str(&arguments).map_err(|e| {
-        raw::ToolError::InvalidArguments(format!("arguments are not valid JSON: {e}"))
-    })?;
+    let args: Value = serde_json::from_str(&arguments)
+        .map_err(|e| raw::ToolError::InvalidArguments(format!("arguments are not valid JSON: {e}")))?;
     match T::call(args) {
         Ok(Value::String(text)) => Ok(text),
         Ok(value) => Ok(value.to_string()),
@@ -191,11 +176,8 @@ macro_rules! export_tool {
             // type path and keeps the raw bindings out of user code.
             struct __TensorasToolExport;
 
-            impl $crate::wit::tool_function::exports::tensoras::platform::tool::Guest
-                for __TensorasToolExport
-            {
-                fn describe()
-                -> $crate::wit::tool_function::exports::tensoras::platform::tool::ToolInfo {
+            impl $crate::wit::tool_function::exports::tensoras::platform::tool::Guest for __TensorasToolExport {
+                fn describe() -> $crate::wit::tool_function::exports::tensoras::platform::tool::ToolInfo {
                     $crate::tool::__describe::<$tool>()
                 }
 
@@ -245,18 +227,9 @@ mod tests {
 
     #[test]
     fn call_converts_arguments_and_results() {
-        assert!(matches!(
-            __call::<Echo>("{not json".into()),
-            Err(raw::ToolError::InvalidArguments(_))
-        ));
-        assert_eq!(
-            __call::<Echo>(r#"{"value":"plain"}"#.into()).ok(),
-            Some("plain".into())
-        );
-        assert_eq!(
-            __call::<Echo>(r#"{"value":{"a":1}}"#.into()).ok(),
-            Some(r#"{"a":1}"#.into())
-        );
+        assert!(matches!(__call::<Echo>("{not json".into()), Err(raw::ToolError::InvalidArguments(_))));
+        assert_eq!(__call::<Echo>(r#"{"value":"plain"}"#.into()).ok(), Some("plain".into()));
+        assert_eq!(__call::<Echo>(r#"{"value":{"a":1}}"#.into()).ok(), Some(r#"{"a":1}"#.into()));
         assert!(matches!(
             __call::<Echo>(r#"{"fail":1}"#.into()),
             Err(raw::ToolError::Failed(m)) if m == "asked to"
@@ -266,18 +239,8 @@ mod tests {
     #[test]
     fn required_str_explains_what_is_wrong() {
         let args = json!({"n": 1});
-        assert_eq!(
-            required_str(&args, "n"),
-            Err(ToolError::InvalidArguments(
-                "argument `n` must be a string".into()
-            ))
-        );
-        assert_eq!(
-            required_str(&args, "m"),
-            Err(ToolError::InvalidArguments(
-                "missing required argument `m`".into()
-            ))
-        );
+        assert_eq!(required_str(&args, "n"), Err(ToolError::InvalidArguments("argument `n` must be a string".into())));
+        assert_eq!(required_str(&args, "m"), Err(ToolError::InvalidArguments("missing required argument `m`".into())));
         assert!(required_str(&json!([1]), "n").is_err());
     }
 }

@@ -93,9 +93,9 @@ fn main() -> anyhow::Result<()> {
     // cargo bench passes `--bench`; nothing else is accepted.
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let manifests = std::env::var_os("TENSORAS_MODEL_MANIFESTS").map(PathBuf::from).unwrap_or_else(|| root.join("models"));
-    let models_dir = std::env::var_os("TENSORAS_MODELS_DIR").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache/tensoras/models")
-    });
+    let models_dir = std::env::var_os("TENSORAS_MODELS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache/tensoras/models"));
     let library = std::env::var_os("TENSORAS_ORT_LIB").map(PathBuf::from);
     let threads: Vec<usize> = std::env::var("DECODE_THREADS")
         .unwrap_or_else(|_| "1,2".into())
@@ -143,7 +143,8 @@ fn main() -> anyhow::Result<()> {
                     None,
                 )
                 .map_err(|e| anyhow::anyhow!(e))?;
-            let prompt: Vec<i64> = text.encode(&rendered, false).map_err(|e| anyhow::anyhow!(e))?.into_iter().map(i64::from).collect();
+            let prompt: Vec<i64> =
+                text.encode(&rendered, false).map_err(|e| anyhow::anyhow!(e))?.into_iter().map(i64::from).collect();
             let stop = text.stop_tokens().to_vec();
             let _ = generate(&graph, &prompt, &stop, max_tokens);
             loaded.push((name, graph, prompt, stop, Vec::new()));

@@ -26,13 +26,8 @@ fn bench(c: &mut Criterion) {
     let calc = component("calc");
     let echo = component("echo");
     for (label, pooling) in [("pooling", true), ("on_demand", false)] {
-        let runtime = Runtime::new(&RuntimeOptions {
-            pooling,
-            max_instances: 64,
-            max_memory_bytes: 256 << 20,
-            cache_dir: None,
-        })
-        .unwrap();
+        let runtime =
+            Runtime::new(&RuntimeOptions { pooling, max_instances: 64, max_memory_bytes: 256 << 20, cache_dir: None }).unwrap();
         let tool = runtime.prepare_tool(&runtime.compile(&calc).unwrap(), limits(), Sandbox::default()).unwrap();
         let http = runtime.prepare_http(&runtime.compile(&echo).unwrap(), limits(), Sandbox::default()).unwrap();
 

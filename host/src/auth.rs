@@ -30,10 +30,7 @@ fn random_bytes<const N: usize>() -> anyhow::Result<[u8; N]> {
 
 /// Generates a new API key.
 pub fn generate_key() -> anyhow::Result<NewKey> {
-    let secret = format!(
-        "{KEY_PREFIX}{}",
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<32>()?)
-    );
+    let secret = format!("{KEY_PREFIX}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<32>()?));
     Ok(NewKey { hash: hash_key(&secret), id: new_id("key")?, secret })
 }
 
@@ -57,11 +54,8 @@ pub fn hex(bytes: &[u8]) -> String {
 pub fn looks_like_key(secret: &str) -> bool {
     secret.len() >= MIN_KEY_LEN
         && secret.starts_with(KEY_PREFIX)
-        && secret[KEY_PREFIX.len()..]
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && secret[KEY_PREFIX.len()..].bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
-
 
 /// What a key may manage beyond the ordinary API of its tenant (docs/security.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
@@ -169,10 +163,7 @@ pub fn register_key(
     spec: &KeySpec<'_>,
 ) -> anyhow::Result<crate::store::ApiKey> {
     anyhow::ensure!(!spec.name.trim().is_empty() && spec.name.len() <= 256, "key names are 1-256 characters");
-    anyhow::ensure!(
-        crate::functions::valid_name(spec.tenant),
-        "tenant names are 1-64 characters of A-Z, a-z, 0-9, '_' and '-'"
-    );
+    anyhow::ensure!(crate::functions::valid_name(spec.tenant), "tenant names are 1-64 characters of A-Z, a-z, 0-9, '_' and '-'");
     anyhow::ensure!(
         looks_like_key(secret),
         "API keys must start with '{KEY_PREFIX}' followed by at least 32 characters of A-Z, a-z, 0-9, '-' and '_'"

@@ -74,11 +74,7 @@ impl Config {
             max_instances: 256,
             admission: crate::runtime::AdmissionOptions::default(),
             listen: ListenOptions::default(),
-            handler_limits: crate::runtime::Limits {
-                memory_bytes: 512 << 20,
-                timeout: Duration::from_secs(600),
-                fuel: u64::MAX,
-            },
+            handler_limits: crate::runtime::Limits { memory_bytes: 512 << 20, timeout: Duration::from_secs(600), fuel: u64::MAX },
             manifests_dir: PathBuf::from("models"),
             models_dir: default_models_dir(),
             handlers_dir: PathBuf::from("build/functions"),
@@ -146,11 +142,7 @@ pub struct ListenOptions {
 
 impl Default for ListenOptions {
     fn default() -> Self {
-        Self {
-            max_connections: 4096,
-            header_timeout: Duration::from_secs(10),
-            body_idle_timeout: Duration::from_secs(30),
-        }
+        Self { max_connections: 4096, header_timeout: Duration::from_secs(10), body_idle_timeout: Duration::from_secs(30) }
     }
 }
 

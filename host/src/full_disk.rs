@@ -23,13 +23,8 @@ pub const MESSAGE: &str = "The server's storage is full, so nothing was stored. 
 /// is full: ENOSPC or EDQUOT as Rust renders an OS error (`(os error 28)`, `(os error
 /// 122)`) or as the OS words it, and SQLite's `SQLITE_FULL`.
 pub fn is_full(rendered: &str) -> bool {
-    const MARKERS: &[&str] = &[
-        "(os error 28)",
-        "(os error 122)",
-        "No space left on device",
-        "Disk quota exceeded",
-        "database or disk is full",
-    ];
+    const MARKERS: &[&str] =
+        &["(os error 28)", "(os error 122)", "No space left on device", "Disk quota exceeded", "database or disk is full"];
     MARKERS.iter().any(|m| rendered.contains(m))
 }
 

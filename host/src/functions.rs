@@ -124,7 +124,11 @@ impl Registry {
         match tokio::task::spawn_blocking(move || repair_components(&dir, &data_dir, &all, started)).await? {
             Ok(repair) => {
                 if repair.moved + repair.removed > 0 {
-                    tracing::warn!(moved = repair.moved, removed = repair.removed, "functions: mended what an interrupted run left");
+                    tracing::warn!(
+                        moved = repair.moved,
+                        removed = repair.removed,
+                        "functions: mended what an interrupted run left"
+                    );
                 }
                 for (tenant, name) in &repair.missing {
                     tracing::error!(tenant = %tenant, function = %name, "deployed function has no component file; removing its record");
@@ -134,13 +138,8 @@ impl Registry {
             }
             Err(e) => tracing::error!("checking the functions folder: {e}"),
         }
-        let registry = Self {
-            runtime,
-            store,
-            config,
-            deployed: RwLock::new(HashMap::new()),
-            writes: tokio::sync::Mutex::new(()),
-        };
+        let registry =
+            Self { runtime, store, config, deployed: RwLock::new(HashMap::new()), writes: tokio::sync::Mutex::new(()) };
         let mut loaded = 0usize;
         for record in records {
             let path = registry.component_path(&record);
@@ -179,10 +178,7 @@ impl Registry {
     fn sandbox(&self, record: &FunctionRecord) -> Sandbox {
         Sandbox {
             grants: record.grants.clone(),
-            storage_dir: record
-                .grants
-                .storage
-                .then(|| self.config.function_data_dir().join(&record.tenant).join(&record.name)),
+            storage_dir: record.grants.storage.then(|| self.config.function_data_dir().join(&record.tenant).join(&record.name)),
             addresses: Arc::new(self.config.address_policy.clone()),
         }
     }
@@ -201,12 +197,12 @@ impl Registry {
             .map_err(|m| invalid("file", m))?;
         let sandbox = self.sandbox(record);
         Ok(match record.kind {
-            FunctionKind::Tool => Executable::Tool(
-                self.runtime.prepare_tool(&component, limits, sandbox).map_err(|m| invalid("file", m))?,
-            ),
-            FunctionKind::Http => Executable::Http(
-                self.runtime.prepare_http(&component, limits, sandbox).map_err(|m| invalid("file", m))?,
-            ),
+            FunctionKind::Tool => {
+                Executable::Tool(self.runtime.prepare_tool(&component, limits, sandbox).map_err(|m| invalid("file", m))?)
+            }
+            FunctionKind::Http => {
+                Executable::Http(self.runtime.prepare_http(&component, limits, sandbox).map_err(|m| invalid("file", m))?)
+            }
         })
     }
 
@@ -444,10 +440,7 @@ async fn fill_from_describe(runtime: &Runtime, tool: &ToolFunction, record: &mut
     if !record.description.is_empty() && record.parameters.is_some() {
         return Ok(());
     }
-    let info = runtime
-        .describe_tool(tool)
-        .await
-        .map_err(|e| invalid("file", format!("the tool's describe() failed: {e}")))?;
+    let info = runtime.describe_tool(tool).await.map_err(|e| invalid("file", format!("the tool's describe() failed: {e}")))?;
     if record.description.is_empty() {
         record.description = info.description;
     }
@@ -527,7 +520,8 @@ mod tests {
         expected.sort();
         assert_eq!(left, expected);
         assert_eq!(std::fs::read(component_file(&dir, "t", "cut", &cut.sha256)).unwrap(), b"cut v2");
-        let data_left: Vec<String> = tenant_entries(&data).unwrap().into_iter().map(|e| format!("{}/{}", e.tenant, e.name)).collect();
+        let data_left: Vec<String> =
+            tenant_entries(&data).unwrap().into_iter().map(|e| format!("{}/{}", e.tenant, e.name)).collect();
         assert_eq!(data_left, ["t/ok"]);
         assert_eq!(repair.removed, 7, "ok v1, ok's temporary, cut v1, lost's and gone's files; two storage folders");
     }

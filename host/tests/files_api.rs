@@ -29,7 +29,8 @@ async fn get_json(s: &Server, key: &str, path: &str) -> (u16, Value) {
 #[tokio::test]
 async fn upload_list_get_content_delete() {
     let s = Server::start().await;
-    let (status, f) = upload(&s, &s.key, "notes.md", b"# Notes\n\nThe vault code is 4417.\n".to_vec(), Some("knowledge_base")).await;
+    let (status, f) =
+        upload(&s, &s.key, "notes.md", b"# Notes\n\nThe vault code is 4417.\n".to_vec(), Some("knowledge_base")).await;
     assert_eq!(status, 200, "{f}");
     let id = f["id"].as_str().unwrap().to_owned();
     assert!(id.starts_with("file-"), "{id}");
@@ -89,7 +90,11 @@ async fn pagination_with_limit_after_and_order() {
     let mut seen = Vec::new();
     let mut after = String::new();
     loop {
-        let path = if after.is_empty() { "/v1/files?limit=2&order=asc".to_owned() } else { format!("/v1/files?limit=2&order=asc&after={after}") };
+        let path = if after.is_empty() {
+            "/v1/files?limit=2&order=asc".to_owned()
+        } else {
+            format!("/v1/files?limit=2&order=asc&after={after}")
+        };
         let (status, page) = get_json(&s, &s.key, &path).await;
         assert_eq!(status, 200, "{page}");
         for f in page["data"].as_array().unwrap() {
@@ -105,7 +110,8 @@ async fn pagination_with_limit_after_and_order() {
     let mut got = seen.clone();
     got.sort();
     assert_eq!(got, expected, "every file exactly once");
-    for (path, param) in [("/v1/files?limit=0", "limit"), ("/v1/files?order=up", "order"), ("/v1/files?after=file-nope", "after")] {
+    for (path, param) in [("/v1/files?limit=0", "limit"), ("/v1/files?order=up", "order"), ("/v1/files?after=file-nope", "after")]
+    {
         let (status, err) = get_json(&s, &s.key, path).await;
         assert_eq!(status, 400, "{path}");
         assert_eq!(assert_openai_error(&err)["param"], param);
@@ -173,11 +179,18 @@ async fn tenants_are_isolated_and_files_persist() {
 
 #[tokio::test]
 async fn memory_store_serves_files_too() {
-    let s = Server::start_with(std::sync::Arc::new(tempfile::tempdir().unwrap()), |c| c.files_url = Some("memory://".into())).await;
+    let s =
+        Server::start_with(std::sync::Arc::new(tempfile::tempdir().unwrap()), |c| c.files_url = Some("memory://".into())).await;
     let (status, f) = upload(&s, &s.key, "m.json", br#"{"a": 1}"#.to_vec(), Some("batch")).await;
     assert_eq!(status, 200, "{f}");
     assert_eq!(f["content_type"], "application/json");
-    let resp = s.client().get(s.url(&format!("/v1/files/{}/content", f["id"].as_str().unwrap()))).bearer_auth(&s.key).send().await.unwrap();
+    let resp = s
+        .client()
+        .get(s.url(&format!("/v1/files/{}/content", f["id"].as_str().unwrap())))
+        .bearer_auth(&s.key)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(&resp.bytes().await.unwrap()[..], br#"{"a": 1}"#);
     assert!(!s.data.path().join("objects/files").exists());
 }

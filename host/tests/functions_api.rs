@@ -62,9 +62,19 @@ async fn invalid_uploads_are_refused_with_the_reason() {
         (component("calc"), json!({"name": "a b", "kind": "tool"}), "name", "function names"),
         (component("calc"), json!({"kind": "tool"}), "name", "missing function name"),
         (component("calc"), json!({"name": "a", "kind": "lambda"}), "kind", "kind must be"),
-        (component("calc"), json!({"name": "a", "kind": "tool", "limits": {"memory_mb": 999999}}), "limits.memory_mb", "memory_mb"),
+        (
+            component("calc"),
+            json!({"name": "a", "kind": "tool", "limits": {"memory_mb": 999999}}),
+            "limits.memory_mb",
+            "memory_mb",
+        ),
         (component("calc"), json!({"name": "a", "kind": "tool", "limits": {"memory_mb": 257}}), "limits.memory_mb", "256"),
-        (component("calc"), json!({"name": "a", "kind": "tool", "limits": {"timeout_ms": 300_000}}), "limits.timeout_ms", "60000"),
+        (
+            component("calc"),
+            json!({"name": "a", "kind": "tool", "limits": {"timeout_ms": 300_000}}),
+            "limits.timeout_ms",
+            "60000",
+        ),
         (component("calc"), json!({"name": "a", "kind": "tool", "limits": {"fuel": u64::MAX}}), "limits.fuel", "maximum"),
         (component("calc"), json!({"name": "a", "kind": "tool", "grants": {"network": ["nope"]}}), "grants", "grants.network"),
         (component("calc"), json!({"name": "a", "kind": "tool", "parameters": {"type": "string"}}), "parameters", "object"),
@@ -103,7 +113,8 @@ async fn keys_are_required_and_tenants_are_isolated() {
     assert!(beta.starts_with("tns_") && beta.len() >= 36);
     let list: Value = c.get(s.url("/v1/functions")).bearer_auth(&beta).send().await.unwrap().json().await.unwrap();
     assert_eq!(list["data"], json!([]));
-    let resp = c.post(s.url("/v1/functions/calc/call")).bearer_auth(&beta).json(&json!({"expression": "1"})).send().await.unwrap();
+    let resp =
+        c.post(s.url("/v1/functions/calc/call")).bearer_auth(&beta).json(&json!({"expression": "1"})).send().await.unwrap();
     assert_eq!(resp.status(), 404);
     // Beta's admin may delete beta's functions, and sees alpha's as missing.
     let beta_admin = s.key_for_tenant("beta", true).await;
@@ -123,7 +134,10 @@ async fn keys_are_required_and_tenants_are_isolated() {
 
     // Revoked keys stop working.
     let keys: Value = c.get(s.url("/v1/keys")).bearer_auth(&s.key).send().await.unwrap().json().await.unwrap();
-    let beta_id = keys["data"].as_array().unwrap().iter().find(|k| k["tenant"] == "beta" && k["role"] == "member").unwrap()["id"].as_str().unwrap().to_owned();
+    let beta_id = keys["data"].as_array().unwrap().iter().find(|k| k["tenant"] == "beta" && k["role"] == "member").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert!(keys.to_string().find("tns_").is_none(), "secrets must never be listed: {keys}");
     let resp = c.delete(s.url(&format!("/v1/keys/{beta_id}"))).bearer_auth(&s.key).send().await.unwrap();
     assert_eq!(resp.status(), 200);
@@ -160,7 +174,8 @@ async fn a_restart_repairs_what_a_killed_deploy_left() {
     let data = s.stop().await;
     let dir = data.path().join("functions/alpha");
     let files = || {
-        let mut names: Vec<String> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        let mut names: Vec<String> =
+            std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
         names.sort();
         names
     };
@@ -189,7 +204,8 @@ async fn malformed_requests_get_openai_errors() {
     let c = s.client();
     let call = s.url("/v1/functions/calc/call");
 
-    let resp = c.post(&call).bearer_auth(&s.key).header("content-type", "application/json").body("{not json").send().await.unwrap();
+    let resp =
+        c.post(&call).bearer_auth(&s.key).header("content-type", "application/json").body("{not json").send().await.unwrap();
     assert_eq!(resp.status(), 400);
     assert_openai_error(&resp.json().await.unwrap());
 

@@ -10,6 +10,7 @@
 //! at most a small multiple of the document (decompressing formats excepted), no chunk is
 //! longer than the configured size, and the chunks together are at most a few times the
 //! text (the overlap).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail by panicking
 
 #[path = "fuzz/mutate.rs"]
 mod mutate;
@@ -64,9 +65,32 @@ fn extract_property(content_type: &'static str) -> impl Fn(&[u8]) -> Result<(), 
 // --- documents --------------------------------------------------------------------------
 
 const HTML_DICT: &[&[u8]] = &[
-    b"<p>", b"</p>", b"<div>", b"<br/>", b"<script>", b"</script>", b"<SCRIPT>", b"<style>", b"</style>", b"<!--",
-    b"-->", b"<td>", b"<th>", b"<", b">", b"&amp;", b"&#x10FFFF;", b"&#1114112;", b"&#xD800;", b"&#", b"&nbsp;",
-    b"&", b";", b"<li>", b"<table><tr>", b"</",
+    b"<p>",
+    b"</p>",
+    b"<div>",
+    b"<br/>",
+    b"<script>",
+    b"</script>",
+    b"<SCRIPT>",
+    b"<style>",
+    b"</style>",
+    b"<!--",
+    b"-->",
+    b"<td>",
+    b"<th>",
+    b"<",
+    b">",
+    b"&amp;",
+    b"&#x10FFFF;",
+    b"&#1114112;",
+    b"&#xD800;",
+    b"&#",
+    b"&nbsp;",
+    b"&",
+    b";",
+    b"<li>",
+    b"<table><tr>",
+    b"</",
 ];
 
 #[test]
@@ -103,8 +127,22 @@ fn kb_tsv() {
 }
 
 const JSON_DICT: &[&[u8]] = &[
-    b"{", b"}", b"[", b"]", b"\"k\":", b"\"", b",", b"null", b"true", b"1e999", b"-0", b"\"\\u0000\"", b"\"\\ud800\"",
-    b"{\"a\":", b"[[", b"\n",
+    b"{",
+    b"}",
+    b"[",
+    b"]",
+    b"\"k\":",
+    b"\"",
+    b",",
+    b"null",
+    b"true",
+    b"1e999",
+    b"-0",
+    b"\"\\u0000\"",
+    b"\"\\ud800\"",
+    b"{\"a\":",
+    b"[[",
+    b"\n",
 ];
 
 #[test]
@@ -131,10 +169,10 @@ fn kb_text() {
     let seeds = bytes(&["\u{feff}# Title\n\nSome *markdown* text.\n", "plain"]);
     run(target("kb_text", seeds, &[b"\xEF\xBB\xBF", b"\n"]), |input| {
         for ty in ["text/plain", "text/markdown", "application/xml", "application/yaml"] {
-            if let Ok(text) = parse::extract(ty, input) {
-                if text.len() > input.len() {
-                    return Err(format!("{ty}: text grew from {} to {} bytes", input.len(), text.len()));
-                }
+            if let Ok(text) = parse::extract(ty, input)
+                && text.len() > input.len()
+            {
+                return Err(format!("{ty}: text grew from {} to {} bytes", input.len(), text.len()));
             }
         }
         // Types the parser does not read are refused, whatever the bytes.
@@ -151,14 +189,14 @@ fn pdf(objects: &[Vec<u8>]) -> Vec<u8> {
     let mut offsets = Vec::new();
     for (i, body) in objects.iter().enumerate() {
         offsets.push(out.len());
-        write!(out, "{} 0 obj\n", i + 1).unwrap();
+        writeln!(out, "{} 0 obj", i + 1).unwrap();
         out.extend_from_slice(body);
         out.extend_from_slice(b"\nendobj\n");
     }
     let xref = out.len();
-    write!(out, "xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).unwrap();
+    writeln!(out, "xref\n0 {}\n0000000000 65535 f ", objects.len() + 1).unwrap();
     for o in offsets {
-        write!(out, "{o:010} 00000 n \n").unwrap();
+        writeln!(out, "{o:010} 00000 n ").unwrap();
     }
     write!(out, "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n", objects.len() + 1).unwrap();
     out
@@ -212,9 +250,35 @@ fn pdf_seeds() -> Vec<Vec<u8>> {
 }
 
 const PDF_DICT: &[&[u8]] = &[
-    b"obj", b"endobj", b"stream\n", b"endstream", b"<<", b">>", b"/Length 99999999", b"/Filter /FlateDecode", b" 0 R",
-    b"xref", b"trailer", b"startxref", b"/Kids [", b"/Contents", b"(", b")", b"[", b"]", b"Tj", b"TJ", b"Tf", b"Td",
-    b"Tm", b"BT", b"ET", b"/Encrypt", b"-1", b"4294967295", b"/Count 999999999",
+    b"obj",
+    b"endobj",
+    b"stream\n",
+    b"endstream",
+    b"<<",
+    b">>",
+    b"/Length 99999999",
+    b"/Filter /FlateDecode",
+    b" 0 R",
+    b"xref",
+    b"trailer",
+    b"startxref",
+    b"/Kids [",
+    b"/Contents",
+    b"(",
+    b")",
+    b"[",
+    b"]",
+    b"Tj",
+    b"TJ",
+    b"Tf",
+    b"Td",
+    b"Tm",
+    b"BT",
+    b"ET",
+    b"/Encrypt",
+    b"-1",
+    b"4294967295",
+    b"/Count 999999999",
 ];
 
 #[test]
@@ -246,9 +310,26 @@ const DOCX_XML: &str = r#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?
 </w:body></w:document>"#;
 
 const DOCX_DICT: &[&[u8]] = &[
-    b"<w:p>", b"</w:p>", b"<w:t>", b"</w:t>", b"<w:tc>", b"</w:tc>", b"<w:tr>", b"</w:tr>", b"<mc:Fallback>",
-    b"</mc:Fallback>", b"&amp;", b"&#xD800;", b"&bogus;", b"<![CDATA[", b"]]>", b"<w:br/>", b"PK\x03\x04",
-    b"PK\x01\x02", b"PK\x05\x06", b"\xff\xff\xff\xff",
+    b"<w:p>",
+    b"</w:p>",
+    b"<w:t>",
+    b"</w:t>",
+    b"<w:tc>",
+    b"</w:tc>",
+    b"<w:tr>",
+    b"</w:tr>",
+    b"<mc:Fallback>",
+    b"</mc:Fallback>",
+    b"&amp;",
+    b"&#xD800;",
+    b"&bogus;",
+    b"<![CDATA[",
+    b"]]>",
+    b"<w:br/>",
+    b"PK\x03\x04",
+    b"PK\x01\x02",
+    b"PK\x05\x06",
+    b"\xff\xff\xff\xff",
 ];
 
 #[test]
@@ -396,8 +477,26 @@ fn kb_chunk() {
 // --- vector filters ---------------------------------------------------------------------
 
 const FILTER_DICT: &[&[u8]] = &[
-    b"\"$eq\"", b"\"$ne\"", b"\"$gt\"", b"\"$gte\"", b"\"$lt\"", b"\"$lte\"", b"\"$in\"", b"\"$nin\"", b"{", b"}",
-    b"[", b"]", b":", b",", b"null", b"true", b"1e308", b"-9223372036854775808", b"18446744073709551615", b"\"a.b\"",
+    b"\"$eq\"",
+    b"\"$ne\"",
+    b"\"$gt\"",
+    b"\"$gte\"",
+    b"\"$lt\"",
+    b"\"$lte\"",
+    b"\"$in\"",
+    b"\"$nin\"",
+    b"{",
+    b"}",
+    b"[",
+    b"]",
+    b":",
+    b",",
+    b"null",
+    b"true",
+    b"1e308",
+    b"-9223372036854775808",
+    b"18446744073709551615",
+    b"\"a.b\"",
 ];
 
 #[test]
@@ -464,10 +563,10 @@ fn files_sniff() {
         if ty.is_empty() || !ty.contains('/') {
             return Err(format!("content type {ty:?}"));
         }
-        if let Some(ext) = sniff::extension(&name) {
-            if ext.is_empty() || ext.contains(['/', '\\']) {
-                return Err(format!("extension {ext:?} of {name:?}"));
-            }
+        if let Some(ext) = sniff::extension(&name)
+            && (ext.is_empty() || ext.contains(['/', '\\']))
+        {
+            return Err(format!("extension {ext:?} of {name:?}"));
         }
         Ok(())
     });

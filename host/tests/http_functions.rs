@@ -98,7 +98,14 @@ async fn response_starts_before_the_request_body_ends() {
 async fn oversized_bodies_are_refused() {
     let s = Server::start_with(std::sync::Arc::new(tempfile::tempdir().unwrap()), |c| c.max_body_bytes = 256 * 1024).await;
     s.deploy_ok("echo", "echo", "http", json!({})).await;
-    let resp = s.client().post(s.url("/v1/functions/echo/invoke")).bearer_auth(&s.key).body(vec![b'x'; 400 * 1024]).send().await.unwrap();
+    let resp = s
+        .client()
+        .post(s.url("/v1/functions/echo/invoke"))
+        .bearer_auth(&s.key)
+        .body(vec![b'x'; 400 * 1024])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 413);
     assert_openai_error(&resp.json().await.unwrap());
 }

@@ -24,7 +24,16 @@ fn home_cache() -> PathBuf {
 }
 
 fn ort() -> OrtOptions {
-    let opts = OrtOptions { library: None, threads: 1, cuda: false, max_batch: 8, prefix_cache_bytes: 1 << 20, kv_in_place: true, nbits_kernel: true, spin_between_runs: false };
+    let opts = OrtOptions {
+        library: None,
+        threads: 1,
+        cuda: false,
+        max_batch: 8,
+        prefix_cache_bytes: 1 << 20,
+        kv_in_place: true,
+        nbits_kernel: true,
+        spin_between_runs: false,
+    };
     tensoras::inference::onnx::init(&opts).expect("ONNX Runtime (run `make setup`)");
     opts
 }
@@ -272,7 +281,12 @@ fn smollm2_answers_the_france_question_through_the_backend() {
     let inference = default_models();
     let loaded = inference.get("smollm2").expect("smollm2-135m-instruct is installed by `make setup`");
     let Graph::Decoder(graph) = &loaded.graph else { panic!("chat model must be a decoder") };
-    let msg = TemplateMessage { role: "user".into(), content: "What is the capital of France?".into(), tool_call_id: None, tool_calls: None };
+    let msg = TemplateMessage {
+        role: "user".into(),
+        content: "What is the capital of France?".into(),
+        tool_call_id: None,
+        tool_calls: None,
+    };
     let prompt = loaded.text.apply_chat_template(&[msg], None).unwrap();
     let ids: Vec<i64> = loaded.text.encode(&prompt, false).unwrap().into_iter().map(i64::from).collect();
     let mut seq = DecoderSequence::new(graph.clone());
@@ -305,10 +319,8 @@ async fn smollm2_decodes_the_same_tokens_batched_as_alone() {
         loaded.text.encode(&rendered, false).unwrap().into_iter().map(i64::from).collect()
     };
     const STEPS: usize = 16;
-    let alone: Vec<Vec<i64>> = prompts
-        .iter()
-        .map(|p| greedy(graph.clone(), &encode(p), STEPS).iter().map(|l| argmax(l)).collect())
-        .collect();
+    let alone: Vec<Vec<i64>> =
+        prompts.iter().map(|p| greedy(graph.clone(), &encode(p), STEPS).iter().map(|l| argmax(l)).collect()).collect();
     let before = graph.batch_stats();
     // All three prompts run before the first decode step, which then waits for all three:
     // the batch does not depend on how the tasks are scheduled.
@@ -347,8 +359,13 @@ async fn smollm2_decodes_the_same_tokens_batched_as_alone() {
 async fn smollm2_in_place_cache_matches_the_copied_cache() {
     let _alone = SCHEDULER_TIMING.lock().await;
     let load = |in_place: bool| {
-        Inference::load(&repo().join("models"), &home_cache().join("models"), false, &OrtOptions { kv_in_place: in_place, prefix_cache_bytes: 64 << 20, ..ort() })
-            .expect("default models (run `make setup`)")
+        Inference::load(
+            &repo().join("models"),
+            &home_cache().join("models"),
+            false,
+            &OrtOptions { kv_in_place: in_place, prefix_cache_bytes: 64 << 20, ..ort() },
+        )
+        .expect("default models (run `make setup`)")
     };
     let (in_place, copied) = (load(true), load(false));
     let graph = |inference: &Inference| match &inference.get("smollm2").expect("installed by `make setup`").graph {
@@ -399,7 +416,8 @@ fn smollm2_nbits_kernel_matches_onnx_runtime() {
     assert_eq!(graph(&ours).nbits_kernel_nodes() > 0, avx512, "the kernel runs exactly where the CPU has AVX-512F");
     assert_eq!(graph(&theirs).nbits_kernel_nodes(), 0);
     let text = &ours.get("smollm2").unwrap().text;
-    let ids: Vec<i64> = text.encode("The capital of France is a city called", false).unwrap().into_iter().map(i64::from).collect();
+    let ids: Vec<i64> =
+        text.encode("The capital of France is a city called", false).unwrap().into_iter().map(i64::from).collect();
     let (a, b) = (greedy(graph(&ours), &ids, 12), greedy(graph(&theirs), &ids, 12));
     assert_close(&a, &b, 1e-3);
     for (step, (x, y)) in a.iter().zip(&b).enumerate() {
@@ -438,7 +456,12 @@ fn smollm2_chat_prompts_take_control_tokens_from_the_template_only() {
     let id = |t: &str| text.encode(t, false).unwrap()[0];
     let (start, end) = (id("<|im_start|>"), id("<|im_end|>"));
     assert_ne!(start, end);
-    let msg = |role: &str, content: &str| TemplateMessage { role: role.into(), content: content.into(), tool_call_id: None, tool_calls: None };
+    let msg = |role: &str, content: &str| TemplateMessage {
+        role: role.into(),
+        content: content.into(),
+        tool_call_id: None,
+        tool_calls: None,
+    };
     let controls = |ids: &[u32]| ids.iter().filter(|&&i| i == start || i == end).count();
     let chat = |messages: &[TemplateMessage]| text.encode_chat(&text.render_chat(messages, None).unwrap()).unwrap();
 
@@ -507,7 +530,8 @@ async fn a_guest_cannot_crash_the_host_through_wasi_nn() {
     })
     .unwrap();
     let wasm = std::fs::read(repo().join("build/functions/nn-abuse.wasm")).expect("run scripts/build-guests.sh");
-    let limits = tensoras::runtime::Limits { memory_bytes: 256 << 20, timeout: std::time::Duration::from_secs(60), fuel: u64::MAX };
+    let limits =
+        tensoras::runtime::Limits { memory_bytes: 256 << 20, timeout: std::time::Duration::from_secs(60), fuel: u64::MAX };
     let handler = runtime.prepare_handler(&runtime.compile(&wasm).unwrap(), limits).unwrap();
     let ctx = tensoras::runtime::HandlerCtx::models_only(inference);
     let req = tensoras::runtime::HandlerRequest {
@@ -518,7 +542,10 @@ async fn a_guest_cannot_crash_the_host_through_wasi_nn() {
     };
     let body = runtime.call_handler(&handler, ctx, req).await.unwrap().unwrap().body;
     let line = |case: &str| -> String {
-        body.lines().find_map(|l| l.strip_prefix(&format!("{case}: "))).unwrap_or_else(|| panic!("no {case} in {body}")).to_owned()
+        body.lines()
+            .find_map(|l| l.strip_prefix(&format!("{case}: ")))
+            .unwrap_or_else(|| panic!("no {case} in {body}"))
+            .to_owned()
     };
     assert!(line("load-bytes").contains("use load-by-name"), "{body}");
     assert!(line("unknown-model").contains("NotFound"), "{body}");
@@ -571,7 +598,8 @@ async fn smollm2_prefix_cache_stays_within_its_byte_budget() {
     for wave in 0..3 {
         let tasks: Vec<_> = (0..4)
             .map(|i| {
-                let (seq, ids) = (graph.sequence(1), chat_ids(&text, &format!("Tell me one fact about the number {}.", wave * 4 + i)));
+                let (seq, ids) =
+                    (graph.sequence(1), chat_ids(&text, &format!("Tell me one fact about the number {}.", wave * 4 + i)));
                 tokio::spawn(async move { generate(&seq, ids, STEPS).await })
             })
             .collect();
@@ -601,7 +629,11 @@ async fn smollm2_prefix_cache_stays_within_its_byte_budget() {
     let (graph, _) = smollm2(&inference);
     assert_eq!(generate(&graph.sequence(1), prompt.clone(), STEPS).await, first);
     let stats = settled(&graph).await;
-    assert_eq!((stats.prefix_entries, stats.prefix_bytes), (1, (kept * position) as u64), "one entry of {kept} positions: {stats:?}");
+    assert_eq!(
+        (stats.prefix_entries, stats.prefix_bytes),
+        (1, (kept * position) as u64),
+        "one entry of {kept} positions: {stats:?}"
+    );
     assert_eq!(generate(&graph.sequence(1), prompt.clone(), STEPS).await, first);
     let stats = settled(&graph).await;
     assert_eq!((stats.prefix_hits, stats.prefix_tokens), (1, prompt.len() as u64 - 1), "{stats:?}");
@@ -619,7 +651,11 @@ async fn smollm2_prefix_cache_stays_within_its_byte_budget() {
 fn rss_mib() -> (f64, f64) {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let field = |name: &str| {
-        status.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok()).unwrap_or(0.0)
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+            .unwrap_or(0.0)
             / 1024.0
     };
     (field("VmRSS:"), field("VmHWM:"))
@@ -636,7 +672,8 @@ async fn smollm2_memory_after_bursts() {
     // RUST_LOG=tensoras::inference::batch=debug shows what each retired entry's copy took.
     let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).try_init();
     let var = |name: &str, default: usize| std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default);
-    let (streams, rounds, steps, mb) = (var("BURST_STREAMS", 64), var("BURST_ROUNDS", 3), var("BURST_STEPS", 16), var("BURST_PREFIX_MB", 16));
+    let (streams, rounds, steps, mb) =
+        (var("BURST_STREAMS", 64), var("BURST_ROUNDS", 3), var("BURST_STEPS", 16), var("BURST_PREFIX_MB", 16));
     let inference = Inference::load(
         &repo().join("models"),
         &home_cache().join("models"),

@@ -116,7 +116,8 @@ async fn a_tenant_admin_cannot_revoke_an_operator_key_of_its_tenant() {
     // The operator key lives in tenant alpha; alpha's admin sees it but may not revoke it.
     let (_, alpha_admin) = operator_creates(&s, json!({"name": "a", "role": "admin"})).await;
     let (_, list) = list_keys(&s, &alpha_admin, "").await;
-    let op = list["data"].as_array().unwrap().iter().find(|k| k["role"] == "operator").unwrap()["id"].as_str().unwrap().to_owned();
+    let op =
+        list["data"].as_array().unwrap().iter().find(|k| k["role"] == "operator").unwrap()["id"].as_str().unwrap().to_owned();
     // A second operator, so the refusal is about the role, not about being the last one.
     operator_creates(&s, json!({"name": "op2", "tenant": "ops", "role": "operator"})).await;
     let (status, body) = revoke(&s, &alpha_admin, &op).await;
@@ -202,7 +203,14 @@ async fn deploying_needs_the_permission_and_calling_does_not() {
     assert_eq!(status, 201, "{body}");
 
     // Every key of the tenant calls them.
-    let resp = s.client().post(s.url("/v1/functions/calc/call")).bearer_auth(&plain).json(&json!({"expression": "6*7"})).send().await.unwrap();
+    let resp = s
+        .client()
+        .post(s.url("/v1/functions/calc/call"))
+        .bearer_auth(&plain)
+        .json(&json!({"expression": "6*7"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     assert!(resp.json::<Value>().await.unwrap()["output"].as_str().unwrap().contains("42"));
 
@@ -210,7 +218,14 @@ async fn deploying_needs_the_permission_and_calling_does_not() {
     let resp = s.client().delete(s.url("/v1/functions/calc")).bearer_auth(&plain).send().await.unwrap();
     assert_eq!(resp.status(), 403);
     assert_openai_error(&resp.json().await.unwrap());
-    let resp = s.client().post(s.url("/v1/functions/calc/call")).bearer_auth(&plain).json(&json!({"expression": "1"})).send().await.unwrap();
+    let resp = s
+        .client()
+        .post(s.url("/v1/functions/calc/call"))
+        .bearer_auth(&plain)
+        .json(&json!({"expression": "1"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200, "the refused delete left the function in place");
     let resp = s.client().delete(s.url("/v1/functions/calc")).bearer_auth(&deployer).send().await.unwrap();
     assert_eq!(resp.status(), 200);

@@ -65,7 +65,8 @@ async fn retrieve(s: &Server, kb: &str, body: Value) -> Vec<Value> {
 #[tokio::test]
 async fn crud_validation_and_isolation() {
     let s = start(Arc::new(tempfile::tempdir().unwrap())).await;
-    let (status, kb) = req(&s, reqwest::Method::POST, "/v1/knowledge-bases", Some(json!({"name": "docs", "metadata": {"team": "a"}}))).await;
+    let (status, kb) =
+        req(&s, reqwest::Method::POST, "/v1/knowledge-bases", Some(json!({"name": "docs", "metadata": {"team": "a"}}))).await;
     assert_eq!(status, 201, "{kb}");
     let id = kb["id"].as_str().unwrap().to_owned();
     assert!(id.starts_with("kb_"));
@@ -77,8 +78,13 @@ async fn crud_validation_and_isolation() {
     let (status, got) = req(&s, reqwest::Method::GET, &format!("/v1/knowledge-bases/{id}"), None).await;
     assert_eq!(status, 200);
     assert_eq!(got["name"], "docs");
-    let (status, patched) = req(&s, reqwest::Method::PATCH, &format!("/v1/knowledge-bases/{id}"),
-        Some(json!({"name": "handbook", "description": "d", "chunking_strategy": {"type": "fixed_size", "chunk_size": 300}}))).await;
+    let (status, patched) = req(
+        &s,
+        reqwest::Method::PATCH,
+        &format!("/v1/knowledge-bases/{id}"),
+        Some(json!({"name": "handbook", "description": "d", "chunking_strategy": {"type": "fixed_size", "chunk_size": 300}})),
+    )
+    .await;
     assert_eq!(status, 200, "{patched}");
     assert_eq!(patched["name"], "handbook");
     assert_eq!(patched["chunking_strategy"], json!({"type": "fixed_size", "chunk_size": 300, "chunk_overlap": 100}));
@@ -100,19 +106,31 @@ async fn crud_validation_and_isolation() {
         assert_eq!(status, 400, "{body}: {err}");
         assert_eq!(assert_openai_error(&err)["param"], param, "{body}");
     }
-    let (status, err) = req(&s, reqwest::Method::PATCH, &format!("/v1/knowledge-bases/{id}"), Some(json!({"embedding_model": "other"}))).await;
+    let (status, err) =
+        req(&s, reqwest::Method::PATCH, &format!("/v1/knowledge-bases/{id}"), Some(json!({"embedding_model": "other"}))).await;
     assert_eq!(status, 400, "{err}");
-    let (status, err) = req(&s, reqwest::Method::POST, &format!("/v1/knowledge-bases/{id}/data-sources"), Some(json!({"file_id": "file-nope"}))).await;
+    let (status, err) =
+        req(&s, reqwest::Method::POST, &format!("/v1/knowledge-bases/{id}/data-sources"), Some(json!({"file_id": "file-nope"})))
+            .await;
     assert_eq!(status, 404);
     assert_eq!(assert_openai_error(&err)["code"], "file_not_found");
     for body in [json!({}), json!({"file_ids": []}), json!({"file_ids": [1]}), json!({"type": "url", "file_id": "x"})] {
-        let (status, err) = req(&s, reqwest::Method::POST, &format!("/v1/knowledge-bases/{id}/data-sources"), Some(body.clone())).await;
+        let (status, err) =
+            req(&s, reqwest::Method::POST, &format!("/v1/knowledge-bases/{id}/data-sources"), Some(body.clone())).await;
         assert_eq!(status, 400, "{body}: {err}");
     }
-    for body in [json!({}), json!({"query": ""}), json!({"query": "x", "top_k": 0}), json!({"query": "x", "top_k": 101}),
-                 json!({"query": "x", "search_type": "fuzzy"}), json!({"query": "x", "filters": {"a": {"$regex": "."}}}),
-                 json!({"query": "x", "min_score": "high"}), json!({"query": "x", "include_metadata": 1})] {
-        let (status, err) = req(&s, reqwest::Method::POST, &format!("/v1/knowledge-bases/{id}/retrieve"), Some(body.clone())).await;
+    for body in [
+        json!({}),
+        json!({"query": ""}),
+        json!({"query": "x", "top_k": 0}),
+        json!({"query": "x", "top_k": 101}),
+        json!({"query": "x", "search_type": "fuzzy"}),
+        json!({"query": "x", "filters": {"a": {"$regex": "."}}}),
+        json!({"query": "x", "min_score": "high"}),
+        json!({"query": "x", "include_metadata": 1}),
+    ] {
+        let (status, err) =
+            req(&s, reqwest::Method::POST, &format!("/v1/knowledge-bases/{id}/retrieve"), Some(body.clone())).await;
         assert_eq!(status, 400, "{body}: {err}");
         assert_openai_error(&err);
     }
@@ -126,7 +144,14 @@ async fn crud_validation_and_isolation() {
         (reqwest::Method::GET, format!("/v1/knowledge-bases/{id}/data-sources")),
         (reqwest::Method::POST, format!("/v1/knowledge-bases/{id}/retrieve")),
     ] {
-        let resp = s.client().request(method.clone(), s.url(&path)).bearer_auth(&other).json(&json!({"query": "x", "name": "y"})).send().await.unwrap();
+        let resp = s
+            .client()
+            .request(method.clone(), s.url(&path))
+            .bearer_auth(&other)
+            .json(&json!({"query": "x", "name": "y"}))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(resp.status(), 404, "{method} {path}");
         assert_eq!(assert_openai_error(&resp.json::<Value>().await.unwrap())["code"], "knowledge_base_not_found");
     }
@@ -151,7 +176,11 @@ const TEXT: &str = "Quarterly report. The Osprey project shipped its telemetry m
 #[tokio::test]
 async fn ingest_every_format_then_retrieve_and_delete() {
     let s = start(Arc::new(tempfile::tempdir().unwrap())).await;
-    let kb = create_kb(&s, json!({"name": "mixed", "chunking_strategy": {"type": "recursive", "chunk_size": 200, "chunk_overlap": 20}})).await;
+    let kb = create_kb(
+        &s,
+        json!({"name": "mixed", "chunking_strategy": {"type": "recursive", "chunk_size": 200, "chunk_overlap": 20}}),
+    )
+    .await;
     let files = [
         ("lighthouse.md", MARKDOWN.as_bytes(), json!({"year": 1987, "kind": "history"})),
         ("bakery.html", HTML.as_bytes(), json!({"year": 2021, "kind": "food"})),
@@ -162,14 +191,25 @@ async fn ingest_every_format_then_retrieve_and_delete() {
     let mut file_ids = Vec::new();
     for (name, bytes, meta) in &files {
         let file_id = upload(&s, name, bytes).await;
-        let (status, src) = req(&s, reqwest::Method::POST, &format!("/v1/knowledge-bases/{kb}/data-sources"),
-            Some(json!({"file_id": file_id, "metadata": meta}))).await;
+        let (status, src) = req(
+            &s,
+            reqwest::Method::POST,
+            &format!("/v1/knowledge-bases/{kb}/data-sources"),
+            Some(json!({"file_id": file_id, "metadata": meta})),
+        )
+        .await;
         assert_eq!(status, 202, "{src}");
         assert_eq!(src["object"], "knowledge_base.data_source");
         assert!(src["status"] == "pending" || src["status"] == "processing" || src["status"] == "completed", "{src}");
         file_ids.push(file_id);
     }
-    let (status, err) = req(&s, reqwest::Method::POST, &format!("/v1/knowledge-bases/{kb}/data-sources"), Some(json!({"file_ids": [file_ids[0]]}))).await;
+    let (status, err) = req(
+        &s,
+        reqwest::Method::POST,
+        &format!("/v1/knowledge-bases/{kb}/data-sources"),
+        Some(json!({"file_ids": [file_ids[0]]})),
+    )
+    .await;
     assert_eq!(status, 409, "{err}");
 
     let sources = wait_ingested(&s, &kb).await;
@@ -204,11 +244,22 @@ async fn ingest_every_format_then_retrieve_and_delete() {
     let hits = retrieve(&s, &kb, json!({"query": "food", "filters": {"kind": "food"}, "top_k": 10})).await;
     let names: std::collections::BTreeSet<&str> = hits.iter().map(|h| h["filename"].as_str().unwrap()).collect();
     assert_eq!(names.into_iter().collect::<Vec<_>>(), ["bakery.html", "stew.json"]);
-    let hits = retrieve(&s, &kb, json!({"query": "anything", "filters": {"year": {"$gte": 2010, "$lt": 2022}}, "top_k": 50})).await;
+    let hits =
+        retrieve(&s, &kb, json!({"query": "anything", "filters": {"year": {"$gte": 2010, "$lt": 2022}}, "top_k": 50})).await;
     assert!(hits.iter().all(|h| ["bakery.html", "planets.csv"].contains(&h["filename"].as_str().unwrap())), "{hits:?}");
-    let hits = retrieve(&s, &kb, json!({"query": "anything", "filters": {"kind": {"$in": ["work", "science"]}, "year": {"$ne": 2010}}, "top_k": 50})).await;
+    let hits = retrieve(
+        &s,
+        &kb,
+        json!({"query": "anything", "filters": {"kind": {"$in": ["work", "science"]}, "year": {"$ne": 2010}}, "top_k": 50}),
+    )
+    .await;
     assert!(!hits.is_empty() && hits.iter().all(|h| h["filename"] == "report.txt"), "{hits:?}");
-    let hits = retrieve(&s, &kb, json!({"query": "lighthouse teal", "filters": {"filename": "lighthouse.md"}, "include_metadata": false})).await;
+    let hits = retrieve(
+        &s,
+        &kb,
+        json!({"query": "lighthouse teal", "filters": {"filename": "lighthouse.md"}, "include_metadata": false}),
+    )
+    .await;
     assert!(hits.iter().all(|h| h["filename"] == "lighthouse.md" && h.get("metadata").is_none()));
     let hits = retrieve(&s, &kb, json!({"query": "What colour was the lighthouse painted?", "min_score": 0.99})).await;
     assert!(hits.is_empty(), "{hits:?}");
@@ -217,7 +268,13 @@ async fn ingest_every_format_then_retrieve_and_delete() {
 
     // Deleting a data source removes its chunks; deleting the file removes it from the KB.
     let lighthouse = sources.iter().find(|x| x["file_id"] == file_ids[0].as_str()).unwrap();
-    let (status, _) = req(&s, reqwest::Method::DELETE, &format!("/v1/knowledge-bases/{kb}/data-sources/{}", lighthouse["id"].as_str().unwrap()), None).await;
+    let (status, _) = req(
+        &s,
+        reqwest::Method::DELETE,
+        &format!("/v1/knowledge-bases/{kb}/data-sources/{}", lighthouse["id"].as_str().unwrap()),
+        None,
+    )
+    .await;
     assert_eq!(status, 200);
     let hits = retrieve(&s, &kb, json!({"query": "lighthouse painted teal", "top_k": 100})).await;
     assert!(hits.iter().all(|h| h["filename"] != "lighthouse.md"));
@@ -230,7 +287,8 @@ async fn ingest_every_format_then_retrieve_and_delete() {
 
     // A document with no usable content fails with a reason.
     let bad = upload(&s, "image.png", b"\x89PNG\r\n\x1a\n\0\0\0").await;
-    let (status, _) = req(&s, reqwest::Method::POST, &format!("/v1/knowledge-bases/{kb}/data-sources"), Some(json!({"file_ids": [bad]}))).await;
+    let (status, _) =
+        req(&s, reqwest::Method::POST, &format!("/v1/knowledge-bases/{kb}/data-sources"), Some(json!({"file_ids": [bad]}))).await;
     assert_eq!(status, 202);
     let sources = wait_ingested(&s, &kb).await;
     let failed = sources.iter().find(|x| x["file_id"] == bad.as_str()).unwrap();
@@ -251,16 +309,23 @@ async fn ingest_every_format_then_retrieve_and_delete() {
 
 /// A long document: many chunks, several embedding batches.
 fn long_document() -> String {
-    (0..600).map(|i| format!("Paragraph {i} records that item {i} weighs {} grams and is stored on shelf {}.\n\n", i * 7 % 1000, i % 40)).collect()
+    (0..600)
+        .map(|i| {
+            format!("Paragraph {i} records that item {i} weighs {} grams and is stored on shelf {}.\n\n", i * 7 % 1000, i % 40)
+        })
+        .collect()
 }
 
 #[tokio::test]
 async fn interrupted_ingestion_resumes_without_duplicates() {
     let data = Arc::new(tempfile::tempdir().unwrap());
     let s = start(data.clone()).await;
-    let kb = create_kb(&s, json!({"name": "big", "chunking_strategy": {"type": "fixed_size", "chunk_size": 120, "chunk_overlap": 0}})).await;
+    let kb =
+        create_kb(&s, json!({"name": "big", "chunking_strategy": {"type": "fixed_size", "chunk_size": 120, "chunk_overlap": 0}}))
+            .await;
     let file = upload(&s, "inventory.txt", long_document().as_bytes()).await;
-    let (_, src) = req(&s, reqwest::Method::POST, &format!("/v1/knowledge-bases/{kb}/data-sources"), Some(json!({"file_id": file}))).await;
+    let (_, src) =
+        req(&s, reqwest::Method::POST, &format!("/v1/knowledge-bases/{kb}/data-sources"), Some(json!({"file_id": file}))).await;
     let source_id = src["id"].as_str().unwrap().to_owned();
     // Stop the server as soon as the first batch is recorded.
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -285,7 +350,8 @@ async fn interrupted_ingestion_resumes_without_duplicates() {
         assert_eq!(src.status, tensoras::store::SourceStatus::Processing);
         let total = src.chunks_total.unwrap();
         assert!(src.chunks_done < total, "stopped mid-way: {} of {total}", src.chunks_done);
-        let rewind = tensoras::store::SourceProgress { status: src.status, error: None, chunks_total: src.chunks_total, chunks_done: 0 };
+        let rewind =
+            tensoras::store::SourceProgress { status: src.status, error: None, chunks_total: src.chunks_total, chunks_done: 0 };
         store.update_source(&src.id, &rewind).unwrap();
         (total, src.chunks_done)
     };
@@ -310,7 +376,12 @@ async fn interrupted_ingestion_resumes_without_duplicates() {
 /// A DOCX as Word writes it, its body paragraphs given as text.
 fn docx(paragraphs: &[&str]) -> Vec<u8> {
     use std::io::Write;
-    let body: String = paragraphs.iter().map(|p| format!("<w:p><w:r><w:t xml:space=\"preserve\">{}</w:t></w:r></w:p>", p.replace('&', "&amp;").replace('<', "&lt;"))).collect();
+    let body: String = paragraphs
+        .iter()
+        .map(|p| {
+            format!("<w:p><w:r><w:t xml:space=\"preserve\">{}</w:t></w:r></w:p>", p.replace('&', "&amp;").replace('<', "&lt;"))
+        })
+        .collect();
     let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     let deflate = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
     for (name, content) in [
@@ -335,7 +406,8 @@ fn pdf(lines: &[&str]) -> Vec<u8> {
     let objects = [
         "<< /Type /Catalog /Pages 2 0 R >>".to_owned(),
         "<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_owned(),
-        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 4 0 R >> >> /Contents 5 0 R >>".to_owned(),
+        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 4 0 R >> >> /Contents 5 0 R >>"
+            .to_owned(),
         "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>".to_owned(),
         format!("<< /Length {} >>\nstream\n{stream}\nendstream", stream.len()),
     ];
@@ -359,20 +431,24 @@ async fn ingest_files(s: &Server, kb: &str, files: &[(&str, Vec<u8>)]) -> std::c
     let mut ids = Vec::new();
     for (name, bytes) in files {
         let file_id = upload(s, name, bytes).await;
-        let (status, src) = req(s, reqwest::Method::POST, &format!("/v1/knowledge-bases/{kb}/data-sources"), Some(json!({"file_id": file_id}))).await;
+        let (status, src) =
+            req(s, reqwest::Method::POST, &format!("/v1/knowledge-bases/{kb}/data-sources"), Some(json!({"file_id": file_id})))
+                .await;
         assert_eq!(status, 202, "{src}");
         ids.push((name.to_string(), file_id));
     }
     let sources = wait_ingested(s, kb).await;
-    ids.into_iter()
-        .map(|(name, id)| (name, sources.iter().find(|x| x["file_id"] == id.as_str()).unwrap().clone()))
-        .collect()
+    ids.into_iter().map(|(name, id)| (name, sources.iter().find(|x| x["file_id"] == id.as_str()).unwrap().clone())).collect()
 }
 
 #[tokio::test]
 async fn pdf_and_docx_are_read_and_bad_ones_fail_with_a_reason() {
     let s = start(Arc::new(tempfile::tempdir().unwrap())).await;
-    let kb = create_kb(&s, json!({"name": "office", "chunking_strategy": {"type": "recursive", "chunk_size": 300, "chunk_overlap": 30}})).await;
+    let kb = create_kb(
+        &s,
+        json!({"name": "office", "chunking_strategy": {"type": "recursive", "chunk_size": 300, "chunk_overlap": 30}}),
+    )
+    .await;
     let good_docx = docx(&["Minutes of the harbour board.", "The ferry Tern & Gull was repainted saffron yellow in April."]);
     let files = [
         ("minutes.docx", good_docx.clone()),
@@ -467,8 +543,9 @@ async fn metadata_is_bounded() {
     let big = json!({"blob": "x".repeat(16 * 1024)});
     let deep = json!({"a": {"b": {"c": {"d": {"e": 1}}}}});
     let wide: serde_json::Map<String, Value> = (0..65).map(|i| (format!("k{i}"), json!(i))).collect();
-    let many_nested: serde_json::Map<String, Value> =
-        (0..10).map(|i| (format!("g{i}"), json!((0..30).map(|j| (format!("k{j}"), json!(j))).collect::<serde_json::Map<_, _>>()))).collect();
+    let many_nested: serde_json::Map<String, Value> = (0..10)
+        .map(|i| (format!("g{i}"), json!((0..30).map(|j| (format!("k{j}"), json!(j))).collect::<serde_json::Map<_, _>>())))
+        .collect();
     for (metadata, says) in [
         (big, "bytes as JSON"),
         (deep, "levels deep"),
@@ -482,15 +559,27 @@ async fn metadata_is_bounded() {
         assert_eq!(e["param"], "metadata");
         assert_eq!(e["type"], "invalid_request_error");
         assert!(e["message"].as_str().unwrap().contains(says), "{err}");
-        let (status, err) = req(&s, reqwest::Method::POST, "/v1/knowledge-bases", Some(json!({"name": "x", "metadata": metadata}))).await;
+        let (status, err) =
+            req(&s, reqwest::Method::POST, "/v1/knowledge-bases", Some(json!({"name": "x", "metadata": metadata}))).await;
         assert_eq!(status, 400, "{err}");
         assert_eq!(assert_openai_error(&err)["param"], "metadata");
     }
-    let (status, err) = req(&s, reqwest::Method::PATCH, &format!("/v1/knowledge-bases/{kb}"), Some(json!({"metadata": {"blob": "x".repeat(20_000)}}))).await;
+    let (status, err) = req(
+        &s,
+        reqwest::Method::PATCH,
+        &format!("/v1/knowledge-bases/{kb}"),
+        Some(json!({"metadata": {"blob": "x".repeat(20_000)}})),
+    )
+    .await;
     assert_eq!(status, 400, "{err}");
     // A URL that would take the metadata past the bound is refused before it is fetched.
-    let (status, err) = req(&s, reqwest::Method::POST, &path,
-        Some(json!({"url": format!("https://example.invalid/{}", "p".repeat(9_000)), "metadata": {"blob": "x".repeat(8_000)}}))).await;
+    let (status, err) = req(
+        &s,
+        reqwest::Method::POST,
+        &path,
+        Some(json!({"url": format!("https://example.invalid/{}", "p".repeat(9_000)), "metadata": {"blob": "x".repeat(8_000)}})),
+    )
+    .await;
     assert_eq!(status, 400, "{err}");
     assert_eq!(assert_openai_error(&err)["param"], "url");
 
@@ -519,13 +608,16 @@ async fn a_small_source_of_one_tenant_overtakes_a_large_one_of_another() {
     let strategy = json!({"type": "fixed_size", "chunk_size": 100, "chunk_overlap": 0});
     let kb_a = create_kb(&s, json!({"name": "alpha's", "chunking_strategy": strategy})).await;
     // 1,200 chunks of 100 characters: 19 batches.
-    let big: String = (0..1_200).map(|i| format!("Line {i:05} of the large upload, which is stored in many batches, one by one.{}\n", " ".repeat(23))).collect();
+    let big: String = (0..1_200)
+        .map(|i| format!("Line {i:05} of the large upload, which is stored in many batches, one by one.{}\n", " ".repeat(23)))
+        .collect();
     assert_eq!(big.len(), 120_000);
     let file_a = upload(&s, "big.txt", big.as_bytes()).await;
     let (status, kb_b) = req_as(&s, &beta, reqwest::Method::POST, "/v1/knowledge-bases", Some(json!({"name": "beta's"}))).await;
     assert_eq!(status, 201, "{kb_b}");
     let kb_b = kb_b["id"].as_str().unwrap().to_owned();
-    let form = Form::new().part("file", Part::bytes(TEXT.as_bytes().to_vec()).file_name("small.txt")).text("purpose", "knowledge_base");
+    let form =
+        Form::new().part("file", Part::bytes(TEXT.as_bytes().to_vec()).file_name("small.txt")).text("purpose", "knowledge_base");
     let resp = s.client().post(s.url("/v1/files")).bearer_auth(&beta).multipart(form).send().await.unwrap();
     let file_b = resp.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
     let data = s.stop().await;
@@ -535,7 +627,9 @@ async fn a_small_source_of_one_tenant_overtakes_a_large_one_of_another() {
         use tensoras::store::KnowledgeStore as _;
         let store = tensoras::store::sqlite::SqliteStore::open(&data.path().join("tensoras.db")).unwrap();
         let now = tensoras::unix_now();
-        for (id, tenant, kb, file, created_at) in [(source_a, "alpha", &kb_a, &file_a, now - 1), (source_b, "beta", &kb_b, &file_b, now)] {
+        for (id, tenant, kb, file, created_at) in
+            [(source_a, "alpha", &kb_a, &file_a, now - 1), (source_b, "beta", &kb_b, &file_b, now)]
+        {
             store
                 .insert_source(&tensoras::store::DataSourceRecord {
                     id: id.into(),

@@ -74,9 +74,7 @@ fn point(d: &Doc) -> ChunkPoint {
 /// The corpus labels of hits, in rank order.
 fn labels(hits: &[Hit]) -> Vec<&'static str> {
     let docs = corpus();
-    hits.iter()
-        .map(|h| docs.iter().find(|d| point_id(d.source, d.index) == h.id).map_or("?", |d| d.label))
-        .collect()
+    hits.iter().map(|h| docs.iter().find(|d| point_id(d.source, d.index) == h.id).map_or("?", |d| d.label)).collect()
 }
 
 fn sorted(mut v: Vec<&'static str>) -> Vec<&'static str> {

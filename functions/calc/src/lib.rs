@@ -64,11 +64,7 @@ fn number(v: f64) -> Value {
 
 /// Evaluates `input`; the error text says what is wrong and where.
 fn evaluate(input: &str) -> Result<f64, String> {
-    let mut parser = Parser {
-        src: input.as_bytes(),
-        pos: 0,
-        depth: 0,
-    };
+    let mut parser = Parser { src: input.as_bytes(), pos: 0, depth: 0 };
     parser.skip_ws();
     if parser.at_end() {
         return Err("empty expression".into());
@@ -232,8 +228,7 @@ impl Parser<'_> {
         }
         // The slice is ASCII digits, '.', 'e' and signs only.
         let text = std::str::from_utf8(&self.src[start..self.pos]).map_err(|e| e.to_string())?;
-        text.parse::<f64>()
-            .map_err(|_| format!("invalid number '{text}' at position {}", start + 1))
+        text.parse::<f64>().map_err(|_| format!("invalid number '{text}' at position {}", start + 1))
     }
 }
 

@@ -33,34 +33,15 @@ pub struct CallFormat {
 }
 
 /// Hermes / Qwen 2.5 style: one tagged object per call.
-pub const HERMES: CallFormat = CallFormat {
-    begin: "",
-    open: "<tool_call>\n",
-    args_key: "arguments",
-    close: "\n</tool_call>",
-    sep: "\n",
-    end: "",
-};
+pub const HERMES: CallFormat =
+    CallFormat { begin: "", open: "<tool_call>\n", args_key: "arguments", close: "\n</tool_call>", sep: "\n", end: "" };
 
 /// SmolLM2 style (its instruction data): one tagged JSON list of calls.
-pub const JSON_LIST: CallFormat = CallFormat {
-    begin: "<tool_call>[",
-    open: "",
-    args_key: "arguments",
-    close: "",
-    sep: ", ",
-    end: "]</tool_call>",
-};
+pub const JSON_LIST: CallFormat =
+    CallFormat { begin: "<tool_call>[", open: "", args_key: "arguments", close: "", sep: ", ", end: "]</tool_call>" };
 
 /// Llama 3.1+ JSON tool calling.
-pub const LLAMA3_JSON: CallFormat = CallFormat {
-    begin: "",
-    open: "",
-    args_key: "parameters",
-    close: "",
-    sep: "\n",
-    end: "",
-};
+pub const LLAMA3_JSON: CallFormat = CallFormat { begin: "", open: "", args_key: "parameters", close: "", sep: "\n", end: "" };
 
 impl CallFormat {
     /// The format named in the model's manifest (unknown names fall back to
@@ -95,10 +76,8 @@ impl CallFormat {
 
     /// Calls as the model would write them (for history in prompts).
     pub fn write_calls<'a>(&self, calls: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
-        let written: Vec<String> = calls
-            .into_iter()
-            .map(|(name, args)| format!("{}{name}{}{args}{}", self.head(), self.mid(), self.tail()))
-            .collect();
+        let written: Vec<String> =
+            calls.into_iter().map(|(name, args)| format!("{}{name}{}{args}{}", self.head(), self.mid(), self.tail())).collect();
         format!("{}{}{}", self.begin, written.join(self.sep), self.end)
     }
 
@@ -260,11 +239,7 @@ fn lark_str(s: &str) -> String {
 /// `c` escaped for a regex character class (Rust's regex syntax rejects
 /// escapes of characters that are not special).
 fn regex_escape(c: char) -> String {
-    if matches!(c, '\\' | ']' | '[' | '^' | '-' | '&' | '~') {
-        format!("\\{c}")
-    } else {
-        c.to_string()
-    }
+    if matches!(c, '\\' | ']' | '[' | '^' | '-' | '&' | '~') { format!("\\{c}") } else { c.to_string() }
 }
 
 /// What the scanner found in a piece of text.
@@ -405,11 +380,7 @@ impl Scanner {
         let Some(first) = self.pending.chars().next() else {
             return false;
         };
-        self.state = if self.format.first_char() == first {
-            State::Begin
-        } else {
-            State::Content
-        };
+        self.state = if self.format.first_char() == first { State::Begin } else { State::Content };
         true
     }
 
@@ -455,19 +426,13 @@ impl Scanner {
             return false;
         };
         let name: String = self.pending.drain(..end).collect();
-        let start = Event::CallStart {
-            index: self.calls.len(),
-            name: name.clone(),
-        };
+        let start = Event::CallStart { index: self.calls.len(), name: name.clone() };
         if self.calls.iter().any(|c| c.name == name) {
             self.held = Some(vec![start]);
         } else {
             events.push(start);
         }
-        self.calls.push(ScannedCall {
-            name,
-            arguments: String::new(),
-        });
+        self.calls.push(ScannedCall { name, arguments: String::new() });
         self.state = State::Mid;
         true
     }
@@ -537,10 +502,9 @@ impl Scanner {
         let mut events = self.held.take().unwrap_or_default();
         if matches!(self.state, State::Start | State::Content | State::Begin | State::Head)
             && self.calls.is_empty()
+            && !self.pending.is_empty()
         {
-            if !self.pending.is_empty() {
-                events.push(Event::Content(std::mem::take(&mut self.pending)));
-            }
+            events.push(Event::Content(std::mem::take(&mut self.pending)));
         }
         self.pending.clear();
         events
@@ -570,9 +534,7 @@ pub fn grammar_for(tooling: &Tooling, format: &CallFormat) -> Option<GrammarSour
 /// `response_format` a text answer (one not starting the way calls do) is
 /// free text.
 pub fn number_scan(tooling: &Tooling, format: &CallFormat) -> NumberScan {
-    let text_answer = tooling.calls_allowed()
-        && tooling.choice == ToolChoice::Auto
-        && format_schema(&tooling.format).is_none();
+    let text_answer = tooling.calls_allowed() && tooling.choice == ToolChoice::Auto && format_schema(&tooling.format).is_none();
     if text_answer {
         let mut first = [0u8; 4];
         NumberScan::json_if_first(format.first_char().encode_utf8(&mut first).as_bytes()[0])
@@ -647,7 +609,10 @@ mod tests {
     #[test]
     fn list_formats_are_scanned() {
         let text = JSON_LIST.write_calls([("a", "{\"x\": 1}"), ("b", "{\"y\": [1, 2]}")]);
-        assert_eq!(text, "<tool_call>[{\"name\": \"a\", \"arguments\": {\"x\": 1}}, {\"name\": \"b\", \"arguments\": {\"y\": [1, 2]}}]</tool_call>");
+        assert_eq!(
+            text,
+            "<tool_call>[{\"name\": \"a\", \"arguments\": {\"x\": 1}}, {\"name\": \"b\", \"arguments\": {\"y\": [1, 2]}}]</tool_call>"
+        );
         let mut s = Scanner::new(JSON_LIST, true);
         for c in text.chars() {
             s.feed(&c.to_string());
@@ -711,12 +676,7 @@ mod tests {
             ends.push(bytes.len() as u32);
         }
         let end = words.len() as u32 - 1;
-        let engine = crate::grammar::Engine::new(
-            &crate::grammar::Vocabulary { bytes, ends },
-            words.len(),
-            &[end],
-        )
-        .unwrap();
+        let engine = crate::grammar::Engine::new(&crate::grammar::Vocabulary { bytes, ends }, words.len(), &[end]).unwrap();
         (engine, end)
     }
 
@@ -724,27 +684,29 @@ mod tests {
     #[test]
     fn grammars_compile() {
         let (engine, _) = byte_engine();
-        for rf in [ResponseFormat::JsonObject, ResponseFormat::JsonSchema { name: "x".into(), schema: json!({"type": "object"}), strict: true }] {
+        for rf in [
+            ResponseFormat::JsonObject,
+            ResponseFormat::JsonSchema { name: "x".into(), schema: json!({"type": "object"}), strict: true },
+        ] {
             let GrammarSource::Schema(schema) = grammar_for(&Tooling { format: rf, ..Tooling::none() }, &HERMES).unwrap() else {
                 panic!("a format alone is a schema")
             };
-            if let Err(e) = engine.constraint(llguidance::api::TopLevelGrammar::from_json_schema(schema.clone()), NumberScan::json()) {
+            if let Err(e) =
+                engine.constraint(llguidance::api::TopLevelGrammar::from_json_schema(schema.clone()), NumberScan::json())
+            {
                 panic!("{e}\n{schema}");
             }
         }
         for format in [HERMES, JSON_LIST, LLAMA3_JSON] {
             for choice in [ToolChoice::Auto, ToolChoice::Required, ToolChoice::Named("b".into())] {
                 for rf in [ResponseFormat::Text, ResponseFormat::JsonObject] {
-                    let tooling = Tooling {
-                        tools: vec![tool("a"), tool("b")],
-                        choice: choice.clone(),
-                        parallel: true,
-                        format: rf,
-                    };
+                    let tooling =
+                        Tooling { tools: vec![tool("a"), tool("b")], choice: choice.clone(), parallel: true, format: rf };
                     let GrammarSource::Lark(g) = grammar_for(&tooling, &format).unwrap() else {
                         panic!("tools need a Lark grammar")
                     };
-                    if let Err(e) = engine.constraint(llguidance::api::TopLevelGrammar::from_lark(g.clone()), NumberScan::json()) {
+                    if let Err(e) = engine.constraint(llguidance::api::TopLevelGrammar::from_lark(g.clone()), NumberScan::json())
+                    {
                         panic!("{e}\n{g}");
                     }
                 }
@@ -758,7 +720,10 @@ mod tests {
         let schema = json!({"type": "object", "properties": {"tags": {"type": "array", "uniqueItems": true}}});
         let strict = ResponseFormat::JsonSchema { name: "x".into(), schema: schema.clone(), strict: true };
         let Some(s) = format_schema(&strict) else { panic!() };
-        let err = engine.constraint(llguidance::api::TopLevelGrammar::from_json_schema(s), NumberScan::json()).err().expect("strict rejects");
+        let err = engine
+            .constraint(llguidance::api::TopLevelGrammar::from_json_schema(s), NumberScan::json())
+            .err()
+            .expect("strict rejects");
         assert!(err.contains("uniqueItems"), "{err}");
         let lenient = ResponseFormat::JsonSchema { name: "x".into(), schema, strict: false };
         let Some(s) = format_schema(&lenient) else { panic!() };
@@ -778,12 +743,7 @@ mod tests {
     fn numbers_are_bounded_in_json_but_not_in_text_answers() {
         let (engine, end) = byte_engine();
         let width = end as usize + 1;
-        let auto = Tooling {
-            tools: vec![tool("a")],
-            choice: ToolChoice::Auto,
-            parallel: false,
-            format: ResponseFormat::Text,
-        };
+        let auto = Tooling { tools: vec![tool("a")], choice: ToolChoice::Auto, parallel: false, format: ResponseFormat::Text };
         assert_eq!(number_scan(&auto, &HERMES), NumberScan::json_if_first(b'<'));
         assert_eq!(number_scan(&auto, &LLAMA3_JSON), NumberScan::json_if_first(b'{'));
         let json_answer = Tooling { format: ResponseFormat::JsonObject, ..auto.clone() };
@@ -796,9 +756,7 @@ mod tests {
         let long = "7".repeat(30);
         let constraint = || {
             let Some(GrammarSource::Lark(g)) = grammar_for(&auto, &HERMES) else { panic!() };
-            engine
-                .constraint(llguidance::api::TopLevelGrammar::from_lark(g), number_scan(&auto, &HERMES))
-                .unwrap()
+            engine.constraint(llguidance::api::TopLevelGrammar::from_lark(g), number_scan(&auto, &HERMES)).unwrap()
         };
         assert!(lets_through(&mut constraint(), width, &format!("Pi is 3.{long}")));
         let call = "<tool_call>\n{\"name\": \"a\", \"arguments\": {\"x\": ";

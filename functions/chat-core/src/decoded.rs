@@ -103,10 +103,7 @@ mod tests {
     impl Detokenizer for Vocab {
         fn decode(&mut self, ids: &[u32]) -> Result<String, ApiError> {
             self.calls.push(ids.len());
-            let bytes: Vec<u8> = ids
-                .iter()
-                .flat_map(|&i| self.pieces[i as usize].clone())
-                .collect();
+            let bytes: Vec<u8> = ids.iter().flat_map(|&i| self.pieces[i as usize].clone()).collect();
             let mut text = String::from_utf8_lossy(&bytes).into_owned();
             if self.strip_leading_space && text.starts_with(' ') {
                 text.remove(0);

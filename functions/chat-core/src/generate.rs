@@ -149,10 +149,7 @@ pub struct CachedTokens<'d, D: Detokenizer> {
 
 impl<'d, D: Detokenizer> CachedTokens<'d, D> {
     fn new(inner: &'d mut D) -> Self {
-        Self {
-            inner,
-            texts: HashMap::new(),
-        }
+        Self { inner, texts: HashMap::new() }
     }
 
     fn text(&mut self, id: u32) -> Result<String, ApiError> {
@@ -242,9 +239,7 @@ where
                     Flow::Continue => {}
                     Flow::Stop => break (FinishReason::Stop, String::new()),
                     Flow::Abandon => {
-                        return Ok(Outcome::Abandoned {
-                            completion_tokens: generated,
-                        });
+                        return Ok(Outcome::Abandoned { completion_tokens: generated });
                     }
                 }
             }
@@ -256,22 +251,14 @@ where
         }
         if generated >= spec.max_tokens {
             let (delta, hit_stop) = tracker.finish(decoded.text());
-            let reason = if hit_stop {
-                FinishReason::Stop
-            } else {
-                FinishReason::Length
-            };
+            let reason = if hit_stop { FinishReason::Stop } else { FinishReason::Length };
             break (reason, delta);
         }
         logits = seq.feed(&[token])?;
     };
 
-    if (!last.is_empty() || unsent < all_logprobs.len())
-        && on_delta(&last, &all_logprobs[unsent..]) == Flow::Abandon
-    {
-        return Ok(Outcome::Abandoned {
-            completion_tokens: generated,
-        });
+    if (!last.is_empty() || unsent < all_logprobs.len()) && on_delta(&last, &all_logprobs[unsent..]) == Flow::Abandon {
+        return Ok(Outcome::Abandoned { completion_tokens: generated });
     }
 
     Ok(Outcome::Finished(ChoiceResult {
@@ -304,26 +291,14 @@ fn token_logprob<D: Detokenizer>(
     let lse = log_sum_exp(logits);
     let logprob = |x: f32| {
         let lp = x - lse;
-        if lp.is_nan() {
-            -9999.0
-        } else {
-            lp.max(-9999.0)
-        }
+        if lp.is_nan() { -9999.0 } else { lp.max(-9999.0) }
     };
-    let chosen = logits
-        .get(token as usize)
-        .copied()
-        .unwrap_or(f32::NEG_INFINITY);
+    let chosen = logits.get(token as usize).copied().unwrap_or(f32::NEG_INFINITY);
     let top = top_k(logits, k as usize)
         .into_iter()
         .map(|(id, x)| Ok((tokens.text(id)?, logprob(x))))
         .collect::<Result<Vec<_>, ApiError>>()?;
-    Ok(TokenLogprob {
-        token: tokens.text(token)?,
-        logprob: logprob(chosen),
-        top,
-        text_offset,
-    })
+    Ok(TokenLogprob { token: tokens.text(token)?, logprob: logprob(chosen), top, text_offset })
 }
 
 #[cfg(test)]
@@ -353,11 +328,7 @@ mod tests {
 
     impl Detokenizer for ByteTokenizer {
         fn decode(&mut self, ids: &[u32]) -> Result<String, ApiError> {
-            let bytes: Vec<u8> = ids
-                .iter()
-                .filter(|&&id| id != 0)
-                .flat_map(|&id| self.vocab[id as usize].clone())
-                .collect();
+            let bytes: Vec<u8> = ids.iter().filter(|&&id| id != 0).flat_map(|&id| self.vocab[id as usize].clone()).collect();
             Ok(String::from_utf8_lossy(&bytes).into_owned())
         }
 
@@ -403,26 +374,10 @@ mod tests {
         model: ScriptedModel,
     }
 
-    fn run(
-        tok: &mut ByteTokenizer,
-        script: Vec<u32>,
-        max_tokens: u32,
-        stop: &[&str],
-        logprobs: Option<u32>,
-    ) -> Run {
-        let mut model = ScriptedModel {
-            script,
-            vocab: tok.vocab.len(),
-            fed: Vec::new(),
-        };
+    fn run(tok: &mut ByteTokenizer, script: Vec<u32>, max_tokens: u32, stop: &[&str], logprobs: Option<u32>) -> Run {
+        let mut model = ScriptedModel { script, vocab: tok.vocab.len(), fed: Vec::new() };
         let stop: Vec<String> = stop.iter().map(|s| s.to_string()).collect();
-        let spec = ChoiceSpec {
-            prompt: &[7, 8],
-            max_tokens,
-            stop_tokens: &[0],
-            stop: &stop,
-            logprobs,
-        };
+        let spec = ChoiceSpec { prompt: &[7, 8], max_tokens, stop_tokens: &[0], stop: &stop, logprobs };
         let mut deltas = Vec::new();
         let mut delta_logprobs = Vec::new();
         let outcome = run_choice(&mut model, tok, &mut greedy(), &spec, None, |d, lp| {
@@ -431,12 +386,7 @@ mod tests {
             Flow::Continue
         })
         .unwrap();
-        Run {
-            outcome,
-            deltas,
-            delta_logprobs,
-            model,
-        }
+        Run { outcome, deltas, delta_logprobs, model }
     }
 
     fn finished(outcome: &Outcome) -> &ChoiceResult {
@@ -453,18 +403,9 @@ mod tests {
         let result = finished(&r.outcome);
         assert_eq!(result.text, "The ");
         assert_eq!(result.finish_reason, FinishReason::Stop);
-        assert_eq!(
-            result.completion_tokens, 4,
-            "stopped at the token completing END"
-        );
+        assert_eq!(result.completion_tokens, 4, "stopped at the token completing END");
         assert_eq!(r.deltas.concat(), "The ");
-        assert!(
-            r.deltas
-                .iter()
-                .all(|d| !d.contains('E') && !d.contains('N')),
-            "{:?}",
-            r.deltas
-        );
+        assert!(r.deltas.iter().all(|d| !d.contains('E') && !d.contains('N')), "{:?}", r.deltas);
     }
 
     #[test]
@@ -477,11 +418,7 @@ mod tests {
         let result = finished(&r.outcome);
         assert_eq!(result.text, text);
         assert_eq!(r.deltas.concat(), text);
-        assert!(
-            r.deltas.iter().all(|d| !d.contains('\u{FFFD}')),
-            "{:?}",
-            r.deltas
-        );
+        assert!(r.deltas.iter().all(|d| !d.contains('\u{FFFD}')), "{:?}", r.deltas);
         assert_eq!(result.finish_reason, FinishReason::Stop);
         assert_eq!(result.completion_tokens, text.len() as u32 + 1);
     }
@@ -516,11 +453,7 @@ mod tests {
         assert_eq!(result.text, "Hi");
         assert_eq!(result.finish_reason, FinishReason::Stop);
         assert_eq!(result.completion_tokens, 2);
-        assert_eq!(
-            result.logprobs.len(),
-            1,
-            "no logprob entry for the stop token"
-        );
+        assert_eq!(result.logprobs.len(), 1, "no logprob entry for the stop token");
     }
 
     #[test]
@@ -539,10 +472,7 @@ mod tests {
         assert!(first.top[0].1 > first.top[1].1);
         assert_eq!(first.top[1].0, "<eos>", "ties go to the lowest id");
         assert_eq!(result.logprobs[1].text_offset, 1);
-        assert_eq!(
-            r.delta_logprobs, result.logprobs,
-            "streamed logprobs add up"
-        );
+        assert_eq!(r.delta_logprobs, result.logprobs, "streamed logprobs add up");
     }
 
     #[test]
@@ -558,25 +488,10 @@ mod tests {
     #[test]
     fn client_leaving_abandons_at_once() {
         let mut tok = ByteTokenizer::new(&[b"a"]);
-        let mut model = ScriptedModel {
-            script: vec![1; 50],
-            vocab: 2,
-            fed: Vec::new(),
-        };
-        let spec = ChoiceSpec {
-            prompt: &[1],
-            max_tokens: 50,
-            stop_tokens: &[0],
-            stop: &[],
-            logprobs: None,
-        };
+        let mut model = ScriptedModel { script: vec![1; 50], vocab: 2, fed: Vec::new() };
+        let spec = ChoiceSpec { prompt: &[1], max_tokens: 50, stop_tokens: &[0], stop: &[], logprobs: None };
         let outcome = run_choice(&mut model, &mut tok, &mut greedy(), &spec, None, |_, _| Flow::Abandon).unwrap();
-        assert_eq!(
-            outcome,
-            Outcome::Abandoned {
-                completion_tokens: 1
-            }
-        );
+        assert_eq!(outcome, Outcome::Abandoned { completion_tokens: 1 });
         assert_eq!(model.fed.len(), 1);
     }
 
@@ -585,19 +500,11 @@ mod tests {
         struct Broken;
         impl Sequence for Broken {
             fn feed(&mut self, _: &[u32]) -> Result<Logits, ApiError> {
-                Err(ApiError::server(
-                    "wasi-nn compute failed: runtime-error: boom",
-                ))
+                Err(ApiError::server("wasi-nn compute failed: runtime-error: boom"))
             }
         }
         let mut tok = ByteTokenizer::new(&[]);
-        let spec = ChoiceSpec {
-            prompt: &[1],
-            max_tokens: 5,
-            stop_tokens: &[0],
-            stop: &[],
-            logprobs: None,
-        };
+        let spec = ChoiceSpec { prompt: &[1], max_tokens: 5, stop_tokens: &[0], stop: &[], logprobs: None };
         let err = run_choice(&mut Broken, &mut tok, &mut greedy(), &spec, None, |_, _| Flow::Continue).unwrap_err();
         assert_eq!(err.status, 500);
         assert!(err.message.contains("boom"));

@@ -17,9 +17,7 @@
 use std::sync::Arc;
 
 use llguidance::api::TopLevelGrammar;
-use llguidance::toktrie::{
-    ApproximateTokEnv, InferenceCapabilities, TokEnv, TokRxInfo, TokTrie, TokenId,
-};
+use llguidance::toktrie::{ApproximateTokEnv, InferenceCapabilities, TokEnv, TokRxInfo, TokTrie, TokenId};
 use llguidance::{Matcher, ParserFactory};
 
 use crate::numbers::NumberScan;
@@ -41,18 +39,12 @@ impl Vocabulary {
         let mut start = 0usize;
         for &end in &self.ends {
             let end = end as usize;
-            let word = self
-                .bytes
-                .get(start..end)
-                .ok_or_else(|| format!("vocabulary offsets out of range at {end}"))?;
+            let word = self.bytes.get(start..end).ok_or_else(|| format!("vocabulary offsets out of range at {end}"))?;
             words.push(word.to_vec());
             start = end;
         }
         if words.len() > width {
-            return Err(format!(
-                "the tokenizer has {} tokens but the model's logits only {width}",
-                words.len()
-            ));
+            return Err(format!("the tokenizer has {} tokens but the model's logits only {width}", words.len()));
         }
         words.resize(width, Vec::new());
         Ok(words)
@@ -73,28 +65,19 @@ pub struct Engine {
 impl Engine {
     /// Builds the token trie of `vocab` (logits rows are `width` wide).
     pub fn new(vocab: &Vocabulary, width: usize, stop_tokens: &[u32]) -> Result<Self, String> {
-        let eos = *stop_tokens
-            .first()
-            .ok_or("the model has no stop token to end a constrained answer with")?;
+        let eos = *stop_tokens.first().ok_or("the model has no stop token to end a constrained answer with")?;
         let words = vocab.words(width)?;
-        let numeric = words
-            .iter()
-            .map(|w| w.first() != Some(&0xFF) && w.iter().any(|&b| b.is_ascii_digit() || b == b'.'))
-            .collect();
+        let numeric =
+            words.iter().map(|w| w.first() != Some(&0xFF) && w.iter().any(|&b| b.is_ascii_digit() || b == b'.')).collect();
         let info = TokRxInfo::new(words.len() as u32, eos);
         let trie = TokTrie::from(&info, &words);
         let env: TokEnv = Arc::new(ApproximateTokEnv::new(trie));
         // No slicer regexes: they speed up masks inside long JSON strings at
         // the cost of a pass over the vocabulary per regex at start-up, which
         // a fresh instance per request would pay every time.
-        let mut factory = ParserFactory::new(&env, InferenceCapabilities::default(), &[])
-            .map_err(|e| e.to_string())?;
+        let mut factory = ParserFactory::new(&env, InferenceCapabilities::default(), &[]).map_err(|e| e.to_string())?;
         factory.quiet();
-        Ok(Self {
-            factory,
-            stop_tokens: stop_tokens.to_vec(),
-            numeric,
-        })
+        Ok(Self { factory, stop_tokens: stop_tokens.to_vec(), numeric })
     }
 
     /// Compiles `grammar`, whose output's numbers `numbers` bounds. The
@@ -148,10 +131,7 @@ impl Constraint {
         for (id, x) in logits.iter_mut().enumerate() {
             let token = id as u32;
             if allowed.is_allowed(token) {
-                if check
-                    && self.numeric.get(id).copied().unwrap_or(false)
-                    && !self.numbers.allows(trie.token(token))
-                {
+                if check && self.numeric.get(id).copied().unwrap_or(false) && !self.numbers.allows(trie.token(token)) {
                     self.refused.push(id);
                 } else {
                     kept += 1;
@@ -215,10 +195,8 @@ mod tests {
             }
             logits[end as usize] = 5.0;
             c.mask(&mut logits).unwrap();
-            let (id, x) = logits
-                .iter()
-                .enumerate()
-                .fold((0, f32::NEG_INFINITY), |best, (i, &x)| if x > best.1 { (i, x) } else { best });
+            let (id, x) =
+                logits.iter().enumerate().fold((0, f32::NEG_INFINITY), |best, (i, &x)| if x > best.1 { (i, x) } else { best });
             assert!(x.is_finite(), "nothing allowed at step {step}");
             if id as u32 == end {
                 break;
@@ -266,8 +244,7 @@ mod tests {
 
     fn schema_constraint(engine: &Engine, schema: serde_json::Value) -> Constraint {
         let mut schema = schema;
-        schema["x-guidance"] =
-            serde_json::json!({"whitespace_flexible": false, "item_separator": ", ", "key_separator": ": "});
+        schema["x-guidance"] = serde_json::json!({"whitespace_flexible": false, "item_separator": ", ", "key_separator": ": "});
         engine.constraint(TopLevelGrammar::from_json_schema(schema), NumberScan::json()).unwrap()
     }
 
@@ -362,9 +339,7 @@ mod tests {
         let (v, end) = vocab();
         let width = v.ends.len() + 3;
         let engine = Engine::new(&v, width, &[end]).unwrap();
-        let mut c = engine
-            .constraint(TopLevelGrammar::from_lark("start: \"ab\"".into()), NumberScan::json())
-            .unwrap();
+        let mut c = engine.constraint(TopLevelGrammar::from_lark("start: \"ab\"".into()), NumberScan::json()).unwrap();
         let mut logits = vec![0.0f32; width];
         c.mask(&mut logits).unwrap();
         assert!(logits[width - 1].is_infinite() && logits[end as usize].is_infinite());
@@ -375,9 +350,7 @@ mod tests {
     fn bad_grammars_are_errors_not_traps() {
         let (v, end) = vocab();
         let engine = Engine::new(&v, v.ends.len(), &[end]).unwrap();
-        assert!(engine
-            .constraint(TopLevelGrammar::from_lark("start: undefined_rule".into()), NumberScan::json())
-            .is_err());
+        assert!(engine.constraint(TopLevelGrammar::from_lark("start: undefined_rule".into()), NumberScan::json()).is_err());
         let too_small = Engine::new(&v, 10, &[end]);
         assert!(too_small.is_err());
     }

@@ -34,9 +34,7 @@ pub struct NnSequence {
 impl NnSequence {
     /// A fresh sequence (execution context) of `graph`.
     pub fn new(graph: &Graph) -> Result<Self, ApiError> {
-        let ctx = graph
-            .init_execution_context()
-            .map_err(|e| nn_error("init-execution-context", e))?;
+        let ctx = graph.init_execution_context().map_err(|e| nn_error("init-execution-context", e))?;
         Ok(Self { ctx })
     }
 }
@@ -45,10 +43,7 @@ impl Sequence for NnSequence {
     fn feed(&mut self, ids: &[u32]) -> Result<Logits, ApiError> {
         let data = i64_le_bytes(ids);
         let input = Tensor::new(&[1, ids.len() as u32], TensorType::I64, &data);
-        let outputs = self
-            .ctx
-            .compute(vec![("input_ids".to_owned(), input)])
-            .map_err(|e| nn_error("compute", e))?;
+        let outputs = self.ctx.compute(vec![("input_ids".to_owned(), input)]).map_err(|e| nn_error("compute", e))?;
         let Some((_, logits)) = outputs.into_iter().find(|(name, _)| name == "logits") else {
             return Err(ApiError::server("the model returned no `logits` output"));
         };
@@ -61,9 +56,7 @@ impl Sequence for NnSequence {
 
 /// Token ids as the little-endian i64 data of an I64 tensor.
 pub fn i64_le_bytes(ids: &[u32]) -> Vec<u8> {
-    ids.iter()
-        .flat_map(|&id| i64::from(id).to_le_bytes())
-        .collect()
+    ids.iter().flat_map(|&id| i64::from(id).to_le_bytes()).collect()
 }
 
 /// The last row of an FP32 tensor (`[1, vocab]` per the ABI; a backend that
@@ -86,12 +79,8 @@ pub fn last_row(dims: &[u32], data: Vec<u8>) -> Result<Logits, ApiError> {
 fn tokenizer_error(what: &str, err: TokenizerError, param: Option<&str>) -> ApiError {
     match (err, param) {
         (TokenizerError::InvalidInput(msg), Some(param)) => ApiError::invalid(param, msg),
-        (TokenizerError::InvalidInput(msg), None) => {
-            ApiError::server(format!("tokenizer {what} failed: invalid input: {msg}"))
-        }
-        (TokenizerError::UnknownModel(msg), _) => {
-            ApiError::server(format!("tokenizer {what} failed: unknown model: {msg}"))
-        }
+        (TokenizerError::InvalidInput(msg), None) => ApiError::server(format!("tokenizer {what} failed: invalid input: {msg}")),
+        (TokenizerError::UnknownModel(msg), _) => ApiError::server(format!("tokenizer {what} failed: unknown model: {msg}")),
     }
 }
 
@@ -99,11 +88,7 @@ fn tokenizer_error(what: &str, err: TokenizerError, param: Option<&str>) -> ApiE
 /// prompt, its markup's special tokens as control tokens and every string the
 /// client (or a tool, or a retrieved chunk) supplied as plain text, so no
 /// message can forge a turn of another role.
-pub fn encode_chat(
-    model: &str,
-    messages: &[Message],
-    tools: Option<&str>,
-) -> Result<Vec<u32>, ApiError> {
+pub fn encode_chat(model: &str, messages: &[Message], tools: Option<&str>) -> Result<Vec<u32>, ApiError> {
     let messages: Vec<ChatMessage> = messages
         .iter()
         .map(|m| ChatMessage {
@@ -113,8 +98,7 @@ pub fn encode_chat(
             tool_calls: m.tool_calls.clone(),
         })
         .collect();
-    tokenizer::encode_chat(model, &messages, tools)
-        .map_err(|e| tokenizer_error("encode-chat", e, Some("messages")))
+    tokenizer::encode_chat(model, &messages, tools).map_err(|e| tokenizer_error("encode-chat", e, Some("messages")))
 }
 
 /// A raw prompt (legacy completions) to ids, without adding special tokens:
@@ -137,10 +121,7 @@ pub fn stop_tokens(model: &str) -> Result<Vec<u32>, ApiError> {
 /// The model's token bytes, for the grammar engine.
 pub fn vocabulary(model: &str) -> Result<crate::grammar::Vocabulary, ApiError> {
     let v = tokenizer::vocabulary(model).map_err(|e| tokenizer_error("vocabulary", e, None))?;
-    Ok(crate::grammar::Vocabulary {
-        bytes: v.bytes,
-        ends: v.ends,
-    })
+    Ok(crate::grammar::Vocabulary { bytes: v.bytes, ends: v.ends })
 }
 
 /// The tenant's deployed tool functions, listed on first use.
@@ -193,22 +174,13 @@ mod tests {
 
     #[test]
     fn ids_become_little_endian_i64() {
-        assert_eq!(
-            i64_le_bytes(&[1, 258]),
-            [1, 0, 0, 0, 0, 0, 0, 0, 2, 1, 0, 0, 0, 0, 0, 0]
-        );
+        assert_eq!(i64_le_bytes(&[1, 258]), [1, 0, 0, 0, 0, 0, 0, 0, 2, 1, 0, 0, 0, 0, 0, 0]);
     }
 
     #[test]
     fn logits_rows_are_read() {
-        let data: Vec<u8> = [1.0f32, -2.5, 3.0, 4.0, 5.0, 6.0]
-            .iter()
-            .flat_map(|x| x.to_le_bytes())
-            .collect();
-        assert_eq!(
-            &last_row(&[1, 6], data.clone()).unwrap()[..],
-            [1.0, -2.5, 3.0, 4.0, 5.0, 6.0]
-        );
+        let data: Vec<u8> = [1.0f32, -2.5, 3.0, 4.0, 5.0, 6.0].iter().flat_map(|x| x.to_le_bytes()).collect();
+        assert_eq!(&last_row(&[1, 6], data.clone()).unwrap()[..], [1.0, -2.5, 3.0, 4.0, 5.0, 6.0]);
         assert_eq!(&last_row(&[1, 2, 3], data.clone()).unwrap()[..], [4.0, 5.0, 6.0]);
         assert_eq!(last_row(&[1, 7], data.clone()).unwrap_err().status, 500);
         assert_eq!(last_row(&[], data).unwrap_err().status, 500);

@@ -79,15 +79,9 @@ use bindings::tensoras::platform::types::Usage as WitUsage;
 /// defaults (clamped into the API's ranges, in case a catalogue entry is
 /// off).
 fn sampling_params(req: &GenerationRequest, info: &ModelInfo) -> SamplingParams {
-    let default_top_p = if info.default_top_p > 0.0 && info.default_top_p <= 1.0 {
-        info.default_top_p
-    } else {
-        1.0
-    };
+    let default_top_p = if info.default_top_p > 0.0 && info.default_top_p <= 1.0 { info.default_top_p } else { 1.0 };
     SamplingParams {
-        temperature: req
-            .temperature
-            .unwrap_or(info.default_temperature.clamp(0.0, 2.0)),
+        temperature: req.temperature.unwrap_or(info.default_temperature.clamp(0.0, 2.0)),
         top_p: req.top_p.unwrap_or(default_top_p),
         presence_penalty: req.presence_penalty,
         frequency_penalty: req.frequency_penalty,
@@ -119,20 +113,10 @@ impl Prepared {
 
 /// Validates a request against the API and its model.
 pub fn prepare(raw: &Request) -> Result<Prepared, ApiError> {
-    let endpoint =
-        request::Endpoint::from_path(&raw.path).ok_or_else(|| ApiError::unknown_path(&raw.path))?;
-    let req = request::parse(
-        endpoint,
-        &raw.body,
-        raw.stream,
-        &mut host::DeployedTools::default(),
-    )?;
+    let endpoint = request::Endpoint::from_path(&raw.path).ok_or_else(|| ApiError::unknown_path(&raw.path))?;
+    let req = request::parse(endpoint, &raw.body, raw.stream, &mut host::DeployedTools::default())?;
     let info = models::get(&req.model).ok_or_else(|| ApiError::model_not_found(&req.model))?;
-    req.check_against(ModelFacts {
-        id: &info.id,
-        kind: &info.kind,
-        vocab_size: info.vocab_size,
-    })?;
+    req.check_against(ModelFacts { id: &info.id, kind: &info.kind, vocab_size: info.vocab_size })?;
     Ok(Prepared { req, info })
 }
 
@@ -157,22 +141,13 @@ pub fn respond(prepared: &Prepared, extra: &Map<String, Value>) -> Result<Respon
     let seed = req.seed.map(|s| s as u64).unwrap_or_else(ids::random_u64);
     let graph = host::load_graph(&info.id)?;
 
-    let env = Envelope {
-        endpoint,
-        id: ids::random_id(id_prefix(endpoint)),
-        created: ids::unix_time(),
-        model: info.id.clone(),
-    };
+    let env = Envelope { endpoint, id: ids::random_id(id_prefix(endpoint)), created: ids::unix_time(), model: info.id.clone() };
     let writer = ChunkWriter::new(env.clone(), req.logprobs.is_some(), req.include_usage);
     // Streams go to `output.send`; a false return means the client left.
     let first = std::cell::Cell::new(true);
     let send = |chunk: Option<String>| {
         chunk.is_none_or(|c| {
-            if first.replace(false) && !extra.is_empty() {
-                output::send(&with_fields(&c, extra))
-            } else {
-                output::send(&c)
-            }
+            if first.replace(false) && !extra.is_empty() { output::send(&with_fields(&c, extra)) } else { output::send(&c) }
         })
     };
     let turns = Turns {
@@ -209,9 +184,7 @@ pub fn respond(prepared: &Prepared, extra: &Map<String, Value>) -> Result<Respon
                 break;
             }
             TurnsOutcome::Finished(result) => {
-                if req.stream
-                    && !send(writer.chunk(index, ChunkEvent::Finish(result.finish_reason)))
-                {
+                if req.stream && !send(writer.chunk(index, ChunkEvent::Finish(result.finish_reason))) {
                     abandoned = true;
                     break;
                 }
@@ -231,13 +204,7 @@ pub fn respond(prepared: &Prepared, extra: &Map<String, Value>) -> Result<Respon
         let body = full_response(&env, &choices, req.logprobs.is_some(), usage);
         if extra.is_empty() { body } else { with_fields(&body, extra) }
     };
-    Ok(Response {
-        body,
-        usage: WitUsage {
-            prompt_tokens,
-            completion_tokens,
-        },
-    })
+    Ok(Response { body, usage: WitUsage { prompt_tokens, completion_tokens } })
 }
 
 /// A JSON object's text with `extra` fields added at its top level.
@@ -254,14 +221,9 @@ fn with_fields(json: &str, extra: &Map<String, Value>) -> String {
 /// The grammar engine, when the request constrains the output; every
 /// schema is compiled here first, so one that cannot be enforced is a 400
 /// on its own parameter before any generation.
-fn grammar_engine(
-    req: &GenerationRequest,
-    info: &ModelInfo,
-    stop_tokens: &[u32],
-) -> Result<Option<Engine>, ApiError> {
+fn grammar_engine(req: &GenerationRequest, info: &ModelInfo, stop_tokens: &[u32]) -> Result<Option<Engine>, ApiError> {
     let tooling = &req.tooling;
-    let constrained =
-        tooling.calls_allowed() || tooling.format != tools::ResponseFormat::Text;
+    let constrained = tooling.calls_allowed() || tooling.format != tools::ResponseFormat::Text;
     if !constrained {
         return Ok(None);
     }
@@ -270,30 +232,19 @@ fn grammar_engine(
         .map_err(|e| ApiError::server(format!("the grammar engine could not start: {e}")))?;
     let check = |schema: serde_json::Value, param: String, what: String| {
         engine
-            .constraint(
-                llguidance::api::TopLevelGrammar::from_json_schema(schema),
-                numbers::NumberScan::json(),
-            )
+            .constraint(llguidance::api::TopLevelGrammar::from_json_schema(schema), numbers::NumberScan::json())
             .map(drop)
             .map_err(|e| ApiError::invalid(param, format!("Invalid schema for {what}: {e}")))
     };
     if tooling.calls_allowed() {
         for tool in &tooling.tools {
-            check(
-                calls::args_schema(tool),
-                tool.param(),
-                format!("function '{}'", tool.name),
-            )?;
+            check(calls::args_schema(tool), tool.param(), format!("function '{}'", tool.name))?;
         }
     }
     if let tools::ResponseFormat::JsonSchema { name, .. } = &tooling.format
         && let Some(schema) = calls::format_schema(&tooling.format)
     {
-        check(
-            schema,
-            tools::ResponseFormat::param().to_owned(),
-            format!("response_format '{name}'"),
-        )?;
+        check(schema, tools::ResponseFormat::param().to_owned(), format!("response_format '{name}'"))?;
     }
     Ok(Some(engine))
 }

@@ -26,18 +26,11 @@ impl Logits {
     /// bytes): in place when that is the whole buffer and aligned,
     /// otherwise copied.
     pub fn from_le_bytes(bytes: Vec<u8>, offset: usize) -> Self {
-        let in_place = cfg!(target_endian = "little")
-            && offset == 0
-            && bytemuck::try_cast_slice::<u8, f32>(&bytes).is_ok();
+        let in_place = cfg!(target_endian = "little") && offset == 0 && bytemuck::try_cast_slice::<u8, f32>(&bytes).is_ok();
         if in_place {
             return Self(Data::Bytes(bytes));
         }
-        Self(Data::Values(
-            bytes[offset..]
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect(),
-        ))
+        Self(Data::Values(bytes[offset..].chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()))
     }
 }
 

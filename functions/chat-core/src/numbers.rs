@@ -205,12 +205,12 @@ mod tests {
     #[test]
     fn long_numbers_are_refused() {
         for t in [
-            "12345678901234567890",                     // 20 integer digits
+            "12345678901234567890", // 20 integer digits
             "-12345678901234567890",
-            "0.123456789012345678",                     // 18 fraction digits
-            "1.23456789012345678",                      // 18 digits in all
-            "123456789012345678.5",                     // no room for a fraction
-            "0.000000000000000001",                     // 18 after the lone 0
+            "0.123456789012345678", // 18 fraction digits
+            "1.23456789012345678",  // 18 digits in all
+            "123456789012345678.5", // no room for a fraction
+            "0.000000000000000001", // 18 after the lone 0
             "1e1000",
             "1E+0001",
             "3377772833333333333333333333333333333333", // the reported runaway

@@ -25,12 +25,7 @@ pub struct Prompt {
 }
 
 /// Builds the template input for one generation round.
-pub fn build(
-    messages: &[Message],
-    tooling: &Tooling,
-    template_tools: bool,
-    format: &CallFormat,
-) -> Prompt {
+pub fn build(messages: &[Message], tooling: &Tooling, template_tools: bool, format: &CallFormat) -> Prompt {
     let callable = tooling.calls_allowed();
     let mut instructions = Vec::new();
     if callable && !template_tools {
@@ -41,9 +36,9 @@ pub fn build(
     match &tooling.format {
         ResponseFormat::Text => {}
         ResponseFormat::JsonObject => instructions.push("Respond with a JSON object.".to_owned()),
-        ResponseFormat::JsonSchema { schema, .. } => instructions.push(format!(
-            "Respond with a JSON object that matches this JSON schema: {schema}"
-        )),
+        ResponseFormat::JsonSchema { schema, .. } => {
+            instructions.push(format!("Respond with a JSON object that matches this JSON schema: {schema}"))
+        }
     }
 
     let mut out: Vec<Message> = Vec::with_capacity(messages.len() + 1);
@@ -64,16 +59,8 @@ pub fn build(
                     }
                 }
                 let calls = written_calls(json, format);
-                let content = if m.content.is_empty() {
-                    calls
-                } else {
-                    format!("{}\n{calls}", m.content)
-                };
-                out.push(Message {
-                    content,
-                    tool_calls: None,
-                    ..m.clone()
-                });
+                let content = if m.content.is_empty() { calls } else { format!("{}\n{calls}", m.content) };
+                out.push(Message { content, tool_calls: None, ..m.clone() });
             }
             "tool" => {
                 let name = names
@@ -82,10 +69,7 @@ pub fn build(
                     .map_or("the function", |(_, name)| name.as_str());
                 out.push(Message {
                     role: "user".to_owned(),
-                    content: format!(
-                        "The function {name} returned: {}\nUse this result to answer my question.",
-                        m.content
-                    ),
+                    content: format!("The function {name} returned: {}\nUse this result to answer my question.", m.content),
                     tool_call_id: None,
                     tool_calls: None,
                 });
@@ -100,25 +84,13 @@ pub fn build(
             Some(first) if first.role == "system" => {
                 first.content = format!("{}\n\n{text}", first.content);
             }
-            _ => out.insert(
-                0,
-                Message {
-                    role: "system".to_owned(),
-                    content: text,
-                    tool_call_id: None,
-                    tool_calls: None,
-                },
-            ),
+            _ => out.insert(0, Message { role: "system".to_owned(), content: text, tool_call_id: None, tool_calls: None }),
         }
     }
 
-    let tools = (callable && template_tools).then(|| {
-        Value::Array(tooling.tools.iter().map(|t| t.as_openai()).collect()).to_string()
-    });
-    Prompt {
-        messages: out,
-        tools,
-    }
+    let tools =
+        (callable && template_tools).then(|| Value::Array(tooling.tools.iter().map(|t| t.as_openai()).collect()).to_string());
+    Prompt { messages: out, tools }
 }
 
 /// An assistant message's `tool_calls` (OpenAI JSON) as the model writes
@@ -127,10 +99,7 @@ fn written_calls(tool_calls: &str, format: &CallFormat) -> String {
     let calls: Vec<Value> = serde_json::from_str(tool_calls).unwrap_or_default();
     format.write_calls(calls.iter().map(|c| {
         let f = &c["function"];
-        (
-            f["name"].as_str().unwrap_or_default(),
-            f["arguments"].as_str().unwrap_or("{}"),
-        )
+        (f["name"].as_str().unwrap_or_default(), f["arguments"].as_str().unwrap_or("{}"))
     }))
 }
 
@@ -142,12 +111,7 @@ mod tests {
     use serde_json::json;
 
     fn msg(role: &str, content: &str) -> Message {
-        Message {
-            role: role.into(),
-            content: content.into(),
-            tool_call_id: None,
-            tool_calls: None,
-        }
+        Message { role: role.into(), content: content.into(), tool_call_id: None, tool_calls: None }
     }
 
     fn tooling(choice: ToolChoice) -> Tooling {
@@ -177,24 +141,15 @@ mod tests {
                 ),
                 ..msg("assistant", "")
             },
-            Message {
-                tool_call_id: Some("c1".into()),
-                ..msg("tool", "4")
-            },
+            Message { tool_call_id: Some("c1".into()), ..msg("tool", "4") },
         ];
         let p = build(&history, &tooling(ToolChoice::Auto), false, &HERMES);
         assert_eq!(p.tools, None);
         assert_eq!(p.messages[0].role, "system");
         assert!(p.messages[0].content.contains("\"name\":\"calc\""), "{}", p.messages[0].content);
-        assert_eq!(
-            p.messages[2].content,
-            "<tool_call>\n{\"name\": \"calc\", \"arguments\": {\"e\": \"2+2\"}}\n</tool_call>"
-        );
+        assert_eq!(p.messages[2].content, "<tool_call>\n{\"name\": \"calc\", \"arguments\": {\"e\": \"2+2\"}}\n</tool_call>");
         assert_eq!(p.messages[3].role, "user");
-        assert_eq!(
-            p.messages[3].content,
-            "The function calc returned: 4\nUse this result to answer my question."
-        );
+        assert_eq!(p.messages[3].content, "The function calc returned: 4\nUse this result to answer my question.");
     }
 
     #[test]

@@ -134,26 +134,18 @@ pub fn parse(
         }
     };
 
-    let temperature = body
-        .opt_number("temperature", 0.0, 2.0, false)?
-        .map(|x| x as f32);
+    let temperature = body.opt_number("temperature", 0.0, 2.0, false)?.map(|x| x as f32);
     let top_p = body.opt_number("top_p", 0.0, 1.0, true)?.map(|x| x as f32);
     let n = body.opt_integer("n", 1, MAX_N)?.unwrap_or(1) as u32;
     let max_tokens = max_tokens(body)?;
     let stop = parse_stop(body)?;
     let seed = body.opt_integer("seed", i64::MIN, i64::MAX)?;
-    let presence_penalty = body
-        .opt_number("presence_penalty", -2.0, 2.0, false)?
-        .unwrap_or(0.0) as f32;
-    let frequency_penalty = body
-        .opt_number("frequency_penalty", -2.0, 2.0, false)?
-        .unwrap_or(0.0) as f32;
+    let presence_penalty = body.opt_number("presence_penalty", -2.0, 2.0, false)?.unwrap_or(0.0) as f32;
+    let frequency_penalty = body.opt_number("frequency_penalty", -2.0, 2.0, false)?.unwrap_or(0.0) as f32;
     let logit_bias = parse_logit_bias(body)?;
     let logprobs = match endpoint {
         Endpoint::Chat => parse_chat_logprobs(body)?,
-        Endpoint::Completions => body
-            .opt_integer("logprobs", 0, MAX_LEGACY_LOGPROBS)?
-            .map(|k| k as u32),
+        Endpoint::Completions => body.opt_integer("logprobs", 0, MAX_LEGACY_LOGPROBS)?.map(|k| k as u32),
     };
 
     let body_stream = body.opt_bool("stream")?.unwrap_or(false);
@@ -201,24 +193,15 @@ impl GenerationRequest {
             };
             return Err(ApiError::invalid(
                 "model",
-                format!(
-                    "The model `{}` is an {} model and is not supported in the {api} endpoint.",
-                    model.id, model.kind
-                ),
+                format!("The model `{}` is an {} model and is not supported in the {api} endpoint.", model.id, model.kind),
             ));
         }
         if model.vocab_size > 0
-            && let Some((id, _)) = self
-                .logit_bias
-                .iter()
-                .find(|(id, _)| *id >= model.vocab_size)
+            && let Some((id, _)) = self.logit_bias.iter().find(|(id, _)| *id >= model.vocab_size)
         {
             return Err(ApiError::invalid(
                 "logit_bias",
-                format!(
-                    "Invalid key in 'logit_bias': {id}. Token ids must be below the vocabulary size {}.",
-                    model.vocab_size
-                ),
+                format!("Invalid key in 'logit_bias': {id}. Token ids must be below the vocabulary size {}.", model.vocab_size),
             ));
         }
         Ok(())
@@ -229,10 +212,7 @@ impl GenerationRequest {
 fn parse_chat_input(body: Body<'_>) -> Result<Input, ApiError> {
     let messages = match body.get("messages") {
         None => {
-            return Err(ApiError::invalid(
-                "messages",
-                "Missing required parameter: 'messages'.",
-            ));
+            return Err(ApiError::invalid("messages", "Missing required parameter: 'messages'."));
         }
         Some(Value::Array(items)) => items,
         Some(other) => return Err(type_error("messages", "an array", other)),
@@ -243,11 +223,7 @@ fn parse_chat_input(body: Body<'_>) -> Result<Input, ApiError> {
             "Invalid 'messages': empty array. Expected an array with minimum length 1, but got an empty array instead.",
         ));
     }
-    let messages = messages
-        .iter()
-        .enumerate()
-        .map(|(i, m)| parse_message(i, m))
-        .collect::<Result<Vec<_>, _>>()?;
+    let messages = messages.iter().enumerate().map(|(i, m)| parse_message(i, m)).collect::<Result<Vec<_>, _>>()?;
     Ok(Input::Messages(messages))
 }
 
@@ -260,10 +236,7 @@ fn parse_message(i: usize, value: &Value) -> Result<Message, ApiError> {
     let role = match obj.get("role") {
         Some(Value::String(role)) => role.as_str(),
         None | Some(Value::Null) => {
-            return Err(ApiError::invalid(
-                at("role"),
-                format!("Missing required parameter: '{}'.", at("role")),
-            ));
+            return Err(ApiError::invalid(at("role"), format!("Missing required parameter: '{}'.", at("role"))));
         }
         Some(other) => return Err(type_error(&at("role"), "a string", other)),
     };
@@ -285,10 +258,7 @@ fn parse_message(i: usize, value: &Value) -> Result<Message, ApiError> {
         Some(Value::Array(parts)) => text_parts(i, parts)?,
         None | Some(Value::Null) if role == "assistant" => String::new(),
         None | Some(Value::Null) => {
-            return Err(ApiError::invalid(
-                at("content"),
-                format!("Missing required parameter: '{}'.", at("content")),
-            ));
+            return Err(ApiError::invalid(at("content"), format!("Missing required parameter: '{}'.", at("content"))));
         }
         Some(other) => return Err(type_error(&at("content"), "a string or array", other)),
     };
@@ -296,10 +266,7 @@ fn parse_message(i: usize, value: &Value) -> Result<Message, ApiError> {
     let tool_call_id = match obj.get("tool_call_id") {
         Some(Value::String(s)) => Some(s.clone()),
         None | Some(Value::Null) if role == "tool" => {
-            return Err(ApiError::invalid(
-                at("tool_call_id"),
-                format!("Missing required parameter: '{}'.", at("tool_call_id")),
-            ));
+            return Err(ApiError::invalid(at("tool_call_id"), format!("Missing required parameter: '{}'.", at("tool_call_id"))));
         }
         None | Some(Value::Null) => None,
         Some(other) => return Err(type_error(&at("tool_call_id"), "a string", other)),
@@ -307,27 +274,17 @@ fn parse_message(i: usize, value: &Value) -> Result<Message, ApiError> {
 
     let tool_calls = match obj.get("tool_calls") {
         None | Some(Value::Null) => None,
-        Some(Value::Array(calls)) if role == "assistant" => {
-            (!calls.is_empty()).then(|| Value::Array(calls.clone()).to_string())
-        }
+        Some(Value::Array(calls)) if role == "assistant" => (!calls.is_empty()).then(|| Value::Array(calls.clone()).to_string()),
         Some(Value::Array(_)) => {
             return Err(ApiError::invalid(
                 at("tool_calls"),
-                format!(
-                    "Invalid parameter: '{}' is only allowed for assistant messages.",
-                    at("tool_calls")
-                ),
+                format!("Invalid parameter: '{}' is only allowed for assistant messages.", at("tool_calls")),
             ));
         }
         Some(other) => return Err(type_error(&at("tool_calls"), "an array", other)),
     };
 
-    Ok(Message {
-        role: role.to_owned(),
-        content,
-        tool_call_id,
-        tool_calls,
-    })
+    Ok(Message { role: role.to_owned(), content, tool_call_id, tool_calls })
 }
 
 /// Concatenates the text parts of an array `content` (no separator: the
@@ -344,25 +301,17 @@ fn text_parts(i: usize, parts: &[Value]) -> Result<String, ApiError> {
             Some(Value::String(t)) => {
                 return Err(ApiError::invalid(
                     format!("{at}.type"),
-                    format!(
-                        "Invalid value: '{t}'. This model only supports content parts of type 'text'."
-                    ),
+                    format!("Invalid value: '{t}'. This model only supports content parts of type 'text'."),
                 ));
             }
             _ => {
-                return Err(ApiError::invalid(
-                    format!("{at}.type"),
-                    format!("Missing required parameter: '{at}.type'."),
-                ));
+                return Err(ApiError::invalid(format!("{at}.type"), format!("Missing required parameter: '{at}.type'.")));
             }
         }
         match obj.get("text") {
             Some(Value::String(s)) => text.push_str(s),
             None | Some(Value::Null) => {
-                return Err(ApiError::invalid(
-                    format!("{at}.text"),
-                    format!("Missing required parameter: '{at}.text'."),
-                ));
+                return Err(ApiError::invalid(format!("{at}.text"), format!("Missing required parameter: '{at}.text'.")));
             }
             Some(other) => return Err(type_error(&format!("{at}.text"), "a string", other)),
         }
@@ -373,30 +322,21 @@ fn text_parts(i: usize, parts: &[Value]) -> Result<String, ApiError> {
 /// `prompt` of a completions request: a string or an array of one string.
 fn parse_prompt(body: Body<'_>) -> Result<String, ApiError> {
     match body.get("prompt") {
-        None => Err(ApiError::invalid(
-            "prompt",
-            "Missing required parameter: 'prompt'.",
-        )),
+        None => Err(ApiError::invalid("prompt", "Missing required parameter: 'prompt'.")),
         Some(Value::String(s)) => Ok(s.clone()),
         Some(Value::Array(items)) => match items.as_slice() {
             [Value::String(s)] => Ok(s.clone()),
-            [] => Err(ApiError::invalid(
-                "prompt",
-                "Invalid 'prompt': empty array. Expected a string or an array with one string.",
-            )),
+            [] => {
+                Err(ApiError::invalid("prompt", "Invalid 'prompt': empty array. Expected a string or an array with one string."))
+            }
             items if items.iter().all(Value::is_string) => Err(ApiError::invalid(
                 "prompt",
                 "Invalid 'prompt': this server accepts one prompt per request; send an array of one string.",
             )),
-            items if items.iter().any(|v| v.is_number() || v.is_array()) => Err(ApiError::invalid(
-                "prompt",
-                "Invalid 'prompt': token arrays are not supported; send the prompt as a string.",
-            )),
-            _ => Err(type_error(
-                "prompt",
-                "a string or an array of strings",
-                &Value::Array(items.to_vec()),
-            )),
+            items if items.iter().any(|v| v.is_number() || v.is_array()) => {
+                Err(ApiError::invalid("prompt", "Invalid 'prompt': token arrays are not supported; send the prompt as a string."))
+            }
+            _ => Err(type_error("prompt", "a string or an array of strings", &Value::Array(items.to_vec()))),
         },
         Some(other) => Err(type_error("prompt", "a string", other)),
     }
@@ -406,29 +346,20 @@ fn parse_prompt(body: Body<'_>) -> Result<String, ApiError> {
 /// at their defaults, rejected otherwise rather than silently ignored.
 fn reject_legacy_extras(body: Body<'_>) -> Result<(), ApiError> {
     if body.opt_bool("echo")?.unwrap_or(false) {
-        return Err(ApiError::invalid(
-            "echo",
-            "Invalid 'echo': echoing the prompt is not supported.",
-        ));
+        return Err(ApiError::invalid("echo", "Invalid 'echo': echoing the prompt is not supported."));
     }
     match body.get("suffix") {
         None => {}
         Some(Value::String(s)) if s.is_empty() => {}
         Some(Value::String(_)) => {
-            return Err(ApiError::invalid(
-                "suffix",
-                "Invalid 'suffix': insertion (suffix) is not supported.",
-            ));
+            return Err(ApiError::invalid("suffix", "Invalid 'suffix': insertion (suffix) is not supported."));
         }
         Some(other) => return Err(type_error("suffix", "a string", other)),
     }
     if let Some(best_of) = body.opt_integer("best_of", 0, 20)?
         && best_of != 1
     {
-        return Err(ApiError::invalid(
-            "best_of",
-            "Invalid 'best_of': only the default value 1 is supported.",
-        ));
+        return Err(ApiError::invalid("best_of", "Invalid 'best_of': only the default value 1 is supported."));
     }
     Ok(())
 }
@@ -483,9 +414,7 @@ fn parse_logit_bias(body: Body<'_>) -> Result<Vec<(u32, f32)>, ApiError> {
         let Ok(id) = key.trim().parse::<u32>() else {
             return Err(ApiError::invalid(
                 "logit_bias",
-                format!(
-                    "Invalid key in 'logit_bias': {key}. Keys must be token ids (non-negative integers as strings)."
-                ),
+                format!("Invalid key in 'logit_bias': {key}. Keys must be token ids (non-negative integers as strings)."),
             ));
         };
         let Some(x) = value.as_f64() else {
@@ -529,11 +458,7 @@ fn parse_stream_options(body: Body<'_>, streaming: bool) -> Result<bool, ApiErro
     match obj.get("include_usage") {
         None | Some(Value::Null) => Ok(false),
         Some(Value::Bool(b)) => Ok(*b),
-        Some(other) => Err(type_error(
-            "stream_options.include_usage",
-            "a boolean",
-            other,
-        )),
+        Some(other) => Err(type_error("stream_options.include_usage", "a boolean", other)),
     }
 }
 
@@ -596,21 +521,11 @@ mod tests {
     }
 
     fn chat(body: Value) -> Result<GenerationRequest, ApiError> {
-        parse(
-            Endpoint::Chat,
-            &body.to_string(),
-            body["stream"] == json!(true),
-            &mut NoServerTools,
-        )
+        parse(Endpoint::Chat, &body.to_string(), body["stream"] == json!(true), &mut NoServerTools)
     }
 
     fn completions(body: Value) -> Result<GenerationRequest, ApiError> {
-        parse(
-            Endpoint::Completions,
-            &body.to_string(),
-            body["stream"] == json!(true),
-            &mut NoServerTools,
-        )
+        parse(Endpoint::Completions, &body.to_string(), body["stream"] == json!(true), &mut NoServerTools)
     }
 
     fn param_of(result: Result<GenerationRequest, ApiError>) -> String {
@@ -626,16 +541,13 @@ mod tests {
 
     #[test]
     fn minimal_chat_request_has_defaults() {
-        let req =
-            chat(json!({"model": "m", "messages": user(), "unknown_field": {"x": 1}})).unwrap();
+        let req = chat(json!({"model": "m", "messages": user(), "unknown_field": {"x": 1}})).unwrap();
         assert_eq!(req.n, 1);
         assert_eq!(req.temperature, None);
         assert_eq!(req.max_tokens, None);
         assert_eq!(req.logprobs, None);
         assert!(!req.stream && !req.include_usage);
-        assert!(
-            matches!(req.input, Input::Messages(ref messages) if messages.len() == 1)
-        );
+        assert!(matches!(req.input, Input::Messages(ref messages) if messages.len() == 1));
     }
 
     #[test]
@@ -647,19 +559,11 @@ mod tests {
             {"role": "tool", "tool_call_id": "c1", "content": "42"},
         ]}))
         .unwrap();
-        let Input::Messages(messages) = req.input else {
-            panic!()
-        };
+        let Input::Messages(messages) = req.input else { panic!() };
         assert_eq!(messages[0].role, "system");
         assert_eq!(messages[1].content, "ab");
         assert_eq!(messages[2].content, "");
-        assert!(
-            messages[2]
-                .tool_calls
-                .as_deref()
-                .unwrap()
-                .contains("\"c1\"")
-        );
+        assert!(messages[2].tool_calls.as_deref().unwrap().contains("\"c1\""));
         assert_eq!(messages[3].tool_call_id.as_deref(), Some("c1"));
     }
 
@@ -668,20 +572,9 @@ mod tests {
         let m = || user();
         assert_eq!(param_of(chat(json!({"messages": m()}))), "model");
         assert_eq!(param_of(chat(json!({"model": "m"}))), "messages");
-        assert_eq!(
-            param_of(chat(json!({"model": "m", "messages": []}))),
-            "messages"
-        );
-        assert_eq!(
-            param_of(chat(
-                json!({"model": "m", "messages": [{"role": "wizard", "content": "x"}]})
-            )),
-            "messages.[0].role"
-        );
-        assert_eq!(
-            param_of(chat(json!({"model": "m", "messages": [{"role": "user"}]}))),
-            "messages.[0].content"
-        );
+        assert_eq!(param_of(chat(json!({"model": "m", "messages": []}))), "messages");
+        assert_eq!(param_of(chat(json!({"model": "m", "messages": [{"role": "wizard", "content": "x"}]}))), "messages.[0].role");
+        assert_eq!(param_of(chat(json!({"model": "m", "messages": [{"role": "user"}]}))), "messages.[0].content");
         assert_eq!(
             param_of(chat(
                 json!({"model": "m", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}]})
@@ -689,9 +582,7 @@ mod tests {
             "messages.[0].content.[0].type"
         );
         assert_eq!(
-            param_of(chat(
-                json!({"model": "m", "messages": [{"role": "tool", "content": "x"}]})
-            )),
+            param_of(chat(json!({"model": "m", "messages": [{"role": "tool", "content": "x"}]}))),
             "messages.[0].tool_call_id"
         );
         for (field, value) in [
@@ -720,16 +611,9 @@ mod tests {
             body[field] = value.clone();
             assert_eq!(param_of(chat(body)), field, "{field} = {value}");
         }
+        assert_eq!(param_of(chat(json!({"model": "m", "messages": m(), "top_logprobs": 2}))), "top_logprobs");
         assert_eq!(
-            param_of(chat(
-                json!({"model": "m", "messages": m(), "top_logprobs": 2})
-            )),
-            "top_logprobs"
-        );
-        assert_eq!(
-            param_of(chat(
-                json!({"model": "m", "messages": m(), "stream_options": {"include_usage": true}})
-            )),
+            param_of(chat(json!({"model": "m", "messages": m(), "stream_options": {"include_usage": true}}))),
             "stream_options"
         );
     }
@@ -758,106 +642,41 @@ mod tests {
 
     #[test]
     fn completions_prompt_and_legacy_options() {
-        let req = completions(
-            json!({"model": "m", "prompt": ["once"], "logprobs": 2, "best_of": 1, "echo": false}),
-        )
-        .unwrap();
+        let req = completions(json!({"model": "m", "prompt": ["once"], "logprobs": 2, "best_of": 1, "echo": false})).unwrap();
         assert_eq!(req.input, Input::Prompt("once".into()));
         assert_eq!(req.logprobs, Some(2));
         assert_eq!(param_of(completions(json!({"model": "m"}))), "prompt");
-        assert_eq!(
-            param_of(completions(json!({"model": "m", "prompt": [1, 2, 3]}))),
-            "prompt"
-        );
-        assert_eq!(
-            param_of(completions(json!({"model": "m", "prompt": ["a", "b"]}))),
-            "prompt"
-        );
-        assert_eq!(
-            param_of(completions(
-                json!({"model": "m", "prompt": "a", "logprobs": 6})
-            )),
-            "logprobs"
-        );
-        assert_eq!(
-            param_of(completions(
-                json!({"model": "m", "prompt": "a", "logprobs": true})
-            )),
-            "logprobs"
-        );
-        assert_eq!(
-            param_of(completions(
-                json!({"model": "m", "prompt": "a", "echo": true})
-            )),
-            "echo"
-        );
-        assert_eq!(
-            param_of(completions(
-                json!({"model": "m", "prompt": "a", "suffix": "z"})
-            )),
-            "suffix"
-        );
-        assert_eq!(
-            param_of(completions(
-                json!({"model": "m", "prompt": "a", "best_of": 2})
-            )),
-            "best_of"
-        );
+        assert_eq!(param_of(completions(json!({"model": "m", "prompt": [1, 2, 3]}))), "prompt");
+        assert_eq!(param_of(completions(json!({"model": "m", "prompt": ["a", "b"]}))), "prompt");
+        assert_eq!(param_of(completions(json!({"model": "m", "prompt": "a", "logprobs": 6}))), "logprobs");
+        assert_eq!(param_of(completions(json!({"model": "m", "prompt": "a", "logprobs": true}))), "logprobs");
+        assert_eq!(param_of(completions(json!({"model": "m", "prompt": "a", "echo": true}))), "echo");
+        assert_eq!(param_of(completions(json!({"model": "m", "prompt": "a", "suffix": "z"}))), "suffix");
+        assert_eq!(param_of(completions(json!({"model": "m", "prompt": "a", "best_of": 2}))), "best_of");
     }
 
     #[test]
     fn model_checks() {
-        let req =
-            chat(json!({"model": "m", "messages": user(), "logit_bias": {"100": 1}})).unwrap();
-        let facts = ModelFacts {
-            id: "m",
-            kind: "chat",
-            vocab_size: 100,
-        };
-        assert_eq!(
-            req.check_against(facts).unwrap_err().param.as_deref(),
-            Some("logit_bias")
-        );
-        let facts = ModelFacts {
-            id: "m",
-            kind: "embedding",
-            vocab_size: 1000,
-        };
-        assert_eq!(
-            req.check_against(facts).unwrap_err().param.as_deref(),
-            Some("model")
-        );
-        let facts = ModelFacts {
-            id: "m",
-            kind: "chat",
-            vocab_size: 1000,
-        };
+        let req = chat(json!({"model": "m", "messages": user(), "logit_bias": {"100": 1}})).unwrap();
+        let facts = ModelFacts { id: "m", kind: "chat", vocab_size: 100 };
+        assert_eq!(req.check_against(facts).unwrap_err().param.as_deref(), Some("logit_bias"));
+        let facts = ModelFacts { id: "m", kind: "embedding", vocab_size: 1000 };
+        assert_eq!(req.check_against(facts).unwrap_err().param.as_deref(), Some("model"));
+        let facts = ModelFacts { id: "m", kind: "chat", vocab_size: 1000 };
         assert!(req.check_against(facts).is_ok());
     }
 
     #[test]
     fn context_length_budget() {
-        assert_eq!(
-            completion_budget(Endpoint::Chat, 10, Some(5), 100, 50),
-            Ok(5)
-        );
+        assert_eq!(completion_budget(Endpoint::Chat, 10, Some(5), 100, 50), Ok(5));
         assert_eq!(completion_budget(Endpoint::Chat, 10, None, 100, 50), Ok(50));
         assert_eq!(completion_budget(Endpoint::Chat, 80, None, 100, 50), Ok(20));
         assert_eq!(completion_budget(Endpoint::Chat, 80, None, 100, 0), Ok(20));
         let err = completion_budget(Endpoint::Chat, 90, Some(20), 100, 50).unwrap_err();
         assert_eq!(err.param.as_deref(), Some("messages"));
         assert_eq!(err.code, Some("context_length_exceeded"));
-        assert!(
-            err.message.contains("maximum context length is 100 tokens"),
-            "{}",
-            err.message
-        );
-        assert!(
-            err.message
-                .contains("you requested 110 tokens (90 in the messages, 20 in the completion)"),
-            "{}",
-            err.message
-        );
+        assert!(err.message.contains("maximum context length is 100 tokens"), "{}", err.message);
+        assert!(err.message.contains("you requested 110 tokens (90 in the messages, 20 in the completion)"), "{}", err.message);
         let err = completion_budget(Endpoint::Completions, 100, None, 100, 50).unwrap_err();
         assert_eq!(err.param.as_deref(), Some("prompt"));
         assert_eq!(err.code, Some("context_length_exceeded"));
@@ -865,14 +684,8 @@ mod tests {
 
     #[test]
     fn endpoints_from_paths() {
-        assert_eq!(
-            Endpoint::from_path("/v1/chat/completions"),
-            Some(Endpoint::Chat)
-        );
-        assert_eq!(
-            Endpoint::from_path("/v1/completions/"),
-            Some(Endpoint::Completions)
-        );
+        assert_eq!(Endpoint::from_path("/v1/chat/completions"), Some(Endpoint::Chat));
+        assert_eq!(Endpoint::from_path("/v1/completions/"), Some(Endpoint::Completions));
         assert_eq!(Endpoint::from_path("/v1/embeddings"), None);
     }
 }

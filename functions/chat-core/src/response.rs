@@ -41,11 +41,7 @@ pub struct Usage {
 impl Usage {
     /// Usage from the two counts.
     pub fn new(prompt_tokens: u32, completion_tokens: u32) -> Self {
-        Self {
-            prompt_tokens,
-            completion_tokens,
-            total_tokens: prompt_tokens.saturating_add(completion_tokens),
-        }
+        Self { prompt_tokens, completion_tokens, total_tokens: prompt_tokens.saturating_add(completion_tokens) }
     }
 }
 
@@ -92,11 +88,7 @@ fn chat_logprobs(items: &[TokenLogprob]) -> ChatLogprobs<'_> {
                 top_logprobs: t
                     .top
                     .iter()
-                    .map(|(token, logprob)| TopLogprob {
-                        token,
-                        logprob: *logprob,
-                        bytes: token.as_bytes(),
-                    })
+                    .map(|(token, logprob)| TopLogprob { token, logprob: *logprob, bytes: token.as_bytes() })
                     .collect(),
             })
             .collect(),
@@ -160,11 +152,7 @@ enum Logprobs<'a> {
     Legacy(LegacyLogprobs<'a>),
 }
 
-fn logprobs<'a>(
-    endpoint: Endpoint,
-    wanted: bool,
-    items: &'a [TokenLogprob],
-) -> Option<Logprobs<'a>> {
+fn logprobs<'a>(endpoint: Endpoint, wanted: bool, items: &'a [TokenLogprob]) -> Option<Logprobs<'a>> {
     if !wanted {
         return None;
     }
@@ -202,10 +190,7 @@ fn tool_calls_json(calls: &[ToolCall]) -> Option<Vec<ToolCallJson<'_>>> {
                 index: None,
                 id: Some(&c.id),
                 kind: Some("function"),
-                function: FunctionCall {
-                    name: Some(&c.name),
-                    arguments: &c.arguments,
-                },
+                function: FunctionCall { name: Some(&c.name), arguments: &c.arguments },
             })
             .collect()
     })
@@ -252,12 +237,7 @@ struct Completion<'a, C> {
 }
 
 /// The whole (non-streamed) response body.
-pub fn full_response(
-    env: &Envelope,
-    choices: &[ChoiceResult],
-    logprobs_wanted: bool,
-    usage: Usage,
-) -> String {
+pub fn full_response(env: &Envelope, choices: &[ChoiceResult], logprobs_wanted: bool, usage: Usage) -> String {
     let ep = env.endpoint;
     let result = match ep {
         Endpoint::Chat => serde_json::to_string(&Completion {
@@ -273,8 +253,7 @@ pub fn full_response(
                     index: i as u32,
                     message: AssistantMessage {
                         role: "assistant",
-                        content: (c.tool_calls.is_empty() || !c.text.is_empty())
-                            .then_some(c.text.as_str()),
+                        content: (c.tool_calls.is_empty() || !c.text.is_empty()).then_some(c.text.as_str()),
                         refusal: None,
                         tool_calls: tool_calls_json(&c.tool_calls),
                     },
@@ -403,43 +382,22 @@ pub struct ChunkWriter {
 impl ChunkWriter {
     /// A writer for one request's stream.
     pub fn new(env: Envelope, logprobs_wanted: bool, include_usage: bool) -> Self {
-        Self {
-            env,
-            logprobs_wanted,
-            include_usage,
-        }
+        Self { env, logprobs_wanted, include_usage }
     }
 
     /// The chunk for one event of choice `index`; `None` for events the
     /// endpoint has no chunk for (legacy completions have no start chunk).
     pub fn chunk(&self, index: u32, event: ChunkEvent<'_>) -> Option<String> {
         let ep = self.env.endpoint;
-        let usage = if self.include_usage {
-            ChunkUsage::Null
-        } else {
-            ChunkUsage::Absent
-        };
+        let usage = if self.include_usage { ChunkUsage::Null } else { ChunkUsage::Absent };
         let no_logprobs: &[TokenLogprob] = &[];
         let json = match ep {
             Endpoint::Chat => {
                 let (delta, lp, finish) = match event {
-                    ChunkEvent::Start => (
-                        Delta {
-                            role: Some("assistant"),
-                            content: Some(""),
-                            ..Delta::default()
-                        },
-                        None,
-                        None,
-                    ),
-                    ChunkEvent::Text(text, lp) => (
-                        Delta {
-                            content: Some(text),
-                            ..Delta::default()
-                        },
-                        logprobs(ep, self.logprobs_wanted, lp),
-                        None,
-                    ),
+                    ChunkEvent::Start => (Delta { role: Some("assistant"), content: Some(""), ..Delta::default() }, None, None),
+                    ChunkEvent::Text(text, lp) => {
+                        (Delta { content: Some(text), ..Delta::default() }, logprobs(ep, self.logprobs_wanted, lp), None)
+                    }
                     ChunkEvent::Finish(reason) => (Delta::default(), None, Some(reason.as_str())),
                     ChunkEvent::CallStart(i, id, name) => (
                         Delta {
@@ -447,10 +405,7 @@ impl ChunkWriter {
                                 index: Some(i),
                                 id: Some(id),
                                 kind: Some("function"),
-                                function: FunctionCall {
-                                    name: Some(name),
-                                    arguments: "",
-                                },
+                                function: FunctionCall { name: Some(name), arguments: "" },
                             }]),
                             ..Delta::default()
                         },
@@ -463,58 +418,27 @@ impl ChunkWriter {
                                 index: Some(i),
                                 id: None,
                                 kind: None,
-                                function: FunctionCall {
-                                    name: None,
-                                    arguments: text,
-                                },
+                                function: FunctionCall { name: None, arguments: text },
                             }]),
                             ..Delta::default()
                         },
                         None,
                         None,
                     ),
-                    ChunkEvent::ServerCall(call) => (
-                        Delta {
-                            server_tool_calls: Some([call]),
-                            ..Delta::default()
-                        },
-                        None,
-                        None,
-                    ),
+                    ChunkEvent::ServerCall(call) => (Delta { server_tool_calls: Some([call]), ..Delta::default() }, None, None),
                 };
-                self.encode(
-                    vec![ChatChunkChoice {
-                        index,
-                        delta,
-                        logprobs: lp,
-                        finish_reason: finish,
-                    }],
-                    usage,
-                )
+                self.encode(vec![ChatChunkChoice { index, delta, logprobs: lp, finish_reason: finish }], usage)
             }
             Endpoint::Completions => {
                 let (text, lp, finish) = match event {
-                    ChunkEvent::Start
-                    | ChunkEvent::CallStart(..)
-                    | ChunkEvent::CallArguments(..)
-                    | ChunkEvent::ServerCall(_) => return None,
+                    ChunkEvent::Start | ChunkEvent::CallStart(..) | ChunkEvent::CallArguments(..) | ChunkEvent::ServerCall(_) => {
+                        return None;
+                    }
                     ChunkEvent::Text(text, lp) => (text, lp, None),
                     ChunkEvent::Finish(reason) => ("", no_logprobs, Some(reason.as_str())),
                 };
-                let lp = if finish.is_some() {
-                    None
-                } else {
-                    logprobs(ep, self.logprobs_wanted, lp)
-                };
-                self.encode(
-                    vec![TextChunkChoice {
-                        text,
-                        index,
-                        logprobs: lp,
-                        finish_reason: finish,
-                    }],
-                    usage,
-                )
+                let lp = if finish.is_some() { None } else { logprobs(ep, self.logprobs_wanted, lp) };
+                self.encode(vec![TextChunkChoice { text, index, logprobs: lp, finish_reason: finish }], usage)
             }
         };
         Some(json)
@@ -552,12 +476,7 @@ mod tests {
     use serde_json::{Value, json};
 
     fn env(endpoint: Endpoint) -> Envelope {
-        Envelope {
-            endpoint,
-            id: "chatcmpl-x".into(),
-            created: 1700000000,
-            model: "m".into(),
-        }
+        Envelope { endpoint, id: "chatcmpl-x".into(), created: 1700000000, model: "m".into() }
     }
 
     fn lp() -> Vec<TokenLogprob> {
@@ -610,10 +529,7 @@ mod tests {
             json!({"tool_calls": [{"index": 0, "id": "call_1", "type": "function", "function": {"name": "f", "arguments": ""}}]})
         );
         let args = parse(&w.chunk(0, ChunkEvent::CallArguments(0, "{\"x")).unwrap());
-        assert_eq!(
-            args["choices"][0]["delta"],
-            json!({"tool_calls": [{"index": 0, "function": {"arguments": "{\"x"}}]})
-        );
+        assert_eq!(args["choices"][0]["delta"], json!({"tool_calls": [{"index": 0, "function": {"arguments": "{\"x"}}]}));
         let server = parse(&w.chunk(0, ChunkEvent::ServerCall(&c.server_calls[0])).unwrap());
         assert_eq!(server["choices"][0]["delta"]["server_tool_calls"][0]["output"], "{\"result\": 2}");
     }
@@ -624,12 +540,7 @@ mod tests {
 
     #[test]
     fn chat_response_has_openai_shape() {
-        let body = full_response(
-            &env(Endpoint::Chat),
-            &[choice(vec![])],
-            false,
-            Usage::new(5, 2),
-        );
+        let body = full_response(&env(Endpoint::Chat), &[choice(vec![])], false, Usage::new(5, 2));
         assert_eq!(
             parse(&body),
             json!({
@@ -645,12 +556,7 @@ mod tests {
 
     #[test]
     fn chat_logprobs_shape() {
-        let body = full_response(
-            &env(Endpoint::Chat),
-            &[choice(lp())],
-            true,
-            Usage::new(5, 2),
-        );
+        let body = full_response(&env(Endpoint::Chat), &[choice(lp())], true, Usage::new(5, 2));
         assert_eq!(
             parse(&body)["choices"][0]["logprobs"],
             json!({"content": [{"token": "Hi", "logprob": -0.25, "bytes": [72, 105],
@@ -691,18 +597,12 @@ mod tests {
         assert!(start.as_object().unwrap().contains_key("usage"));
         let text = parse(&w.chunk(1, ChunkEvent::Text("Hi", &[])).unwrap());
         assert_eq!(text["choices"][0]["delta"], json!({"content": "Hi"}));
-        let end = parse(
-            &w.chunk(1, ChunkEvent::Finish(FinishReason::Length))
-                .unwrap(),
-        );
+        let end = parse(&w.chunk(1, ChunkEvent::Finish(FinishReason::Length)).unwrap());
         assert_eq!(end["choices"][0]["delta"], json!({}));
         assert_eq!(end["choices"][0]["finish_reason"], "length");
         let usage = parse(&w.usage_chunk(Usage::new(3, 4)).unwrap());
         assert_eq!(usage["choices"], json!([]));
-        assert_eq!(
-            usage["usage"],
-            json!({"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7})
-        );
+        assert_eq!(usage["usage"], json!({"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}));
     }
 
     #[test]
@@ -721,10 +621,7 @@ mod tests {
         assert!(w.chunk(0, ChunkEvent::Start).is_none());
         let text = parse(&w.chunk(0, ChunkEvent::Text("Hi", &[])).unwrap());
         assert_eq!(text["object"], "text_completion");
-        assert_eq!(
-            text["choices"][0],
-            json!({"text": "Hi", "index": 0, "logprobs": null, "finish_reason": null})
-        );
+        assert_eq!(text["choices"][0], json!({"text": "Hi", "index": 0, "logprobs": null, "finish_reason": null}));
         let end = parse(&w.chunk(0, ChunkEvent::Finish(FinishReason::Stop)).unwrap());
         assert_eq!(end["choices"][0]["text"], "");
         assert_eq!(end["choices"][0]["finish_reason"], "stop");

@@ -63,12 +63,7 @@ impl Rng {
         // Advance past the seed once per choice index: distinct, well-mixed
         // starting points without correlating seeds `s` and `s + 1`.
         let mut mix = splitmix64(&mut state) ^ (choice as u64).wrapping_mul(0xD6E8_FEB8_6659_FD93);
-        let s = [
-            splitmix64(&mut mix),
-            splitmix64(&mut mix),
-            splitmix64(&mut mix),
-            splitmix64(&mut mix),
-        ];
+        let s = [splitmix64(&mut mix), splitmix64(&mut mix), splitmix64(&mut mix), splitmix64(&mut mix)];
         Self { s }
     }
 
@@ -106,12 +101,7 @@ pub struct Sampler {
 impl Sampler {
     /// A sampler with its own random stream.
     pub fn new(params: SamplingParams, rng: Rng) -> Self {
-        Self {
-            params,
-            rng,
-            counts: HashMap::new(),
-            scratch: Vec::new(),
-        }
+        Self { params, rng, counts: HashMap::new(), scratch: Vec::new() }
     }
 
     /// Chooses the next token from raw logits (left untouched, so the caller
@@ -128,12 +118,7 @@ impl Sampler {
         if self.params.temperature <= 0.0 {
             return argmax(&self.scratch);
         }
-        sample_adjusted(
-            &mut self.scratch,
-            self.params.temperature,
-            self.params.top_p,
-            &mut self.rng,
-        )
+        sample_adjusted(&mut self.scratch, self.params.temperature, self.params.top_p, &mut self.rng)
     }
 
     /// Records a generated token for the penalties.
@@ -148,22 +133,13 @@ impl Sampler {
 pub fn adjust_logits(logits: &mut [f32], params: &SamplingParams, counts: &HashMap<u32, u32>) {
     for &(id, bias) in &params.logit_bias {
         if let Some(x) = logits.get_mut(id as usize) {
-            *x = if bias <= BAN {
-                f32::NEG_INFINITY
-            } else {
-                *x + bias
-            };
+            *x = if bias <= BAN { f32::NEG_INFINITY } else { *x + bias };
         }
     }
     if params.penalises() {
         for (&id, &count) in counts {
             if let Some(x) = logits.get_mut(id as usize) {
-                *x -= count as f32 * params.frequency_penalty
-                    + if count > 0 {
-                        params.presence_penalty
-                    } else {
-                        0.0
-                    };
+                *x -= count as f32 * params.frequency_penalty + if count > 0 { params.presence_penalty } else { 0.0 };
             }
         }
     }
@@ -205,17 +181,11 @@ const LANES: usize = 16;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 fn lane_maxima(chunks: &[[f32; LANES]]) -> ([f32; LANES], [u32; LANES]) {
     use core::arch::wasm32::{
-        f32x4_extract_lane, f32x4_gt, f32x4_splat, u32x4, u32x4_add, u32x4_extract_lane,
-        u32x4_splat, v128, v128_bitselect,
+        f32x4_extract_lane, f32x4_gt, f32x4_splat, u32x4, u32x4_add, u32x4_extract_lane, u32x4_splat, v128, v128_bitselect,
     };
     let mut best = [f32x4_splat(f32::NEG_INFINITY); 4];
     let mut at = [u32x4_splat(0); 4];
-    let mut index = [
-        u32x4(0, 1, 2, 3),
-        u32x4(4, 5, 6, 7),
-        u32x4(8, 9, 10, 11),
-        u32x4(12, 13, 14, 15),
-    ];
+    let mut index = [u32x4(0, 1, 2, 3), u32x4(4, 5, 6, 7), u32x4(8, 9, 10, 11), u32x4(12, 13, 14, 15)];
     let step = u32x4_splat(LANES as u32);
     for c in chunks {
         for k in 0..4 {
@@ -263,11 +233,7 @@ fn lane_maxima(chunks: &[[f32; LANES]]) -> ([f32; LANES], [u32; LANES]) {
 /// Temperature, softmax, nucleus and a draw, over adjusted logits (which are
 /// overwritten with unnormalised probabilities).
 pub fn sample_adjusted(logits: &mut [f32], temperature: f32, top_p: f32, rng: &mut Rng) -> u32 {
-    let max = logits
-        .iter()
-        .copied()
-        .filter(|x| !x.is_nan())
-        .fold(f32::NEG_INFINITY, f32::max);
+    let max = logits.iter().copied().filter(|x| !x.is_nan()).fold(f32::NEG_INFINITY, f32::max);
     if max.is_infinite() {
         // Everything banned (or an infinite logit, which wins outright).
         return argmax(logits);
@@ -275,35 +241,20 @@ pub fn sample_adjusted(logits: &mut [f32], temperature: f32, top_p: f32, rng: &m
     // exp((x - max) / T): the largest weight is 1, so no overflow.
     let mut total = 0f64;
     for x in logits.iter_mut() {
-        let w = if x.is_nan() {
-            0.0
-        } else {
-            ((*x - max) / temperature).exp()
-        };
+        let w = if x.is_nan() { 0.0 } else { ((*x - max) / temperature).exp() };
         *x = w;
         total += w as f64;
     }
     let weights: &[f32] = logits;
 
     if top_p >= 1.0 {
-        return draw(
-            weights.iter().enumerate().map(|(i, &w)| (i as u32, w)),
-            total,
-            rng,
-        )
-        .unwrap_or_else(|| argmax(weights));
+        return draw(weights.iter().enumerate().map(|(i, &w)| (i as u32, w)), total, rng).unwrap_or_else(|| argmax(weights));
     }
 
     // The nucleus: the most likely tokens until their mass reaches top_p
     // (always at least one). Sorted by weight, then id, for determinism.
-    let mut order: Vec<u32> = (0..weights.len() as u32)
-        .filter(|&i| weights[i as usize] > 0.0)
-        .collect();
-    let rank = |a: &u32, b: &u32| {
-        weights[*b as usize]
-            .total_cmp(&weights[*a as usize])
-            .then(a.cmp(b))
-    };
+    let mut order: Vec<u32> = (0..weights.len() as u32).filter(|&i| weights[i as usize] > 0.0).collect();
+    let rank = |a: &u32, b: &u32| weights[*b as usize].total_cmp(&weights[*a as usize]).then(a.cmp(b));
     // Sorting a 100k+ vocabulary per token is slow in wasm, and the nucleus
     // is nearly always among the first few hundred tokens: sort only the
     // best HEAD, and the rest only if their mass falls short. `rank` is a
@@ -360,19 +311,11 @@ fn draw(candidates: impl Iterator<Item = (u32, f32)>, total: f64, rng: &mut Rng)
 
 /// `log(sum(exp(x)))` of the raw logits, for log-softmax.
 pub fn log_sum_exp(logits: &[f32]) -> f32 {
-    let max = logits
-        .iter()
-        .copied()
-        .filter(|x| !x.is_nan())
-        .fold(f32::NEG_INFINITY, f32::max);
+    let max = logits.iter().copied().filter(|x| !x.is_nan()).fold(f32::NEG_INFINITY, f32::max);
     if !max.is_finite() {
         return max;
     }
-    let sum: f64 = logits
-        .iter()
-        .filter(|x| !x.is_nan())
-        .map(|&x| ((x - max) as f64).exp())
-        .sum();
+    let sum: f64 = logits.iter().filter(|x| !x.is_nan()).map(|&x| ((x - max) as f64).exp()).sum();
     max + sum.ln() as f32
 }
 
@@ -404,13 +347,7 @@ mod tests {
     use super::*;
 
     fn params(temperature: f32, top_p: f32) -> SamplingParams {
-        SamplingParams {
-            temperature,
-            top_p,
-            presence_penalty: 0.0,
-            frequency_penalty: 0.0,
-            logit_bias: Vec::new(),
-        }
+        SamplingParams { temperature, top_p, presence_penalty: 0.0, frequency_penalty: 0.0, logit_bias: Vec::new() }
     }
 
     fn rng(seed: u64) -> Rng {
@@ -524,11 +461,7 @@ mod tests {
 
     #[test]
     fn penalties_follow_openai_formula() {
-        let p = SamplingParams {
-            presence_penalty: 0.5,
-            frequency_penalty: 0.25,
-            ..params(1.0, 1.0)
-        };
+        let p = SamplingParams { presence_penalty: 0.5, frequency_penalty: 0.25, ..params(1.0, 1.0) };
         let counts = HashMap::from([(1u32, 3u32), (2, 1)]);
         let mut logits = [1.0f32, 1.0, 1.0, 1.0];
         adjust_logits(&mut logits, &p, &counts);
@@ -536,10 +469,7 @@ mod tests {
         assert_eq!(logits, [1.0, 1.0 - 0.75 - 0.5, 1.0 - 0.25 - 0.5, 1.0]);
 
         // Negative penalties encourage repetition.
-        let p = SamplingParams {
-            presence_penalty: -1.0,
-            ..params(0.0, 1.0)
-        };
+        let p = SamplingParams { presence_penalty: -1.0, ..params(0.0, 1.0) };
         let mut s = Sampler::new(p, rng(0));
         assert_eq!(s.sample(&[1.0, 0.5]), 0);
         s.record(1);
@@ -548,10 +478,7 @@ mod tests {
 
     #[test]
     fn frequency_penalty_discourages_repeats_while_generating() {
-        let p = SamplingParams {
-            frequency_penalty: 2.0,
-            ..params(0.0, 1.0)
-        };
+        let p = SamplingParams { frequency_penalty: 2.0, ..params(0.0, 1.0) };
         let mut s = Sampler::new(p, rng(0));
         let logits = [3.0, 2.5, 0.0];
         let first = s.sample(&logits);
@@ -561,27 +488,15 @@ mod tests {
 
     #[test]
     fn logit_bias_minus_100_bans_a_token() {
-        let p = SamplingParams {
-            logit_bias: vec![(0, -100.0)],
-            ..params(1.0, 1.0)
-        };
+        let p = SamplingParams { logit_bias: vec![(0, -100.0)], ..params(1.0, 1.0) };
         let mut s = Sampler::new(p.clone(), rng(3));
         // Token 0 dominates without the bias.
         let logits = [50.0, 0.0, 0.0];
         assert!((0..1000).all(|_| s.sample(&logits) != 0));
-        let mut greedy = Sampler::new(
-            SamplingParams {
-                temperature: 0.0,
-                ..p
-            },
-            rng(3),
-        );
+        let mut greedy = Sampler::new(SamplingParams { temperature: 0.0, ..p }, rng(3));
         assert_eq!(greedy.sample(&logits), 1);
         // A positive bias makes a token win.
-        let p = SamplingParams {
-            logit_bias: vec![(2, 100.0)],
-            ..params(0.0, 1.0)
-        };
+        let p = SamplingParams { logit_bias: vec![(2, 100.0)], ..params(0.0, 1.0) };
         assert_eq!(Sampler::new(p, rng(0)).sample(&logits), 2);
     }
 

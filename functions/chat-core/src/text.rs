@@ -34,10 +34,7 @@ pub struct TextTracker {
 impl TextTracker {
     /// A tracker for the given (non-empty) stop sequences.
     pub fn new(stops: &[String]) -> Self {
-        Self {
-            stops: stops.iter().filter(|s| !s.is_empty()).cloned().collect(),
-            emitted: String::new(),
-        }
+        Self { stops: stops.iter().filter(|s| !s.is_empty()).cloned().collect(), emitted: String::new() }
     }
 
     /// The text released so far.
@@ -97,10 +94,7 @@ impl TextTracker {
 
     /// Byte offset of the earliest stop sequence in `text`.
     fn find_stop(&self, text: &str) -> Option<usize> {
-        self.stops
-            .iter()
-            .filter_map(|s| text.find(s.as_str()))
-            .min()
+        self.stops.iter().filter_map(|s| text.find(s.as_str())).min()
     }
 
     /// Length of the longest suffix of `text` that is a proper prefix of a
@@ -175,10 +169,7 @@ mod tests {
     fn stop_sequence_split_across_tokens_is_cut_and_never_streamed() {
         let mut t = TextTracker::new(&stops(&["END"]));
         // Tokens: "The", " E", "N", "D", " more"
-        let (deltas, stopped) = feed(
-            &mut t,
-            &["The", "The E", "The EN", "The END", "The END more"],
-        );
+        let (deltas, stopped) = feed(&mut t, &["The", "The E", "The EN", "The END", "The END more"]);
         assert!(stopped);
         assert_eq!(deltas.concat(), "The ");
         assert_eq!(t.text(), "The ");
@@ -188,10 +179,7 @@ mod tests {
     #[test]
     fn false_start_of_stop_sequence_is_released() {
         let mut t = TextTracker::new(&stops(&["\n\nUser:"]));
-        let (deltas, stopped) = feed(
-            &mut t,
-            &["a\n", "a\n\nU", "a\n\nUs", "a\n\nUsa", "a\n\nUsage"],
-        );
+        let (deltas, stopped) = feed(&mut t, &["a\n", "a\n\nU", "a\n\nUs", "a\n\nUsa", "a\n\nUsage"]);
         assert!(!stopped);
         assert_eq!(deltas, ["a", "", "", "\n\nUsa", "ge", ""]);
         assert_eq!(t.text(), "a\n\nUsage");

@@ -113,12 +113,7 @@ pub struct Tooling {
 impl Tooling {
     /// No tools, free text.
     pub fn none() -> Self {
-        Self {
-            tools: Vec::new(),
-            choice: ToolChoice::None,
-            parallel: true,
-            format: ResponseFormat::Text,
-        }
+        Self { tools: Vec::new(), choice: ToolChoice::None, parallel: true, format: ResponseFormat::Text }
     }
 
     /// Whether the model may call tools in this request.
@@ -154,20 +149,12 @@ pub fn parse(body: Body<'_>, server: &mut dyn ServerTools) -> Result<Tooling, Ap
         None => true,
     };
     let format = parse_response_format(body)?;
-    Ok(Tooling {
-        tools,
-        choice,
-        parallel,
-        format,
-    })
+    Ok(Tooling { tools, choice, parallel, format })
 }
 
 /// Whether `name` is a valid function name.
 fn valid_name(name: &str) -> bool {
-    (1..=64).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    (1..=64).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 fn parse_tools(body: Body<'_>, server: &mut dyn ServerTools) -> Result<Vec<ToolDef>, ApiError> {
@@ -191,10 +178,7 @@ fn parse_tools(body: Body<'_>, server: &mut dyn ServerTools) -> Result<Vec<ToolD
         if tools.iter().any(|t| t.name == tool.name) {
             return Err(ApiError::invalid(
                 format!("tools.[{i}]"),
-                format!(
-                    "Invalid 'tools': duplicate function name '{}'. Tool names must be unique.",
-                    tool.name
-                ),
+                format!("Invalid 'tools': duplicate function name '{}'. Tool names must be unique.", tool.name),
             ));
         }
         tools.push(tool);
@@ -210,39 +194,28 @@ fn parse_tool(i: usize, item: &Value, server: &mut dyn ServerTools) -> Result<To
     let kind = match obj.get("type") {
         Some(Value::String(t)) => t.as_str(),
         None | Some(Value::Null) => {
-            return Err(ApiError::invalid(
-                format!("{at}.type"),
-                format!("Missing required parameter: '{at}.type'."),
-            ));
+            return Err(ApiError::invalid(format!("{at}.type"), format!("Missing required parameter: '{at}.type'.")));
         }
         Some(other) => return Err(type_error(&format!("{at}.type"), "a string", other)),
     };
     if kind != "function" && kind != SERVER_TOOL_TYPE {
         return Err(ApiError::invalid(
             format!("{at}.type"),
-            format!(
-                "Invalid value: '{kind}'. Supported values are: 'function' and '{SERVER_TOOL_TYPE}'."
-            ),
+            format!("Invalid value: '{kind}'. Supported values are: 'function' and '{SERVER_TOOL_TYPE}'."),
         ));
     }
     let fat = format!("{at}.{kind}");
     let function = match obj.get(kind) {
         Some(Value::Object(f)) => f,
         None | Some(Value::Null) => {
-            return Err(ApiError::invalid(
-                fat.clone(),
-                format!("Missing required parameter: '{fat}'."),
-            ));
+            return Err(ApiError::invalid(fat.clone(), format!("Missing required parameter: '{fat}'.")));
         }
         Some(other) => return Err(type_error(&fat, "an object", other)),
     };
     let name = match function.get("name") {
         Some(Value::String(n)) => n.clone(),
         None | Some(Value::Null) => {
-            return Err(ApiError::invalid(
-                format!("{fat}.name"),
-                format!("Missing required parameter: '{fat}.name'."),
-            ));
+            return Err(ApiError::invalid(format!("{fat}.name"), format!("Missing required parameter: '{fat}.name'.")));
         }
         Some(other) => return Err(type_error(&format!("{fat}.name"), "a string", other)),
     };
@@ -258,9 +231,7 @@ fn parse_tool(i: usize, item: &Value, server: &mut dyn ServerTools) -> Result<To
         let Some((description, parameters)) = server.describe(&name) else {
             return Err(ApiError::invalid(
                 format!("{fat}.name"),
-                format!(
-                    "Invalid '{fat}.name': no tool function named '{name}' is deployed for this key."
-                ),
+                format!("Invalid '{fat}.name': no tool function named '{name}' is deployed for this key."),
             ));
         };
         return Ok(ToolDef {
@@ -294,14 +265,7 @@ fn parse_tool(i: usize, item: &Value, server: &mut dyn ServerTools) -> Result<To
         Some(other) => return Err(type_error(&format!("{fat}.strict"), "a boolean", other)),
     };
     check_schema_numbers(&parameters, &format!("{fat}.parameters"), &format!("function '{name}'"))?;
-    Ok(ToolDef {
-        name,
-        description,
-        parameters,
-        strict,
-        server: false,
-        position: i,
-    })
+    Ok(ToolDef { name, description, parameters, strict, server: false, position: i })
 }
 
 /// The smallest number a schema's bounds and constants may hold: -2^63 + 1024, the
@@ -350,11 +314,7 @@ fn check_schema_numbers(schema: &Value, param: &str, what: &str) -> Result<(), A
 fn parse_choice(body: Body<'_>, tools: &[ToolDef]) -> Result<ToolChoice, ApiError> {
     let choice = match body.get("tool_choice") {
         None | Some(Value::Null) => {
-            return Ok(if tools.is_empty() {
-                ToolChoice::None
-            } else {
-                ToolChoice::Auto
-            });
+            return Ok(if tools.is_empty() { ToolChoice::None } else { ToolChoice::Auto });
         }
         Some(Value::String(s)) => match s.as_str() {
             "auto" => ToolChoice::Auto,
@@ -363,9 +323,7 @@ fn parse_choice(body: Body<'_>, tools: &[ToolDef]) -> Result<ToolChoice, ApiErro
             other => {
                 return Err(ApiError::invalid(
                     "tool_choice",
-                    format!(
-                        "Invalid value: '{other}'. Supported values are: 'none', 'auto', and 'required'."
-                    ),
+                    format!("Invalid value: '{other}'. Supported values are: 'none', 'auto', and 'required'."),
                 ));
             }
         },
@@ -379,16 +337,9 @@ fn parse_choice(body: Body<'_>, tools: &[ToolDef]) -> Result<ToolChoice, ApiErro
                     ));
                 }
             }
-            let name = obj
-                .get("function")
-                .and_then(|f| f.get("name"))
-                .and_then(Value::as_str)
-                .ok_or_else(|| {
-                    ApiError::invalid(
-                        "tool_choice.function.name",
-                        "Missing required parameter: 'tool_choice.function.name'.",
-                    )
-                })?;
+            let name = obj.get("function").and_then(|f| f.get("name")).and_then(Value::as_str).ok_or_else(|| {
+                ApiError::invalid("tool_choice.function.name", "Missing required parameter: 'tool_choice.function.name'.")
+            })?;
             ToolChoice::Named(name.to_owned())
         }
         Some(other) => return Err(type_error("tool_choice", "a string or object", other)),
@@ -404,9 +355,7 @@ fn parse_choice(body: Body<'_>, tools: &[ToolDef]) -> Result<ToolChoice, ApiErro
     {
         return Err(ApiError::invalid(
             "tool_choice",
-            format!(
-                "Invalid value for 'tool_choice': no function named '{name}' was specified in the 'tools' parameter."
-            ),
+            format!("Invalid value for 'tool_choice': no function named '{name}' was specified in the 'tools' parameter."),
         ));
     }
     Ok(choice)
@@ -421,10 +370,7 @@ fn parse_response_format(body: Body<'_>) -> Result<ResponseFormat, ApiError> {
     let kind = match obj.get("type") {
         Some(Value::String(t)) => t.as_str(),
         None | Some(Value::Null) => {
-            return Err(ApiError::invalid(
-                "response_format.type",
-                "Missing required parameter: 'response_format.type'.",
-            ));
+            return Err(ApiError::invalid("response_format.type", "Missing required parameter: 'response_format.type'."));
         }
         Some(other) => return Err(type_error("response_format.type", "a string", other)),
     };
@@ -459,11 +405,7 @@ fn parse_response_format(body: Body<'_>) -> Result<ResponseFormat, ApiError> {
                     ));
                 }
                 Some(other) => {
-                    return Err(type_error(
-                        "response_format.json_schema.name",
-                        "a string",
-                        other,
-                    ));
+                    return Err(type_error("response_format.json_schema.name", "a string", other));
                 }
             };
             let schema = match spec.get("schema") {
@@ -476,25 +418,15 @@ fn parse_response_format(body: Body<'_>) -> Result<ResponseFormat, ApiError> {
                 None | Some(Value::Null) => false,
                 Some(Value::Bool(b)) => *b,
                 Some(other) => {
-                    return Err(type_error(
-                        "response_format.json_schema.strict",
-                        "a boolean",
-                        other,
-                    ));
+                    return Err(type_error("response_format.json_schema.strict", "a boolean", other));
                 }
             };
             check_schema_numbers(&schema, ResponseFormat::param(), &format!("response_format '{name}'"))?;
-            Ok(ResponseFormat::JsonSchema {
-                name,
-                schema,
-                strict,
-            })
+            Ok(ResponseFormat::JsonSchema { name, schema, strict })
         }
         other => Err(ApiError::invalid(
             "response_format.type",
-            format!(
-                "Invalid value: '{other}'. Supported values are: 'text', 'json_object', and 'json_schema'."
-            ),
+            format!("Invalid value: '{other}'. Supported values are: 'text', 'json_object', and 'json_schema'."),
         )),
     }
 }
@@ -507,12 +439,8 @@ mod tests {
     struct Deployed;
     impl ServerTools for Deployed {
         fn describe(&mut self, name: &str) -> Option<(String, Value)> {
-            (name == "calc").then(|| {
-                (
-                    "Evaluates".to_owned(),
-                    json!({"type": "object", "properties": {"expression": {"type": "string"}}}),
-                )
-            })
+            (name == "calc")
+                .then(|| ("Evaluates".to_owned(), json!({"type": "object", "properties": {"expression": {"type": "string"}}})))
         }
     }
 
@@ -554,7 +482,8 @@ mod tests {
         let calc = t.tool("calc").unwrap();
         assert!(calc.server);
         assert_eq!(calc.as_openai()["function"]["description"], "Evaluates");
-        let t = tooling(json!({"tools": [{"type": "function", "function": {"name": "now"}}], "tool_choice": "required"})).unwrap();
+        let t =
+            tooling(json!({"tools": [{"type": "function", "function": {"name": "now"}}], "tool_choice": "required"})).unwrap();
         assert_eq!(t.tools[0].parameters["type"], "object");
         assert_eq!(t.choice, ToolChoice::Required);
     }
@@ -577,9 +506,7 @@ mod tests {
             param_of(json!({"tools": [{"type": "tensoras_function", "tensoras_function": {"name": "nope"}}]})),
             "tools.[0].tensoras_function.name"
         );
-        let many: Vec<Value> = (0..129)
-            .map(|i| json!({"type": "function", "function": {"name": format!("f{i}")}}))
-            .collect();
+        let many: Vec<Value> = (0..129).map(|i| json!({"type": "function", "function": {"name": format!("f{i}")}})).collect();
         assert_eq!(param_of(json!({"tools": many})), "tools");
         assert_eq!(param_of(json!({"tool_choice": "auto"})), "tool_choice");
         assert_eq!(param_of(json!({"parallel_tool_calls": true})), "parallel_tool_calls");
@@ -590,10 +517,7 @@ mod tests {
         );
         assert_eq!(param_of(json!({"response_format": "json"})), "response_format");
         assert_eq!(param_of(json!({"response_format": {"type": "xml"}})), "response_format.type");
-        assert_eq!(
-            param_of(json!({"response_format": {"type": "json_schema"}})),
-            "response_format.json_schema"
-        );
+        assert_eq!(param_of(json!({"response_format": {"type": "json_schema"}})), "response_format.json_schema");
         assert_eq!(
             param_of(json!({"response_format": {"type": "json_schema", "json_schema": {"schema": {}}}})),
             "response_format.json_schema.name"

@@ -10,12 +10,10 @@
 
 use handler_common::{ApiError, ids};
 
-use crate::bindings::wasi::nn::graph::Graph;
 use crate::bindings::tensoras::platform::models::ModelInfo;
+use crate::bindings::wasi::nn::graph::Graph;
 use crate::calls::{self, CallFormat, Event, Scanner};
-use crate::generate::{
-    ChoiceResult, ChoiceSpec, FinishReason, Flow, Outcome, ServerCall, ToolCall, run_choice,
-};
+use crate::generate::{ChoiceResult, ChoiceSpec, FinishReason, Flow, Outcome, ServerCall, ToolCall, run_choice};
 use crate::grammar::Engine;
 use crate::host;
 use crate::request::{self, GenerationRequest, Input, Message};
@@ -73,12 +71,8 @@ pub struct ChoiceRun {
 impl Turns<'_> {
     /// Runs choice `index` to its end.
     pub fn run(&self, index: u32) -> Result<ChoiceRun, ApiError> {
-        let mut run = ChoiceRun {
-            result: TurnsOutcome::Abandoned,
-            first_prompt_tokens: 0,
-            more_prompt_tokens: 0,
-            completion_tokens: 0,
-        };
+        let mut run =
+            ChoiceRun { result: TurnsOutcome::Abandoned, first_prompt_tokens: 0, more_prompt_tokens: 0, completion_tokens: 0 };
         let mut messages: Vec<Message> = match &self.req.input {
             Input::Messages(m) => m.clone(),
             Input::Prompt(_) => Vec::new(),
@@ -109,12 +103,8 @@ impl Turns<'_> {
                     engine
                         .constraint(
                             match source {
-                                calls::GrammarSource::Schema(s) => {
-                                    llguidance::api::TopLevelGrammar::from_json_schema(s)
-                                }
-                                calls::GrammarSource::Lark(g) => {
-                                    llguidance::api::TopLevelGrammar::from_lark(g)
-                                }
+                                calls::GrammarSource::Schema(s) => llguidance::api::TopLevelGrammar::from_json_schema(s),
+                                calls::GrammarSource::Lark(g) => llguidance::api::TopLevelGrammar::from_lark(g),
                             },
                             calls::number_scan(&tooling, &self.format),
                         )
@@ -133,10 +123,7 @@ impl Turns<'_> {
             let mut seq = host::NnSequence::new(self.graph)?;
             let mut detok = host::HostDetokenizer { model: &self.info.id };
             // Each round draws its own stream, reproducible under a seed.
-            let mut sampler = Sampler::new(
-                self.params.clone(),
-                Rng::for_choice(self.seed ^ (u64::from(round) << 32), index),
-            );
+            let mut sampler = Sampler::new(self.params.clone(), Rng::for_choice(self.seed ^ (u64::from(round) << 32), index));
             let mut scanner = Scanner::new(self.format, tooling.calls_allowed());
             let mut content = String::new();
             let mut client_calls: Vec<ToolCall> = Vec::new();
@@ -161,11 +148,7 @@ impl Turns<'_> {
                             } else {
                                 let at = client_calls.len();
                                 positions.push(Some(at));
-                                client_calls.push(ToolCall {
-                                    id: ids::random_id("call_"),
-                                    name,
-                                    arguments: String::new(),
-                                });
+                                client_calls.push(ToolCall { id: ids::random_id("call_"), name, arguments: String::new() });
                                 let call = &client_calls[at];
                                 chunk(ChunkEvent::CallStart(at, &call.id, &call.name))
                             }
@@ -184,22 +167,15 @@ impl Turns<'_> {
                 }
                 true
             };
-            let outcome = run_choice(
-                &mut seq,
-                &mut detok,
-                &mut sampler,
-                &spec,
-                constraint.as_mut(),
-                |text, logprobs| {
-                    if !on_events(scanner.feed(text), logprobs) {
-                        Flow::Abandon
-                    } else if scanner.repeated() {
-                        Flow::Stop
-                    } else {
-                        Flow::Continue
-                    }
-                },
-            )?;
+            let outcome = run_choice(&mut seq, &mut detok, &mut sampler, &spec, constraint.as_mut(), |text, logprobs| {
+                if !on_events(scanner.feed(text), logprobs) {
+                    Flow::Abandon
+                } else if scanner.repeated() {
+                    Flow::Stop
+                } else {
+                    Flow::Continue
+                }
+            })?;
             let mut result = match outcome {
                 Outcome::Abandoned { completion_tokens } => {
                     run.completion_tokens = run.completion_tokens.saturating_add(completion_tokens);
@@ -216,9 +192,7 @@ impl Turns<'_> {
             let only_server = !scanned.is_empty() && client_calls.is_empty();
             // A model that asks for calls it already made has its results:
             // it answers next, with tools off.
-            let repeats = scanned.iter().all(|c| {
-                server_calls.iter().any(|d| d.name == c.name && d.arguments == c.arguments)
-            });
+            let repeats = scanned.iter().all(|c| server_calls.iter().any(|d| d.name == c.name && d.arguments == c.arguments));
             if only_server && repeats && round < MAX_SERVER_ROUNDS {
                 answer_now = true;
                 continue;
@@ -312,10 +286,7 @@ pub fn encode_prompt(
         }
     };
     if ids.is_empty() {
-        return Err(ApiError::invalid(
-            param,
-            format!("The {param} produced no tokens."),
-        ));
+        return Err(ApiError::invalid(param, format!("The {param} produced no tokens.")));
     }
     Ok(ids)
 }

@@ -47,14 +47,58 @@ fn client_error(e: &ApiError) -> Result<(), String> {
 }
 
 const REQUEST_DICT: &[&[u8]] = &[
-    b"\"messages\":", b"\"role\":", b"\"user\"", b"\"assistant\"", b"\"tool\"", b"\"system\"", b"\"developer\"",
-    b"\"content\":", b"\"tools\":", b"\"tool_choice\":", b"\"required\"", b"\"none\"", b"\"auto\"", b"\"function\"",
-    b"\"tensoras_function\"", b"\"parameters\":", b"\"response_format\":", b"\"json_schema\"", b"\"json_object\"",
-    b"\"schema\":", b"\"strict\":", b"\"stop\":", b"\"logit_bias\":", b"\"n\":", b"\"max_tokens\":",
-    b"\"max_completion_tokens\":", b"\"seed\":", b"\"temperature\":", b"\"top_p\":", b"\"logprobs\":",
-    b"\"top_logprobs\":", b"\"stream\":", b"\"stream_options\":", b"\"include_usage\":", b"\"prompt\":",
-    b"\"tool_calls\":", b"\"tool_call_id\":", b"\"name\":", b"\"arguments\":", b"\"type\":", b"\"text\"",
-    b"\"image_url\"", b"[", b"]", b"{", b"}", b",", b"null", b"true", b"\"\\ud800\"", b"1e400", b"-1",
+    b"\"messages\":",
+    b"\"role\":",
+    b"\"user\"",
+    b"\"assistant\"",
+    b"\"tool\"",
+    b"\"system\"",
+    b"\"developer\"",
+    b"\"content\":",
+    b"\"tools\":",
+    b"\"tool_choice\":",
+    b"\"required\"",
+    b"\"none\"",
+    b"\"auto\"",
+    b"\"function\"",
+    b"\"tensoras_function\"",
+    b"\"parameters\":",
+    b"\"response_format\":",
+    b"\"json_schema\"",
+    b"\"json_object\"",
+    b"\"schema\":",
+    b"\"strict\":",
+    b"\"stop\":",
+    b"\"logit_bias\":",
+    b"\"n\":",
+    b"\"max_tokens\":",
+    b"\"max_completion_tokens\":",
+    b"\"seed\":",
+    b"\"temperature\":",
+    b"\"top_p\":",
+    b"\"logprobs\":",
+    b"\"top_logprobs\":",
+    b"\"stream\":",
+    b"\"stream_options\":",
+    b"\"include_usage\":",
+    b"\"prompt\":",
+    b"\"tool_calls\":",
+    b"\"tool_call_id\":",
+    b"\"name\":",
+    b"\"arguments\":",
+    b"\"type\":",
+    b"\"text\"",
+    b"\"image_url\"",
+    b"[",
+    b"]",
+    b"{",
+    b"}",
+    b",",
+    b"null",
+    b"true",
+    b"\"\\ud800\"",
+    b"1e400",
+    b"-1",
 ];
 
 fn chat_seeds() -> Vec<Vec<u8>> {
@@ -131,7 +175,7 @@ fn parse_property(endpoint: Endpoint, engine: &Engine) -> impl Fn(&[u8]) -> Resu
             let prompt = *rng.pick(&[0u32, 1, 2047, 2048, u32::MAX]);
             let default = *rng.pick(&[0u32, 1, 256, u32::MAX]);
             match request::completion_budget(endpoint, prompt, req.max_tokens, context, default) {
-                Ok(n) if n == 0 => return Err(format!("a budget of 0 tokens (prompt {prompt}, context {context})")),
+                Ok(0) => return Err(format!("a budget of 0 tokens (prompt {prompt}, context {context})")),
                 Ok(_) => {}
                 Err(e) => client_error(&e)?,
             }
@@ -142,10 +186,21 @@ fn parse_property(endpoint: Endpoint, engine: &Engine) -> impl Fn(&[u8]) -> Resu
 
 #[test]
 fn chat_request() {
-    let t = Target { name: "chat_request", dir: dir(), seeds: chat_seeds(), dict: REQUEST_DICT, ci_iterations: 3000, max_len: 16 << 10, json: true };
+    let t = Target {
+        name: "chat_request",
+        dir: dir(),
+        seeds: chat_seeds(),
+        dict: REQUEST_DICT,
+        ci_iterations: 3000,
+        max_len: 16 << 10,
+        json: true,
+    };
     let (engine, _) = byte_engine();
     let n = run(t, parse_property(Endpoint::Chat, &engine));
-    eprintln!("chat_request: {} of {n} inputs were valid requests (both request targets counted)", PASSED.load(Ordering::Relaxed));
+    eprintln!(
+        "chat_request: {} of {n} inputs were valid requests (both request targets counted)",
+        PASSED.load(Ordering::Relaxed)
+    );
 }
 
 #[test]
@@ -158,7 +213,15 @@ fn completions_request() {
     .iter()
     .map(|v| v.to_string().into_bytes())
     .collect();
-    let t = Target { name: "completions_request", dir: dir(), seeds, dict: REQUEST_DICT, ci_iterations: 1500, max_len: 16 << 10, json: true };
+    let t = Target {
+        name: "completions_request",
+        dir: dir(),
+        seeds,
+        dict: REQUEST_DICT,
+        ci_iterations: 1500,
+        max_len: 16 << 10,
+        json: true,
+    };
     let (engine, _) = byte_engine();
     run(t, parse_property(Endpoint::Completions, &engine));
 }
@@ -183,13 +246,54 @@ fn byte_engine() -> (Engine, u32) {
 }
 
 const SCHEMA_DICT: &[&[u8]] = &[
-    b"\"type\":", b"\"object\"", b"\"array\"", b"\"string\"", b"\"integer\"", b"\"number\"", b"\"boolean\"",
-    b"\"null\"", b"\"properties\":", b"\"required\":", b"\"items\":", b"\"prefixItems\":", b"\"enum\":", b"\"const\":",
-    b"\"anyOf\":", b"\"oneOf\":", b"\"allOf\":", b"\"$ref\":", b"\"#/$defs/a\"", b"\"#\"", b"\"$defs\":",
-    b"\"minimum\":", b"\"maximum\":", b"\"exclusiveMinimum\":", b"\"exclusiveMaximum\":", b"\"multipleOf\":",
-    b"\"minLength\":", b"\"maxLength\":", b"\"pattern\":", b"\"(a|b)*c{2,5}\"", b"\"format\":", b"\"date-time\"",
-    b"\"minItems\":", b"\"maxItems\":", b"\"additionalProperties\":", b"\"uniqueItems\":", b"{", b"}", b"[", b"]",
-    b",", b"1e308", b"-1e308", b"4294967295", b"18446744073709551615", b"0.1", b"true", b"false",
+    b"\"type\":",
+    b"\"object\"",
+    b"\"array\"",
+    b"\"string\"",
+    b"\"integer\"",
+    b"\"number\"",
+    b"\"boolean\"",
+    b"\"null\"",
+    b"\"properties\":",
+    b"\"required\":",
+    b"\"items\":",
+    b"\"prefixItems\":",
+    b"\"enum\":",
+    b"\"const\":",
+    b"\"anyOf\":",
+    b"\"oneOf\":",
+    b"\"allOf\":",
+    b"\"$ref\":",
+    b"\"#/$defs/a\"",
+    b"\"#\"",
+    b"\"$defs\":",
+    b"\"minimum\":",
+    b"\"maximum\":",
+    b"\"exclusiveMinimum\":",
+    b"\"exclusiveMaximum\":",
+    b"\"multipleOf\":",
+    b"\"minLength\":",
+    b"\"maxLength\":",
+    b"\"pattern\":",
+    b"\"(a|b)*c{2,5}\"",
+    b"\"format\":",
+    b"\"date-time\"",
+    b"\"minItems\":",
+    b"\"maxItems\":",
+    b"\"additionalProperties\":",
+    b"\"uniqueItems\":",
+    b"{",
+    b"}",
+    b"[",
+    b"]",
+    b",",
+    b"1e308",
+    b"-1e308",
+    b"4294967295",
+    b"18446744073709551615",
+    b"0.1",
+    b"true",
+    b"false",
 ];
 
 fn schema_seeds() -> Vec<Vec<u8>> {
@@ -222,7 +326,15 @@ fn is_json(bytes: &[u8]) -> bool {
 #[test]
 fn grammar_schema() {
     let (engine, end) = byte_engine();
-    let t = Target { name: "grammar_schema", dir: dir(), seeds: schema_seeds(), dict: SCHEMA_DICT, ci_iterations: 1500, max_len: 4 << 10, json: true };
+    let t = Target {
+        name: "grammar_schema",
+        dir: dir(),
+        seeds: schema_seeds(),
+        dict: SCHEMA_DICT,
+        ci_iterations: 1500,
+        max_len: 4 << 10,
+        json: true,
+    };
     let n = run(t, |input| {
         let Ok(schema) = serde_json::from_slice::<Value>(input) else { return Ok(()) };
         let strict = input.len() % 2 == 0;
@@ -237,10 +349,11 @@ fn grammar_schema() {
         if !matches!(req.tooling.format, ResponseFormat::JsonSchema { .. }) {
             return Err(format!("response_format became {:?}", req.tooling.format));
         }
-        let Some(schema) = calls::format_schema(&req.tooling.format) else { return Err("a json_schema format gave no schema".into()) };
+        let Some(schema) = calls::format_schema(&req.tooling.format) else {
+            return Err("a json_schema format gave no schema".into());
+        };
         // An unsupported or contradictory schema is an error message, not a panic.
-        let Ok(mut c) = engine.constraint(llguidance::api::TopLevelGrammar::from_json_schema(schema), NumberScan::json())
-        else {
+        let Ok(mut c) = engine.constraint(llguidance::api::TopLevelGrammar::from_json_schema(schema), NumberScan::json()) else {
             return Ok(());
         };
         COMPILED.fetch_add(1, Ordering::Relaxed);
@@ -274,5 +387,8 @@ fn grammar_schema() {
         }
         Ok(())
     });
-    eprintln!("grammar_schema: {} schemas compiled (all targets of this file), of {n} inputs here", COMPILED.load(Ordering::Relaxed));
+    eprintln!(
+        "grammar_schema: {} schemas compiled (all targets of this file), of {n} inputs here",
+        COMPILED.load(Ordering::Relaxed)
+    );
 }

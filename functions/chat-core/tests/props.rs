@@ -92,7 +92,9 @@ fn json_args(rng: &mut Rng, depth: usize) -> Value {
         1 => json!(rng.below(1000) as i64 - 500),
         2 => json!(rng.one_in(2)),
         3 => Value::Array((0..rng.below(3)).map(|_| json_args(rng, depth + 1)).collect()),
-        _ => Value::Object((0..rng.below(3)).map(|i| (format!("k{i}{}", rng.pick(&strings)), json_args(rng, depth + 1))).collect()),
+        _ => {
+            Value::Object((0..rng.below(3)).map(|i| (format!("k{i}{}", rng.pick(&strings)), json_args(rng, depth + 1))).collect())
+        }
     }
 }
 
@@ -294,7 +296,8 @@ struct Vocab {
     words: Vec<Vec<u8>>,
 }
 
-const PIECES: &[&str] = &["<tool_call>", "\n", "{\"name\": \"", "\", \"arguments\": ", "}", "The", " cat", "é", "END", " ", "\"", "\": "];
+const PIECES: &[&str] =
+    &["<tool_call>", "\n", "{\"name\": \"", "\", \"arguments\": ", "}", "The", " cat", "é", "END", " ", "\"", "\": "];
 
 impl Vocab {
     fn new() -> Self {
@@ -367,7 +370,8 @@ fn run_one(case: &Case, engine: Option<&Engine>, stream: bool, writer: &ChunkWri
         logit_bias: Vec::new(),
     };
     let mut sampler = Sampler::new(params, SamplerRng::for_choice(case.seed, 0));
-    let spec = ChoiceSpec { prompt: &[1, 2, 3], max_tokens: case.max_tokens, stop_tokens: &[0], stop: &case.stops, logprobs: None };
+    let spec =
+        ChoiceSpec { prompt: &[1, 2, 3], max_tokens: case.max_tokens, stop_tokens: &[0], stop: &case.stops, logprobs: None };
     let mut constraint = match engine {
         Some(e) => Some(
             e.constraint(
@@ -466,10 +470,10 @@ fn reassemble(chunks: &[String]) -> Result<Answer, String> {
                 None => calls.get_mut(index).ok_or("arguments for an unannounced call")?.2.push_str(args),
             }
         }
-        if let Some(f) = choice["finish_reason"].as_str() {
-            if finish.replace(f.to_owned()).is_some() {
-                return Err("two chunks carry a finish reason".into());
-            }
+        if let Some(f) = choice["finish_reason"].as_str()
+            && finish.replace(f.to_owned()).is_some()
+        {
+            return Err("two chunks carry a finish reason".into());
         }
     }
     Ok((content, calls, finish))
@@ -534,11 +538,12 @@ fn stream_equals_non_stream(rng: &mut Rng, engine: Option<&(Engine, Vocab)>) -> 
     let engine = engine.map(|(e, _)| e);
     let streamed = run_one(&case, engine, true, &writer)?;
     let whole = run_one(&case, engine, false, &writer)?;
-    let ctx = || format!("seed {} stops {:?} tooling {:?} text {:?}", case.seed, case.stops, case.tooling.choice, streamed.deltas);
+    let ctx =
+        || format!("seed {} stops {:?} tooling {:?} text {:?}", case.seed, case.stops, case.tooling.choice, streamed.deltas);
     if streamed.result != whole.result {
         return Err(format!("streamed choice {:?} != non-streamed {:?}: {}", streamed.result, whole.result, ctx()));
     }
-    let body = full_response(&env, &[whole.result.clone()], false, Usage::new(3, whole.result.completion_tokens));
+    let body = full_response(&env, std::slice::from_ref(&whole.result), false, Usage::new(3, whole.result.completion_tokens));
     let from_chunks = reassemble(&streamed.chunks)?;
     let from_body = full_answer(&body)?;
     if from_chunks != from_body {

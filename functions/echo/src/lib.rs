@@ -32,15 +32,8 @@ impl HttpFunction for Echo {
             return;
         }
 
-        let content_type = req
-            .header("content-type")
-            .map(<[u8]>::to_vec)
-            .unwrap_or_else(|| b"application/octet-stream".to_vec());
-        let headers = [
-            ("x-echo-method", method),
-            ("x-echo-path", path_with_query),
-            ("content-type", content_type),
-        ];
+        let content_type = req.header("content-type").map(<[u8]>::to_vec).unwrap_or_else(|| b"application/octet-stream".to_vec());
+        let headers = [("x-echo-method", method), ("x-echo-path", path_with_query), ("content-type", content_type)];
         let Ok(mut out) = responder.start(200, headers) else {
             // The SDK has already answered 500 with the reason.
             return;
@@ -73,8 +66,7 @@ impl HttpFunction for Echo {
 fn requested_status(path: &str) -> Option<u16> {
     let (prefix, code) = path.rsplit_once('/')?;
     // Digits only: `u16::from_str` would also accept a leading `+`.
-    if !prefix.ends_with("/status") || code.is_empty() || !code.bytes().all(|b| b.is_ascii_digit())
-    {
+    if !prefix.ends_with("/status") || code.is_empty() || !code.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     code.parse().ok()

@@ -29,8 +29,21 @@ fn embeddings_request() {
     .map(|v| v.to_string().into_bytes())
     .collect();
     let dict: &[&[u8]] = &[
-        b"\"input\":", b"\"model\":", b"\"encoding_format\":", b"\"base64\"", b"\"dimensions\":", b"[", b"]", b"{",
-        b"}", b",", b"null", b"-1", b"4294967296", b"1e400", b"\"\\ud800\"",
+        b"\"input\":",
+        b"\"model\":",
+        b"\"encoding_format\":",
+        b"\"base64\"",
+        b"\"dimensions\":",
+        b"[",
+        b"]",
+        b"{",
+        b"}",
+        b",",
+        b"null",
+        b"-1",
+        b"4294967296",
+        b"1e400",
+        b"\"\\ud800\"",
     ];
     let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fuzz"));
     let target = Target { name: "embeddings_request", dir, seeds, dict, ci_iterations: 3000, max_len: 16 << 10, json: true };

@@ -15,9 +15,7 @@ handler_common::nn_error_fn!();
 pub fn encode(model: &str, text: &str) -> Result<Vec<u32>, ApiError> {
     tokenizer::encode(model, text, true).map_err(|e| match e {
         TokenizerError::InvalidInput(msg) => ApiError::invalid("input", msg),
-        TokenizerError::UnknownModel(msg) => {
-            ApiError::server(format!("tokenizer encode failed: unknown model: {msg}"))
-        }
+        TokenizerError::UnknownModel(msg) => ApiError::server(format!("tokenizer encode failed: unknown model: {msg}")),
     })
 }
 
@@ -40,50 +38,25 @@ fn i64_tensor(dims: &[u32], values: &[i64]) -> Tensor {
 }
 
 /// Runs the encoder on one padded batch (`ids` and `mask` are `[b, s]`).
-pub fn run_batch(
-    graph: &Graph,
-    ids: &[i64],
-    mask: &[i64],
-    batch: usize,
-    seq: usize,
-) -> Result<Hidden, ApiError> {
+pub fn run_batch(graph: &Graph, ids: &[i64], mask: &[i64], batch: usize, seq: usize) -> Result<Hidden, ApiError> {
     let dims = [batch as u32, seq as u32];
-    let ctx = graph
-        .init_execution_context()
-        .map_err(|e| nn_error("init-execution-context", e))?;
+    let ctx = graph.init_execution_context().map_err(|e| nn_error("init-execution-context", e))?;
     let outputs = ctx
-        .compute(vec![
-            ("input_ids".to_owned(), i64_tensor(&dims, ids)),
-            ("attention_mask".to_owned(), i64_tensor(&dims, mask)),
-        ])
+        .compute(vec![("input_ids".to_owned(), i64_tensor(&dims, ids)), ("attention_mask".to_owned(), i64_tensor(&dims, mask))])
         .map_err(|e| nn_error("compute", e))?;
-    let Some((_, hidden)) = outputs
-        .into_iter()
-        .find(|(name, _)| name == "last_hidden_state")
-    else {
-        return Err(ApiError::server(
-            "the model returned no `last_hidden_state` output",
-        ));
+    let Some((_, hidden)) = outputs.into_iter().find(|(name, _)| name == "last_hidden_state") else {
+        return Err(ApiError::server("the model returned no `last_hidden_state` output"));
     };
     if !matches!(hidden.ty(), TensorType::Fp32) {
-        return Err(ApiError::server(
-            "the model's `last_hidden_state` is not FP32",
-        ));
+        return Err(ApiError::server("the model's `last_hidden_state` is not FP32"));
     }
     read_hidden(&hidden.dimensions(), &hidden.data(), batch, seq)
 }
 
 /// Checks the output is `[batch, seq, h]` and reads its f32 values.
-pub fn read_hidden(
-    dims: &[u32],
-    data: &[u8],
-    batch: usize,
-    seq: usize,
-) -> Result<Hidden, ApiError> {
+pub fn read_hidden(dims: &[u32], data: &[u8], batch: usize, seq: usize) -> Result<Hidden, ApiError> {
     let &[b, s, h] = dims else {
-        return Err(ApiError::server(format!(
-            "`last_hidden_state` has dimensions {dims:?}, expected [batch, sequence, hidden]"
-        )));
+        return Err(ApiError::server(format!("`last_hidden_state` has dimensions {dims:?}, expected [batch, sequence, hidden]")));
     };
     let (b, s, h) = (b as usize, s as usize, h as usize);
     if b != batch || s != seq || h == 0 || data.len() != b * s * h * 4 {
@@ -92,10 +65,7 @@ pub fn read_hidden(
             data.len()
         )));
     }
-    let values = data
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect();
+    let values = data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
     Ok(Hidden { values, width: h })
 }
 

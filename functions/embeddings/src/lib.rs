@@ -59,10 +59,7 @@ fn handle(raw: Request) -> Result<Response, ApiError> {
 
     let max_len = info.context_length as usize;
     let mut seqs: Vec<Vec<u32>> = match req.input {
-        Inputs::Texts(texts) => texts
-            .iter()
-            .map(|t| host::encode(&info.id, t))
-            .collect::<Result<_, _>>()?,
+        Inputs::Texts(texts) => texts.iter().map(|t| host::encode(&info.id, t)).collect::<Result<_, _>>()?,
         Inputs::Tokens(arrays) => arrays,
     };
     for seq in &mut seqs {
@@ -71,11 +68,7 @@ fn handle(raw: Request) -> Result<Response, ApiError> {
             return Err(ApiError::invalid("input", "An input produced no tokens."));
         }
     }
-    let prompt_tokens = seqs
-        .iter()
-        .map(Vec::len)
-        .sum::<usize>()
-        .min(u32::MAX as usize) as u32;
+    let prompt_tokens = seqs.iter().map(Vec::len).sum::<usize>().min(u32::MAX as usize) as u32;
 
     let graph = host::load_graph(&info.id)?;
     let lengths: Vec<usize> = seqs.iter().map(Vec::len).collect();
@@ -91,8 +84,7 @@ fn handle(raw: Request) -> Result<Response, ApiError> {
                 hidden.width
             )));
         }
-        let pooled =
-            pooling::mean_pool_normalized(&hidden.values, &mask, batch.len(), width, hidden.width);
+        let pooled = pooling::mean_pool_normalized(&hidden.values, &mask, batch.len(), width, hidden.width);
         for (&i, v) in members.iter().zip(pooled) {
             embeddings[i] = v;
         }
@@ -100,9 +92,6 @@ fn handle(raw: Request) -> Result<Response, ApiError> {
 
     Ok(Response {
         body: response::body(&info.id, &embeddings, req.encoding, prompt_tokens),
-        usage: Usage {
-            prompt_tokens,
-            completion_tokens: 0,
-        },
+        usage: Usage { prompt_tokens, completion_tokens: 0 },
     })
 }

@@ -27,10 +27,7 @@ pub fn truncate(ids: &mut Vec<u32>, max_len: usize) {
 pub fn plan_batches(lengths: &[usize], max_batch: usize) -> Vec<Vec<usize>> {
     let mut order: Vec<usize> = (0..lengths.len()).collect();
     order.sort_by_key(|&i| lengths[i]);
-    order
-        .chunks(max_batch.max(1))
-        .map(<[usize]>::to_vec)
-        .collect()
+    order.chunks(max_batch.max(1)).map(<[usize]>::to_vec).collect()
 }
 
 /// The `[b, s]` `input_ids` and `attention_mask` of a batch, row-major,
@@ -50,13 +47,7 @@ pub fn pad_batch(seqs: &[&[u32]]) -> (Vec<i64>, Vec<i64>, usize) {
 
 /// Mean of the hidden states at masked-in positions, per sequence, then
 /// L2-normalised. `hidden` is `[b, s, h]` row-major and `mask` `[b, s]`.
-pub fn mean_pool_normalized(
-    hidden: &[f32],
-    mask: &[i64],
-    batch: usize,
-    seq: usize,
-    width: usize,
-) -> Vec<Vec<f32>> {
+pub fn mean_pool_normalized(hidden: &[f32], mask: &[i64], batch: usize, seq: usize, width: usize) -> Vec<Vec<f32>> {
     (0..batch)
         .map(|b| {
             let mut sum = vec![0f64; width];
@@ -83,11 +74,7 @@ pub fn mean_pool_normalized(
 /// Scales `v` to unit length (a zero vector stays zero, like
 /// `torch.nn.functional.normalize` with its epsilon).
 pub fn l2_normalize(v: &mut [f32]) {
-    let norm = v
-        .iter()
-        .map(|&x| f64::from(x) * f64::from(x))
-        .sum::<f64>()
-        .sqrt();
+    let norm = v.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>().sqrt();
     let norm = norm.max(1e-12);
     for x in v.iter_mut() {
         *x = (f64::from(*x) / norm) as f32;
@@ -111,10 +98,7 @@ mod tests {
     #[test]
     fn batches_are_sorted_by_length_and_bounded() {
         let lengths = [5, 1, 3, 1, 9];
-        assert_eq!(
-            plan_batches(&lengths, 2),
-            vec![vec![1, 3], vec![2, 0], vec![4]]
-        );
+        assert_eq!(plan_batches(&lengths, 2), vec![vec![1, 3], vec![2, 0], vec![4]]);
         let many = vec![3; 70];
         let plan = plan_batches(&many, MAX_BATCH);
         assert_eq!(plan.iter().map(Vec::len).collect::<Vec<_>>(), [32, 32, 6]);
@@ -138,11 +122,7 @@ mod tests {
         let mask = [1, 1, 1, 0];
         let out = mean_pool_normalized(&hidden, &mask, 2, 2, 2);
         let s = 1.0 / 2f32.sqrt();
-        assert!(
-            (out[0][0] - s).abs() < 1e-6 && (out[0][1] - s).abs() < 1e-6,
-            "{:?}",
-            out[0]
-        );
+        assert!((out[0][0] - s).abs() < 1e-6 && (out[0][1] - s).abs() < 1e-6, "{:?}", out[0]);
         assert_eq!(out[1], [0.0, 1.0]);
         for v in &out {
             let norm: f32 = v.iter().map(|x| x * x).sum::<f32>().sqrt();

@@ -85,12 +85,7 @@ pub fn parse(body: &str) -> Result<EmbeddingRequest, ApiError> {
         Some(other) => return Err(type_error("encoding_format", "a string", other)),
     };
     let dimensions = body.opt_integer("dimensions", 1, i64::MAX)?;
-    Ok(EmbeddingRequest {
-        model,
-        input,
-        encoding,
-        dimensions,
-    })
+    Ok(EmbeddingRequest { model, input, encoding, dimensions })
 }
 
 impl EmbeddingRequest {
@@ -101,10 +96,7 @@ impl EmbeddingRequest {
         if model.kind != "embedding" {
             return Err(ApiError::invalid(
                 "model",
-                format!(
-                    "The model `{}` is not an embedding model and cannot be used with v1/embeddings.",
-                    model.id
-                ),
+                format!("The model `{}` is not an embedding model and cannot be used with v1/embeddings.", model.id),
             ));
         }
         if let Some(d) = self.dimensions
@@ -124,9 +116,7 @@ impl EmbeddingRequest {
         {
             return Err(ApiError::invalid(
                 "input",
-                format!(
-                    "Invalid token id {id} in 'input': ids must be below the vocabulary size {vocab}."
-                ),
+                format!("Invalid token id {id} in 'input': ids must be below the vocabulary size {vocab}."),
             ));
         }
         Ok(())
@@ -138,10 +128,7 @@ impl EmbeddingRequest {
 fn parse_input(value: Option<&Value>) -> Result<Inputs, ApiError> {
     let items = match value {
         None => {
-            return Err(ApiError::invalid(
-                "input",
-                "Missing required parameter: 'input'.",
-            ));
+            return Err(ApiError::invalid("input", "Missing required parameter: 'input'."));
         }
         Some(Value::String(s)) => {
             non_empty_text(s, "input")?;
@@ -185,21 +172,16 @@ fn parse_input(value: Option<&Value>) -> Result<Inputs, ApiError> {
             .map(|(i, v)| {
                 let at = format!("input.[{i}]");
                 match v {
-                    Value::Array(ids) if ids.is_empty() => Err(ApiError::invalid(
-                        "input",
-                        format!("Invalid '{at}': empty token array."),
-                    )),
+                    Value::Array(ids) if ids.is_empty() => {
+                        Err(ApiError::invalid("input", format!("Invalid '{at}': empty token array.")))
+                    }
                     Value::Array(ids) => token_ids(ids, &at),
                     other => Err(mixed(i, "an array of token ids", other)),
                 }
             })
             .collect::<Result<Vec<_>, _>>()
             .map(Inputs::Tokens),
-        other => Err(mixed(
-            0,
-            "a string, a token id or an array of token ids",
-            other,
-        )),
+        other => Err(mixed(0, "a string, a token id or an array of token ids", other)),
     }
 }
 
@@ -227,16 +209,9 @@ fn token_ids(items: &[Value], at: &str) -> Result<Vec<u32>, ApiError> {
     items
         .iter()
         .map(|v| {
-            v.as_u64()
-                .and_then(|id| u32::try_from(id).ok())
-                .ok_or_else(|| {
-                    ApiError::invalid(
-                        "input",
-                        format!(
-                            "Invalid '{at}': token ids must be non-negative integers, but got {v}."
-                        ),
-                    )
-                })
+            v.as_u64().and_then(|id| u32::try_from(id).ok()).ok_or_else(|| {
+                ApiError::invalid("input", format!("Invalid '{at}': token ids must be non-negative integers, but got {v}."))
+            })
         })
         .collect()
 }
@@ -261,8 +236,7 @@ mod tests {
         let r = req(json!({"model": "m", "input": "hello", "user": "u", "extra": 1})).unwrap();
         assert_eq!(r.input, Inputs::Texts(vec!["hello".into()]));
         assert_eq!(r.encoding, Encoding::Float);
-        let r =
-            req(json!({"model": "m", "input": ["a", "b"], "encoding_format": "base64"})).unwrap();
+        let r = req(json!({"model": "m", "input": ["a", "b"], "encoding_format": "base64"})).unwrap();
         assert_eq!(r.input, Inputs::Texts(vec!["a".into(), "b".into()]));
         assert_eq!(r.encoding, Encoding::Base64);
         let r = req(json!({"model": "m", "input": [1, 2, 3]})).unwrap();
@@ -282,54 +256,25 @@ mod tests {
         assert_eq!(param_of(json!({"model": "m", "input": ["a", 1]})), "input");
         assert_eq!(param_of(json!({"model": "m", "input": [1, -2]})), "input");
         assert_eq!(param_of(json!({"model": "m", "input": [[1], []]})), "input");
-        assert_eq!(
-            param_of(json!({"model": "m", "input": [{"a": 1}]})),
-            "input"
-        );
-        assert_eq!(
-            param_of(json!({"model": "m", "input": vec!["a"; MAX_INPUTS + 1]})),
-            "input"
-        );
-        assert_eq!(
-            param_of(json!({"model": "m", "input": "a", "encoding_format": "int8"})),
-            "encoding_format"
-        );
-        assert_eq!(
-            param_of(json!({"model": "m", "input": "a", "dimensions": 0})),
-            "dimensions"
-        );
+        assert_eq!(param_of(json!({"model": "m", "input": [{"a": 1}]})), "input");
+        assert_eq!(param_of(json!({"model": "m", "input": vec!["a"; MAX_INPUTS + 1]})), "input");
+        assert_eq!(param_of(json!({"model": "m", "input": "a", "encoding_format": "int8"})), "encoding_format");
+        assert_eq!(param_of(json!({"model": "m", "input": "a", "dimensions": 0})), "dimensions");
         assert!(req(json!({"model": "m", "input": vec!["a"; MAX_INPUTS]})).is_ok());
     }
 
     #[test]
     fn model_checks() {
-        let facts = ModelFacts {
-            id: "e",
-            kind: "embedding",
-            embedding_dimensions: 384,
-            vocab_size: 100,
-        };
+        let facts = ModelFacts { id: "e", kind: "embedding", embedding_dimensions: 384, vocab_size: 100 };
         let ok = req(json!({"model": "e", "input": "a", "dimensions": 384})).unwrap();
         assert!(ok.check_against(facts).is_ok());
         let bad = req(json!({"model": "e", "input": "a", "dimensions": 256})).unwrap();
         let err = bad.check_against(facts).unwrap_err();
         assert_eq!(err.param.as_deref(), Some("dimensions"));
-        assert!(
-            err.message
-                .contains("does not support changing the output dimensions")
-        );
-        let chat = ModelFacts {
-            kind: "chat",
-            ..facts
-        };
-        assert_eq!(
-            ok.check_against(chat).unwrap_err().param.as_deref(),
-            Some("model")
-        );
+        assert!(err.message.contains("does not support changing the output dimensions"));
+        let chat = ModelFacts { kind: "chat", ..facts };
+        assert_eq!(ok.check_against(chat).unwrap_err().param.as_deref(), Some("model"));
         let ids = req(json!({"model": "e", "input": [5, 100]})).unwrap();
-        assert_eq!(
-            ids.check_against(facts).unwrap_err().param.as_deref(),
-            Some("input")
-        );
+        assert_eq!(ids.check_against(facts).unwrap_err().param.as_deref(), Some("input"));
     }
 }

@@ -35,12 +35,7 @@ struct EmbeddingList<'a> {
 
 /// The response for `embeddings` (in input order). `f32`s serialise with
 /// their shortest `f32` representation.
-pub fn body(
-    model: &str,
-    embeddings: &[Vec<f32>],
-    encoding: Encoding,
-    prompt_tokens: u32,
-) -> String {
+pub fn body(model: &str, embeddings: &[Vec<f32>], encoding: Encoding, prompt_tokens: u32) -> String {
     let data = embeddings
         .iter()
         .enumerate()
@@ -53,15 +48,7 @@ pub fn body(
             },
         })
         .collect();
-    let list = EmbeddingList {
-        object: "list",
-        data,
-        model,
-        usage: Usage {
-            prompt_tokens,
-            total_tokens: prompt_tokens,
-        },
-    };
+    let list = EmbeddingList { object: "list", data, model, usage: Usage { prompt_tokens, total_tokens: prompt_tokens } };
     // Cannot fail for these types; never trap regardless.
     serde_json::to_string(&list).unwrap_or_else(|_| "{}".into())
 }
@@ -82,8 +69,7 @@ mod tests {
                 {"object": "embedding", "index": 1, "embedding": [1.0, 0.0]}],
               "model": "mini", "usage": {"prompt_tokens": 7, "total_tokens": 7}})
         );
-        let v: Value =
-            serde_json::from_str(&body("mini", &vectors[1..], Encoding::Base64, 3)).unwrap();
+        let v: Value = serde_json::from_str(&body("mini", &vectors[1..], Encoding::Base64, 3)).unwrap();
         assert_eq!(v["data"][0]["embedding"], "AACAPwAAAAA=");
     }
 

@@ -42,22 +42,12 @@ pub fn type_name(value: &Value) -> &'static str {
 
 /// "Invalid type for 'x': expected …, but got … instead."
 pub fn type_error(param: &str, expected: &str, got: &Value) -> ApiError {
-    ApiError::invalid(
-        param,
-        format!(
-            "Invalid type for '{param}': expected {expected}, but got {} instead.",
-            type_name(got)
-        ),
-    )
+    ApiError::invalid(param, format!("Invalid type for '{param}': expected {expected}, but got {} instead.", type_name(got)))
 }
 
 /// Formats a bound the way it was most likely written (`2`, not `2.0`).
 fn show(x: f64) -> String {
-    if x.fract() == 0.0 && x.abs() < 1e15 {
-        format!("{}", x as i64)
-    } else {
-        format!("{x}")
-    }
+    if x.fract() == 0.0 && x.abs() < 1e15 { format!("{}", x as i64) } else { format!("{x}") }
 }
 
 impl<'a> Body<'a> {
@@ -74,10 +64,7 @@ impl<'a> Body<'a> {
     /// A required string field.
     pub fn required_str(&self, name: &str) -> Result<&'a str, ApiError> {
         match self.get(name) {
-            None => Err(ApiError::invalid(
-                name,
-                format!("Missing required parameter: '{name}'."),
-            )),
+            None => Err(ApiError::invalid(name, format!("Missing required parameter: '{name}'."))),
             Some(Value::String(s)) => Ok(s),
             Some(other) => Err(type_error(name, "a string", other)),
         }
@@ -94,13 +81,7 @@ impl<'a> Body<'a> {
 
     /// An optional number in `[min, max]` (or `(min, max]` when
     /// `min_exclusive`).
-    pub fn opt_number(
-        &self,
-        name: &str,
-        min: f64,
-        max: f64,
-        min_exclusive: bool,
-    ) -> Result<Option<f64>, ApiError> {
+    pub fn opt_number(&self, name: &str, min: f64, max: f64, min_exclusive: bool) -> Result<Option<f64>, ApiError> {
         let Some(value) = self.get(name) else {
             return Ok(None);
         };
@@ -127,13 +108,7 @@ impl<'a> Body<'a> {
 }
 
 /// Range check for a decimal, with OpenAI's wording.
-pub fn check_number(
-    name: &str,
-    x: f64,
-    min: f64,
-    max: f64,
-    min_exclusive: bool,
-) -> Result<f64, ApiError> {
+pub fn check_number(name: &str, x: f64, min: f64, max: f64, min_exclusive: bool) -> Result<f64, ApiError> {
     if x > max {
         return Err(above_max(name, "decimal", &show(max), &Value::from(x)));
     }
@@ -154,19 +129,12 @@ pub fn check_number(
 /// Range check for an integer, with OpenAI's wording.
 pub fn check_integer(name: &str, x: i64, min: i64, max: i64) -> Result<i64, ApiError> {
     if x > max {
-        return Err(above_max(
-            name,
-            "integer",
-            &max.to_string(),
-            &Value::from(x),
-        ));
+        return Err(above_max(name, "integer", &max.to_string(), &Value::from(x)));
     }
     if x < min {
         return Err(ApiError::invalid(
             name,
-            format!(
-                "Invalid '{name}': integer below minimum value. Expected a value >= {min}, but got {x} instead."
-            ),
+            format!("Invalid '{name}': integer below minimum value. Expected a value >= {min}, but got {x} instead."),
         ));
     }
     Ok(x)
@@ -179,9 +147,7 @@ fn above_max(name: &str, what: &str, max: &str, got: &Value) -> ApiError {
     };
     ApiError::invalid(
         name,
-        format!(
-            "Invalid '{name}': {what} above maximum value. Expected a value <= {max}, but got {got} instead."
-        ),
+        format!("Invalid '{name}': {what} above maximum value. Expected a value <= {max}, but got {got} instead."),
     )
 }
 
@@ -197,10 +163,7 @@ mod tests {
     #[test]
     fn null_is_absent() {
         let map = body(json!({"temperature": null}));
-        assert_eq!(
-            Body(&map).opt_number("temperature", 0.0, 2.0, false),
-            Ok(None)
-        );
+        assert_eq!(Body(&map).opt_number("temperature", 0.0, 2.0, false), Ok(None));
     }
 
     #[test]
@@ -208,22 +171,14 @@ mod tests {
         let map = body(json!({"n": "2"}));
         let err = Body(&map).opt_integer("n", 1, 8).unwrap_err();
         assert_eq!(err.param.as_deref(), Some("n"));
-        assert_eq!(
-            err.message,
-            "Invalid type for 'n': expected an integer, but got a string instead."
-        );
+        assert_eq!(err.message, "Invalid type for 'n': expected an integer, but got a string instead.");
     }
 
     #[test]
     fn range_errors_read_like_openai() {
         let map = body(json!({"temperature": 3, "top_p": 0}));
-        let err = Body(&map)
-            .opt_number("temperature", 0.0, 2.0, false)
-            .unwrap_err();
-        assert_eq!(
-            err.message,
-            "Invalid 'temperature': decimal above maximum value. Expected a value <= 2, but got 3 instead."
-        );
+        let err = Body(&map).opt_number("temperature", 0.0, 2.0, false).unwrap_err();
+        assert_eq!(err.message, "Invalid 'temperature': decimal above maximum value. Expected a value <= 2, but got 3 instead.");
         let err = Body(&map).opt_number("top_p", 0.0, 1.0, true).unwrap_err();
         assert_eq!(err.param.as_deref(), Some("top_p"));
         assert!(err.message.contains("> 0"), "{}", err.message);
@@ -232,11 +187,6 @@ mod tests {
     #[test]
     fn body_must_be_an_object() {
         assert_eq!(parse_object("[1]").unwrap_err().status, 400);
-        assert!(
-            parse_object("{")
-                .unwrap_err()
-                .message
-                .contains("not valid JSON")
-        );
+        assert!(parse_object("{").unwrap_err().message.contains("not valid JSON"));
     }
 }

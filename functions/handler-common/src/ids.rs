@@ -46,21 +46,14 @@ pub fn random_id(prefix: &str) -> String {
 pub fn id_from_bytes(prefix: &str, bytes: &[u8]) -> String {
     let mut id = String::with_capacity(prefix.len() + bytes.len());
     id.push_str(prefix);
-    id.extend(
-        bytes
-            .iter()
-            .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char),
-    );
+    id.extend(bytes.iter().map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char));
     id
 }
 
 /// Seconds since the Unix epoch (OpenAI's `created`); 0 if the clock is
 /// before the epoch.
 pub fn unix_time() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 #[cfg(test)]

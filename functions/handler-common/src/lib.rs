@@ -37,25 +37,13 @@ pub struct ApiError {
 impl ApiError {
     /// 400 `invalid_request_error` about `param`.
     pub fn invalid(param: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            status: 400,
-            kind: "invalid_request_error",
-            message: message.into(),
-            param: Some(param.into()),
-            code: None,
-        }
+        Self { status: 400, kind: "invalid_request_error", message: message.into(), param: Some(param.into()), code: None }
     }
 
     /// 400 `invalid_request_error` not tied to one field (e.g. a body that is
     /// not JSON).
     pub fn invalid_body(message: impl Into<String>) -> Self {
-        Self {
-            status: 400,
-            kind: "invalid_request_error",
-            message: message.into(),
-            param: None,
-            code: None,
-        }
+        Self { status: 400, kind: "invalid_request_error", message: message.into(), param: None, code: None }
     }
 
     /// Adds a machine-readable `code`.
@@ -77,13 +65,7 @@ impl ApiError {
 
     /// 500 `server_error` carrying the underlying failure's own message.
     pub fn server(message: impl Into<String>) -> Self {
-        Self {
-            status: 500,
-            kind: "server_error",
-            message: message.into(),
-            param: None,
-            code: None,
-        }
+        Self { status: 500, kind: "server_error", message: message.into(), param: None, code: None }
     }
 
     /// 404 for a path this handler does not serve (a host routing mistake
@@ -132,6 +114,8 @@ macro_rules! export_handler {
 /// Defines `nn_error(what, err) -> ApiError` for the crate's generated
 /// `wasi:nn` error type (at `crate::bindings::wasi::nn::errors`): a 500
 /// `server_error` carrying the error code's WIT name and the host's message.
+// `crate::bindings` is meant to be the calling crate's bindings, wherever the macro is used.
+#[allow(clippy::crate_in_macro_def)]
 #[macro_export]
 macro_rules! nn_error_fn {
     () => {

@@ -56,16 +56,11 @@ impl Tool for Misbehave {
             // `depth` (optional) bounds the recursion, for testing that the
             // tool itself works; without it the recursion never ends.
             "stack" => {
-                let limit = args
-                    .get("depth")
-                    .and_then(Value::as_u64)
-                    .unwrap_or(u64::MAX);
+                let limit = args.get("depth").and_then(Value::as_u64).unwrap_or(u64::MAX);
                 Ok(json!({ "depth": recurse(0, limit) }))
             }
             "ok" => Ok(json!({ "ok": true })),
-            other => Err(ToolError::InvalidArguments(format!(
-                "unknown mode `{other}`; expected trap, loop, alloc, stack or ok"
-            ))),
+            other => Err(ToolError::InvalidArguments(format!("unknown mode `{other}`; expected trap, loop, alloc, stack or ok"))),
         }
     }
 }
@@ -110,9 +105,7 @@ fn recurse(depth: u64, limit: u64) -> u64 {
         return depth;
     }
     let below = recurse(depth + 1, limit);
-    below
-        .wrapping_mul(31)
-        .wrapping_add(depth.rotate_left(7) ^ 0x9E37_79B9_7F4A_7C15)
+    below.wrapping_mul(31).wrapping_add(depth.rotate_left(7) ^ 0x9E37_79B9_7F4A_7C15)
 }
 
 tensoras_guest::export_tool!(Misbehave);

@@ -31,7 +31,9 @@ fn i64s(values: &[i64]) -> Vec<u8> {
 
 fn describe(r: Result<Vec<(String, Tensor)>, bindings::wasi::nn::errors::Error>) -> String {
     match r {
-        Ok(outputs) => format!("ok {}", outputs.iter().map(|(n, t)| format!("{n}{:?}", t.dimensions())).collect::<Vec<_>>().join(",")),
+        Ok(outputs) => {
+            format!("ok {}", outputs.iter().map(|(n, t)| format!("{n}{:?}", t.dimensions())).collect::<Vec<_>>().join(","))
+        }
         Err(e) => format!("{:?}: {}", e.code(), e.data()),
     }
 }
@@ -66,7 +68,10 @@ impl Guest for Abuse {
         let g = graph::load_by_name(&model).map_err(fatal)?;
         let ctx = g.init_execution_context().map_err(fatal)?;
         lines.push(format!("no-inputs: {}", describe(ctx.compute(vec![]))));
-        lines.push(format!("wrong-name: {}", describe(ctx.compute(vec![("ids".into(), Tensor::new(&[1, 1], TensorType::I64, &i64s(&[1])))]))));
+        lines.push(format!(
+            "wrong-name: {}",
+            describe(ctx.compute(vec![("ids".into(), Tensor::new(&[1, 1], TensorType::I64, &i64s(&[1])))]))
+        ));
         lines.push(format!("wrong-type: {}", run(&ctx, Tensor::new(&[1, 1], TensorType::Fp32, &1.0f32.to_le_bytes()))));
         lines.push(format!("short-data: {}", run(&ctx, Tensor::new(&[1, 4], TensorType::I64, &i64s(&[1, 2])))));
         lines.push(format!("bad-rank: {}", run(&ctx, Tensor::new(&[2, 2, 2], TensorType::I64, &i64s(&[1; 8])))));

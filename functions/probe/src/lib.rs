@@ -57,10 +57,7 @@ impl Tool for Probe {
     fn call(args: Value) -> Result<Value, ToolError> {
         let outcome = match required_str(&args, "action")? {
             "read_file" => read_file(required_str(&args, "path")?),
-            "write_file" => write_file(
-                required_str(&args, "path")?,
-                required_str(&args, "content")?,
-            ),
+            "write_file" => write_file(required_str(&args, "path")?, required_str(&args, "content")?),
             "connect" => connect(required_str(&args, "addr")?)?,
             "env" => env(required_str(&args, "name")?),
             "list_dir" => list_dir(required_str(&args, "path")?),
@@ -81,26 +78,19 @@ impl Tool for Probe {
 type Outcome = Result<String, String>;
 
 fn read_file(path: &str) -> Outcome {
-    std::fs::read(path)
-        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
-        .map_err(|e| format!("{path}: {e}"))
+    std::fs::read(path).map(|bytes| String::from_utf8_lossy(&bytes).into_owned()).map_err(|e| format!("{path}: {e}"))
 }
 
 fn write_file(path: &str, content: &str) -> Outcome {
-    std::fs::write(path, content)
-        .map(|()| format!("wrote {} bytes", content.len()))
-        .map_err(|e| format!("{path}: {e}"))
+    std::fs::write(path, content).map(|()| format!("wrote {} bytes", content.len())).map_err(|e| format!("{path}: {e}"))
 }
 
 /// Connects over TCP. Only a literal `ip:port` is accepted (a malformed one is
 /// a [`ToolError`]): a host name would need DNS, a separate capability.
 fn connect(addr: &str) -> Result<Outcome, ToolError> {
-    let addr: SocketAddr = addr.parse().map_err(|e| {
-        ToolError::InvalidArguments(format!("`addr` must be IP:port, got `{addr}`: {e}"))
-    })?;
-    Ok(tcp::connect(addr)
-        .map(|()| "connected".to_string())
-        .map_err(|e| format!("{addr}: {e}")))
+    let addr: SocketAddr =
+        addr.parse().map_err(|e| ToolError::InvalidArguments(format!("`addr` must be IP:port, got `{addr}`: {e}")))?;
+    Ok(tcp::connect(addr).map(|()| "connected".to_string()).map_err(|e| format!("{addr}: {e}")))
 }
 
 fn env(name: &str) -> Outcome {

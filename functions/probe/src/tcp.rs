@@ -36,9 +36,7 @@ mod bindings {
 use bindings::wasi::clocks::monotonic_clock;
 use bindings::wasi::io::poll;
 use bindings::wasi::sockets::instance_network::instance_network;
-use bindings::wasi::sockets::network::{
-    ErrorCode, IpAddressFamily, IpSocketAddress, Ipv4SocketAddress, Ipv6SocketAddress,
-};
+use bindings::wasi::sockets::network::{ErrorCode, IpAddressFamily, IpSocketAddress, Ipv4SocketAddress, Ipv6SocketAddress};
 use bindings::wasi::sockets::tcp_create_socket::create_tcp_socket;
 
 /// Opens a TCP connection to `addr` and closes it again; the error text says
@@ -47,13 +45,7 @@ pub fn connect(addr: SocketAddr) -> Result<(), String> {
     let (family, remote) = match addr {
         SocketAddr::V4(a) => {
             let [x, y, z, w] = a.ip().octets();
-            (
-                IpAddressFamily::Ipv4,
-                IpSocketAddress::Ipv4(Ipv4SocketAddress {
-                    port: a.port(),
-                    address: (x, y, z, w),
-                }),
-            )
+            (IpAddressFamily::Ipv4, IpSocketAddress::Ipv4(Ipv4SocketAddress { port: a.port(), address: (x, y, z, w) }))
         }
         SocketAddr::V6(a) => {
             let s = a.ip().segments();
@@ -77,9 +69,7 @@ pub fn connect(addr: SocketAddr) -> Result<(), String> {
     // pollables are children of the socket and timer and are declared after
     // them, so they are dropped first, as the host requires.
     let ready = socket.subscribe();
-    let deadline = monotonic_clock::subscribe_duration(
-        u64::try_from(CONNECT_TIMEOUT.as_nanos()).unwrap_or(u64::MAX),
-    );
+    let deadline = monotonic_clock::subscribe_duration(u64::try_from(CONNECT_TIMEOUT.as_nanos()).unwrap_or(u64::MAX));
     loop {
         match socket.finish_connect() {
             // The streams are children of the socket; they drop here, first.

@@ -148,15 +148,8 @@ mod tests {
 
     #[test]
     fn ranks_across_knowledge_bases_and_drops_repeats() {
-        let ranked = rank(
-            vec![
-                src("a", 0, "low", 0.1),
-                src("b", 0, "high", 0.9),
-                src("a", 1, "mid", 0.5),
-                src("b", 0, "high", 0.9),
-            ],
-            2,
-        );
+        let ranked =
+            rank(vec![src("a", 0, "low", 0.1), src("b", 0, "high", 0.9), src("a", 1, "mid", 0.5), src("b", 0, "high", 0.9)], 2);
         let texts: Vec<&str> = ranked.iter().map(|s| s.text.as_str()).collect();
         assert_eq!(texts, ["high", "mid"]);
     }

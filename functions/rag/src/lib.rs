@@ -32,10 +32,7 @@ const MAX_RESERVED_COMPLETION: u32 = 512;
 
 fn handle(raw: Request) -> Result<Response, ApiError> {
     if Endpoint::from_path(&raw.path) != Some(Endpoint::Chat) {
-        return Err(ApiError::invalid(
-            "knowledge_bases",
-            "'knowledge_bases' is supported on /v1/chat/completions only.",
-        ));
+        return Err(ApiError::invalid("knowledge_bases", "'knowledge_bases' is supported on /v1/chat/completions only."));
     }
     let opts = options::parse(&parse_object(&raw.body)?)?;
     let mut prepared = chat_core::prepare(&raw)?;
@@ -43,23 +40,15 @@ fn handle(raw: Request) -> Result<Response, ApiError> {
     // The base prompt's size before the question is grounded.
     let base_tokens = prepared.prompt_tokens()?;
     let info = &prepared.info;
-    let reserve = prepared
-        .req
-        .max_tokens
-        .unwrap_or(info.default_max_tokens.clamp(1, MAX_RESERVED_COMPLETION));
-    let room = info
-        .context_length
-        .saturating_sub(base_tokens.saturating_add(reserve));
+    let reserve = prepared.req.max_tokens.unwrap_or(info.default_max_tokens.clamp(1, MAX_RESERVED_COMPLETION));
+    let room = info.context_length.saturating_sub(base_tokens.saturating_add(reserve));
     let model = info.id.clone();
 
     let Input::Messages(messages) = &mut prepared.req.input else {
         return Err(ApiError::server("a chat request without messages"));
     };
     let Some(at) = messages.iter().rposition(|m| m.role == "user") else {
-        return Err(ApiError::invalid(
-            "messages",
-            "'knowledge_bases' needs a user message to search for.",
-        ));
+        return Err(ApiError::invalid("messages", "'knowledge_bases' needs a user message to search for."));
     };
     let question = messages[at].content.clone();
     if question.trim().is_empty() {
@@ -109,13 +98,8 @@ fn search_all(
     top_k: u32,
     min_score: Option<f32>,
 ) -> Result<Vec<Source>, ApiError> {
-    let search = Search {
-        query: query.to_owned(),
-        top_k,
-        search_type: search_type.to_owned(),
-        filters: opts.filters.clone(),
-        min_score,
-    };
+    let search =
+        Search { query: query.to_owned(), top_k, search_type: search_type.to_owned(), filters: opts.filters.clone(), min_score };
     let mut out = Vec::new();
     for kb in &opts.knowledge_bases {
         let chunks = retrieval::retrieve(kb, &search).map_err(|e| retrieval_error(kb, e))?;
@@ -141,8 +125,6 @@ fn retrieval_error(kb: &str, e: RetrievalError) -> ApiError {
             code: Some("knowledge_base_not_found"),
         },
         RetrievalError::Invalid(why) => ApiError::invalid("retrieval_options", why),
-        RetrievalError::Backend(why) => {
-            ApiError::server(format!("retrieval from knowledge base '{kb}' failed: {why}"))
-        }
+        RetrievalError::Backend(why) => ApiError::server(format!("retrieval from knowledge base '{kb}' failed: {why}")),
     }
 }

@@ -48,14 +48,8 @@ pub fn parse(body: &Map<String, Value>) -> Result<RagOptions, ApiError> {
         Some(other) => return Err(type_error(OPTIONS, "an object", other)),
     };
     let fields = Body(&options);
-    let nested = |e: ApiError| ApiError {
-        param: e.param.map(|p| format!("{OPTIONS}.{p}")),
-        ..e
-    };
-    let top_k = fields
-        .opt_integer("top_k", 1, MAX_TOP_K)
-        .map_err(nested)?
-        .map_or(DEFAULT_TOP_K, |k| k as u32);
+    let nested = |e: ApiError| ApiError { param: e.param.map(|p| format!("{OPTIONS}.{p}")), ..e };
+    let top_k = fields.opt_integer("top_k", 1, MAX_TOP_K).map_err(nested)?.map_or(DEFAULT_TOP_K, |k| k as u32);
     let search_type = match options.get("search_type") {
         None | Some(Value::Null) => "hybrid".to_owned(),
         Some(Value::String(s)) if matches!(s.as_str(), "vector" | "keyword" | "hybrid") => s.clone(),
@@ -71,17 +65,8 @@ pub fn parse(body: &Map<String, Value>) -> Result<RagOptions, ApiError> {
         Some(f @ Value::Object(_)) => Some(f.to_string()),
         Some(other) => return Err(nested(type_error("filters", "an object", other))),
     };
-    let min_score = fields
-        .opt_number("min_score", f64::MIN, f64::MAX, false)
-        .map_err(nested)?
-        .map(|s| s as f32);
-    Ok(RagOptions {
-        knowledge_bases,
-        top_k,
-        search_type,
-        filters,
-        min_score,
-    })
+    let min_score = fields.opt_number("min_score", f64::MIN, f64::MAX, false).map_err(nested)?.map(|s| s as f32);
+    Ok(RagOptions { knowledge_bases, top_k, search_type, filters, min_score })
 }
 
 fn parse_ids(value: Option<&Value>) -> Result<Vec<String>, ApiError> {

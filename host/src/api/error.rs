@@ -126,12 +126,12 @@ impl From<InvokeError> for ApiError {
             InvokeError::StackOverflow => {
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, "function_error", message).code("function_stack_overflow")
             }
-            InvokeError::Trap(_) => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "function_error", message).code("function_trapped"),
+            InvokeError::Trap(_) => {
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "function_error", message).code("function_trapped")
+            }
             InvokeError::Guest(_) => Self::new(StatusCode::BAD_GATEWAY, "function_error", message).code("function_failed"),
             InvokeError::Overloaded(_) => Self::overloaded(message),
-            InvokeError::TooDeep => {
-                Self::new(StatusCode::BAD_REQUEST, "invalid_request_error", message).code("nesting_too_deep")
-            }
+            InvokeError::TooDeep => Self::new(StatusCode::BAD_REQUEST, "invalid_request_error", message).code("nesting_too_deep"),
             InvokeError::Internal(e) => Self::internal(format!("{e:#}")),
         }
     }

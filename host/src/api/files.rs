@@ -61,7 +61,9 @@ async fn bounded_text(field: &mut axum::extract::multipart::Field<'_>, max: usiz
     let mut bytes = Vec::new();
     while let Some(chunk) = field.chunk().await.map_err(multipart_err)? {
         if bytes.len() + chunk.len() > max {
-            return Err(ApiError::invalid(format!("'purpose' must be at most {max} bytes.")).param("purpose").code("invalid_value"));
+            return Err(ApiError::invalid(format!("'purpose' must be at most {max} bytes."))
+                .param("purpose")
+                .code("invalid_value"));
         }
         bytes.extend_from_slice(&chunk);
     }
@@ -74,11 +76,9 @@ fn validate_purpose(purpose: Option<String>) -> Result<String, ApiError> {
     if PURPOSES.contains(&purpose.as_str()) {
         Ok(purpose)
     } else {
-        Err(ApiError::invalid(format!(
-            "'{purpose}' is not one of {PURPOSES:?} - 'purpose'",
-        ))
-        .param("purpose")
-        .code("invalid_value"))
+        Err(ApiError::invalid(format!("'{purpose}' is not one of {PURPOSES:?} - 'purpose'",))
+            .param("purpose")
+            .code("invalid_value"))
     }
 }
 
@@ -106,11 +106,7 @@ struct Received {
 
 /// Streams the `file` part into storage under a fresh id. Over the limit → 413 and
 /// nothing is kept.
-async fn receive(
-    state: &AppState,
-    tenant: &str,
-    field: &mut axum::extract::multipart::Field<'_>,
-) -> Result<Received, ApiError> {
+async fn receive(state: &AppState, tenant: &str, field: &mut axum::extract::multipart::Field<'_>) -> Result<Received, ApiError> {
     let filename = field.file_name().map(str::to_owned).unwrap_or_default();
     let limit = state.config.max_file_bytes;
     match state.file_storage.store_stream(tenant, field, limit).await {
@@ -142,9 +138,7 @@ pub async fn upload(
                 "file" => file = Some(receive(&state, &caller.tenant, &mut field).await?),
                 "purpose" => purpose = Some(bounded_text(&mut field, MAX_PURPOSE_BYTES).await?),
                 // Other fields (expires_after[...], future ones) are accepted and ignored.
-                _ => {
-                    while field.chunk().await.map_err(multipart_err)?.is_some() {}
-                }
+                _ => while field.chunk().await.map_err(multipart_err)?.is_some() {},
             }
         }
         Ok(())
@@ -256,17 +250,12 @@ pub async fn content(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let record = lookup(&state, &caller, &id)?;
-    let stream = state
-        .file_storage
-        .stream(&caller.tenant, &id)
-        .await
-        .map_err(|e| ApiError::internal(format!("file {id}: {e:#}")))?;
-    let safe: String =
-        record.filename.chars().map(|c| if c.is_control() || c == '"' || c == '\\' { '_' } else { c }).collect();
+    let stream =
+        state.file_storage.stream(&caller.tenant, &id).await.map_err(|e| ApiError::internal(format!("file {id}: {e:#}")))?;
+    let safe: String = record.filename.chars().map(|c| if c.is_control() || c == '"' || c == '\\' { '_' } else { c }).collect();
     let disposition = format!("attachment; filename=\"{safe}\"");
-    let body = Body::from_stream(futures::StreamExt::map(stream, |r: object_store::Result<Bytes>| {
-        r.map_err(std::io::Error::other)
-    }));
+    let body =
+        Body::from_stream(futures::StreamExt::map(stream, |r: object_store::Result<Bytes>| r.map_err(std::io::Error::other)));
     Ok((
         [
             (header::CONTENT_TYPE, record.content_type.clone()),

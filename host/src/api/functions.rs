@@ -138,10 +138,8 @@ pub async fn call(
 ) -> Result<axum::Json<Value>, ApiError> {
     let f = state.functions.get(&caller.tenant, &name).ok_or_else(|| not_found(&name))?;
     let Executable::Tool(tool) = &f.exec else {
-        return Err(ApiError::invalid(format!(
-            "'{name}' is an HTTP function; send requests to /v1/functions/{name}/invoke"
-        ))
-        .code("wrong_function_kind"));
+        return Err(ApiError::invalid(format!("'{name}' is an HTTP function; send requests to /v1/functions/{name}/invoke"))
+            .code("wrong_function_kind"));
     };
     if !arguments.is_object() {
         return Err(ApiError::invalid("The request body must be a JSON object of tool arguments.").param("arguments"));
@@ -154,15 +152,13 @@ pub async fn call(
             "output": output,
             "duration_ms": started.elapsed().as_secs_f64() * 1000.0,
         }))),
-        ToolOutcome::InvalidArguments(m) => {
-            Err(ApiError::invalid(format!("Invalid arguments for '{name}': {m}")).param("arguments").code("invalid_tool_arguments"))
+        ToolOutcome::InvalidArguments(m) => Err(ApiError::invalid(format!("Invalid arguments for '{name}': {m}"))
+            .param("arguments")
+            .code("invalid_tool_arguments")),
+        ToolOutcome::Failed(m) => {
+            Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "function_error", format!("Function '{name}' failed: {m}"))
+                .code("tool_failed"))
         }
-        ToolOutcome::Failed(m) => Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "function_error",
-            format!("Function '{name}' failed: {m}"),
-        )
-        .code("tool_failed")),
     }
 }
 
@@ -181,11 +177,7 @@ pub async fn invoke(
             .code("wrong_function_kind"));
     };
     let limit = state.config.max_body_bytes;
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(body_rejection(StatusCode::PAYLOAD_TOO_LARGE, String::new()));
     }

@@ -157,14 +157,18 @@ async fn run(
     let runtime = state.runtime.clone();
     // A task of its own so a stream's handler runs while its events are written; it
     // keeps the request's interactive admission.
-    let task = HandlerTask(tokio::spawn(crate::runtime::interactive(async move {
-        runtime.call_handler(&handler, ctx, req).await
-    })));
+    let task =
+        HandlerTask(tokio::spawn(crate::runtime::interactive(async move { runtime.call_handler(&handler, ctx, req).await })));
 
     let Some(mut chunks) = rx.take() else {
         let response = join(task).await??;
-        tracing::debug!(prompt_tokens = response.usage.prompt_tokens, completion_tokens = response.usage.completion_tokens, "handled");
-        let value: Value = serde_json::from_str(&response.body).map_err(|e| ApiError::internal(format!("handler returned invalid JSON: {e}")))?;
+        tracing::debug!(
+            prompt_tokens = response.usage.prompt_tokens,
+            completion_tokens = response.usage.completion_tokens,
+            "handled"
+        );
+        let value: Value = serde_json::from_str(&response.body)
+            .map_err(|e| ApiError::internal(format!("handler returned invalid JSON: {e}")))?;
         return Ok(axum::Json(value).into_response());
     };
 
@@ -220,9 +224,12 @@ fn async_stream(
                 None => {
                     let end = match join(task).await {
                         Ok(Ok(_)) => Event::default().data("[DONE]"),
-                        Ok(Err(e)) | Err(e) => Event::default().data(json!({"error": {
-                            "message": e.message, "type": e.kind, "param": e.param, "code": e.code
-                        }}).to_string()),
+                        Ok(Err(e)) | Err(e) => Event::default().data(
+                            json!({"error": {
+                                "message": e.message, "type": e.kind, "param": e.param, "code": e.code
+                            }})
+                            .to_string(),
+                        ),
                     };
                     Some((Ok(end), Phase::Done))
                 }
@@ -259,13 +266,8 @@ fn installed_at(m: &Model) -> u64 {
 /// their users, so catalogue entries that are not installed (listed by `tensoras
 /// models list`) stay out of it: each would answer `model_not_found`.
 pub async fn list_models(State(state): State<AppState>) -> axum::Json<Value> {
-    let mut data: Vec<Value> = state
-        .inference
-        .catalog()
-        .all()
-        .filter(|m| state.inference.get(&m.manifest.id).is_some())
-        .map(model_json)
-        .collect();
+    let mut data: Vec<Value> =
+        state.inference.catalog().all().filter(|m| state.inference.get(&m.manifest.id).is_some()).map(model_json).collect();
     data.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
     axum::Json(json!({"object": "list", "data": data}))
 }

@@ -29,11 +29,8 @@ fn require_tenant(caller: &Caller, tenant: &str) -> Result<(), ApiError> {
     if caller.role == Role::Operator || caller.tenant == tenant {
         Ok(())
     } else {
-        Err(ApiError::forbidden(format!(
-            "A tenant admin key manages the keys of its own tenant ('{}') only.",
-            caller.tenant
-        ))
-        .param("tenant"))
+        Err(ApiError::forbidden(format!("A tenant admin key manages the keys of its own tenant ('{}') only.", caller.tenant))
+            .param("tenant"))
     }
 }
 

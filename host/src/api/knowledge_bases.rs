@@ -82,10 +82,10 @@ fn parse_chunking(v: &Value, base: ChunkingStrategy) -> Result<ChunkingStrategy,
     }
     for (key, slot) in [("chunk_size", &mut s.chunk_size), ("chunk_overlap", &mut s.chunk_overlap)] {
         if let Some(v) = obj.get(key) {
-            *slot = v
-                .as_u64()
-                .and_then(|n| usize::try_from(n).ok())
-                .ok_or_else(|| ApiError::invalid(format!("chunking_strategy.{key} must be a non-negative integer.")).param(format!("chunking_strategy.{key}")))?;
+            *slot = v.as_u64().and_then(|n| usize::try_from(n).ok()).ok_or_else(|| {
+                ApiError::invalid(format!("chunking_strategy.{key} must be a non-negative integer."))
+                    .param(format!("chunking_strategy.{key}"))
+            })?;
         }
     }
     // A size given without an overlap keeps the default overlap only where it fits.
@@ -304,8 +304,10 @@ pub async fn add_sources(
     let obj = object(&body)?;
     let kind = obj.get("type").and_then(Value::as_str);
     if let Some(t) = kind.filter(|t| !matches!(*t, "file" | "url")) {
-        return Err(ApiError::invalid(format!("Data source type '{t}' is not supported; use 'file' (uploaded file ids) or 'url'."))
-            .param("type"));
+        return Err(ApiError::invalid(format!(
+            "Data source type '{t}' is not supported; use 'file' (uploaded file ids) or 'url'."
+        ))
+        .param("type"));
     }
     let mut metadata = opt_metadata(obj, "metadata")?.unwrap_or_else(|| json!({}));
     let (single, ids): (bool, Vec<String>) = match (obj.get("file_id"), obj.get("file_ids"), obj.get("url")) {
@@ -402,7 +404,11 @@ pub async fn get_source(
     Path((id, source_id)): Path<(String, String)>,
 ) -> Result<axum::Json<Value>, ApiError> {
     let kb = lookup(&state, &caller, &id)?;
-    let s = state.store.get_source(&caller.tenant, &kb.id, &source_id).map_err(internal)?.ok_or_else(|| source_not_found(&source_id))?;
+    let s = state
+        .store
+        .get_source(&caller.tenant, &kb.id, &source_id)
+        .map_err(internal)?
+        .ok_or_else(|| source_not_found(&source_id))?;
     Ok(axum::Json(source_json(&s)))
 }
 
@@ -425,7 +431,9 @@ pub async fn delete_source(
 fn parse_retrieve(obj: &Map<String, Value>) -> Result<RetrieveRequest, ApiError> {
     let query = match obj.get("query") {
         Some(Value::String(q)) if !q.trim().is_empty() && q.len() <= 32_768 => q.clone(),
-        Some(Value::String(q)) if !q.trim().is_empty() => return Err(ApiError::invalid("'query' is longer than 32768 bytes.").param("query")),
+        Some(Value::String(q)) if !q.trim().is_empty() => {
+            return Err(ApiError::invalid("'query' is longer than 32768 bytes.").param("query"));
+        }
         Some(_) => return Err(ApiError::invalid("'query' must be a non-empty string.").param("query")),
         None => return Err(ApiError::invalid("Missing required parameter: 'query'.").param("query")),
     };
@@ -434,7 +442,8 @@ fn parse_retrieve(obj: &Map<String, Value>) -> Result<RetrieveRequest, ApiError>
         Some(v) => v
             .as_u64()
             .filter(|k| (1..=100).contains(k))
-            .ok_or_else(|| ApiError::invalid("'top_k' must be an integer from 1 to 100.").param("top_k"))? as usize,
+            .ok_or_else(|| ApiError::invalid("'top_k' must be an integer from 1 to 100.").param("top_k"))?
+            as usize,
     };
     let search_type = match obj.get("search_type").map(|v| v.as_str()) {
         None | Some(Some("vector")) => SearchType::Vector,
@@ -442,8 +451,8 @@ fn parse_retrieve(obj: &Map<String, Value>) -> Result<RetrieveRequest, ApiError>
         Some(Some("hybrid")) => SearchType::Hybrid,
         _ => return Err(ApiError::invalid("'search_type' must be 'vector', 'keyword' or 'hybrid'.").param("search_type")),
     };
-    let filter = MetadataFilter::parse(obj.get("filters").unwrap_or(&Value::Null))
-        .map_err(|m| ApiError::invalid(m).param("filters"))?;
+    let filter =
+        MetadataFilter::parse(obj.get("filters").unwrap_or(&Value::Null)).map_err(|m| ApiError::invalid(m).param("filters"))?;
     let min_score = match obj.get("min_score") {
         None | Some(Value::Null) => None,
         Some(v) => Some(

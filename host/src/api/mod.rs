@@ -67,8 +67,7 @@ impl AppState {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
         let reserve = Arc::new(crate::full_disk::Reserve::open(&config.data_dir));
-        let store: Arc<dyn MetadataStore> =
-            Arc::new(crate::store::sqlite::SqliteStore::open(&config.database_path())?);
+        let store: Arc<dyn MetadataStore> = Arc::new(crate::store::sqlite::SqliteStore::open(&config.database_path())?);
         let runtime = Arc::new(
             Runtime::new(&crate::runtime::RuntimeOptions {
                 pooling: true,
@@ -127,20 +126,16 @@ pub fn router(state: AppState) -> Router {
             // Uploads have their own cap (checked while streaming, with a precise 413);
             // the body limit only leaves room for the multipart framing around it.
             post(files::upload)
-                .layer(DefaultBodyLimit::max(usize::try_from(state.config.max_file_bytes).unwrap_or(usize::MAX).saturating_add(1 << 20)))
+                .layer(DefaultBodyLimit::max(
+                    usize::try_from(state.config.max_file_bytes).unwrap_or(usize::MAX).saturating_add(1 << 20),
+                ))
                 .get(files::list),
         )
         .route("/files/{id}", get(files::get).delete(files::delete))
         .route("/files/{id}/content", get(files::content))
         .route("/knowledge-bases", post(knowledge_bases::create).get(knowledge_bases::list))
-        .route(
-            "/knowledge-bases/{id}",
-            get(knowledge_bases::get).patch(knowledge_bases::update).delete(knowledge_bases::delete),
-        )
-        .route(
-            "/knowledge-bases/{id}/data-sources",
-            post(knowledge_bases::add_sources).get(knowledge_bases::list_sources),
-        )
+        .route("/knowledge-bases/{id}", get(knowledge_bases::get).patch(knowledge_bases::update).delete(knowledge_bases::delete))
+        .route("/knowledge-bases/{id}/data-sources", post(knowledge_bases::add_sources).get(knowledge_bases::list_sources))
         .route(
             "/knowledge-bases/{id}/data-sources/{source_id}",
             get(knowledge_bases::get_source).delete(knowledge_bases::delete_source),
@@ -177,8 +172,7 @@ async fn health(axum::extract::State(state): axum::extract::State<AppState>) -> 
 }
 
 async fn not_found(uri: axum::http::Uri) -> ApiError {
-    ApiError::not_found(format!("Unknown request URL: {}. Please check the URL and method.", uri.path()))
-        .code("unknown_url")
+    ApiError::not_found(format!("Unknown request URL: {}. Please check the URL and method.", uri.path())).code("unknown_url")
 }
 
 async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {

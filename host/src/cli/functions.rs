@@ -114,9 +114,7 @@ pub async fn run(cmd: FunctionsCommand) -> anyhow::Result<()> {
         }
         FunctionsCommand::List { remote } => send(client.get(remote.endpoint("")), &remote).await?,
         FunctionsCommand::Get { name, remote } => send(client.get(remote.endpoint(&format!("/{name}"))), &remote).await?,
-        FunctionsCommand::Delete { name, remote } => {
-            send(client.delete(remote.endpoint(&format!("/{name}"))), &remote).await?
-        }
+        FunctionsCommand::Delete { name, remote } => send(client.delete(remote.endpoint(&format!("/{name}"))), &remote).await?,
         FunctionsCommand::Call { name, arguments, remote } => {
             let args: Value = serde_json::from_str(&arguments).context("arguments must be a JSON object")?;
             send(client.post(remote.endpoint(&format!("/{name}/call"))).json(&args), &remote).await?

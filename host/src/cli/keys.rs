@@ -4,8 +4,8 @@
 use clap::Subcommand;
 use tensoras::auth::{KeySpec, Role, Scope};
 use tensoras::config::Config;
-use tensoras::store::{MetadataStore, Revocation};
 use tensoras::store::sqlite::SqliteStore;
+use tensoras::store::{MetadataStore, Revocation};
 
 use super::DataDirArg;
 

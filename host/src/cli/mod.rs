@@ -17,6 +17,8 @@ pub struct Cli {
     command: Command,
 }
 
+// Parsed once per process, so the size of `Serve`'s many flags does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the API server.

@@ -95,7 +95,11 @@ fn python(explicit: Option<PathBuf>) -> PathBuf {
 }
 
 fn run_importer(python: &Path, script: &Path, args: &[&std::ffi::OsStr]) -> anyhow::Result<()> {
-    anyhow::ensure!(script.is_file(), "importer script {} not found (run from the repository root or pass --importer)", script.display());
+    anyhow::ensure!(
+        script.is_file(),
+        "importer script {} not found (run from the repository root or pass --importer)",
+        script.display()
+    );
     let status = std::process::Command::new(python)
         .arg(script)
         .args(args)

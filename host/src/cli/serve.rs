@@ -173,10 +173,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     config.url_sources_allow_private = args.url_sources_allow_private;
     config.address_policy = tensoras::net::AddressPolicy::new(args.allow_private_network);
     for entry in &args.tenant_object_source {
-        let (tenant, prefix) = entry
-            .split_once('=')
-            .filter(|(t, p)| !t.is_empty() && p.contains("://"))
-            .with_context(|| format!("--tenant-object-source {entry:?} must be TENANT=URL_PREFIX, e.g. team-a=s3://bucket/team-a/"))?;
+        let (tenant, prefix) = entry.split_once('=').filter(|(t, p)| !t.is_empty() && p.contains("://")).with_context(|| {
+            format!("--tenant-object-source {entry:?} must be TENANT=URL_PREFIX, e.g. team-a=s3://bucket/team-a/")
+        })?;
         config.object_sources.entry(tenant.to_owned()).or_default().push(prefix.to_owned());
     }
     config.max_limits = tensoras::runtime::Limits {
@@ -214,15 +213,16 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 /// fresh data directory) creates one and prints it once.
 fn bootstrap_key(store: &dyn MetadataStore, env_key: Option<&str>) -> anyhow::Result<()> {
     if let Some(secret) = env_key {
-        let key = tensoras::auth::ensure_operator_key(store, secret)
-            .context("TENSORAS_API_KEY cannot be used as the operator key")?;
+        let key =
+            tensoras::auth::ensure_operator_key(store, secret).context("TENSORAS_API_KEY cannot be used as the operator key")?;
         tracing::info!(key_id = %key.id, tenant = %key.tenant, "TENSORAS_API_KEY is an active operator key");
         return Ok(());
     }
     if store.count_operators().map_err(|e| anyhow::anyhow!("{e}"))? > 0 {
         return Ok(());
     }
-    let spec = tensoras::auth::KeySpec { name: "bootstrap", tenant: "default", role: tensoras::auth::Role::Operator, scopes: &[] };
+    let spec =
+        tensoras::auth::KeySpec { name: "bootstrap", tenant: "default", role: tensoras::auth::Role::Operator, scopes: &[] };
     let (key, secret) = tensoras::auth::create_key(store, &spec)?;
     // Shown once on the console, like `tensoras keys create`; never logged.
     println!("Created an operator API key ({}); it is shown only now:\n\n    {secret}\n", key.id);

@@ -28,8 +28,7 @@ use object_store::{ObjectStore, ObjectStoreExt as _};
 use tokio::io::AsyncWriteExt as _;
 
 /// Purposes accepted on upload: OpenAI's, plus `knowledge_base`.
-pub const PURPOSES: &[&str] =
-    &["assistants", "batch", "fine-tune", "vision", "user_data", "evals", "knowledge_base"];
+pub const PURPOSES: &[&str] = &["assistants", "batch", "fine-tune", "vision", "user_data", "evals", "knowledge_base"];
 
 /// Where file bytes live.
 #[derive(Clone)]
@@ -158,7 +157,11 @@ impl FileStorage {
         };
         let swept = tokio::task::spawn_blocking(move || sweep_dir(&local, &recorded, before)).await??;
         if swept.staging + swept.orphans > 0 {
-            tracing::warn!(staging = swept.staging, orphans = swept.orphans, "file storage: removed what an interrupted run left");
+            tracing::warn!(
+                staging = swept.staging,
+                orphans = swept.orphans,
+                "file storage: removed what an interrupted run left"
+            );
         }
         if swept.missing > 0 {
             tracing::error!(records = swept.missing, "file storage: file records without their bytes in {}", self.describe);
@@ -191,7 +194,11 @@ fn sweep_dir(local: &LocalDir, recorded: &HashSet<(String, String)>, before: Sys
             continue; // written since this start: not a leftover
         }
         entry.remove().with_context(|| format!("removing {}", entry.path.display()))?;
-        if staging { swept.staging += 1 } else { swept.orphans += 1 }
+        if staging {
+            swept.staging += 1
+        } else {
+            swept.orphans += 1
+        }
         emptied.insert(entry.tenant);
     }
     for tenant in emptied {

@@ -98,7 +98,12 @@ fn unlock_and_answer(mut scheduler: MutexGuard<'_, Scheduler>) {
 }
 
 enum Msg {
-    Step { seq: u64, scope: u64, ids: Vec<i64>, reply: Reply },
+    Step {
+        seq: u64,
+        scope: u64,
+        ids: Vec<i64>,
+        reply: Reply,
+    },
     Close(u64),
     /// A [`Lockstep`] hold ended: steps held for it run now.
     Release,
@@ -274,8 +279,8 @@ impl Sequence {
     /// tokio runtime, where `block_in_place` moves the worker's other tasks elsewhere while
     /// ONNX Runtime runs.
     fn step_here(&self, ids: Vec<i64>) -> Result<Result<Vec<f32>, NnError>, Vec<i64>> {
-        let multi_thread = tokio::runtime::Handle::try_current()
-            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        let multi_thread =
+            tokio::runtime::Handle::try_current().is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
         if !multi_thread {
             return Err(ids);
         }
@@ -484,8 +489,12 @@ impl Scheduler {
                 // too; capped, as a member that long away is not in lockstep anyway.
                 self.costs.record_wait(self.ran_at.elapsed().min(MAX_WAIT));
             }
-            tracing::trace!(pending = pending.len(), wait_us = started.elapsed().as_micros() as u64,
-                            idle_us = self.ran_at.elapsed().as_micros() as u64, "gathered");
+            tracing::trace!(
+                pending = pending.len(),
+                wait_us = started.elapsed().as_micros() as u64,
+                idle_us = self.ran_at.elapsed().as_micros() as u64,
+                "gathered"
+            );
         }
         let Some(graph) = self.graph.upgrade() else {
             for step in pending {
@@ -615,16 +624,18 @@ impl Scheduler {
             if chunk.len() > 1 {
                 self.turns = split;
             }
-            let ort: Duration = if split {
-                chunk.into_iter().map(|step| self.run(graph, vec![step])).sum()
-            } else {
-                self.run(graph, chunk)
-            };
+            let ort: Duration =
+                if split { chunk.into_iter().map(|step| self.run(graph, vec![step])).sum() } else { self.run(graph, chunk) };
             self.last_run = started.elapsed();
             // run_us also counts the time after the replies until this thread runs again
             // (a woken guest may take its core); ort_us is ONNX Runtime's alone.
-            tracing::trace!(batch = n, split, run_us = self.last_run.as_micros() as u64,
-                            ort_us = ort.as_micros() as u64, "decode run");
+            tracing::trace!(
+                batch = n,
+                split,
+                run_us = self.last_run.as_micros() as u64,
+                ort_us = ort.as_micros() as u64,
+                "decode run"
+            );
             self.count(|s| {
                 if split {
                     s.decode_runs += n;
@@ -717,7 +728,10 @@ impl Scheduler {
         if let Some(Some(first)) = homes.first() {
             let same = homes.iter().all(|h| h.is_some_and(|h| h.group == first.group));
             if same
-                && self.groups.get(&first.group).is_some_and(|g| g.rows.len() == members.len() && g.rows.iter().all(Option::is_some))
+                && self
+                    .groups
+                    .get(&first.group)
+                    .is_some_and(|g| g.rows.len() == members.len() && g.rows.iter().all(Option::is_some))
             {
                 return Ok(first.group);
             }

@@ -220,10 +220,7 @@ impl Installed {
 impl Model {
     /// Effective context length.
     pub fn context_length(&self) -> u32 {
-        self.manifest
-            .context_length
-            .or_else(|| self.installed.as_ref().map(|i| i.config.context_length()))
-            .unwrap_or(0)
+        self.manifest.context_length.or_else(|| self.installed.as_ref().map(|i| i.config.context_length())).unwrap_or(0)
     }
 }
 
@@ -239,14 +236,13 @@ impl Catalog {
     pub fn load(manifests: &Path, models_dir: &Path, openai_aliases: bool) -> anyhow::Result<Self> {
         let mut catalog = Self::default();
         let entries = std::fs::read_dir(manifests).with_context(|| format!("reading {}", manifests.display()))?;
-        let mut paths: Vec<PathBuf> = entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-            .collect();
+        let mut paths: Vec<PathBuf> =
+            entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "toml")).collect();
         paths.sort();
         // Models imported under ids the shipped catalogue does not know carry their own manifest.
         if let Ok(dirs) = std::fs::read_dir(models_dir) {
-            let mut extra: Vec<PathBuf> = dirs.flatten().map(|e| e.path().join("manifest.toml")).filter(|p| p.is_file()).collect();
+            let mut extra: Vec<PathBuf> =
+                dirs.flatten().map(|e| e.path().join("manifest.toml")).filter(|p| p.is_file()).collect();
             extra.sort();
             paths.extend(extra);
         }

@@ -168,9 +168,9 @@ impl Markers {
         match v {
             Value::String(s) => Value::String(self.hide(specials, &s).into_owned()),
             Value::Array(a) => Value::Array(a.into_iter().map(|x| self.hide_json(specials, x)).collect()),
-            Value::Object(o) => {
-                Value::Object(o.into_iter().map(|(k, x)| (self.hide(specials, &k).into_owned(), self.hide_json(specials, x))).collect())
-            }
+            Value::Object(o) => Value::Object(
+                o.into_iter().map(|(k, x)| (self.hide(specials, &k).into_owned(), self.hide_json(specials, x))).collect(),
+            ),
             other => other,
         }
     }
@@ -234,7 +234,12 @@ mod tests {
 
     fn specials() -> Specials {
         let t = |text: &str, id, lstrip, rstrip| SpecialToken { text: text.into(), id, lstrip, rstrip };
-        Specials::new(vec![t("<|im_start|>", 1, false, false), t("<|im_end|>", 2, false, false), t("<|im", 3, false, false), t("<mask>", 4, true, true)])
+        Specials::new(vec![
+            t("<|im_start|>", 1, false, false),
+            t("<|im_end|>", 2, false, false),
+            t("<|im", 3, false, false),
+            t("<mask>", 4, true, true),
+        ])
     }
 
     #[test]

@@ -14,11 +14,11 @@
 
 use std::ffi::CString;
 
+use ort::AsPointer as _;
 use ort::io_binding::IoBinding;
 use ort::session::Session;
 use ort::value::Value;
 use ort::value::ValueTypeMarker;
-use ort::AsPointer as _;
 
 /// Binds the output `name` to `value`, which may also be bound as an input.
 pub(super) fn bind_output<T: ValueTypeMarker + ?Sized>(binding: &mut IoBinding, name: &str, value: &Value<T>) -> ort::Result<()> {
@@ -34,7 +34,5 @@ pub(super) fn bind_output<T: ValueTypeMarker + ?Sized>(binding: &mut IoBinding, 
 pub(super) fn run(session: &mut Session, binding: &IoBinding) -> ort::Result<()> {
     // SAFETY: live session and binding (the `&mut` keeps the session to this thread for
     // the run, as `Session::run` does); null run options are allowed by the C API.
-    unsafe {
-        ort::error::status_to_result((ort::api().RunWithBinding)(session.ptr_mut(), std::ptr::null(), binding.ptr()))
-    }
+    unsafe { ort::error::status_to_result((ort::api().RunWithBinding)(session.ptr_mut(), std::ptr::null(), binding.ptr())) }
 }

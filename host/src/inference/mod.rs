@@ -4,8 +4,8 @@
 //! by its scheduler ([`batch`]).
 
 pub mod batch;
-pub mod chat_prompt;
 pub mod catalog;
+pub mod chat_prompt;
 mod in_place;
 mod nbits;
 pub mod onnx;

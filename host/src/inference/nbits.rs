@@ -103,7 +103,10 @@ impl Operator for MatMulNBits {
         }
         let (k, n) = (k as usize, n as usize);
         self.created.fetch_add(1, Ordering::Relaxed);
-        Ok(Box::new(NBitsKernel { layout: Layout { k, n, bits: bits as usize, blocks: k.div_ceil(BLOCK) }, x: Activations::default() }))
+        Ok(Box::new(NBitsKernel {
+            layout: Layout { k, n, bits: bits as usize, blocks: k.div_ceil(BLOCK) },
+            x: Activations::default(),
+        }))
     }
 }
 
@@ -138,7 +141,11 @@ impl Layout {
         if let Some(zp) = zero_points
             && zp.len() != self.n * self.zero_point_stride()
         {
-            return Err(refuse(format_args!("zero_points has {} bytes, expected {}", zp.len(), self.n * self.zero_point_stride())));
+            return Err(refuse(format_args!(
+                "zero_points has {} bytes, expected {}",
+                zp.len(),
+                self.n * self.zero_point_stride()
+            )));
         }
         Ok(Weights { layout: *self, codes, scales, zero_points })
     }
@@ -349,7 +356,13 @@ mod avx512 {
     /// register. Against dot products of 4 rows by 4 columns this reads the weights a
     /// third as often, needs no horizontal sums, and keeps ONNX Runtime's SGEMM pace.
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn dense_columns(w: &Weights<'_>, x: &Activations, cols: Range<usize>, y: *mut f32, scratch: &mut Vec<f32>) {
+    pub(super) unsafe fn dense_columns(
+        w: &Weights<'_>,
+        x: &Activations,
+        cols: Range<usize>,
+        y: *mut f32,
+        scratch: &mut Vec<f32>,
+    ) {
         let (l, stride) = (&w.layout, x.stride);
         // Every value is written below, so a grown scratch needs no clearing.
         if scratch.len() < stride * TASK_COLUMNS {
@@ -467,7 +480,13 @@ mod avx512 {
     /// `R` rows from `row` over `cols`, `C` columns at a time (the rest one by one);
     /// returns `R`.
     #[target_feature(enable = "avx512f")]
-    unsafe fn tiles<const R: usize, const C: usize>(w: &Weights<'_>, x: &Activations, row: usize, cols: Range<usize>, y: *mut f32) -> usize {
+    unsafe fn tiles<const R: usize, const C: usize>(
+        w: &Weights<'_>,
+        x: &Activations,
+        row: usize,
+        cols: Range<usize>,
+        y: *mut f32,
+    ) -> usize {
         let mut col = cols.start;
         // SAFETY: every tile stays within `cols` and rows `row..row + R`.
         unsafe {
@@ -561,7 +580,8 @@ mod tests {
             for rows in [1, 2, 3, 5, 8, 12, 15, 27] {
                 let layout = Layout { k: 80, n: 37, bits, blocks: 3 };
                 let codes = bytes(&mut seed, layout.n * layout.blocks * layout.blob());
-                let scales: Vec<f32> = bytes(&mut seed, layout.n * layout.blocks).iter().map(|&b| (f32::from(b) - 128.0) / 512.0).collect();
+                let scales: Vec<f32> =
+                    bytes(&mut seed, layout.n * layout.blocks).iter().map(|&b| (f32::from(b) - 128.0) / 512.0).collect();
                 let zp = with_zp.then(|| bytes(&mut seed, layout.n * layout.zero_point_stride()));
                 let a: Vec<f32> = bytes(&mut seed, rows * layout.k).iter().map(|&b| (f32::from(b) - 100.0) / 64.0).collect();
                 let w = layout.weights(&codes, &scales, zp.as_deref()).unwrap();
@@ -573,7 +593,10 @@ mod tests {
                     task(&w, &x, t, out);
                 }
                 for (i, (got, want)) in y.iter().zip(reference(&w, &a, rows)).enumerate() {
-                    assert!((f64::from(*got) - want).abs() < 1e-4 * want.abs().max(1.0), "bits {bits} zp {with_zp} rows {rows} [{i}]: {got} vs {want}");
+                    assert!(
+                        (f64::from(*got) - want).abs() < 1e-4 * want.abs().max(1.0),
+                        "bits {bits} zp {with_zp} rows {rows} [{i}]: {got} vs {want}"
+                    );
                 }
             }
         }
@@ -588,4 +611,3 @@ mod tests {
         assert!(layout.weights(&[0; 64], &[1.0; 4], Some(&[0; 3])).is_err());
     }
 }
-

@@ -238,7 +238,12 @@ impl DecoderGraph {
     /// Loads `model.onnx` with the shapes from its config and starts its scheduler, which
     /// steps up to `opts.max_batch` sequences in one run and keeps finished sequences'
     /// caches within `opts.prefix_cache_bytes`.
-    pub fn load(path: &Path, config: &super::catalog::GraphConfig, context_length: u32, opts: &OrtOptions) -> anyhow::Result<Arc<Self>> {
+    pub fn load(
+        path: &Path,
+        config: &super::catalog::GraphConfig,
+        context_length: u32,
+        opts: &OrtOptions,
+    ) -> anyhow::Result<Arc<Self>> {
         let (session, nbits_nodes) = decoder_session(path, opts)?;
         let names: Vec<&str> = session.inputs.iter().map(|i| i.name.as_str()).collect();
         anyhow::ensure!(names.contains(&"input_ids"), "{} has no input_ids input", path.display());
@@ -508,11 +513,21 @@ impl std::fmt::Debug for EncoderGraph {
 
 impl EncoderGraph {
     /// Loads `model.onnx`.
-    pub fn load(path: &Path, config: &super::catalog::GraphConfig, context_length: u32, opts: &OrtOptions) -> anyhow::Result<Self> {
+    pub fn load(
+        path: &Path,
+        config: &super::catalog::GraphConfig,
+        context_length: u32,
+        opts: &OrtOptions,
+    ) -> anyhow::Result<Self> {
         let session = session(path, opts)?;
         let has_token_type_ids = session.inputs.iter().any(|i| i.name == "token_type_ids");
         anyhow::ensure!(config.hidden_size > 0, "config.json of {} lacks hidden_size", path.display());
-        Ok(Self { session: Mutex::new(session), hidden: config.hidden_size, context_length: context_length as usize, has_token_type_ids })
+        Ok(Self {
+            session: Mutex::new(session),
+            hidden: config.hidden_size,
+            context_length: context_length as usize,
+            has_token_type_ids,
+        })
     }
 
     /// Embedding width.
@@ -521,7 +536,14 @@ impl EncoderGraph {
     }
 
     /// Runs a `[batch, seq]` batch; returns `last_hidden_state` `[batch, seq, hidden]`.
-    pub fn encode(&self, batch: usize, seq: usize, ids: Vec<i64>, mask: Vec<i64>, types: Option<Vec<i64>>) -> Result<Vec<f32>, NnError> {
+    pub fn encode(
+        &self,
+        batch: usize,
+        seq: usize,
+        ids: Vec<i64>,
+        mask: Vec<i64>,
+        types: Option<Vec<i64>>,
+    ) -> Result<Vec<f32>, NnError> {
         if batch == 0 || seq == 0 || ids.len() != batch * seq || mask.len() != batch * seq {
             return Err(NnError::invalid(format!(
                 "input_ids and attention_mask must both be [batch, seq] = [{batch}, {seq}] with batch, seq > 0"
@@ -549,14 +571,22 @@ impl EncoderGraph {
         let hidden = out.get("last_hidden_state").ok_or_else(|| NnError::runtime("graph has no last_hidden_state output"))?;
         let (_, data) = hidden.try_extract_tensor::<f32>().map_err(NnError::runtime)?;
         if data.len() != batch * seq * self.hidden {
-            return Err(NnError::runtime(format!("last_hidden_state has {} values, expected {}", data.len(), batch * seq * self.hidden)));
+            return Err(NnError::runtime(format!(
+                "last_hidden_state has {} values, expected {}",
+                data.len(),
+                batch * seq * self.hidden
+            )));
         }
         Ok(data.to_vec())
     }
 }
 
 /// Loads a graph for an installed model.
-pub fn load_graph(model: &super::catalog::Model, installed: &super::catalog::Installed, opts: &OrtOptions) -> anyhow::Result<Graph> {
+pub fn load_graph(
+    model: &super::catalog::Model,
+    installed: &super::catalog::Installed,
+    opts: &OrtOptions,
+) -> anyhow::Result<Graph> {
     let path = installed.graph_path();
     let ctx = model.context_length();
     Ok(match model.manifest.kind {

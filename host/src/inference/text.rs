@@ -77,8 +77,8 @@ impl std::fmt::Debug for TextModel {
 impl TextModel {
     /// Loads `tokenizer.json` and, for chat models, `chat_template.jinja` (ChatML if absent).
     pub fn load(tokenizer: &Path, template: Option<&Path>, eos_ids: &[u32]) -> anyhow::Result<Self> {
-        let tok = tokenizers::Tokenizer::from_file(tokenizer)
-            .map_err(|e| anyhow::anyhow!("loading {}: {e}", tokenizer.display()))?;
+        let tok =
+            tokenizers::Tokenizer::from_file(tokenizer).map_err(|e| anyhow::anyhow!("loading {}: {e}", tokenizer.display()))?;
         let mut template_private_use = BTreeSet::new();
         let template = match template {
             None => None,
@@ -112,9 +112,9 @@ impl TextModel {
         let bos_token = tok.id_to_token(1).filter(|t| t.starts_with('<')).unwrap_or_default();
         // A template that reads `tools` renders them; one that never mentions
         // them would silently drop them.
-        let template_tools = template.as_ref().is_some_and(|env| {
-            env.get_template("chat").is_ok_and(|t| t.undeclared_variables(true).contains("tools"))
-        });
+        let template_tools = template
+            .as_ref()
+            .is_some_and(|env| env.get_template("chat").is_ok_and(|t| t.undeclared_variables(true).contains("tools")));
         chat_prompt::private_use_chars(&bos_token, &mut template_private_use);
         chat_prompt::private_use_chars(&eos_token, &mut template_private_use);
         let specials = Specials::of(&tok);
@@ -200,7 +200,11 @@ impl TextModel {
                 Piece::Special(id) => ids.push(id),
                 Piece::Text { text, start } => {
                     let text = prompt.markers.reveal(&self.specials, text);
-                    let tok = if start == 0 { &self.text_tokenizer } else { self.later_tokenizer.as_ref().unwrap_or(&self.text_tokenizer) };
+                    let tok = if start == 0 {
+                        &self.text_tokenizer
+                    } else {
+                        self.later_tokenizer.as_ref().unwrap_or(&self.text_tokenizer)
+                    };
                     let e = tok.encode(text.as_ref(), false).map_err(|e| e.to_string())?;
                     ids.extend_from_slice(e.get_ids());
                 }
@@ -300,9 +304,9 @@ fn later_text_tokenizer(tok: &tokenizers::Tokenizer) -> Option<tokenizers::Token
                     o.insert("prepend_scheme".into(), "never".into());
                     changed = true;
                 }
-                o.values_mut().fold(changed, |c, x| never(x) || c)
+                o.values_mut().fold(changed, |c, x| never(x) | c)
             }
-            serde_json::Value::Array(a) => a.iter_mut().fold(false, |c, x| never(x) || c),
+            serde_json::Value::Array(a) => a.iter_mut().fold(false, |c, x| never(x) | c),
             _ => false,
         }
     }
@@ -411,8 +415,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let m = TextModel::load(&tiny_tokenizer(dir.path()), None, &[]).unwrap();
         let v = m.vocabulary();
-        let words: Vec<&[u8]> =
-            v.ends.iter().scan(0usize, |start, &end| { let w = &v.bytes[*start..end as usize]; *start = end as usize; Some(w) }).collect();
+        let words: Vec<&[u8]> = v
+            .ends
+            .iter()
+            .scan(0usize, |start, &end| {
+                let w = &v.bytes[*start..end as usize];
+                *start = end as usize;
+                Some(w)
+            })
+            .collect();
         assert_eq!(words, [&b"\xFF<|im_start|>"[..], b"\xFF<|im_end|>", b"hello", b"world", b"[UNK]"]);
         assert!(!m.template_tools());
     }

@@ -52,11 +52,7 @@ impl ChunkingStrategy {
     /// Checks the numbers; the message names what is wrong.
     pub fn validate(&self) -> Result<(), String> {
         if !CHUNK_SIZE_RANGE.contains(&self.chunk_size) {
-            return Err(format!(
-                "chunk_size must be from {} to {} characters",
-                CHUNK_SIZE_RANGE.start(),
-                CHUNK_SIZE_RANGE.end()
-            ));
+            return Err(format!("chunk_size must be from {} to {} characters", CHUNK_SIZE_RANGE.start(), CHUNK_SIZE_RANGE.end()));
         }
         if self.chunk_overlap * 2 > self.chunk_size {
             return Err("chunk_overlap must be at most half of chunk_size".into());
@@ -449,7 +445,10 @@ mod tests {
         // Two clusters of nearby directions, the shift between sentences 2 and 3.
         let vectors = [[1.0, 0.1, 0.0], [1.0, 0.0, 0.1], [0.9, 0.2, 0.0], [0.0, 1.0, 0.9], [0.1, 1.0, 1.0], [0.0, 0.9, 1.0]]
             .map(|v| v.to_vec());
-        assert_eq!(semantic(&sentences, &vectors, 1000), ["Cats purr. Cats nap. Cats hunt.", "Tax is due. Tax forms. Tax rates."]);
+        assert_eq!(
+            semantic(&sentences, &vectors, 1000),
+            ["Cats purr. Cats nap. Cats hunt.", "Tax is due. Tax forms. Tax rates."]
+        );
         // A size limit cuts inside a topic too, and never merges across the shift.
         let small = semantic(&sentences, &vectors, 25);
         assert_eq!(small, ["Cats purr. Cats nap.", "Cats hunt.", "Tax is due. Tax forms.", "Tax rates."]);

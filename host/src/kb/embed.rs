@@ -51,7 +51,11 @@ impl Embedder {
     pub fn resolve_model(&self, name: &str) -> Result<String, EmbedError> {
         match self.inference.get(name) {
             Some(m) if m.model.manifest.kind == ModelKind::Embedding => Ok(m.model.manifest.id.clone()),
-            Some(m) => Err(EmbedError::Model(format!("`{}` is a {} model, not an embedding model", m.model.manifest.id, m.model.manifest.kind.as_str()))),
+            Some(m) => Err(EmbedError::Model(format!(
+                "`{}` is a {} model, not an embedding model",
+                m.model.manifest.id,
+                m.model.manifest.kind.as_str()
+            ))),
             None => Err(EmbedError::Model(format!("the embedding model `{name}` is not installed on this server"))),
         }
     }
@@ -102,7 +106,8 @@ fn parse(body: &str, expected: usize) -> Result<Vec<Vec<f32>>, EmbedError> {
     for item in data {
         let i = item["index"].as_u64().map(|i| i as usize).filter(|i| *i < expected).ok_or_else(|| bad("a bad index"))?;
         let emb = item["embedding"].as_array().ok_or_else(|| bad("a non-float embedding"))?;
-        out[i] = emb.iter().map(|x| x.as_f64().map(|x| x as f32)).collect::<Option<Vec<f32>>>().ok_or_else(|| bad("a non-number"))?;
+        out[i] =
+            emb.iter().map(|x| x.as_f64().map(|x| x as f32)).collect::<Option<Vec<f32>>>().ok_or_else(|| bad("a non-number"))?;
     }
     if out.iter().any(Vec::is_empty) {
         return Err(bad("fewer embeddings than inputs"));

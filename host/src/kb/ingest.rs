@@ -259,7 +259,8 @@ async fn turn(inner: &Inner, active: &mut Active, stop: &watch::Receiver<bool>) 
     if let Stage::Chunks(c) = &next {
         let total = c.chunks.len() as u64;
         if c.done >= total {
-            let completed = SourceProgress { status: SourceStatus::Completed, error: None, chunks_total: Some(total), chunks_done: total };
+            let completed =
+                SourceProgress { status: SourceStatus::Completed, error: None, chunks_total: Some(total), chunks_done: total };
             inner.store.update_source(&c.ctx.source.id, &completed).map_err(store_err)?;
             return Ok(Some(total as usize));
         }
@@ -326,13 +327,15 @@ async fn start(inner: &Inner, job: &Job) -> Result<Started, Stop> {
 fn cut(content_type: &str, bytes: &[u8], strategy: chunk::ChunkingStrategy) -> Result<Cut, Stop> {
     let text = super::parse::extract(content_type, bytes).map_err(|e| Stop::Failed(e.to_string()))?;
     match strategy.kind {
-        ChunkingKind::Semantic => strategy.sentences_at_most(&text, super::MAX_SENTENCES_PER_SOURCE).map(Cut::Sentences).ok_or_else(|| {
-            Stop::Failed(format!(
-                "the document has more than {} sentences, the most a semantic cut embeds for one source; \
+        ChunkingKind::Semantic => {
+            strategy.sentences_at_most(&text, super::MAX_SENTENCES_PER_SOURCE).map(Cut::Sentences).ok_or_else(|| {
+                Stop::Failed(format!(
+                    "the document has more than {} sentences, the most a semantic cut embeds for one source; \
                  use the recursive strategy or split the document",
-                super::MAX_SENTENCES_PER_SOURCE
-            ))
-        }),
+                    super::MAX_SENTENCES_PER_SOURCE
+                ))
+            })
+        }
         ChunkingKind::Recursive | ChunkingKind::FixedSize => {
             let limit = super::chunk_limit(text.len());
             strategy.split_at_most(&text, limit).map(Cut::Chunks).ok_or_else(|| too_many_chunks(limit, text.len()))
@@ -368,11 +371,8 @@ async fn enter_chunks(inner: &Inner, ctx: Ctx, chunks: Vec<String>) -> Result<St
 async fn embed_sentences(inner: &Inner, job: &Job, s: &mut Sentences) -> Result<(), Stop> {
     let batch: Vec<String> = s.rest.by_ref().take(embed::BATCH).collect();
     let trimmed: Vec<String> = batch.iter().map(|s| s.trim().to_owned()).collect();
-    let vectors = inner
-        .embedder
-        .embed(&job.tenant, &s.ctx.kb.embedding_model, &trimmed)
-        .await
-        .map_err(|e| Stop::Failed(e.to_string()))?;
+    let vectors =
+        inner.embedder.embed(&job.tenant, &s.ctx.kb.embedding_model, &trimmed).await.map_err(|e| Stop::Failed(e.to_string()))?;
     for (sentence, vector) in batch.into_iter().zip(vectors) {
         s.grouper.push(sentence, vector);
     }
@@ -423,10 +423,13 @@ async fn store_batch(inner: &Inner, job: &Job, c: &mut Chunks) -> Result<(), Sto
         let kb_gone = store.get_kb(&job.tenant, &kb.id).map_err(store_err)?.is_none();
         let vstore = inner.vectors.clone();
         let (kb_id, source_id) = (kb.id.clone(), source.id.clone());
-        let _ = blocking(move || {
-            if kb_gone { vstore.drop_collection(&kb_id) } else { vstore.delete_where(&kb_id, "source_id", &source_id) }
-        })
-        .await;
+        let _ =
+            blocking(
+                move || {
+                    if kb_gone { vstore.drop_collection(&kb_id) } else { vstore.delete_where(&kb_id, "source_id", &source_id) }
+                },
+            )
+            .await;
         return Err(Stop::Abandoned);
     }
     Ok(())

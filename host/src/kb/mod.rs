@@ -266,19 +266,12 @@ impl Knowledge {
 }
 
 /// Runs a synchronous vector store call on the blocking pool.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, VectorError> + Send + 'static,
-) -> Result<T, VectorError> {
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, VectorError> + Send + 'static) -> Result<T, VectorError> {
     tokio::task::spawn_blocking(f).await.map_err(|e| VectorError(format!("vector task failed: {e}")))?
 }
 
 /// The payload of chunk `index` of a source.
-fn chunk_payload(
-    source: &DataSourceRecord,
-    file: &crate::store::FileRecord,
-    index: usize,
-    text: &str,
-) -> Map<String, Value> {
+fn chunk_payload(source: &DataSourceRecord, file: &crate::store::FileRecord, index: usize, text: &str) -> Map<String, Value> {
     let mut metadata = source.metadata.as_object().cloned().unwrap_or_default();
     metadata.insert("filename".into(), Value::String(file.filename.clone()));
     metadata.insert("file_id".into(), Value::String(file.id.clone()));

@@ -120,8 +120,7 @@ pub fn extract_at_most(content_type: &str, bytes: &[u8], max: usize) -> Result<S
         "text/csv" => csv_to_text(text()?, b',', max),
         "text/tab-separated-values" => csv_to_text(text()?, b'\t', max),
         "application/json" => {
-            let v: Value = serde_json::from_str(text()?)
-                .map_err(|e| ParseError::Invalid { kind: "JSON", why: e.to_string() })?;
+            let v: Value = serde_json::from_str(text()?).map_err(|e| ParseError::Invalid { kind: "JSON", why: e.to_string() })?;
             let mut out = Text::new(max);
             flatten_json(&v, &mut String::new(), &mut out)?;
             Ok(out.out)
@@ -257,11 +256,7 @@ fn csv_to_text(text: &str, sep: u8, max: usize) -> Result<String, ParseError> {
 }
 
 /// Calls `row` with each row of `text` in turn.
-fn parse_csv(
-    text: &str,
-    sep: char,
-    mut row_done: impl FnMut(&[String]) -> Result<(), ParseError>,
-) -> Result<(), ParseError> {
+fn parse_csv(text: &str, sep: char, mut row_done: impl FnMut(&[String]) -> Result<(), ParseError>) -> Result<(), ParseError> {
     let mut row = Vec::new();
     let mut field = String::new();
     let mut quoted = false;
@@ -301,8 +296,30 @@ fn parse_csv(
 }
 
 const BLOCKS: &[&str] = &[
-    "p", "div", "br", "li", "ul", "ol", "tr", "table", "h1", "h2", "h3", "h4", "h5", "h6", "section", "article",
-    "header", "footer", "blockquote", "pre", "title", "hr", "dd", "dt",
+    "p",
+    "div",
+    "br",
+    "li",
+    "ul",
+    "ol",
+    "tr",
+    "table",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "section",
+    "article",
+    "header",
+    "footer",
+    "blockquote",
+    "pre",
+    "title",
+    "hr",
+    "dd",
+    "dt",
 ];
 
 /// Markup to readable text.
@@ -470,7 +487,10 @@ mod tests {
     #[test]
     fn csv_rows_keep_their_headers() {
         let csv = "name,city,note\n\"Smith, Ann\",Oslo,\"said \"\"hi\"\"\"\nBo,Rome,\n";
-        assert_eq!(extract("text/csv", csv.as_bytes()).unwrap(), "name: Smith, Ann; city: Oslo; note: said \"hi\"\nname: Bo; city: Rome\n");
+        assert_eq!(
+            extract("text/csv", csv.as_bytes()).unwrap(),
+            "name: Smith, Ann; city: Oslo; note: said \"hi\"\nname: Bo; city: Rome\n"
+        );
         assert!(extract("text/csv", b"a\n\"open").is_err());
     }
 

@@ -135,7 +135,8 @@ impl Admission {
                 return Err(InvokeError::TooDeep);
             }
             // Sized never to run dry (module doc); failing beats waiting on a parent.
-            let permit = self.nested.clone().try_acquire_owned().map_err(|_| InvokeError::Overloaded("no nested instance slot"))?;
+            let permit =
+                self.nested.clone().try_acquire_owned().map_err(|_| InvokeError::Overloaded("no nested instance slot"))?;
             return Ok(Ticket { _permit: permit, inner });
         }
         if let Ok(permit) = self.top.clone().try_acquire_owned() {

@@ -44,10 +44,10 @@ mod bindings {
 
 pub use bindings::exports::tensoras::platform::handler::{Request as HandlerRequest, Response as HandlerResponse};
 pub use bindings::tensoras::platform::retrieval::{Chunk as RetrievedChunk, RetrievalError, Search as RetrievalSearch};
-pub use retrieval::Retriever;
 pub use bindings::tensoras::platform::types::{HandlerError, Usage};
 use bindings::tensoras::platform::{models, output, tokenizer, tools};
 use bindings::wasi::nn::{errors, graph, inference, tensor};
+pub use retrieval::Retriever;
 
 /// A loaded graph handed to a guest.
 pub struct NnGraph(Graph);
@@ -306,7 +306,12 @@ impl inference::HostGraphExecutionContext for State {
                     let ids = i64_values(ids_t, "input_ids")?;
                     let mask = match find("attention_mask") {
                         Some(t) if t.dims == ids_t.dims => i64_values(t, "attention_mask")?,
-                        Some(t) => return Err(invalid(format!("attention_mask must match input_ids {:?}, got {:?}", ids_t.dims, t.dims))),
+                        Some(t) => {
+                            return Err(invalid(format!(
+                                "attention_mask must match input_ids {:?}, got {:?}",
+                                ids_t.dims, t.dims
+                            )));
+                        }
                         None => vec![1; ids.len()],
                     };
                     let types = find("token_type_ids").map(|t| i64_values(t, "token_type_ids")).transpose()?;
@@ -419,7 +424,11 @@ impl Encodable {
 
 impl State {
     /// Tokenises `input` with `model`'s tokenizer, refusing what cannot fit its context.
-    async fn tokenise(&mut self, model: String, input: Encodable) -> wasmtime::Result<Result<Vec<u32>, tokenizer::TokenizerError>> {
+    async fn tokenise(
+        &mut self,
+        model: String,
+        input: Encodable,
+    ) -> wasmtime::Result<Result<Vec<u32>, tokenizer::TokenizerError>> {
         let Some(loaded) = self.handler()?.inference.get(&model) else {
             return Ok(Err(tokenizer::TokenizerError::UnknownModel(model)));
         };
@@ -456,18 +465,32 @@ impl State {
         let mut msgs = Vec::with_capacity(messages.len());
         for m in messages {
             let tool_calls = m.tool_calls.as_deref().map(|t| parse(t, "tool_calls")).transpose()?;
-            msgs.push(crate::inference::text::TemplateMessage { role: m.role, content: m.content, tool_call_id: m.tool_call_id, tool_calls });
+            msgs.push(crate::inference::text::TemplateMessage {
+                role: m.role,
+                content: m.content,
+                tool_call_id: m.tool_call_id,
+                tool_calls,
+            });
         }
         Ok((msgs, tools))
     }
 }
 
 impl tokenizer::Host for State {
-    async fn encode(&mut self, model: String, text: String, add_special: bool) -> wasmtime::Result<Result<Vec<u32>, tokenizer::TokenizerError>> {
+    async fn encode(
+        &mut self,
+        model: String,
+        text: String,
+        add_special: bool,
+    ) -> wasmtime::Result<Result<Vec<u32>, tokenizer::TokenizerError>> {
         self.tokenise(model, Encodable::Text { text, add_special }).await
     }
 
-    async fn encode_text(&mut self, model: String, text: String) -> wasmtime::Result<Result<Vec<u32>, tokenizer::TokenizerError>> {
+    async fn encode_text(
+        &mut self,
+        model: String,
+        text: String,
+    ) -> wasmtime::Result<Result<Vec<u32>, tokenizer::TokenizerError>> {
         self.tokenise(model, Encodable::PlainText(text)).await
     }
 
@@ -493,7 +516,12 @@ impl tokenizer::Host for State {
         self.tokenise(model, Encodable::Chat(prompt)).await
     }
 
-    fn decode(&mut self, model: String, tokens: Vec<u32>, skip_special: bool) -> wasmtime::Result<Result<String, tokenizer::TokenizerError>> {
+    fn decode(
+        &mut self,
+        model: String,
+        tokens: Vec<u32>,
+        skip_special: bool,
+    ) -> wasmtime::Result<Result<String, tokenizer::TokenizerError>> {
         Ok(self.text(&model)?.and_then(|t| t.decode(&tokens, skip_special).map_err(tokenizer::TokenizerError::InvalidInput)))
     }
 

@@ -35,9 +35,8 @@ impl Runtime {
     /// Links a component as an HTTP function; the error says what is missing.
     pub fn prepare_http(&self, component: &Component, limits: Limits, sandbox: Sandbox) -> Result<HttpFunction, String> {
         let pre = self.instantiate_pre(component)?;
-        let pre = ProxyPre::new(pre).map_err(|e| {
-            format!("component does not export `wasi:http/incoming-handler@0.2.x` as an HTTP function must: {e}")
-        })?;
+        let pre = ProxyPre::new(pre)
+            .map_err(|e| format!("component does not export `wasi:http/incoming-handler@0.2.x` as an HTTP function must: {e}"))?;
         Ok(HttpFunction { pre, limits, sandbox })
     }
 

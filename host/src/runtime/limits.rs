@@ -61,11 +61,7 @@ impl LimitsSpec {
         if timeout > max.timeout {
             return Err((
                 "limits.timeout_ms",
-                format!(
-                    "limits.timeout_ms {} exceeds this server's maximum of {}",
-                    timeout.as_millis(),
-                    max.timeout.as_millis()
-                ),
+                format!("limits.timeout_ms {} exceeds this server's maximum of {}", timeout.as_millis(), max.timeout.as_millis()),
             ));
         }
         let fuel = match self.fuel {
@@ -117,14 +113,10 @@ impl Grants {
                 continue;
             }
             let valid = pattern.rsplit_once(':').is_some_and(|(host, port)| {
-                !host.is_empty()
-                    && !host.contains('/')
-                    && (port == "*" || port.parse::<u16>().is_ok())
+                !host.is_empty() && !host.contains('/') && (port == "*" || port.parse::<u16>().is_ok())
             });
             if !valid {
-                return Err(format!(
-                    "grants.network entry {pattern:?} must be \"*\", \"host:port\" or \"host:*\""
-                ));
+                return Err(format!("grants.network entry {pattern:?} must be \"*\", \"host:port\" or \"host:*\""));
             }
         }
         if let Some(k) = self.env.keys().find(|k| k.is_empty() || k.contains('=')) {

@@ -205,18 +205,11 @@ impl Runtime {
     }
 
     /// A fresh store with the call's limits armed.
-    fn new_store(
-        &self,
-        limits: &Limits,
-        sandbox: &Sandbox,
-        handler: Option<HandlerCtx>,
-    ) -> Result<Store<State>, InvokeError> {
+    fn new_store(&self, limits: &Limits, sandbox: &Sandbox, handler: Option<HandlerCtx>) -> Result<Store<State>, InvokeError> {
         let state = State::new(sandbox, limits.memory_bytes, handler).map_err(InvokeError::Internal)?;
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
-        store
-            .set_fuel(limits.fuel)
-            .map_err(|e| InvokeError::Internal(e.into()))?;
+        store.set_fuel(limits.fuel).map_err(|e| InvokeError::Internal(e.into()))?;
         // Every tick the guest yields to the executor (so other requests' tasks run on this
         // worker), and traps once the wall-clock deadline has passed.
         let deadline = std::time::Instant::now() + limits.timeout;
@@ -262,13 +255,12 @@ fn classify_binary(bytes: &[u8]) -> BinaryKind {
     }
 }
 
-
 impl Runtime {
     /// Resolves a component's imports against what functions may use.
     fn instantiate_pre(&self, component: &Component) -> Result<wasmtime::component::InstancePre<State>, String> {
-        self.linker.instantiate_pre(component).map_err(|e| {
-            format!("component needs an import Tensoras does not provide to functions: {e}")
-        })
+        self.linker
+            .instantiate_pre(component)
+            .map_err(|e| format!("component needs an import Tensoras does not provide to functions: {e}"))
     }
 
     /// Runs `f` against a fresh store under the limits, mapping failures.
@@ -320,13 +312,8 @@ mod tests {
 
     #[test]
     fn compile_rejects_non_components_with_a_reason() {
-        let rt = Runtime::new(&RuntimeOptions {
-            pooling: false,
-            max_instances: 4,
-            max_memory_bytes: 1 << 20,
-            cache_dir: None,
-        })
-        .unwrap();
+        let rt = Runtime::new(&RuntimeOptions { pooling: false, max_instances: 4, max_memory_bytes: 1 << 20, cache_dir: None })
+            .unwrap();
         assert!(rt.compile(b"\0asm\x01\x00\x00\x00").unwrap_err().contains("core WebAssembly module"));
         assert!(rt.compile(b"PK\x03\x04zip").unwrap_err().contains("not a WebAssembly binary"));
         assert!(rt.compile(b"\0asm\x0d\x00\x01\x00\xff").unwrap_err().contains("invalid component"));

@@ -44,11 +44,7 @@ pub struct State {
 
 impl State {
     /// Builds a deny-by-default WASI context widened only by `sandbox`.
-    pub fn new(
-        sandbox: &Sandbox,
-        memory_bytes: usize,
-        handler: Option<super::handler::HandlerCtx>,
-    ) -> anyhow::Result<Self> {
+    pub fn new(sandbox: &Sandbox, memory_bytes: usize, handler: Option<super::handler::HandlerCtx>) -> anyhow::Result<Self> {
         let mut b = WasiCtx::builder();
         // No stdio, args, env, preopens or sockets unless granted below.
         b.allow_ip_name_lookup(false).allow_tcp(false).allow_udp(false);
@@ -57,28 +53,22 @@ impl State {
         }
         if let (true, Some(dir)) = (sandbox.grants.storage, &sandbox.storage_dir) {
             std::fs::create_dir_all(dir)?;
-            b.preopened_dir(dir, "/data", FsPerms::ReadWrite)
-                .map_err(|e| anyhow::anyhow!("mounting {}: {e}", dir.display()))?;
+            b.preopened_dir(dir, "/data", FsPerms::ReadWrite).map_err(|e| anyhow::anyhow!("mounting {}: {e}", dir.display()))?;
         }
         if !sandbox.grants.network.is_empty() {
             let grants = sandbox.grants.clone();
             let policy = sandbox.addresses.clone();
-            b.inherit_network()
-                .allow_tcp(true)
-                .allow_ip_name_lookup(true)
-                .socket_addr_check(move |addr, usage| {
-                    // Connecting is what a grant allows; listening stays denied.
-                    let ok = match usage {
-                        // `addr` is the resolved address the socket connects to next.
-                        SocketAddrUse::TcpConnect => {
-                            grants.allows(&addr.ip().to_string(), addr.port()) && policy.permits(addr.ip())
-                        }
-                        // The implicit bind to an ephemeral port that precedes a connect.
-                        SocketAddrUse::TcpBind => addr.port() == 0,
-                        _ => false,
-                    };
-                    Box::pin(async move { ok })
-                });
+            b.inherit_network().allow_tcp(true).allow_ip_name_lookup(true).socket_addr_check(move |addr, usage| {
+                // Connecting is what a grant allows; listening stays denied.
+                let ok = match usage {
+                    // `addr` is the resolved address the socket connects to next.
+                    SocketAddrUse::TcpConnect => grants.allows(&addr.ip().to_string(), addr.port()) && policy.permits(addr.ip()),
+                    // The implicit bind to an ephemeral port that precedes a connect.
+                    SocketAddrUse::TcpBind => addr.port() == 0,
+                    _ => false,
+                };
+                Box::pin(async move { ok })
+            });
         }
         Ok(Self {
             table: ResourceTable::new(),

@@ -57,9 +57,8 @@ impl Runtime {
     /// Links a component as a tool; the error says what is missing.
     pub fn prepare_tool(&self, component: &Component, limits: Limits, sandbox: Sandbox) -> Result<ToolFunction, String> {
         let pre = self.instantiate_pre(component)?;
-        let pre = bindings::ToolFunctionPre::new(pre).map_err(|e| {
-            format!("component does not export `tensoras:platform/tool@0.1.0` as a tool function must: {e}")
-        })?;
+        let pre = bindings::ToolFunctionPre::new(pre)
+            .map_err(|e| format!("component does not export `tensoras:platform/tool@0.1.0` as a tool function must: {e}"))?;
         Ok(ToolFunction { pre, limits, sandbox })
     }
 

@@ -2,15 +2,14 @@
 
 use rusqlite::{OptionalExtension, params};
 
+use super::StoreError;
 use super::knowledge::{
     DataSourceRecord, FileDeletion, FileQuery, FileRecord, KnowledgeBaseRecord, KnowledgeStore, SourceProgress, SourceStatus,
 };
 use super::sqlite::{SqliteStore, json_column, to_json};
-use super::StoreError;
 
 const FILE_COLUMNS: &str = "id, tenant, filename, purpose, bytes, content_type, created_at";
-const KB_COLUMNS: &str =
-    "id, tenant, name, description, embedding_model, chunking, metadata, created_at, updated_at";
+const KB_COLUMNS: &str = "id, tenant, name, description, embedding_model, chunking, metadata, created_at, updated_at";
 const SOURCE_COLUMNS: &str =
     "id, tenant, kb_id, file_id, metadata, status, error, chunks_total, chunks_done, created_at, updated_at";
 
@@ -135,7 +134,8 @@ impl KnowledgeStore for SqliteStore {
                 "INSERT INTO file_deletions (tenant, file_id, sources) VALUES (?1, ?2, ?3)",
                 params![tenant, id, journal],
             )?;
-            let deletion = FileDeletion { id: tx.last_insert_rowid(), tenant: tenant.to_owned(), file_id: id.to_owned(), sources };
+            let deletion =
+                FileDeletion { id: tx.last_insert_rowid(), tenant: tenant.to_owned(), file_id: id.to_owned(), sources };
             tx.commit()?;
             Ok(Some(deletion))
         })
@@ -190,9 +190,8 @@ impl KnowledgeStore for SqliteStore {
 
     fn list_kbs(&self, tenant: &str) -> Result<Vec<KnowledgeBaseRecord>, StoreError> {
         self.with(|c| {
-            let mut stmt = c.prepare(&format!(
-                "SELECT {KB_COLUMNS} FROM knowledge_bases WHERE tenant = ?1 ORDER BY created_at, id"
-            ))?;
+            let mut stmt =
+                c.prepare(&format!("SELECT {KB_COLUMNS} FROM knowledge_bases WHERE tenant = ?1 ORDER BY created_at, id"))?;
             stmt.query_map([tenant], kb_from_row)?.collect()
         })
     }
@@ -224,9 +223,7 @@ impl KnowledgeStore for SqliteStore {
         let metadata = to_json(&s.metadata)?;
         self.with(|c| {
             c.execute(
-                &format!(
-                    "INSERT INTO data_sources ({SOURCE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
-                ),
+                &format!("INSERT INTO data_sources ({SOURCE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"),
                 params![
                     s.id,
                     s.tenant,
@@ -297,11 +294,8 @@ impl KnowledgeStore for SqliteStore {
 
     fn delete_source(&self, tenant: &str, kb_id: &str, id: &str) -> Result<bool, StoreError> {
         self.with(|c| {
-            c.execute(
-                "DELETE FROM data_sources WHERE tenant = ?1 AND kb_id = ?2 AND id = ?3",
-                params![tenant, kb_id, id],
-            )
-            .map(|n| n > 0)
+            c.execute("DELETE FROM data_sources WHERE tenant = ?1 AND kb_id = ?2 AND id = ?3", params![tenant, kb_id, id])
+                .map(|n| n > 0)
         })
     }
 }
@@ -331,12 +325,8 @@ mod tests {
             store.insert_file(&file("t1", id, if i == 1 { "batch" } else { "assistants" }, i as i64)).unwrap();
         }
         store.insert_file(&file("t2", "file-z", "assistants", 9)).unwrap();
-        let q = |after: Option<&str>, descending| FileQuery {
-            purpose: None,
-            limit: 10,
-            descending,
-            after: after.map(Into::into),
-        };
+        let q =
+            |after: Option<&str>, descending| FileQuery { purpose: None, limit: 10, descending, after: after.map(Into::into) };
         let ids = |v: Vec<FileRecord>| v.into_iter().map(|f| f.id).collect::<Vec<_>>();
         assert_eq!(ids(store.list_files("t1", &q(None, true)).unwrap().unwrap()), ["file-c", "file-b", "file-a"]);
         assert_eq!(ids(store.list_files("t1", &q(Some("file-c"), true)).unwrap().unwrap()), ["file-b", "file-a"]);
@@ -419,7 +409,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("t.db")).unwrap();
         let (mode, sync): (String, i64) = store
-            .with(|c| Ok((c.query_row("PRAGMA journal_mode", [], |r| r.get(0))?, c.query_row("PRAGMA synchronous", [], |r| r.get(0))?)))
+            .with(|c| {
+                Ok((c.query_row("PRAGMA journal_mode", [], |r| r.get(0))?, c.query_row("PRAGMA synchronous", [], |r| r.get(0))?))
+            })
             .unwrap();
         assert_eq!((mode.as_str(), sync), ("wal", 2), "WAL with synchronous = FULL (2)");
     }

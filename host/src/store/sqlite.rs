@@ -23,7 +23,8 @@ use crate::auth::Role;
 /// operator; every other admin key becomes an admin of its own tenant only, so no key gains
 /// reach it was not given. A server left without an active operator gets one back on start
 /// (`TENSORAS_API_KEY`, or a new key printed once).
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE api_keys (
     id TEXT PRIMARY KEY,
     name TEXT NOT NULL,
@@ -46,7 +47,8 @@ CREATE TABLE functions (
     created_at INTEGER NOT NULL,
     PRIMARY KEY (tenant, name)
 );
-"#, r#"
+"#,
+    r#"
 CREATE TABLE files (
     id TEXT PRIMARY KEY,
     tenant TEXT NOT NULL,
@@ -85,14 +87,16 @@ CREATE TABLE data_sources (
 CREATE INDEX sources_by_kb ON data_sources (kb_id, created_at, id);
 CREATE INDEX sources_by_status ON data_sources (status);
 CREATE INDEX sources_by_file ON data_sources (tenant, file_id);
-"#, r#"
+"#,
+    r#"
 CREATE TABLE file_deletions (
     id INTEGER PRIMARY KEY,
     tenant TEXT NOT NULL,
     file_id TEXT NOT NULL,
     sources TEXT NOT NULL
 );
-"#, r#"
+"#,
+    r#"
 ALTER TABLE api_keys ADD COLUMN role TEXT NOT NULL DEFAULT 'member';
 ALTER TABLE api_keys ADD COLUMN scopes TEXT NOT NULL DEFAULT '[]';
 UPDATE api_keys SET role = CASE
@@ -101,7 +105,8 @@ UPDATE api_keys SET role = CASE
     ELSE 'admin'
 END;
 ALTER TABLE api_keys DROP COLUMN admin;
-"#];
+"#,
+];
 
 /// The embedded metadata store.
 pub struct SqliteStore {
@@ -118,11 +123,9 @@ impl SqliteStore {
     /// Opens (creating if needed) and migrates the database at `path`.
     pub fn open(path: &Path) -> anyhow::Result<Self> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("creating data directory {}", dir.display()))?;
+            std::fs::create_dir_all(dir).with_context(|| format!("creating data directory {}", dir.display()))?;
         }
-        let mut conn = Connection::open(path)
-            .with_context(|| format!("opening database {}", path.display()))?;
+        let mut conn = Connection::open(path).with_context(|| format!("opening database {}", path.display()))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
@@ -145,14 +148,9 @@ impl SqliteStore {
     }
 
     pub(super) fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
-        let conn = self
-            .conn
-            .lock()
-            .map_err(|_| StoreError::Backend(anyhow::anyhow!("database lock poisoned")))?;
+        let conn = self.conn.lock().map_err(|_| StoreError::Backend(anyhow::anyhow!("database lock poisoned")))?;
         f(&conn).map_err(|e| match e {
-            rusqlite::Error::SqliteFailure(err, _) if err.code == ErrorCode::ConstraintViolation => {
-                StoreError::Conflict
-            }
+            rusqlite::Error::SqliteFailure(err, _) if err.code == ErrorCode::ConstraintViolation => StoreError::Conflict,
             other => StoreError::Backend(other.into()),
         })
     }
@@ -294,9 +292,8 @@ impl MetadataStore for SqliteStore {
                 Ok(FunctionRecord {
                     tenant: r.get(0)?,
                     name: r.get(1)?,
-                    kind: FunctionKind::parse(&kind).ok_or_else(|| {
-                        rusqlite::Error::InvalidColumnType(2, kind.clone(), rusqlite::types::Type::Text)
-                    })?,
+                    kind: FunctionKind::parse(&kind)
+                        .ok_or_else(|| rusqlite::Error::InvalidColumnType(2, kind.clone(), rusqlite::types::Type::Text))?,
                     description: r.get(3)?,
                     parameters: match parameters {
                         Some(p) => Some(serde_json::from_str(&p).map_err(|e| {
@@ -316,10 +313,7 @@ impl MetadataStore for SqliteStore {
     }
 
     fn delete_function(&self, tenant: &str, name: &str) -> Result<bool, StoreError> {
-        self.with(|c| {
-            c.execute("DELETE FROM functions WHERE tenant = ?1 AND name = ?2", params![tenant, name])
-                .map(|n| n > 0)
-        })
+        self.with(|c| c.execute("DELETE FROM functions WHERE tenant = ?1 AND name = ?2", params![tenant, name]).map(|n| n > 0))
     }
 }
 

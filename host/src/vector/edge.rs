@@ -16,16 +16,14 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use qdrant_edge::{
-    CountRequest, Distance, EdgeConfigBuilder, EdgeShard, EdgeSparseVectorParamsBuilder, EdgeVectorParamsBuilder,
-    Filter, Fusion, Modifier, NamedQuery, Payload, PointId, PointInsertOperations, PointOperations,
-    PointStructPersisted, PrefetchBuilder, QueryEnum, QueryRequestBuilder, ScoringQuery, UpdateOperation,
-    VectorInternal, VectorStructInternal, VectorStructPersisted, WithPayloadInterface,
-};
 use super::bm25::Bm25;
 use super::filter::QdrantFilter;
-use super::{
-    ChunkPoint, DENSE, Hit, Query, RRF_K, SPARSE, SearchType, VectorError, VectorResult, VectorStore, prefetch_depth,
+use super::{ChunkPoint, DENSE, Hit, Query, RRF_K, SPARSE, SearchType, VectorError, VectorResult, VectorStore, prefetch_depth};
+use qdrant_edge::{
+    CountRequest, Distance, EdgeConfigBuilder, EdgeShard, EdgeSparseVectorParamsBuilder, EdgeVectorParamsBuilder, Filter, Fusion,
+    Modifier, NamedQuery, Payload, PointId, PointInsertOperations, PointOperations, PointStructPersisted, PrefetchBuilder,
+    QueryEnum, QueryRequestBuilder, ScoringQuery, UpdateOperation, VectorInternal, VectorStructInternal, VectorStructPersisted,
+    WithPayloadInterface,
 };
 
 /// Where qdrant-edge's optimizers build segments before swapping them in.
@@ -72,8 +70,7 @@ impl EdgeStore {
     }
 
     fn path(&self, collection: &str) -> VectorResult<PathBuf> {
-        let safe = !collection.is_empty()
-            && collection.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        let safe = !collection.is_empty() && collection.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
         if !safe {
             return Err(VectorError(format!("invalid collection name {collection:?}")));
         }
@@ -127,9 +124,8 @@ impl EdgeStore {
         }
         building.insert(collection.to_owned(), Build::default());
         let (registry, name) = (self.building.clone(), collection.to_owned());
-        let spawned = std::thread::Builder::new()
-            .name("vector-index".into())
-            .spawn(move || build_in_background(&registry, &name, shard));
+        let spawned =
+            std::thread::Builder::new().name("vector-index".into()).spawn(move || build_in_background(&registry, &name, shard));
         if let Err(e) = spawned {
             building.remove(collection);
             return Err(VectorError(format!("starting the index build: {e}")));
@@ -165,9 +161,7 @@ impl VectorStore for EdgeStore {
             })
             .collect();
         shard
-            .update(UpdateOperation::PointOperation(PointOperations::UpsertPoints(PointInsertOperations::PointsList(
-                points,
-            ))))
+            .update(UpdateOperation::PointOperation(PointOperations::UpsertPoints(PointInsertOperations::PointsList(points))))
             .map_err(err("upserting points"))
     }
 
@@ -336,7 +330,14 @@ mod tests {
     }
 
     fn query(kind: SearchType, dense: Vec<f32>, text: &str, filter: Value) -> Query {
-        Query { dense: Some(dense), text: text.into(), kind, limit: 10, filter: MetadataFilter::parse(&filter).unwrap(), min_score: None }
+        Query {
+            dense: Some(dense),
+            text: text.into(),
+            kind,
+            limit: 10,
+            filter: MetadataFilter::parse(&filter).unwrap(),
+            min_score: None,
+        }
     }
 
     #[test]
@@ -364,10 +365,13 @@ mod tests {
             assert_eq!(hits.len(), 3);
             let hits = store.search("kb_1", &query(SearchType::Vector, vec![1.0, 0.0], "", json!({"lang": "de"}))).unwrap();
             assert_eq!(hits.len(), 1);
-            let hits = store.search("kb_1", &query(SearchType::Vector, vec![1.0, 0.0], "", json!({"year": {"$gte": 2005, "$lt": 2020}}))).unwrap();
+            let hits = store
+                .search("kb_1", &query(SearchType::Vector, vec![1.0, 0.0], "", json!({"year": {"$gte": 2005, "$lt": 2020}})))
+                .unwrap();
             assert_eq!(hits.len(), 1);
             assert_eq!(hits[0].payload["metadata"]["year"], 2011);
-            let hits = store.search("kb_1", &query(SearchType::Vector, vec![1.0, 0.0], "", json!({"lang": {"$ne": "en"}}))).unwrap();
+            let hits =
+                store.search("kb_1", &query(SearchType::Vector, vec![1.0, 0.0], "", json!({"lang": {"$ne": "en"}}))).unwrap();
             assert_eq!(hits.len(), 1);
             let mut q = query(SearchType::Vector, vec![1.0, 0.0], "", Value::Null);
             q.min_score = Some(0.9);

@@ -133,9 +133,7 @@ impl MetadataFilter {
                     }
                     let mut range = (None, None, None, None);
                     for (op, arg) in ops {
-                        let number = || {
-                            arg.as_f64().ok_or_else(|| format!("{op} on {field:?} needs a number, got {arg}"))
-                        };
+                        let number = || arg.as_f64().ok_or_else(|| format!("{op} on {field:?} needs a number, got {arg}"));
                         match op.as_str() {
                             "$eq" | "$ne" if !scalar(arg) => {
                                 return Err(format!("{op} on {field:?} needs a string, number or boolean"));
@@ -236,7 +234,10 @@ mod tests {
 
     #[test]
     fn parses_operators_and_bare_values() {
-        let f = MetadataFilter::parse(&json!({"lang": "en", "year": {"$gte": 2000, "$lt": 2010}, "tag": {"$in": ["a", "b"]}, "draft": {"$ne": true}})).unwrap();
+        let f = MetadataFilter::parse(
+            &json!({"lang": "en", "year": {"$gte": 2000, "$lt": 2010}, "tag": {"$in": ["a", "b"]}, "draft": {"$ne": true}}),
+        )
+        .unwrap();
         assert_eq!(f.0.len(), 4);
         let meta = |v: Value| v.as_object().unwrap().clone();
         assert!(f.matches(&meta(json!({"lang": "en", "year": 2005, "tag": "a"}))));

@@ -21,11 +21,10 @@
 use std::time::Duration;
 
 use qdrant_client::qdrant::{
-    Condition, CountPointsBuilder, CreateCollectionBuilder, CreateFieldIndexCollectionBuilder,
-    DeletePointsBuilder, Distance, FieldType, Filter, Modifier, NamedVectors, PointStruct,
-    PrefetchQueryBuilder, Query as QdrantQuery, QueryPointsBuilder, Range, Rrf, SparseVectorParamsBuilder,
-    SparseVectorsConfigBuilder, UpsertPointsBuilder, Vector, VectorInput, VectorParamsBuilder, VectorsConfigBuilder,
-    point_id::PointIdOptions, r#match::MatchValue,
+    Condition, CountPointsBuilder, CreateCollectionBuilder, CreateFieldIndexCollectionBuilder, DeletePointsBuilder, Distance,
+    FieldType, Filter, Modifier, NamedVectors, PointStruct, PrefetchQueryBuilder, Query as QdrantQuery, QueryPointsBuilder,
+    Range, Rrf, SparseVectorParamsBuilder, SparseVectorsConfigBuilder, UpsertPointsBuilder, Vector, VectorInput,
+    VectorParamsBuilder, VectorsConfigBuilder, r#match::MatchValue, point_id::PointIdOptions,
 };
 use qdrant_client::{Payload, Qdrant, QdrantError};
 use serde_json::{Map, Value};
@@ -33,8 +32,8 @@ use serde_json::{Map, Value};
 use super::bm25::Bm25;
 use super::filter::{FieldCondition, QdrantFilter};
 use super::{
-    ChunkPoint, DENSE, Hit, MetadataFilter, Query, RRF_K, SPARSE, SearchType, VectorError, VectorResult,
-    VectorStore, prefetch_depth,
+    ChunkPoint, DENSE, Hit, MetadataFilter, Query, RRF_K, SPARSE, SearchType, VectorError, VectorResult, VectorStore,
+    prefetch_depth,
 };
 
 /// Where the server is and how collections are named.
@@ -93,10 +92,7 @@ impl ServerStore {
     /// blocking pool will call the store.
     pub async fn connect(options: &ServerOptions) -> anyhow::Result<Self> {
         if !name_ok(&options.collection_prefix) {
-            anyhow::bail!(
-                "Qdrant collection prefix {:?} must be letters, digits, '_' or '-'",
-                options.collection_prefix
-            );
+            anyhow::bail!("Qdrant collection prefix {:?} must be letters, digits, '_' or '-'", options.collection_prefix);
         }
         let url = &options.url;
         let client = Qdrant::from_url(url)
@@ -143,8 +139,10 @@ impl ServerStore {
         dense.add_named_vector_params(DENSE, VectorParamsBuilder::new(dim as u64, Distance::Cosine));
         let mut sparse = SparseVectorsConfigBuilder::default();
         sparse.add_named_vector_params(SPARSE, SparseVectorParamsBuilder::default().modifier(Modifier::Idf));
-        let created =
-            self.client.create_collection(CreateCollectionBuilder::new(name).vectors_config(dense).sparse_vectors_config(sparse)).await;
+        let created = self
+            .client
+            .create_collection(CreateCollectionBuilder::new(name).vectors_config(dense).sparse_vectors_config(sparse))
+            .await;
         if let Err(e) = created {
             // Another writer may have created it in between.
             if !self.client.collection_exists(name).await.map_err(err("checking the collection"))? {
@@ -169,7 +167,9 @@ fn condition(c: &FieldCondition) -> VectorResult<Condition> {
             match (strings, ints) {
                 (Some(s), _) => Condition::matches(key, s),
                 (None, Some(i)) => Condition::matches(key, i),
-                (None, None) => return Err(VectorError(format!("filter on {key}: values must be all strings or all 64-bit integers"))),
+                (None, None) => {
+                    return Err(VectorError(format!("filter on {key}: values must be all strings or all 64-bit integers")));
+                }
             }
         }
         FieldCondition::Range { key, gt, gte, lt, lte } => {
@@ -218,7 +218,10 @@ impl VectorStore for ServerStore {
             .collect();
         self.block_on(async {
             self.ensure_collection(&name, dim).await?;
-            self.client.upsert_points(UpsertPointsBuilder::new(&name, points).wait(true)).await.map_err(err("upserting points"))?;
+            self.client
+                .upsert_points(UpsertPointsBuilder::new(&name, points).wait(true))
+                .await
+                .map_err(err("upserting points"))?;
             Ok(())
         })
     }
@@ -284,9 +287,7 @@ impl VectorStore for ServerStore {
         Ok(found
             .into_iter()
             .filter_map(|p| match p.id?.point_id_options? {
-                PointIdOptions::Num(id) => {
-                    Some(Hit { id, score: p.score, payload: Map::from(Payload::from(p.payload)) })
-                }
+                PointIdOptions::Num(id) => Some(Hit { id, score: p.score, payload: Map::from(Payload::from(p.payload)) }),
                 PointIdOptions::Uuid(_) => None,
             })
             .collect())

@@ -17,9 +17,8 @@ pub fn component(name: &str) -> Vec<u8> {
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../build/functions"));
     let path = dir.join(format!("{name}.wasm"));
-    std::fs::read(&path).unwrap_or_else(|e| {
-        panic!("{}: {e}; build the guests first with `bash scripts/build-guests.sh`", path.display())
-    })
+    std::fs::read(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}; build the guests first with `bash scripts/build-guests.sh`", path.display()))
 }
 
 /// A running server.
@@ -51,12 +50,8 @@ impl Server {
             Ok(k) => k,
             Err(_) => {
                 // The tests' own key is an operator (of tenant alpha), like a bootstrap key.
-                let spec = tensoras::auth::KeySpec {
-                    name: "test",
-                    tenant: "alpha",
-                    role: tensoras::auth::Role::Operator,
-                    scopes: &[],
-                };
+                let spec =
+                    tensoras::auth::KeySpec { name: "test", tenant: "alpha", role: tensoras::auth::Role::Operator, scopes: &[] };
                 let (_, secret) = tensoras::auth::create_key(state.store.as_ref(), &spec).unwrap();
                 std::fs::write(data.path().join("test-key"), &secret).unwrap();
                 secret
@@ -98,7 +93,8 @@ impl Server {
     /// member key.
     pub async fn key_for_tenant(&self, tenant: &str, admin: bool) -> String {
         let role = if admin { "admin" } else { "member" };
-        let (status, body) = self.create_key(&self.key, serde_json::json!({"name": tenant, "tenant": tenant, "role": role})).await;
+        let (status, body) =
+            self.create_key(&self.key, serde_json::json!({"name": tenant, "tenant": tenant, "role": role})).await;
         assert_eq!(status, 200, "{body}");
         body["key"].as_str().unwrap().to_owned()
     }

@@ -96,15 +96,42 @@ pub fn fnv(bytes: &[u8]) -> u64 {
 /// Bytes that break parsers: invalid UTF-8 (a lone lead byte, a surrogate, an overlong
 /// form, 0xFF), NUL, and the largest code point.
 const NASTY: &[&[u8]] = &[
-    b"\xC3", b"\xED\xA0\x80", b"\xC0\xAF", b"\xFF", b"\xF4\x90\x80\x80", b"\0", "\u{10FFFF}".as_bytes(),
-    "\u{FEFF}".as_bytes(), "\u{FFFD}".as_bytes(), "é".as_bytes(), b"\r\n", b"\t",
+    b"\xC3",
+    b"\xED\xA0\x80",
+    b"\xC0\xAF",
+    b"\xFF",
+    b"\xF4\x90\x80\x80",
+    b"\0",
+    "\u{10FFFF}".as_bytes(),
+    "\u{FEFF}".as_bytes(),
+    "\u{FFFD}".as_bytes(),
+    "é".as_bytes(),
+    b"\r\n",
+    b"\t",
 ];
 
 /// Numbers at the edges of every integer and float type.
 const NUMBERS: &[&str] = &[
-    "0", "-0", "-1", "1e309", "-1e309", "1e-400", "9223372036854775807", "9223372036854775808", "-9223372036854775809",
-    "18446744073709551616", "4294967296", "2147483648", "340282366920938463463374607431768211456", "0.1e1",
-    "1152921504606846976", "123456789012345678901234567890", "NaN", "Infinity", "1.7976931348623157e308", "5e-324",
+    "0",
+    "-0",
+    "-1",
+    "1e309",
+    "-1e309",
+    "1e-400",
+    "9223372036854775807",
+    "9223372036854775808",
+    "-9223372036854775809",
+    "18446744073709551616",
+    "4294967296",
+    "2147483648",
+    "340282366920938463463374607431768211456",
+    "0.1e1",
+    "1152921504606846976",
+    "123456789012345678901234567890",
+    "NaN",
+    "Infinity",
+    "1.7976931348623157e308",
+    "5e-324",
 ];
 
 /// One mutation of `input`. `dict` holds tokens of the target's format (tags, keys,
@@ -130,7 +157,8 @@ fn mutate_once(rng: &mut Rng, out: &mut Vec<u8>, corpus: &[Vec<u8>], dict: &[&[u
         // Replace a byte by an interesting one.
         1 if len > 0 => {
             let i = rng.below(len);
-            out[i] = *rng.pick(&[0u8, 0xFF, 0x7F, 0x80, b'\n', b'"', b'<', b'>', b'{', b'}', b'[', b']', b',', b'\\', b'&', b';']);
+            out[i] =
+                *rng.pick(&[0u8, 0xFF, 0x7F, 0x80, b'\n', b'"', b'<', b'>', b'{', b'}', b'[', b']', b',', b'\\', b'&', b';']);
         }
         // Insert random bytes.
         2 => {
@@ -279,7 +307,8 @@ pub fn mutate_json(rng: &mut Rng, v: &mut Value, other: &Value, dict: &[&[u8]], 
             let key = dict_word(rng, dict);
             let mut inner = std::mem::take(node);
             for _ in 0..depth {
-                inner = if rng.one_in(2) { Value::Array(vec![inner]) } else { Value::Object(Map::from_iter([(key.clone(), inner)])) };
+                inner =
+                    if rng.one_in(2) { Value::Array(vec![inner]) } else { Value::Object(Map::from_iter([(key.clone(), inner)])) };
             }
             *node = inner;
         }
@@ -510,11 +539,9 @@ pub fn run(target: Target<'_>, property: impl Fn(&[u8]) -> Result<(), String>) -
     let seeds_len = corpus.len();
     let epoch = Instant::now();
     let watchdog = match budget {
-        Budget::Seconds(_) => Some(Watchdog::start(
-            target.name,
-            Duration::from_secs(env_u64("FUZZ_HANG_SECONDS").unwrap_or(10)),
-            epoch,
-        )),
+        Budget::Seconds(_) => {
+            Some(Watchdog::start(target.name, Duration::from_secs(env_u64("FUZZ_HANG_SECONDS").unwrap_or(10)), epoch))
+        }
         Budget::Iterations(_) => None,
     };
     let mut tried = 0u64;
@@ -593,7 +620,11 @@ pub fn run(target: Target<'_>, property: impl Fn(&[u8]) -> Result<(), String>) -
         }
     }
     drop(watchdog);
-    eprintln!("fuzz target {}: {tried} inputs in {:.1} s, no failure (FUZZ_SEED={seed})", target.name, epoch.elapsed().as_secs_f64());
+    eprintln!(
+        "fuzz target {}: {tried} inputs in {:.1} s, no failure (FUZZ_SEED={seed})",
+        target.name,
+        epoch.elapsed().as_secs_f64()
+    );
     tried
 }
 
@@ -609,7 +640,9 @@ pub fn cases(name: &str, ci_cases: u64, property: impl Fn(&mut Rng) -> Result<()
         match catch_unwind(AssertUnwindSafe(|| property(&mut rng))) {
             Ok(Ok(())) => {}
             Ok(Err(why)) => panic!("property {name} failed on case {i} (FUZZ_SEED={seed} FUZZ_CASE={i}): {why}"),
-            Err(p) => panic!("property {name} panicked on case {i} (FUZZ_SEED={seed} FUZZ_CASE={i}): {}", panic_message(p.as_ref())),
+            Err(p) => {
+                panic!("property {name} panicked on case {i} (FUZZ_SEED={seed} FUZZ_CASE={i}): {}", panic_message(p.as_ref()))
+            }
         }
     };
     if let Some(i) = env_u64("FUZZ_CASE") {

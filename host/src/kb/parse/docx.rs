@@ -21,10 +21,13 @@ fn invalid(why: impl Into<String>) -> ParseError {
 
 /// The text of a DOCX document; [`ParseError::TooLarge`] past `max` bytes.
 pub fn text(bytes: &[u8], max: usize) -> Result<String, ParseError> {
-    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| invalid(format!("not a valid zip archive ({e})")))?;
+    let mut zip =
+        zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| invalid(format!("not a valid zip archive ({e})")))?;
     let mut part = match zip.by_name("word/document.xml") {
         Ok(part) => part,
-        Err(zip::result::ZipError::FileNotFound) => return Err(invalid("it has no word/document.xml, so it is not a Word document")),
+        Err(zip::result::ZipError::FileNotFound) => {
+            return Err(invalid("it has no word/document.xml, so it is not a Word document"));
+        }
         Err(zip::result::ZipError::UnsupportedArchive(why)) if why.contains("assword") => {
             return Err(invalid("it is password-protected; upload an unprotected copy"));
         }

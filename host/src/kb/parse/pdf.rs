@@ -41,8 +41,7 @@ pub fn text(bytes: &[u8], max: usize) -> Result<String, ParseError> {
         .map_err(|_| invalid("the PDF parser failed on this file; it is probably damaged"))??;
     if text.trim().is_empty() {
         return Err(ParseError::NoText(
-            "the PDF has no extractable text: its pages are probably scanned images, and this server does not run OCR"
-                .into(),
+            "the PDF has no extractable text: its pages are probably scanned images, and this server does not run OCR".into(),
         ));
     }
     Ok(text)
@@ -265,7 +264,9 @@ mod tests {
         for o in offsets {
             out.extend_from_slice(format!("{o:010} 00000 n \n").as_bytes());
         }
-        out.extend_from_slice(format!("trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n", objects.len() + 1).as_bytes());
+        out.extend_from_slice(
+            format!("trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n", objects.len() + 1).as_bytes(),
+        );
         out
     }
 
