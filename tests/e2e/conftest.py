@@ -32,6 +32,16 @@ def new_key() -> str:
     return "tns_" + secrets.token_urlsafe(32)
 
 
+def assert_openai_error(resp, status, code=None):
+    """The response is `status` with an OpenAI error object (and `code`, when given); returns it."""
+    assert resp.status_code == status, resp.text
+    err = resp.json()["error"]
+    assert {"message", "type", "param", "code"} <= set(err), err
+    if code is not None:
+        assert err["code"] == code, err
+    return err
+
+
 class Server:
     """A `tensoras serve` process."""
 

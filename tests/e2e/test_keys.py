@@ -4,21 +4,12 @@ import json
 
 import requests
 
-from conftest import FUNCTIONS, Server, new_key
+from conftest import FUNCTIONS, Server, assert_openai_error, new_key
 
 
 def api(server, method, path, key=None, **kw):
     headers = {"Authorization": f"Bearer {key or server.api_key}"}
     return requests.request(method, server.url + "/v1" + path, headers=headers, timeout=60, **kw)
-
-
-def assert_openai_error(resp, status, code=None):
-    assert resp.status_code == status, resp.text
-    err = resp.json()["error"]
-    assert {"message", "type", "param", "code"} <= set(err), err
-    if code is not None:
-        assert err["code"] == code, err
-    return err
 
 
 def restart(server):

@@ -6,16 +6,7 @@ import time
 
 import requests
 
-from conftest import FUNCTIONS, Server, new_key
-
-
-def assert_openai_error(resp, status, code=None):
-    assert resp.status_code == status, resp.text
-    err = resp.json()["error"]
-    assert {"message", "type", "param", "code"} <= set(err), err
-    if code is not None:
-        assert err["code"] == code, err
-    return err
+from conftest import FUNCTIONS, Server, assert_openai_error, new_key
 
 
 def test_every_v1_route_needs_a_key(server):
