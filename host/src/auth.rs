@@ -5,6 +5,8 @@
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
+use crate::ids::{hex, random_bytes, random_id, valid_name};
+
 /// Prefix every Tensoras API key starts with.
 pub const KEY_PREFIX: &str = "tns_";
 /// Shortest secret accepted (prefix + 32 characters), also for bootstrap keys.
@@ -21,33 +23,15 @@ pub struct NewKey {
     pub id: String,
 }
 
-/// Random bytes from the OS. Failing to get them is unrecoverable for key generation.
-fn random_bytes<const N: usize>() -> anyhow::Result<[u8; N]> {
-    let mut buf = [0u8; N];
-    getrandom::fill(&mut buf).map_err(|e| anyhow::anyhow!("OS random source failed: {e}"))?;
-    Ok(buf)
-}
-
 /// Generates a new API key.
 pub fn generate_key() -> anyhow::Result<NewKey> {
     let secret = format!("{KEY_PREFIX}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<32>()?));
-    Ok(NewKey { hash: hash_key(&secret), id: new_id("key")?, secret })
-}
-
-/// A random id such as `key_3f9a...` (16 hex digits).
-pub fn new_id(prefix: &str) -> anyhow::Result<String> {
-    let bytes = random_bytes::<8>()?;
-    Ok(format!("{prefix}_{}", hex(&bytes)))
+    Ok(NewKey { hash: hash_key(&secret), id: random_id::<8>("key_")?, secret })
 }
 
 /// The stored form of a key.
 pub fn hash_key(secret: &str) -> String {
     hex(&Sha256::digest(secret.as_bytes()))
-}
-
-/// Lower-case hex of bytes.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Whether `secret` has the shape of a Tensoras key (checked before any lookup).
@@ -57,83 +41,7 @@ pub fn looks_like_key(secret: &str) -> bool {
         && secret[KEY_PREFIX.len()..].bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-/// What a key may manage beyond the ordinary API of its tenant (docs/security.md).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// Uses its tenant's API; deploys functions only with the `functions:deploy` scope.
-    Member,
-    /// Tenant admin: manages the keys and functions of its own tenant only.
-    Admin,
-    /// Runs the server: manages keys of every tenant, including other operators.
-    Operator,
-}
-
-impl Role {
-    /// Name in the API, the CLI and the database.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Member => "member",
-            Self::Admin => "admin",
-            Self::Operator => "operator",
-        }
-    }
-
-    /// Parses a name written by [`Role::as_str`].
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "member" => Some(Self::Member),
-            "admin" => Some(Self::Admin),
-            "operator" => Some(Self::Operator),
-            _ => None,
-        }
-    }
-}
-
-/// A permission added to a key on top of its role.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
-pub enum Scope {
-    /// Deploy and delete functions of the key's tenant.
-    #[serde(rename = "functions:deploy")]
-    FunctionsDeploy,
-}
-
-impl Scope {
-    /// Every scope, for messages listing the valid ones.
-    pub const ALL: [Scope; 1] = [Scope::FunctionsDeploy];
-
-    /// Name in the API, the CLI and the database.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::FunctionsDeploy => "functions:deploy",
-        }
-    }
-
-    /// Parses a name written by [`Scope::as_str`].
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|scope| scope.as_str() == s)
-    }
-
-    /// Parses a list of scope names into a sorted set, naming the first unknown one.
-    pub fn parse_all<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<Vec<Self>, String> {
-        let mut scopes = Vec::new();
-        for name in names {
-            let scope = Self::parse(name).ok_or_else(|| {
-                let known: Vec<&str> = Self::ALL.iter().map(|s| s.as_str()).collect();
-                format!("unknown scope '{name}'; valid scopes: {}", known.join(", "))
-            })?;
-            scopes.push(scope);
-        }
-        scopes.sort();
-        scopes.dedup();
-        Ok(scopes)
-    }
-}
-
-/// Whether a key with `role` and `scopes` may deploy and delete functions of its tenant.
-pub fn may_deploy(role: Role, scopes: &[Scope]) -> bool {
-    role >= Role::Admin || scopes.contains(&Scope::FunctionsDeploy)
-}
+pub use crate::access::{Role, Scope, may_deploy};
 
 /// What a new key is: its label, tenant, role and extra scopes.
 #[derive(Debug, Clone)]
@@ -163,7 +71,7 @@ pub fn register_key(
     spec: &KeySpec<'_>,
 ) -> anyhow::Result<crate::store::ApiKey> {
     anyhow::ensure!(!spec.name.trim().is_empty() && spec.name.len() <= 256, "key names are 1-256 characters");
-    anyhow::ensure!(crate::functions::valid_name(spec.tenant), "tenant names are 1-64 characters of A-Z, a-z, 0-9, '_' and '-'");
+    anyhow::ensure!(valid_name(spec.tenant), "tenant names are 1-64 characters of A-Z, a-z, 0-9, '_' and '-'");
     anyhow::ensure!(
         looks_like_key(secret),
         "API keys must start with '{KEY_PREFIX}' followed by at least 32 characters of A-Z, a-z, 0-9, '-' and '_'"
@@ -193,7 +101,7 @@ pub fn ensure_operator_key(store: &dyn crate::store::MetadataStore, secret: &str
         return Ok(key);
     }
     let spec = KeySpec { name: "bootstrap", tenant: "default", role: Role::Operator, scopes: &[] };
-    register_key(store, secret, &new_id("key")?, &spec)
+    register_key(store, secret, &random_id::<8>("key_")?, &spec)
 }
 
 #[cfg(test)]

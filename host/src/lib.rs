@@ -7,12 +7,14 @@
 //! [`kb`] and [`vector`] hold uploaded files, knowledge bases and their vectors; [`net`] is
 //! the outbound address policy.
 
+pub mod access;
 pub mod api;
 pub mod auth;
 pub mod config;
 pub mod files;
 pub mod full_disk;
 pub mod functions;
+pub mod ids;
 pub mod inference;
 pub mod kb;
 pub mod net;

@@ -99,7 +99,7 @@ pub async fn create(
 ) -> Result<axum::Json<Value>, ApiError> {
     require_manager(&caller)?;
     let tenant = body.tenant.clone().unwrap_or_else(|| caller.tenant.clone());
-    if !crate::functions::valid_name(&tenant) {
+    if !crate::ids::valid_name(&tenant) {
         return Err(ApiError::invalid("tenant names are 1-64 characters of A-Z, a-z, 0-9, '_' and '-'").param("tenant"));
     }
     if body.name.trim().is_empty() || body.name.len() > 256 {

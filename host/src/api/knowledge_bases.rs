@@ -33,9 +33,7 @@ fn internal(e: StoreError) -> ApiError {
 }
 
 fn new_id(prefix: &str) -> Result<String, ApiError> {
-    let mut buf = [0u8; 12];
-    getrandom::fill(&mut buf).map_err(|e| ApiError::internal(format!("OS random source failed: {e}")))?;
-    Ok(format!("{prefix}_{}", crate::auth::hex(&buf)))
+    crate::ids::random_id::<12>(prefix).map_err(ApiError::internal)
 }
 
 fn object(body: &Value) -> Result<&Map<String, Value>, ApiError> {
@@ -170,7 +168,7 @@ pub async fn create(
     };
     let now = crate::unix_now();
     let kb = KnowledgeBaseRecord {
-        id: new_id("kb")?,
+        id: new_id("kb_")?,
         tenant: caller.tenant.clone(),
         name,
         description: opt_string(obj, "description", MAX_DESCRIPTION)?,
@@ -362,7 +360,7 @@ pub async fn add_sources(
     let mut created = Vec::new();
     for file_id in ids {
         let s = DataSourceRecord {
-            id: new_id("ds")?,
+            id: new_id("ds_")?,
             tenant: caller.tenant.clone(),
             kb_id: kb.id.clone(),
             file_id,

@@ -122,7 +122,7 @@ fn write_checksums(dir: &Path) -> anyhow::Result<()> {
         let mut file = std::fs::File::open(&path)?;
         let mut hasher = Sha256::new();
         std::io::copy(&mut file, &mut hasher)?;
-        sums.insert(name, serde_json::Value::String(tensoras::auth::hex(&hasher.finalize())));
+        sums.insert(name, serde_json::Value::String(tensoras::ids::hex(&hasher.finalize())));
     }
     std::fs::write(dir.join("checksums.json"), serde_json::to_string_pretty(&sums)?)?;
     Ok(())
@@ -130,7 +130,7 @@ fn write_checksums(dir: &Path) -> anyhow::Result<()> {
 
 /// The folder a new model `id` is installed into, created.
 fn install_dir(dirs: &ModelDirs, id: &str) -> anyhow::Result<PathBuf> {
-    anyhow::ensure!(tensoras::functions::valid_name(id), "model ids are 1-64 characters of A-Z, a-z, 0-9, '_' and '-'");
+    anyhow::ensure!(tensoras::ids::valid_name(id), "model ids are 1-64 characters of A-Z, a-z, 0-9, '_' and '-'");
     let out = dirs.models_dir().join(id);
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     Ok(out)

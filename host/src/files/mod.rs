@@ -312,9 +312,7 @@ impl Upload {
 
 /// A new file id: `file-` and 24 hex digits.
 pub fn new_file_id() -> anyhow::Result<String> {
-    let mut buf = [0u8; 12];
-    getrandom::fill(&mut buf).map_err(|e| anyhow::anyhow!("OS random source failed: {e}"))?;
-    Ok(format!("file-{}", crate::auth::hex(&buf)))
+    crate::ids::random_id::<12>("file-")
 }
 
 #[cfg(test)]

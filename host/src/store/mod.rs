@@ -22,9 +22,9 @@ pub struct ApiKey {
     /// Tenant that owns everything created with this key.
     pub tenant: String,
     /// What the key may manage: its tenant's keys (admin) or every tenant's (operator).
-    pub role: crate::auth::Role,
+    pub role: crate::access::Role,
     /// Extra permissions on top of the role, sorted, without duplicates.
-    pub scopes: Vec<crate::auth::Scope>,
+    pub scopes: Vec<crate::access::Scope>,
     /// Unix seconds.
     pub created_at: i64,
 }

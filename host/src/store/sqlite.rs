@@ -14,7 +14,7 @@ use anyhow::Context as _;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 
 use super::{ApiKey, FunctionKind, FunctionRecord, MetadataStore, Revocation, StoreError};
-use crate::auth::Role;
+use crate::access::Role;
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
 ///
@@ -346,7 +346,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("t.db")).unwrap();
         let mut k1 = key("key_1", "t", Role::Admin);
-        k1.scopes = vec![crate::auth::Scope::FunctionsDeploy];
+        k1.scopes = vec![crate::access::Scope::FunctionsDeploy];
         store.insert_key(&k1, "h1").unwrap();
         assert!(matches!(store.insert_key(&k1, "h1"), Err(StoreError::Conflict)));
         let found = store.find_key_by_hash("h1").unwrap().unwrap();
