@@ -16,12 +16,14 @@ use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
 
 use anyhow::Context as _;
+use futures::future::BoxFuture;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::config::Config;
 use crate::files::disk::{TenantEntry, sync_dir, tenant_entries, write_durably};
-use crate::runtime::{Grants, HttpFunction, LimitsSpec, Runtime, Sandbox, ToolFunction};
+use crate::ids::valid_name;
+use crate::runtime::{Grants, HttpFunction, LimitsSpec, Runtime, Sandbox, ToolFunction, ToolInfo, ToolOutcome, Toolbox};
 use crate::store::{FunctionKind, FunctionRecord, MetadataStore, StoreError};
 
 /// A deploy manifest, as uploaded next to the component.
@@ -108,11 +110,6 @@ impl std::fmt::Debug for Registry {
     }
 }
 
-/// Whether `s` is a valid function or tenant name.
-pub fn valid_name(s: &str) -> bool {
-    (1..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-}
-
 impl Registry {
     /// Mends what a crash left in the functions folder ([`repair_components`]), then
     /// loads every stored function. One that fails to load is logged and skipped, so a
@@ -165,7 +162,7 @@ impl Registry {
             record.limits = record.limits.clamped(&self.config.max_limits);
         }
         let bytes = tokio::fs::read(path).await.with_context(|| format!("reading {}", path.display()))?;
-        let sha256 = crate::auth::hex(&Sha256::digest(&bytes));
+        let sha256 = crate::ids::hex(&Sha256::digest(&bytes));
         anyhow::ensure!(sha256 == record.sha256, "the file's SHA-256 is {sha256}, not the deployed {}", record.sha256);
         let exec = self.prepare(&record, bytes).await.map_err(|e| anyhow::anyhow!("{e}"))?;
         Ok(Deployed { record, exec })
@@ -246,7 +243,7 @@ impl Registry {
             parameters: manifest.parameters,
             limits: manifest.limits,
             grants: manifest.grants,
-            sha256: crate::auth::hex(&Sha256::digest(&wasm)),
+            sha256: crate::ids::hex(&Sha256::digest(&wasm)),
             size_bytes: wasm.len() as u64,
             created_at: crate::unix_now(),
         };
@@ -320,6 +317,48 @@ impl Registry {
 /// The file of a deployed component, `<dir>/<tenant>/<name>.<sha256>.wasm`: the hash ties
 /// the bytes to the record that describes them, so a record never names another
 /// deploy's bytes (a redeploy of the name after a delete writes a new file).
+/// One tenant's tool functions, as the chat handler lists and calls them.
+struct TenantTools {
+    registry: Arc<Registry>,
+    tenant: String,
+}
+
+impl Registry {
+    /// The tools of `tenant`, for a handler call.
+    pub fn toolbox(self: &Arc<Self>, tenant: &str) -> Arc<dyn Toolbox> {
+        Arc::new(TenantTools { registry: self.clone(), tenant: tenant.to_owned() })
+    }
+}
+
+impl Toolbox for TenantTools {
+    fn available(&self) -> Vec<ToolInfo> {
+        self.registry
+            .list(&self.tenant)
+            .into_iter()
+            .filter(|f| f.kind == FunctionKind::Tool)
+            .map(|f| ToolInfo {
+                name: f.name,
+                description: f.description,
+                parameters: f.parameters.map(|p| p.to_string()).unwrap_or_else(|| "{}".into()),
+            })
+            .collect()
+    }
+
+    fn invoke(&self, name: String, arguments: String) -> BoxFuture<'static, Result<ToolOutcome, String>> {
+        let deployed = self.registry.get(&self.tenant, &name);
+        let runtime = self.registry.runtime.clone();
+        Box::pin(async move {
+            let Some(f) = deployed else {
+                return Err(format!("no tool named {name:?}"));
+            };
+            let Executable::Tool(tool) = &f.exec else {
+                return Err(format!("{name:?} is not a tool function"));
+            };
+            runtime.call_tool(tool, &arguments).await.map_err(|e| e.to_string())
+        })
+    }
+}
+
 fn component_file(dir: &Path, tenant: &str, name: &str, sha256: &str) -> PathBuf {
     dir.join(tenant).join(format!("{name}.{sha256}.wasm"))
 }
@@ -404,7 +443,7 @@ fn adopt(path: &Path, name: &str, sha256: &str) -> std::io::Result<bool> {
         if file_owner(&entry.file_name().to_string_lossy()) != name || !entry.file_type()?.is_file() {
             continue;
         }
-        if crate::auth::hex(&Sha256::digest(std::fs::read(entry.path())?)) == sha256 {
+        if crate::ids::hex(&Sha256::digest(std::fs::read(entry.path())?)) == sha256 {
             std::fs::rename(entry.path(), path)?;
             sync_dir(dir)?;
             return Ok(true);
@@ -466,7 +505,7 @@ mod tests {
             parameters: None,
             limits: LimitsSpec::default(),
             grants: Grants::default(),
-            sha256: crate::auth::hex(&Sha256::digest(bytes)),
+            sha256: crate::ids::hex(&Sha256::digest(bytes)),
             size_bytes: bytes.len() as u64,
             created_at: 1,
         }
@@ -531,16 +570,6 @@ mod tests {
         assert_eq!(file_owner("calc.0a1b.wasm"), "calc");
         assert_eq!(file_owner("calc.0a1b.wasm.tmp"), "calc");
         assert_eq!(file_owner("calc.wasm"), "calc");
-    }
-
-    #[test]
-    fn names() {
-        assert!(valid_name("calc"));
-        assert!(valid_name("my-tool_2"));
-        assert!(!valid_name(""));
-        assert!(!valid_name("../etc"));
-        assert!(!valid_name("a b"));
-        assert!(!valid_name(&"x".repeat(65)));
     }
 
     #[test]

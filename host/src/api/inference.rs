@@ -150,7 +150,7 @@ async fn run(
     let ctx = HandlerCtx {
         inference: state.inference.clone(),
         output: tx,
-        tools: Some((caller.tenant.clone(), state.functions.clone())),
+        tools: Some(state.functions.toolbox(&caller.tenant)),
         retrieval,
         tenant: caller.tenant.clone(),
     };

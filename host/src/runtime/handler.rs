@@ -1,11 +1,12 @@
 //! API handler components (`functions/chat`, `functions/rag`, `functions/embeddings`):
 //! the host side of the `chat-handler` / `rag-handler` / `embeddings-handler` worlds —
 //! wasi:nn on our ONNX Runtime backend, tokenizers, the model catalogue, the stream
-//! output sink, tool calls and knowledge-base retrieval ([`retrieval`]). The bindings
+//! output sink, tool calls ([`tools`]) and knowledge-base retrieval ([`retrieval`]). The bindings
 //! are those of `rag-handler`, which includes the others' imports, so one linker serves
 //! all three.
 
 mod retrieval;
+mod tools;
 
 use std::sync::Arc;
 
@@ -45,9 +46,10 @@ mod bindings {
 pub use bindings::exports::tensoras::platform::handler::{Request as HandlerRequest, Response as HandlerResponse};
 pub use bindings::tensoras::platform::retrieval::{Chunk as RetrievedChunk, RetrievalError, Search as RetrievalSearch};
 pub use bindings::tensoras::platform::types::{HandlerError, Usage};
-use bindings::tensoras::platform::{models, output, tokenizer, tools};
+use bindings::tensoras::platform::{models, output, tokenizer};
 use bindings::wasi::nn::{errors, graph, inference, tensor};
 pub use retrieval::Retriever;
+pub use tools::Toolbox;
 
 /// A loaded graph handed to a guest.
 pub struct NnGraph(Graph);
@@ -109,8 +111,8 @@ pub struct HandlerCtx {
     pub inference: Arc<Inference>,
     /// Stream sink, for `stream: true` requests.
     pub output: Option<mpsc::Sender<String>>,
-    /// The caller's tenant and its deployed tools.
-    pub tools: Option<(String, Arc<crate::functions::Registry>)>,
+    /// The caller's tenant's deployed tools.
+    pub tools: Option<Arc<dyn Toolbox>>,
     /// Knowledge-base search scoped to the caller's tenant (the RAG handler's).
     pub retrieval: Option<Arc<dyn Retriever>>,
     /// The caller's tenant: cached prompt prefixes are shared only within it.
@@ -393,6 +395,9 @@ impl State {
     }
 }
 
+/// A chat template's model and input: the text side, the messages, the tools.
+type ChatInput = (Arc<crate::inference::TextModel>, Vec<crate::inference::text::TemplateMessage>, Option<serde_json::Value>);
+
 /// Texts up to this size are tokenised in place; longer ones on the blocking pool, so a
 /// long prompt does not hold an async worker (and every request queued behind it).
 const INLINE_ENCODE_BYTES: usize = 16 << 10;
@@ -452,27 +457,37 @@ impl State {
             .map_err(tokenizer::TokenizerError::InvalidInput))
     }
 
-    /// The template's input from the WIT records: `tools` and `tool_calls` parsed.
-    fn template_input(
+    /// What both chat-template calls start from: the model's text side and the template's
+    /// input from the WIT records (`tools` and `tool_calls` parsed).
+    fn chat_input(
+        &self,
+        model: &str,
         messages: Vec<tokenizer::ChatMessage>,
         tools: Option<String>,
-    ) -> Result<(Vec<crate::inference::text::TemplateMessage>, Option<serde_json::Value>), tokenizer::TokenizerError> {
+    ) -> wasmtime::Result<Result<ChatInput, tokenizer::TokenizerError>> {
+        let text = match self.text(model)? {
+            Ok(t) => t,
+            Err(e) => return Ok(Err(e)),
+        };
         let parse = |s: &str, what: &str| {
             serde_json::from_str::<serde_json::Value>(s)
                 .map_err(|e| tokenizer::TokenizerError::InvalidInput(format!("{what} is not valid JSON: {e}")))
         };
-        let tools = tools.as_deref().map(|t| parse(t, "tools")).transpose()?;
-        let mut msgs = Vec::with_capacity(messages.len());
-        for m in messages {
-            let tool_calls = m.tool_calls.as_deref().map(|t| parse(t, "tool_calls")).transpose()?;
-            msgs.push(crate::inference::text::TemplateMessage {
-                role: m.role,
-                content: m.content,
-                tool_call_id: m.tool_call_id,
-                tool_calls,
-            });
-        }
-        Ok((msgs, tools))
+        let input = || -> Result<_, tokenizer::TokenizerError> {
+            let tools = tools.as_deref().map(|t| parse(t, "tools")).transpose()?;
+            let mut msgs = Vec::with_capacity(messages.len());
+            for m in messages {
+                let tool_calls = m.tool_calls.as_deref().map(|t| parse(t, "tool_calls")).transpose()?;
+                msgs.push(crate::inference::text::TemplateMessage {
+                    role: m.role,
+                    content: m.content,
+                    tool_call_id: m.tool_call_id,
+                    tool_calls,
+                });
+            }
+            Ok((msgs, tools))
+        };
+        Ok(input().map(|(msgs, tools)| (text, msgs, tools)))
     }
 }
 
@@ -500,11 +515,7 @@ impl tokenizer::Host for State {
         messages: Vec<tokenizer::ChatMessage>,
         tools: Option<String>,
     ) -> wasmtime::Result<Result<Vec<u32>, tokenizer::TokenizerError>> {
-        let text = match self.text(&model)? {
-            Ok(t) => t,
-            Err(e) => return Ok(Err(e)),
-        };
-        let (msgs, tools) = match Self::template_input(messages, tools) {
+        let (text, msgs, tools) = match self.chat_input(&model, messages, tools)? {
             Ok(input) => input,
             Err(e) => return Ok(Err(e)),
         };
@@ -531,11 +542,7 @@ impl tokenizer::Host for State {
         messages: Vec<tokenizer::ChatMessage>,
         tools: Option<String>,
     ) -> wasmtime::Result<Result<String, tokenizer::TokenizerError>> {
-        let text = match self.text(&model)? {
-            Ok(t) => t,
-            Err(e) => return Ok(Err(e)),
-        };
-        let (msgs, tools) = match Self::template_input(messages, tools) {
+        let (text, msgs, tools) = match self.chat_input(&model, messages, tools)? {
             Ok(input) => input,
             Err(e) => return Ok(Err(e)),
         };
@@ -583,40 +590,6 @@ impl output::Host for State {
         let Some(tx) = self.handler()?.output.clone() else { return Ok(true) };
         // A full channel makes the guest wait: generation keeps pace with the client.
         Ok(tx.send(chunk).await.is_ok())
-    }
-}
-
-impl tools::Host for State {
-    fn available(&mut self) -> wasmtime::Result<Vec<tools::ToolInfo>> {
-        let Some((tenant, registry)) = &self.handler()?.tools else { return Ok(Vec::new()) };
-        Ok(registry
-            .list(tenant)
-            .into_iter()
-            .filter(|f| f.kind == crate::store::FunctionKind::Tool)
-            .map(|f| tools::ToolInfo {
-                name: f.name,
-                description: f.description,
-                parameters: f.parameters.map(|p| p.to_string()).unwrap_or_else(|| "{}".into()),
-            })
-            .collect())
-    }
-
-    async fn invoke(&mut self, name: String, arguments: String) -> wasmtime::Result<Result<String, tools::ToolError>> {
-        let Some((tenant, registry)) = self.handler()?.tools.clone() else {
-            return Ok(Err(tools::ToolError::Failed("no tools are available to this request".into())));
-        };
-        let Some(f) = registry.get(&tenant, &name) else {
-            return Ok(Err(tools::ToolError::Failed(format!("no tool named {name:?}"))));
-        };
-        let crate::functions::Executable::Tool(tool) = &f.exec else {
-            return Ok(Err(tools::ToolError::Failed(format!("{name:?} is not a tool function"))));
-        };
-        Ok(match registry.runtime().call_tool(tool, &arguments).await {
-            Ok(super::ToolOutcome::Ok(s)) => Ok(s),
-            Ok(super::ToolOutcome::InvalidArguments(m)) => Err(tools::ToolError::InvalidArguments(m)),
-            Ok(super::ToolOutcome::Failed(m)) => Err(tools::ToolError::Failed(m)),
-            Err(e) => Err(tools::ToolError::Failed(e.to_string())),
-        })
     }
 }
 

@@ -38,7 +38,7 @@ pub use self::admission::{Admission, AdmissionOptions, MAX_NESTED_DEPTH, interac
 
 pub use self::handler::{
     HandlerCtx, HandlerError, HandlerFunction, HandlerRequest, HandlerResponse, RetrievalError, RetrievalSearch, RetrievedChunk,
-    Retriever, Usage,
+    Retriever, Toolbox, Usage,
 };
 pub use self::http::{HttpFunction, HttpRequestBody};
 pub use self::limits::{Grants, LimitError, Limits, LimitsSpec};
