@@ -17,13 +17,9 @@ from onnx import TensorProto, helper, numpy_helper
 V, D = 16, 4
 
 
-def build() -> onnx.ModelProto:
-    emb = np.zeros((V, D), np.float32)
-    emb[:, 0] = np.arange(V)
-    emb[:, 1] = 1.0
-    w = np.zeros((D, V), np.float32)
-    w[0, 0] = 1.0
-    w[1, 1] = 1.0
+def decoder_model(name: str, vocab: int, nodes: list, inits: list) -> onnx.ModelProto:
+    """A one-layer decoder in the standard I/O layout (one KV head of width D) around the
+    given nodes, which must compute `logits`, `present.0.key` and `present.0.value`."""
     inputs = [
         helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["b", "s"]),
         helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["b", "t"]),
@@ -32,10 +28,24 @@ def build() -> onnx.ModelProto:
         helper.make_tensor_value_info("past_key_values.0.value", TensorProto.FLOAT, ["b", 1, "p", D]),
     ]
     outputs = [
-        helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["b", 1, V]),
+        helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["b", 1, vocab]),
         helper.make_tensor_value_info("present.0.key", TensorProto.FLOAT, ["b", 1, "t", D]),
         helper.make_tensor_value_info("present.0.value", TensorProto.FLOAT, ["b", 1, "t", D]),
     ]
+    graph = helper.make_graph(nodes, name, inputs, outputs, inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+def build() -> onnx.ModelProto:
+    emb = np.zeros((V, D), np.float32)
+    emb[:, 0] = np.arange(V)
+    emb[:, 1] = 1.0
+    w = np.zeros((D, V), np.float32)
+    w[0, 0] = 1.0
+    w[1, 1] = 1.0
     nodes = [
         helper.make_node("Gather", ["emb", "input_ids"], ["x"]),
         helper.make_node("Unsqueeze", ["x", "axis1"], ["kv"]),
@@ -50,11 +60,7 @@ def build() -> onnx.ModelProto:
         numpy_helper.from_array(np.array([1], np.int64), "axis1"),
         numpy_helper.from_array(np.array([2], np.int64), "axis2"),
     ]
-    graph = helper.make_graph(nodes, "tiny_decoder", inputs, outputs, inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    return model
+    return decoder_model("tiny_decoder", V, nodes, inits)
 
 
 def main() -> None:

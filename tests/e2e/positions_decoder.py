@@ -7,30 +7,20 @@ Run with the importer's Python (onnx, numpy); used by tests/e2e/test_faults.py."
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper, numpy_helper
 
-D = 4
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "models" / "importer"))
+from tiny_decoder import D, decoder_model  # noqa: E402
 
 
 def build(positions: int, vocab: int, token: int) -> onnx.ModelProto:
     w = np.zeros((D, vocab), np.float32)
     w[:, token] = 100.0
-    inputs = [
-        helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["b", "s"]),
-        helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["b", "t"]),
-        helper.make_tensor_value_info("position_ids", TensorProto.INT64, ["b", "s"]),
-        helper.make_tensor_value_info("past_key_values.0.key", TensorProto.FLOAT, ["b", 1, "p", D]),
-        helper.make_tensor_value_info("past_key_values.0.value", TensorProto.FLOAT, ["b", 1, "p", D]),
-    ]
-    outputs = [
-        helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["b", 1, vocab]),
-        helper.make_tensor_value_info("present.0.key", TensorProto.FLOAT, ["b", 1, "t", D]),
-        helper.make_tensor_value_info("present.0.value", TensorProto.FLOAT, ["b", 1, "t", D]),
-    ]
     nodes = [
         helper.make_node("Gather", ["pos_table", "position_ids"], ["x"]),
         helper.make_node("Unsqueeze", ["x", "axis1"], ["kv"]),
@@ -44,11 +34,7 @@ def build(positions: int, vocab: int, token: int) -> onnx.ModelProto:
         numpy_helper.from_array(w, "w"),
         numpy_helper.from_array(np.array([1], np.int64), "axis1"),
     ]
-    graph = helper.make_graph(nodes, "positions_decoder", inputs, outputs, inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    return model
+    return decoder_model("positions_decoder", vocab, nodes, inits)
 
 
 def main() -> None:
