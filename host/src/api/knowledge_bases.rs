@@ -443,11 +443,12 @@ fn parse_retrieve(obj: &Map<String, Value>) -> Result<RetrieveRequest, ApiError>
             .ok_or_else(|| ApiError::invalid("'top_k' must be an integer from 1 to 100.").param("top_k"))?
             as usize,
     };
-    let search_type = match obj.get("search_type").map(|v| v.as_str()) {
-        None | Some(Some("vector")) => SearchType::Vector,
-        Some(Some("keyword")) => SearchType::Keyword,
-        Some(Some("hybrid")) => SearchType::Hybrid,
-        _ => return Err(ApiError::invalid("'search_type' must be 'vector', 'keyword' or 'hybrid'.").param("search_type")),
+    let search_type = match obj.get("search_type") {
+        None => SearchType::Vector,
+        Some(v) => v
+            .as_str()
+            .and_then(SearchType::parse)
+            .ok_or_else(|| ApiError::invalid("'search_type' must be 'vector', 'keyword' or 'hybrid'.").param("search_type"))?,
     };
     let filter =
         MetadataFilter::parse(obj.get("filters").unwrap_or(&Value::Null)).map_err(|m| ApiError::invalid(m).param("filters"))?;
@@ -503,16 +504,11 @@ pub async fn retrieve(
             chunk
         })
         .collect();
-    let search_type = match req.search_type {
-        SearchType::Vector => "vector",
-        SearchType::Keyword => "keyword",
-        SearchType::Hybrid => "hybrid",
-    };
     Ok(axum::Json(json!({
         "object": "list",
         "knowledge_base_id": kb.id,
         "query": req.query,
-        "search_type": search_type,
+        "search_type": req.search_type.as_str(),
         "data": data,
     })))
 }

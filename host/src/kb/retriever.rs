@@ -51,12 +51,7 @@ fn request(s: RetrievalSearch) -> Result<RetrieveRequest, String> {
     if s.query.trim().is_empty() || s.query.len() > MAX_QUERY_BYTES {
         return Err(format!("the query must be 1 to {MAX_QUERY_BYTES} bytes of text"));
     }
-    let search_type = match s.search_type.as_str() {
-        "vector" => SearchType::Vector,
-        "keyword" => SearchType::Keyword,
-        "hybrid" => SearchType::Hybrid,
-        other => return Err(format!("unknown search type {other:?}")),
-    };
+    let search_type = SearchType::parse(&s.search_type).ok_or_else(|| format!("unknown search type {:?}", s.search_type))?;
     let filter = match s.filters {
         None => MetadataFilter::default(),
         Some(text) => {

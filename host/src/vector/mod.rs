@@ -56,6 +56,22 @@ pub enum SearchType {
     Hybrid,
 }
 
+impl SearchType {
+    /// Name in the API and the WIT: `vector`, `keyword` or `hybrid`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Vector => "vector",
+            Self::Keyword => "keyword",
+            Self::Hybrid => "hybrid",
+        }
+    }
+
+    /// Parses a name written by [`SearchType::as_str`].
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Vector, Self::Keyword, Self::Hybrid].into_iter().find(|t| t.as_str() == s)
+    }
+}
+
 /// A search.
 #[derive(Debug, Clone)]
 pub struct Query {
