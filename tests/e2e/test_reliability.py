@@ -294,6 +294,7 @@ def test_a_prompt_far_past_the_context_is_refused_before_it_is_tokenised(server)
     )
     err = assert_openai_error(r, 400)
     assert "context length" in err["message"], err
+    assert err["code"] == "context_length_exceeded", err
     status = Path(f"/proc/{server.proc.pid}/status").read_text()
     peak_kb = int(next(line for line in status.splitlines() if line.startswith("VmHWM:")).split()[1])
     assert peak_kb < 3 * 1024 * 1024, f"peak RSS {peak_kb // 1024} MB"

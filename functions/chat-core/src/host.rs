@@ -80,6 +80,8 @@ fn tokenizer_error(what: &str, err: TokenizerError, param: Option<&str>) -> ApiE
     match (err, param) {
         (TokenizerError::InvalidInput(msg), Some(param)) => ApiError::invalid(param, msg),
         (TokenizerError::InvalidInput(msg), None) => ApiError::server(format!("tokenizer {what} failed: invalid input: {msg}")),
+        (TokenizerError::TooLong(msg), Some(param)) => ApiError::invalid(param, msg).with_code("context_length_exceeded"),
+        (TokenizerError::TooLong(msg), None) => ApiError::server(format!("tokenizer {what} failed: too long: {msg}")),
         (TokenizerError::UnknownModel(msg), _) => ApiError::server(format!("tokenizer {what} failed: unknown model: {msg}")),
     }
 }

@@ -15,6 +15,7 @@ handler_common::nn_error_fn!();
 pub fn encode(model: &str, text: &str) -> Result<Vec<u32>, ApiError> {
     tokenizer::encode(model, text, true).map_err(|e| match e {
         TokenizerError::InvalidInput(msg) => ApiError::invalid("input", msg),
+        TokenizerError::TooLong(msg) => ApiError::invalid("input", msg).with_code("context_length_exceeded"),
         TokenizerError::UnknownModel(msg) => ApiError::server(format!("tokenizer encode failed: unknown model: {msg}")),
     })
 }

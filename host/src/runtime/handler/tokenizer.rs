@@ -65,7 +65,7 @@ impl State {
         let context = loaded.model.context_length();
         let len = input.len();
         if t.max_prompt_bytes(context).is_some_and(|limit| len > limit) {
-            return Ok(Err(tokenizer::TokenizerError::InvalidInput(format!(
+            return Ok(Err(tokenizer::TokenizerError::TooLong(format!(
                 "This model's maximum context length is {context} tokens; the text ({len} bytes) cannot fit in it."
             ))));
         }
