@@ -13,37 +13,9 @@
 
 use std::collections::VecDeque;
 
-use serde::{Deserialize, Serialize};
-
-/// How a knowledge base cuts documents.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ChunkingStrategy {
-    /// The algorithm.
-    #[serde(rename = "type")]
-    pub kind: ChunkingKind,
-    /// Largest chunk, in characters.
-    pub chunk_size: usize,
-    /// Characters repeated from the end of one chunk at the start of the next.
-    pub chunk_overlap: usize,
-}
-
-impl Default for ChunkingStrategy {
-    fn default() -> Self {
-        Self { kind: ChunkingKind::Recursive, chunk_size: 800, chunk_overlap: 100 }
-    }
-}
-
-/// Chunking algorithms.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ChunkingKind {
-    /// Split on paragraphs, then lines, sentences, words; merge pieces up to the size.
-    Recursive,
-    /// Fixed windows of `chunk_size` characters, `chunk_overlap` apart from the next.
-    FixedSize,
-    /// Break where the topic changes (by embedding similarity of sentences).
-    Semantic,
-}
+// The settings are part of a knowledge base's stored record, so their types live with it;
+// how each strategy cuts is here.
+pub use crate::store::knowledge::{ChunkingKind, ChunkingStrategy};
 
 /// Smallest and largest accepted `chunk_size`.
 pub const CHUNK_SIZE_RANGE: std::ops::RangeInclusive<usize> = 50..=20_000;

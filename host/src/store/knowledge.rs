@@ -55,7 +55,7 @@ pub struct KnowledgeBaseRecord {
     /// Embedding model id (as installed; fixed once created, since vectors depend on it).
     pub embedding_model: String,
     /// How documents are cut into chunks.
-    pub chunking: crate::kb::ChunkingStrategy,
+    pub chunking: ChunkingStrategy,
     /// User metadata (a JSON object).
     pub metadata: serde_json::Value,
     /// Unix seconds.
@@ -200,4 +200,34 @@ pub trait KnowledgeStore: Send + Sync {
     fn update_source(&self, id: &str, p: &SourceProgress) -> Result<bool, StoreError>;
     /// Deletes one data source; false when it did not exist.
     fn delete_source(&self, tenant: &str, kb_id: &str, id: &str) -> Result<bool, StoreError>;
+}
+
+/// How a knowledge base cuts documents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkingStrategy {
+    /// The algorithm.
+    #[serde(rename = "type")]
+    pub kind: ChunkingKind,
+    /// Largest chunk, in characters.
+    pub chunk_size: usize,
+    /// Characters repeated from the end of one chunk at the start of the next.
+    pub chunk_overlap: usize,
+}
+
+impl Default for ChunkingStrategy {
+    fn default() -> Self {
+        Self { kind: ChunkingKind::Recursive, chunk_size: 800, chunk_overlap: 100 }
+    }
+}
+
+/// Chunking algorithms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChunkingKind {
+    /// Split on paragraphs, then lines, sentences, words; merge pieces up to the size.
+    Recursive,
+    /// Fixed windows of `chunk_size` characters, `chunk_overlap` apart from the next.
+    FixedSize,
+    /// Break where the topic changes (by embedding similarity of sentences).
+    Semantic,
 }

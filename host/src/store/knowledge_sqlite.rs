@@ -303,7 +303,7 @@ impl KnowledgeStore for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kb::ChunkingStrategy;
+    use crate::store::knowledge::ChunkingStrategy;
 
     fn file(tenant: &str, id: &str, purpose: &str, at: i64) -> FileRecord {
         FileRecord {
