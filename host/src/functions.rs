@@ -314,9 +314,6 @@ impl Registry {
     }
 }
 
-/// The file of a deployed component, `<dir>/<tenant>/<name>.<sha256>.wasm`: the hash ties
-/// the bytes to the record that describes them, so a record never names another
-/// deploy's bytes (a redeploy of the name after a delete writes a new file).
 /// One tenant's tool functions, as the chat handler lists and calls them.
 struct TenantTools {
     registry: Arc<Registry>,
@@ -359,6 +356,9 @@ impl Toolbox for TenantTools {
     }
 }
 
+/// The file of a deployed component, `<dir>/<tenant>/<name>.<sha256>.wasm`: the hash ties
+/// the bytes to the record that describes them, so a record never names another
+/// deploy's bytes (a redeploy of the name after a delete writes a new file).
 fn component_file(dir: &Path, tenant: &str, name: &str, sha256: &str) -> PathBuf {
     dir.join(tenant).join(format!("{name}.{sha256}.wasm"))
 }

@@ -15,11 +15,7 @@ pub fn random_id<const N: usize>(prefix: &str) -> anyhow::Result<String> {
 
 /// Lower-case hex of bytes.
 pub fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Whether `s` is a valid tenant, function or model name: 1-64 characters of A-Z, a-z,

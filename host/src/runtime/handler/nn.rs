@@ -88,11 +88,7 @@ impl graph::Host for State {
         _encoding: graph::GraphEncoding,
         _target: graph::ExecutionTarget,
     ) -> wasmtime::Result<Result<Resource<NnGraph>, Resource<NnErrorResource>>> {
-        let e = NnError {
-            code: NnErrorCode::InvalidArgument,
-            message: "guests cannot load graph bytes; use load-by-name with a model id".into(),
-        };
-        Ok(Err(self.nn_error(e)?))
+        Ok(Err(self.nn_error(invalid("guests cannot load graph bytes; use load-by-name with a model id"))?))
     }
 
     fn load_by_name(&mut self, name: String) -> wasmtime::Result<Result<Resource<NnGraph>, Resource<NnErrorResource>>> {
