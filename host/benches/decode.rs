@@ -95,7 +95,7 @@ fn main() -> anyhow::Result<()> {
     let manifests = std::env::var_os("TENSORAS_MODEL_MANIFESTS").map(PathBuf::from).unwrap_or_else(|| root.join("models"));
     let models_dir = std::env::var_os("TENSORAS_MODELS_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache/tensoras/models"));
+        .unwrap_or_else(tensoras::config::default_models_dir);
     let library = std::env::var_os("TENSORAS_ORT_LIB").map(PathBuf::from);
     let threads: Vec<usize> = std::env::var("DECODE_THREADS")
         .unwrap_or_else(|_| "1,2".into())

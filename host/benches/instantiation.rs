@@ -10,7 +10,8 @@ use std::path::Path;
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
 use http_body_util::{BodyExt as _, Full};
-use tensoras::runtime::{Limits, Runtime, RuntimeOptions, Sandbox};
+use tensoras::limits::Limits;
+use tensoras::runtime::{Runtime, RuntimeOptions, Sandbox};
 
 fn component(name: &str) -> Vec<u8> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../build/functions/{name}.wasm"));

@@ -4,6 +4,28 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// The server's defaults: one place for [`Config::new`] and the `serve` flags (which show
+/// them in `--help`).
+pub mod defaults {
+    pub use crate::limits::{MAX_QUEUE, QUEUE_TIMEOUT_SECS};
+
+    pub const MAX_BODY_BYTES: usize = 32 << 20;
+    pub const MAX_INSTANCES: u32 = 256;
+    pub const MAX_CONNECTIONS: usize = 4096;
+    pub const HEADER_TIMEOUT_SECS: u64 = 10;
+    pub const BODY_TIMEOUT_SECS: u64 = 30;
+    pub const MANIFESTS_DIR: &str = "models";
+    pub const HANDLERS_DIR: &str = "build/functions";
+    pub const MAX_BATCH: usize = 16;
+    pub const PREFIX_CACHE_MB: usize = 256;
+    pub const MAX_FILE_BYTES: u64 = 512 << 20;
+    pub const MAX_FUNCTION_MEMORY_MB: usize = 256;
+    pub const MAX_FUNCTION_TIMEOUT_MS: u64 = 60_000;
+    pub const MAX_FUNCTION_FUEL: u64 = 100_000_000_000;
+    pub const HANDLER_TIMEOUT_SECS: u64 = 600;
+    pub const QDRANT_COLLECTION_PREFIX: &str = "tensoras_";
+}
+
 /// Settings of a running server.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -12,18 +34,18 @@ pub struct Config {
     /// Largest request body accepted, in bytes (413 above it).
     pub max_body_bytes: usize,
     /// Limits applied to a function whose manifest does not set them.
-    pub default_limits: crate::runtime::Limits,
+    pub default_limits: crate::limits::Limits,
     /// Upper bounds no manifest may exceed (a deploy asking for more is refused).
-    pub max_limits: crate::runtime::Limits,
+    pub max_limits: crate::limits::Limits,
     /// Requests running a guest instance at once (nested instances have a pool of their
     /// own); further requests wait for a slot as `admission` allows.
     pub max_instances: u32,
     /// How long and how many requests may wait for an instance slot.
-    pub admission: crate::runtime::AdmissionOptions,
+    pub admission: crate::limits::AdmissionOptions,
     /// Connection cap and request read deadlines.
     pub listen: ListenOptions,
     /// Limits of one inference request (chat, embeddings handlers).
-    pub handler_limits: crate::runtime::Limits,
+    pub handler_limits: crate::limits::Limits,
     /// Model manifests (`models/*.toml`).
     pub manifests_dir: PathBuf,
     /// Converted model files, `<dir>/<model>/model.onnx` ...
@@ -58,39 +80,43 @@ impl Config {
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         Self {
             data_dir: data_dir.into(),
-            max_body_bytes: 32 * 1024 * 1024,
-            default_limits: crate::runtime::Limits {
+            max_body_bytes: defaults::MAX_BODY_BYTES,
+            default_limits: crate::limits::Limits {
                 memory_bytes: 128 << 20,
                 timeout: Duration::from_secs(10),
                 fuel: 20_000_000_000,
             },
             // A tenant's function shares the host with everyone's: its asks are capped
             // (`serve --max-function-*`).
-            max_limits: crate::runtime::Limits {
-                memory_bytes: 256 << 20,
-                timeout: Duration::from_secs(60),
-                fuel: 100_000_000_000,
+            max_limits: crate::limits::Limits {
+                memory_bytes: defaults::MAX_FUNCTION_MEMORY_MB << 20,
+                timeout: Duration::from_millis(defaults::MAX_FUNCTION_TIMEOUT_MS),
+                fuel: defaults::MAX_FUNCTION_FUEL,
             },
-            max_instances: 256,
-            admission: crate::runtime::AdmissionOptions::default(),
+            max_instances: defaults::MAX_INSTANCES,
+            admission: crate::limits::AdmissionOptions::default(),
             listen: ListenOptions::default(),
-            handler_limits: crate::runtime::Limits { memory_bytes: 512 << 20, timeout: Duration::from_secs(600), fuel: u64::MAX },
-            manifests_dir: PathBuf::from("models"),
+            handler_limits: crate::limits::Limits {
+                memory_bytes: 512 << 20,
+                timeout: Duration::from_secs(defaults::HANDLER_TIMEOUT_SECS),
+                fuel: u64::MAX,
+            },
+            manifests_dir: PathBuf::from(defaults::MANIFESTS_DIR),
             models_dir: default_models_dir(),
-            handlers_dir: PathBuf::from("build/functions"),
+            handlers_dir: PathBuf::from(defaults::HANDLERS_DIR),
             openai_aliases: false,
             ort: crate::inference::OrtOptions {
                 library: None,
                 threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
                 cuda: false,
-                max_batch: 16,
-                prefix_cache_bytes: 256 << 20,
+                max_batch: defaults::MAX_BATCH,
+                prefix_cache_bytes: defaults::PREFIX_CACHE_MB << 20,
                 kv_in_place: true,
                 nbits_kernel: true,
                 spin_between_runs: false,
             },
             files_url: None,
-            max_file_bytes: 512 << 20,
+            max_file_bytes: defaults::MAX_FILE_BYTES,
             url_sources_allow_private: false,
             address_policy: crate::net::AddressPolicy::default(),
             object_sources: std::collections::HashMap::new(),
@@ -142,14 +168,16 @@ pub struct ListenOptions {
 
 impl Default for ListenOptions {
     fn default() -> Self {
-        Self { max_connections: 4096, header_timeout: Duration::from_secs(10), body_idle_timeout: Duration::from_secs(30) }
+        Self {
+            max_connections: defaults::MAX_CONNECTIONS,
+            header_timeout: Duration::from_secs(defaults::HEADER_TIMEOUT_SECS),
+            body_idle_timeout: Duration::from_secs(defaults::BODY_TIMEOUT_SECS),
+        }
     }
 }
 
-/// `~/.cache/tensoras/models`, where `make` puts the default models: converted once and
+/// `models` under [`crate::cache_root`], where `make` puts the default models: converted once and
 /// shared by every data directory.
 pub fn default_models_dir() -> PathBuf {
-    std::env::var_os("HOME")
-        .map(|h| PathBuf::from(h).join(".cache/tensoras/models"))
-        .unwrap_or_else(|| PathBuf::from("models-data"))
+    crate::cache_root().map(|c| c.join("models")).unwrap_or_else(|| PathBuf::from("models-data"))
 }

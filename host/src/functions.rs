@@ -23,7 +23,8 @@ use sha2::{Digest, Sha256};
 use crate::config::Config;
 use crate::files::disk::{TenantEntry, sync_dir, tenant_entries, write_durably};
 use crate::ids::valid_name;
-use crate::runtime::{Grants, HttpFunction, LimitsSpec, Runtime, Sandbox, ToolFunction, ToolInfo, ToolOutcome, Toolbox};
+use crate::limits::{Grants, LimitsSpec};
+use crate::runtime::{HttpFunction, Runtime, Sandbox, ToolFunction, ToolInfo, ToolOutcome, Toolbox};
 use crate::store::{FunctionKind, FunctionRecord, MetadataStore, StoreError};
 
 /// A deploy manifest, as uploaded next to the component.

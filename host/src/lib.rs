@@ -17,10 +17,20 @@ pub mod functions;
 pub mod ids;
 pub mod inference;
 pub mod kb;
+pub mod limits;
 pub mod net;
 pub mod runtime;
 pub mod store;
 pub mod vector;
+
+/// Where `make` keeps what is built once per machine (converted models, Python
+/// environments, build caches): `$TENSORAS_CACHE`, as scripts/env.sh has it, else
+/// `~/.cache/tensoras`; `None` with neither set.
+pub fn cache_root() -> Option<std::path::PathBuf> {
+    std::env::var_os("TENSORAS_CACHE")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cache/tensoras")))
+}
 
 /// Seconds since the Unix epoch, as OpenAI's `created` fields use.
 pub fn unix_now() -> i64 {

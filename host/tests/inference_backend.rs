@@ -20,7 +20,7 @@ fn repo() -> PathBuf {
 }
 
 fn home_cache() -> PathBuf {
-    PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/tensoras")
+    tensoras::cache_root().expect("HOME is set")
 }
 
 fn ort() -> OrtOptions {
@@ -531,7 +531,7 @@ async fn a_guest_cannot_crash_the_host_through_wasi_nn() {
     .unwrap();
     let wasm = std::fs::read(repo().join("build/functions/nn-abuse.wasm")).expect("run scripts/build-guests.sh");
     let limits =
-        tensoras::runtime::Limits { memory_bytes: 256 << 20, timeout: std::time::Duration::from_secs(60), fuel: u64::MAX };
+        tensoras::limits::Limits { memory_bytes: 256 << 20, timeout: std::time::Duration::from_secs(60), fuel: u64::MAX };
     let handler = runtime.prepare_handler(&runtime.compile(&wasm).unwrap(), limits).unwrap();
     let ctx = tensoras::runtime::HandlerCtx::models_only(inference);
     let req = tensoras::runtime::HandlerRequest {

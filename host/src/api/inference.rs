@@ -39,7 +39,7 @@ pub struct Handlers {
 impl Handlers {
     /// Loads `chat.wasm`, `rag.wasm` and `embeddings.wasm` from `dir`. A missing or broken handler is
     /// logged and its endpoints answer 503; the rest of the server still works.
-    pub fn load(runtime: &crate::runtime::Runtime, dir: &std::path::Path, limits: crate::runtime::Limits) -> Self {
+    pub fn load(runtime: &crate::runtime::Runtime, dir: &std::path::Path, limits: crate::limits::Limits) -> Self {
         let load = |name: &str| -> Option<HandlerFunction> {
             let path = dir.join(format!("{name}.wasm"));
             let result = std::fs::read(&path)

@@ -87,8 +87,8 @@ pub enum ModelsCommand {
 
 fn python(explicit: Option<PathBuf>) -> PathBuf {
     explicit.unwrap_or_else(|| {
-        std::env::var_os("HOME")
-            .map(|h| PathBuf::from(h).join(".cache/tensoras/importer-venv/bin/python"))
+        tensoras::cache_root()
+            .map(|c| c.join("importer-venv/bin/python"))
             .filter(|p| p.is_file())
             .unwrap_or_else(|| PathBuf::from("python3"))
     })

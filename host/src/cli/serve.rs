@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use tensoras::api::{self, AppState};
-use tensoras::config::Config;
+use tensoras::config::{Config, defaults};
 use tensoras::store::MetadataStore;
 
 use super::DataDirArg;
@@ -21,38 +21,38 @@ pub struct ServeArgs {
     #[command(flatten)]
     data: DataDirArg,
     /// Largest request body accepted, in bytes.
-    #[arg(long, env = "TENSORAS_MAX_BODY_BYTES", default_value_t = 32 * 1024 * 1024)]
+    #[arg(long, env = "TENSORAS_MAX_BODY_BYTES", default_value_t = defaults::MAX_BODY_BYTES)]
     max_body_bytes: usize,
     /// Most requests running a guest instance at once (each may start nested instances
     /// of its own: an embedding for RAG, a server-side tool).
-    #[arg(long, env = "TENSORAS_MAX_INSTANCES", default_value_t = 256)]
+    #[arg(long, env = "TENSORAS_MAX_INSTANCES", default_value_t = defaults::MAX_INSTANCES)]
     max_instances: u32,
     /// Longest a request waits for a free instance before a 503 `server_overloaded`.
-    #[arg(long, env = "TENSORAS_QUEUE_TIMEOUT_SECS", default_value_t = 30)]
+    #[arg(long, env = "TENSORAS_QUEUE_TIMEOUT_SECS", default_value_t = defaults::QUEUE_TIMEOUT_SECS)]
     queue_timeout_secs: u64,
     /// Most requests waiting for an instance at once; past it, a 503 at once.
-    #[arg(long, env = "TENSORAS_MAX_QUEUE", default_value_t = 1024)]
+    #[arg(long, env = "TENSORAS_MAX_QUEUE", default_value_t = defaults::MAX_QUEUE)]
     max_queue: usize,
     /// Most client connections open at once; more wait in the kernel's backlog.
-    #[arg(long, env = "TENSORAS_MAX_CONNECTIONS", default_value_t = 4096)]
+    #[arg(long, env = "TENSORAS_MAX_CONNECTIONS", default_value_t = defaults::MAX_CONNECTIONS)]
     max_connections: usize,
     /// Seconds a client has to send a request's headers.
-    #[arg(long, env = "TENSORAS_HEADER_TIMEOUT_SECS", default_value_t = 10)]
+    #[arg(long, env = "TENSORAS_HEADER_TIMEOUT_SECS", default_value_t = defaults::HEADER_TIMEOUT_SECS)]
     header_timeout_secs: u64,
     /// Seconds a request body may send nothing before the request fails.
-    #[arg(long, env = "TENSORAS_BODY_TIMEOUT_SECS", default_value_t = 30)]
+    #[arg(long, env = "TENSORAS_BODY_TIMEOUT_SECS", default_value_t = defaults::BODY_TIMEOUT_SECS)]
     body_timeout_secs: u64,
     /// Operator key: stored (or reactivated, if revoked) as an operator key on every start.
     #[arg(long, env = "TENSORAS_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
     /// Folder of model manifests (`*.toml`).
-    #[arg(long, env = "TENSORAS_MODEL_MANIFESTS", default_value = "models")]
+    #[arg(long, env = "TENSORAS_MODEL_MANIFESTS", default_value = defaults::MANIFESTS_DIR)]
     manifests: PathBuf,
     /// Folder of converted models [default: ~/.cache/tensoras/models].
     #[arg(long, env = "TENSORAS_MODELS_DIR")]
     models_dir: Option<PathBuf>,
     /// Folder with the handler components `chat.wasm`, `rag.wasm` and `embeddings.wasm`.
-    #[arg(long, env = "TENSORAS_HANDLERS_DIR", default_value = "build/functions")]
+    #[arg(long, env = "TENSORAS_HANDLERS_DIR", default_value = defaults::HANDLERS_DIR)]
     handlers_dir: PathBuf,
     /// Let OpenAI model names (gpt-4o-mini, text-embedding-3-small, ...) resolve to local models.
     #[arg(long, env = "TENSORAS_OPENAI_ALIASES")]
@@ -65,11 +65,11 @@ pub struct ServeArgs {
     threads: Option<usize>,
     /// Most concurrent sequences of one chat model stepped together in one ONNX Runtime
     /// run (continuous batching); 1 turns batching off.
-    #[arg(long, env = "TENSORAS_MAX_BATCH", default_value_t = 16)]
+    #[arg(long, env = "TENSORAS_MAX_BATCH", default_value_t = defaults::MAX_BATCH)]
     max_batch: usize,
     /// Memory per chat model for the KV caches of finished requests, reused by prompts
     /// that start with the same tokens (next turns, shared system prompts), in MiB; 0 off.
-    #[arg(long, env = "TENSORAS_PREFIX_CACHE_MB", default_value_t = 256)]
+    #[arg(long, env = "TENSORAS_PREFIX_CACHE_MB", default_value_t = defaults::PREFIX_CACHE_MB)]
     prefix_cache_mb: usize,
     /// Copy each chat model's KV cache every step instead of updating it in place (what
     /// graphs without GroupQueryAttention always do); for comparisons.
@@ -89,7 +89,7 @@ pub struct ServeArgs {
     #[arg(long, env = "TENSORAS_FILES_URL")]
     files_url: Option<String>,
     /// Largest uploaded file, in bytes.
-    #[arg(long, env = "TENSORAS_MAX_FILE_BYTES", default_value_t = 512 << 20)]
+    #[arg(long, env = "TENSORAS_MAX_FILE_BYTES", default_value_t = defaults::MAX_FILE_BYTES)]
     max_file_bytes: u64,
     /// Let knowledge-base URL sources fetch from loopback, private and link-local
     /// addresses (refused by default: the server would be a proxy into its network).
@@ -106,18 +106,18 @@ pub struct ServeArgs {
     #[arg(long, env = "TENSORAS_TENANT_OBJECT_SOURCES", value_delimiter = ',', value_name = "TENANT=URL")]
     tenant_object_source: Vec<String>,
     /// Most memory a function's manifest may ask for, in MiB.
-    #[arg(long, env = "TENSORAS_MAX_FUNCTION_MEMORY_MB", default_value_t = 256)]
+    #[arg(long, env = "TENSORAS_MAX_FUNCTION_MEMORY_MB", default_value_t = defaults::MAX_FUNCTION_MEMORY_MB)]
     max_function_memory_mb: usize,
     /// Longest wall-clock deadline a function's manifest may ask for, in milliseconds.
-    #[arg(long, env = "TENSORAS_MAX_FUNCTION_TIMEOUT_MS", default_value_t = 60_000)]
+    #[arg(long, env = "TENSORAS_MAX_FUNCTION_TIMEOUT_MS", default_value_t = defaults::MAX_FUNCTION_TIMEOUT_MS)]
     max_function_timeout_ms: u64,
     /// Largest CPU budget (wasmtime fuel, about one unit per instruction) a function's
     /// manifest may ask for per call.
-    #[arg(long, env = "TENSORAS_MAX_FUNCTION_FUEL", default_value_t = 100_000_000_000)]
+    #[arg(long, env = "TENSORAS_MAX_FUNCTION_FUEL", default_value_t = defaults::MAX_FUNCTION_FUEL)]
     max_function_fuel: u64,
     /// Longest one inference request (chat, completions, embeddings) may run, in seconds;
     /// past it the handler is stopped: a 504 before a stream starts, an error event after.
-    #[arg(long, env = "TENSORAS_HANDLER_TIMEOUT_SECS", default_value_t = 600)]
+    #[arg(long, env = "TENSORAS_HANDLER_TIMEOUT_SECS", default_value_t = defaults::HANDLER_TIMEOUT_SECS)]
     handler_timeout_secs: u64,
     /// CPU budget of one inference request's handler, in wasmtime fuel (about one unit
     /// per wasm instruction; the model's own compute is not counted) [default: unlimited].
@@ -135,7 +135,7 @@ pub struct ServeArgs {
     qdrant_api_key: Option<String>,
     /// Prefix of the Qdrant collection names (one per knowledge base), so several
     /// deployments can share a server.
-    #[arg(long, env = "TENSORAS_QDRANT_COLLECTION_PREFIX", default_value = "tensoras_")]
+    #[arg(long, env = "TENSORAS_QDRANT_COLLECTION_PREFIX", default_value = defaults::QDRANT_COLLECTION_PREFIX)]
     qdrant_collection_prefix: String,
 }
 
@@ -143,7 +143,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let mut config = Config::new(&args.data.data_dir);
     config.max_body_bytes = args.max_body_bytes;
     config.max_instances = args.max_instances.max(1);
-    config.admission = tensoras::runtime::AdmissionOptions {
+    config.admission = tensoras::limits::AdmissionOptions {
         queue_timeout: Duration::from_secs(args.queue_timeout_secs),
         max_waiting: args.max_queue,
     };
@@ -178,7 +178,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         })?;
         config.object_sources.entry(tenant.to_owned()).or_default().push(prefix.to_owned());
     }
-    config.max_limits = tensoras::runtime::Limits {
+    config.max_limits = tensoras::limits::Limits {
         memory_bytes: args.max_function_memory_mb.max(1) << 20,
         timeout: Duration::from_millis(args.max_function_timeout_ms.max(1)),
         fuel: args.max_function_fuel.max(1),

@@ -16,11 +16,11 @@
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::InvokeError;
+use crate::limits::AdmissionOptions;
 
 /// Deepest chain of instances started by instances: request handler → embeddings
 /// handler or tool → (a tool's own model call) → ...
@@ -29,21 +29,6 @@ pub const MAX_NESTED_DEPTH: u32 = 3;
 /// Instances the pooling allocator must hold for `max_instances` top-level slots.
 pub(super) fn total_instances(max_instances: u32) -> u32 {
     max_instances.saturating_mul(1 + MAX_NESTED_DEPTH)
-}
-
-/// How interactive requests queue for a slot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AdmissionOptions {
-    /// Longest wait for a slot before answering 503.
-    pub queue_timeout: Duration,
-    /// Most requests waiting at once; one more is refused at once.
-    pub max_waiting: usize,
-}
-
-impl Default for AdmissionOptions {
-    fn default() -> Self {
-        Self { queue_timeout: Duration::from_secs(30), max_waiting: 1024 }
-    }
 }
 
 /// The call a piece of async code runs in: its nesting depth, and whether it serves an
@@ -161,6 +146,8 @@ impl Admission {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn admission(slots: u32, max_waiting: usize) -> Arc<Admission> {

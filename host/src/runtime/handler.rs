@@ -19,8 +19,9 @@ use futures::FutureExt as _;
 use tokio::sync::mpsc;
 use wasmtime::component::{Component, HasSelf};
 
-use super::{InvokeError, Limits, Runtime, Sandbox, State};
+use super::{InvokeError, Runtime, Sandbox, State};
 use crate::inference::Inference;
+use crate::limits::Limits;
 pub use nn::{NnContext, NnErrorResource, NnGraph, NnTensor};
 
 mod bindings {

@@ -10,7 +10,8 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
-use super::{InvokeError, Limits, Runtime, Sandbox, classify};
+use super::{InvokeError, Runtime, Sandbox, classify};
+use crate::limits::Limits;
 
 /// Request body type handed to guests.
 pub type HttpRequestBody = UnsyncBoxBody<Bytes, wasmtime_wasi_http::Error>;

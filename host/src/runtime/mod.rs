@@ -20,7 +20,6 @@
 mod admission;
 mod handler;
 mod http;
-mod limits;
 mod outgoing;
 mod state;
 mod tool;
@@ -34,14 +33,14 @@ use anyhow::Context as _;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap, UpdateDeadline};
 
-pub use self::admission::{Admission, AdmissionOptions, MAX_NESTED_DEPTH, interactive};
+pub use self::admission::{Admission, MAX_NESTED_DEPTH, interactive};
+use crate::limits::{AdmissionOptions, Limits};
 
 pub use self::handler::{
     HandlerCtx, HandlerError, HandlerFunction, HandlerRequest, HandlerResponse, RetrievalError, RetrievalSearch, RetrievedChunk,
     Retriever, Toolbox, Usage,
 };
 pub use self::http::{HttpFunction, HttpRequestBody};
-pub use self::limits::{Grants, LimitError, Limits, LimitsSpec};
 pub use self::state::{Sandbox, State};
 pub use self::tool::{ToolFunction, ToolInfo, ToolOutcome};
 

@@ -20,7 +20,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody};
 
-use super::Grants;
+use crate::limits::Grants;
 use crate::net::AddressPolicy;
 
 /// What the sender hands back: the response, and the connection's remaining work.

@@ -16,7 +16,7 @@ use wasmtime_wasi::sockets::SocketAddrUse;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
-use super::Grants;
+use crate::limits::Grants;
 use crate::net::AddressPolicy;
 
 /// What a function may touch: its grants and, if `storage` is granted, its directory.

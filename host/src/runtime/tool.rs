@@ -3,7 +3,8 @@
 use futures::FutureExt as _;
 use wasmtime::component::Component;
 
-use super::{InvokeError, Limits, Runtime, Sandbox};
+use super::{InvokeError, Runtime, Sandbox};
+use crate::limits::Limits;
 
 mod bindings {
     wasmtime::component::bindgen!({

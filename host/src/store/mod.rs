@@ -43,9 +43,9 @@ pub struct FunctionRecord {
     /// JSON Schema of tool arguments (tools only).
     pub parameters: Option<serde_json::Value>,
     /// Resource limits.
-    pub limits: crate::runtime::LimitsSpec,
+    pub limits: crate::limits::LimitsSpec,
     /// Capabilities granted beyond the deny-by-default sandbox.
-    pub grants: crate::runtime::Grants,
+    pub grants: crate::limits::Grants,
     /// SHA-256 of the component bytes.
     pub sha256: String,
     /// Component size in bytes.

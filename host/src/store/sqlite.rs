@@ -320,7 +320,7 @@ impl MetadataStore for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::{Grants, LimitsSpec};
+    use crate::limits::{Grants, LimitsSpec};
 
     fn record(tenant: &str, name: &str) -> FunctionRecord {
         FunctionRecord {

@@ -1,4 +1,7 @@
-//! Per-function resource limits and capability grants, as written in a deploy manifest.
+//! Per-function resource limits and capability grants, as written in a deploy manifest,
+//! and how interactive requests queue for an instance slot. Plain settings with no
+//! behaviour of the engine, so the store, the configuration and the runtime all use them
+//! without importing one another.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -136,6 +139,26 @@ impl Grants {
             let h = h.trim_start_matches('[').trim_end_matches(']');
             h.eq_ignore_ascii_case(host) && (pp == "*" || pp.parse::<u16>() == Ok(port))
         })
+    }
+}
+
+/// How interactive requests queue for a slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AdmissionOptions {
+    /// Longest wait for a slot before answering 503.
+    pub queue_timeout: Duration,
+    /// Most requests waiting at once; one more is refused at once.
+    pub max_waiting: usize,
+}
+
+/// [`AdmissionOptions::queue_timeout`]'s default.
+pub const QUEUE_TIMEOUT_SECS: u64 = 30;
+/// [`AdmissionOptions::max_waiting`]'s default.
+pub const MAX_QUEUE: usize = 1024;
+
+impl Default for AdmissionOptions {
+    fn default() -> Self {
+        Self { queue_timeout: Duration::from_secs(QUEUE_TIMEOUT_SECS), max_waiting: MAX_QUEUE }
     }
 }
 
