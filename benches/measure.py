@@ -458,7 +458,7 @@ def cmd_ratio(a):
 
 def cmd_steps(a):
     """Where a lone stream's decode step goes, from the server's own scheduler trace
-    (TENSORAS_LOG=tensoras::inference::batch=trace): ONNX Runtime's run (`decode run
+    (TENSORAS_LOG=tensoras::inference::decoder::scheduler=trace): ONNX Runtime's run (`decode run
     ... ort_us`) and the rest of the step period (the time between two consecutive
     `decode run` lines, less the second run): the handler's work between steps, the two
     thread hand-offs and the scheduler's own bookkeeping. Both come from the same steps,

@@ -31,7 +31,7 @@ KEY="$(new_key)"
 PORT="$(free_port)"
 # The scheduler's trace times every run and the wait before it (measure.py steps).
 start_tensoras "$TENSORAS_BIN" "$PORT" "$WORK/data" "$WORK/tensoras.log" "$KEY" TENSORAS_THREADS="$THREADS" \
-    TENSORAS_LOG="warn,tensoras::inference::batch=trace" || exit 1
+    TENSORAS_LOG="warn,tensoras::inference::decoder::scheduler=trace" || exit 1
 PID=$SERVER_PID
 for i in $(seq "$PAIRS"); do
     python3 benches/measure.py chat "http://127.0.0.1:$PORT" smollm2-135m-instruct "$RESULTS/wasm-$i.json" \

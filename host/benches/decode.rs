@@ -25,12 +25,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Instant;
 
-use tensoras::inference::onnx::{DecoderGraph, DecoderSequence};
 use tensoras::inference::text::TemplateMessage;
-use tensoras::inference::{Graph, Inference, Loaded, OrtOptions};
+use tensoras::inference::{Decoder, Graph, Inference, Loaded, OrtOptions};
 
 const MODEL: &str = "smollm2-135m-instruct";
 const PROMPT: &str = "Write a long story about a dragon who learns to bake bread.";
@@ -57,8 +55,8 @@ fn argmax(logits: &[f32]) -> usize {
 /// One greedy generation: prefill with every prompt id (its logits give the first token,
 /// so the prefill time is the bare time to first token), then one token per step.
 /// Generation stops at `max_tokens` or a stop token, like the server.
-fn generate(graph: &Arc<DecoderGraph>, prompt: &[i64], stop: &[u32], max_tokens: usize) -> Run {
-    let mut seq = DecoderSequence::new(graph.clone());
+fn generate(graph: &Decoder, prompt: &[i64], stop: &[u32], max_tokens: usize) -> Run {
+    let mut seq = graph.unbatched();
     let t0 = Instant::now();
     let logits = seq.step(prompt).expect("prefill");
     let mut next = argmax(&logits);
@@ -93,9 +91,8 @@ fn main() -> anyhow::Result<()> {
     // cargo bench passes `--bench`; nothing else is accepted.
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let manifests = std::env::var_os("TENSORAS_MODEL_MANIFESTS").map(PathBuf::from).unwrap_or_else(|| root.join("models"));
-    let models_dir = std::env::var_os("TENSORAS_MODELS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(tensoras::config::default_models_dir);
+    let models_dir =
+        std::env::var_os("TENSORAS_MODELS_DIR").map(PathBuf::from).unwrap_or_else(tensoras::config::default_models_dir);
     let library = std::env::var_os("TENSORAS_ORT_LIB").map(PathBuf::from);
     let threads: Vec<usize> = std::env::var("DECODE_THREADS")
         .unwrap_or_else(|_| "1,2".into())

@@ -9,11 +9,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use tensoras::inference::batch::{Sequence, Stats};
 use tensoras::inference::catalog::GraphConfig;
-use tensoras::inference::onnx::{DecoderGraph, DecoderSequence, NnErrorCode, OrtOptions};
+use tensoras::inference::decoder::{Decoder, Sequence, Stats};
 use tensoras::inference::text::{TemplateMessage, TextModel};
-use tensoras::inference::{Catalog, Graph, Inference};
+use tensoras::inference::{Catalog, Graph, Inference, NnErrorCode, OrtOptions};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -34,12 +33,12 @@ fn ort() -> OrtOptions {
         nbits_kernel: true,
         spin_between_runs: false,
     };
-    tensoras::inference::onnx::init(&opts).expect("ONNX Runtime (run `make setup`)");
+    tensoras::inference::init(&opts).expect("ONNX Runtime (run `make setup`)");
     opts
 }
 
 /// Generates the tiny decoder with the importer's Python (installed by `make setup`).
-fn tiny_decoder() -> (tempfile::TempDir, Arc<DecoderGraph>) {
+fn tiny_decoder() -> (tempfile::TempDir, Arc<Decoder>) {
     let dir = tempfile::tempdir().unwrap();
     let python = std::env::var_os("TENSORAS_IMPORTER_PYTHON")
         .map(PathBuf::from)
@@ -52,14 +51,14 @@ fn tiny_decoder() -> (tempfile::TempDir, Arc<DecoderGraph>) {
         .unwrap_or_else(|e| panic!("{}: {e}; run `make setup` first", python.display()));
     assert!(status.success());
     let config: GraphConfig = serde_json::from_str(&std::fs::read_to_string(dir.path().join("config.json")).unwrap()).unwrap();
-    let graph = DecoderGraph::load(&dir.path().join("model.onnx"), &config, config.context_length(), &ort()).unwrap();
+    let graph = Arc::new(Decoder::load(&dir.path().join("model.onnx"), &config, config.context_length(), &ort()).unwrap());
     (dir, graph)
 }
 
 #[test]
 fn decoder_keeps_its_kv_cache_between_steps() {
     let (_dir, graph) = tiny_decoder();
-    let mut seq = DecoderSequence::new(graph.clone());
+    let mut seq = graph.unbatched();
     let logits = seq.step(&[3, 5, 7]).unwrap();
     assert_eq!(logits.len(), 16);
     assert_eq!((logits[0], logits[1]), (15.0, 3.0));
@@ -67,7 +66,7 @@ fn decoder_keeps_its_kv_cache_between_steps() {
     assert_eq!((logits[0], logits[1]), (17.0, 4.0), "the step must see the cached prompt");
     assert_eq!(seq.len(), 4);
     // Sequences are independent.
-    let mut other = DecoderSequence::new(graph);
+    let mut other = graph.unbatched();
     assert_eq!(other.step(&[1]).unwrap()[0], 1.0);
     assert_eq!(seq.step(&[0]).unwrap()[1], 5.0);
 }
@@ -75,7 +74,7 @@ fn decoder_keeps_its_kv_cache_between_steps() {
 #[test]
 fn bad_decoder_inputs_are_errors_with_reasons() {
     let (_dir, graph) = tiny_decoder();
-    let mut seq = DecoderSequence::new(graph);
+    let mut seq = graph.unbatched();
     let e = seq.step(&[]).unwrap_err();
     assert_eq!(e.code, NnErrorCode::InvalidArgument);
     let e = seq.step(&[16]).unwrap_err();
@@ -206,8 +205,8 @@ fn argmax(logits: &[f32]) -> i64 {
 }
 
 /// The logits of `steps` greedy steps after `prompt` (the prompt's step first).
-fn greedy(graph: Arc<DecoderGraph>, prompt: &[i64], steps: usize) -> Vec<Vec<f32>> {
-    let mut seq = DecoderSequence::new(graph);
+fn greedy(graph: Arc<Decoder>, prompt: &[i64], steps: usize) -> Vec<Vec<f32>> {
+    let mut seq = graph.unbatched();
     let mut logits = vec![seq.step(prompt).unwrap()];
     for _ in 1..steps {
         let next = argmax(logits.last().unwrap());
@@ -236,7 +235,7 @@ fn chat_ids(text: &TextModel, content: &str) -> Vec<i64> {
 
 /// The scheduler's stats once it has handled the closes sent so far, when it holds no KV
 /// buffer but the prefix cache's (gives up after 10 s: the caller's assertion says why).
-async fn settled(graph: &DecoderGraph) -> Stats {
+async fn settled(graph: &Decoder) -> Stats {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let stats = graph.batch_stats();
@@ -254,7 +253,7 @@ fn smollm2_position_bytes() -> usize {
     2 * config.n_layers * config.n_kv_heads * config.head_dim * std::mem::size_of::<f32>()
 }
 
-fn smollm2(inference: &Inference) -> (Arc<DecoderGraph>, Arc<TextModel>) {
+fn smollm2(inference: &Inference) -> (Arc<Decoder>, Arc<TextModel>) {
     let loaded = inference.get("smollm2").expect("installed by `make setup`");
     match &loaded.graph {
         Graph::Decoder(g) => (g.clone(), loaded.text.clone()),
@@ -289,7 +288,7 @@ fn smollm2_answers_the_france_question_through_the_backend() {
     };
     let prompt = loaded.text.apply_chat_template(&[msg], None).unwrap();
     let ids: Vec<i64> = loaded.text.encode(&prompt, false).unwrap().into_iter().map(i64::from).collect();
-    let mut seq = DecoderSequence::new(graph.clone());
+    let mut seq = graph.unbatched();
     let mut logits = seq.step(&ids).unwrap();
     let mut out = Vec::new();
     for _ in 0..20 {

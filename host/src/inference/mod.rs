@@ -1,14 +1,17 @@
 //! Model execution on the host: the catalogue, ONNX Runtime graphs, tokenizers and chat
 //! templates. Guests reach all of it through WIT (`wasi:nn`, `tokenizer`, `models`); they
-//! never hold weights or KV caches. Concurrent sequences of a decoder are stepped together
-//! by its scheduler ([`batch`]).
+//! never hold weights or KV caches. A decoder owns its graph and the scheduler that steps
+//! its concurrent sequences together ([`decoder`]); an encoder runs one batch at a time
+//! ([`encoder`]); [`environment`] loads ONNX Runtime and builds their sessions.
 
-pub mod batch;
 pub mod catalog;
 pub mod chat_prompt;
+pub mod decoder;
+pub mod encoder;
+pub mod environment;
+mod error;
 mod in_place;
 mod nbits;
-pub mod onnx;
 pub mod text;
 mod trim;
 
@@ -19,8 +22,35 @@ use std::sync::Arc;
 use anyhow::Context as _;
 
 pub use catalog::{Catalog, Model, ModelKind};
-pub use onnx::{Graph, OrtOptions};
+pub use decoder::Decoder;
+pub use encoder::EncoderGraph;
+pub use environment::{OrtOptions, init};
+pub use error::{NnError, NnErrorCode};
 pub use text::TextModel;
+
+/// A loaded graph.
+#[derive(Debug, Clone)]
+pub enum Graph {
+    /// Decoder LLM, with its scheduler.
+    Decoder(Arc<Decoder>),
+    /// Encoder.
+    Encoder(Arc<EncoderGraph>),
+}
+
+impl Graph {
+    /// Loads the graph of an installed model.
+    fn load(model: &Model, installed: &catalog::Installed, opts: &OrtOptions) -> anyhow::Result<Self> {
+        let path = installed.graph_path();
+        let ctx = model.context_length();
+        let what = || format!("model {}", model.manifest.id);
+        Ok(match model.manifest.kind {
+            ModelKind::Chat => Self::Decoder(Arc::new(Decoder::load(&path, &installed.config, ctx, opts).with_context(what)?)),
+            ModelKind::Embedding => {
+                Self::Encoder(Arc::new(EncoderGraph::load(&path, &installed.config, ctx, opts).with_context(what)?))
+            }
+        })
+    }
+}
 
 /// An installed model ready to run.
 #[derive(Debug, Clone)]
@@ -48,13 +78,13 @@ impl Inference {
         let mut loaded = HashMap::new();
         let installed: Vec<&Model> = catalog.all().filter(|m| m.installed.is_some()).collect();
         if !installed.is_empty() {
-            let lib = onnx::init(ort)?;
+            let lib = init(ort)?;
             tracing::info!(library = %lib.display(), "loaded ONNX Runtime");
         }
         for model in installed {
             let Some(files) = &model.installed else { continue };
             let started = std::time::Instant::now();
-            let graph = onnx::load_graph(model, files, ort)?;
+            let graph = Graph::load(model, files, ort)?;
             let template = (model.manifest.kind == ModelKind::Chat).then(|| files.chat_template_path());
             let text = TextModel::load(&files.tokenizer_path(), template.as_deref(), &files.config.eos_token_ids)
                 .with_context(|| format!("model {}", model.manifest.id))?;

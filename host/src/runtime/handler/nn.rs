@@ -9,8 +9,8 @@ use wasmtime::component::Resource;
 use super::State;
 use super::bindings::wasi::nn::{errors, graph, inference, tensor};
 use crate::inference::Graph;
-use crate::inference::batch::Sequence;
-use crate::inference::onnx::{EncoderGraph, NnError, NnErrorCode};
+use crate::inference::decoder::Sequence;
+use crate::inference::{EncoderGraph, NnError, NnErrorCode};
 
 /// A loaded graph handed to a guest.
 pub struct NnGraph(Graph);

@@ -1,78 +1,45 @@
-//! Continuous batching of decoder steps.
+//! Continuous batching: the scheduler that steps a decoder's sequences together.
 //!
-//! Every decoder graph has one scheduler thread. Execution contexts ([`Sequence`]) send it
-//! their steps; it runs the single-token (decode) steps pending at a moment as one
-//! `[B, 1]` ONNX Runtime run and answers each with its own row of logits. Sequences join
-//! and leave between steps; a prompt (prefill) runs on its own and its sequence joins the
-//! batch at its next step.
-//!
-//! KV caches live in *groups*: a group is the batched cache of the sequences that last ran
-//! together, left-padded to a common width (`attention_mask` 0 over the padding, which the
-//! graph turns into an attention bias; each row's `position_ids` are its own positions).
-//! While the same members keep stepping together, their cache carries over from run to run
-//! with no copy (in place, or `present.*` as the next past: [`KvCache`]), exactly as for a
-//! lone sequence, which is a group of one. When the
-//! set stepping together changes (a sequence joins after its prefill, another finishes),
-//! the scheduler gathers the members' rows into a new group, trimmed to the longest member:
-//! one copy per change of membership, not one per step.
-//!
-//! Batching is not always cheaper: on a CPU, ONNX Runtime's 4-bit `MatMulNBits` has a fast
-//! kernel for one row only, so two rows can cost more than two single runs. The scheduler
-//! learns the mean run time of each batch size and the wait for a batch's members
-//! ([`RunCosts`]), and while single runs are cheaper it lets the streams take turns (each
-//! guest then works while another's step runs), trying the batch again now and then to
-//! notice when that changes.
+//! Every decoder has one scheduler thread. Execution contexts ([`super::Sequence`]) send it
+//! their steps; it runs the single-token (decode) steps pending at a moment as one `[B, 1]`
+//! ONNX Runtime run and answers each with its own row of logits. Sequences join and leave
+//! between steps; a prompt (prefill) runs on its own and its sequence joins the batch at
+//! its next step. Their caches live in [`KvGroups`]; finished ones go to the
+//! [`PrefixCache`]; whether a batch runs batched or row by row is [`RunCosts`]' call.
 //!
 //! To keep streams in lockstep the scheduler waits, up to a short deadline, for the
 //! sequences that stepped in its previous run; one that misses the deadline is not waited
 //! for again until it comes back. A single stream never waits.
 //!
-//! A sequence alone on its graph does not go through the scheduler thread at all: its
+//! A sequence alone on its decoder does not go through the scheduler thread at all: its
 //! step runs on the calling thread, under the scheduler's lock, with the same bookkeeping.
 //! The two thread hand-offs (to the scheduler thread and back, each a futex wake-up) cost
 //! ~0.1–0.2 ms a step on a VM, ~2 % of a 10 ms CPU step and far more of a GPU step, and a
 //! lone stream has nothing to batch with. As soon as another sequence is known, or the
 //! scheduler thread is busy, steps take the channel again.
 //!
-//! Prefix cache: a finished sequence's cache is kept (least recently used first out) with
-//! the tokens it holds, in a buffer of exactly its positions, within a budget of the bytes
-//! those buffers really hold. A new sequence whose prompt starts with
-//! the same tokens — the next turn of a conversation, a shared system prompt, a retried
-//! request — copies those positions and computes only the rest. A position's keys and
-//! values depend only on the tokens up to it, so the copied ones are exactly what
-//! recomputing would give (the rest is computed in a shorter run, which may round
-//! differently in the last bits, as any change of batch shape may). Entries are reused
-//! only within the scope (tenant) that made them, so one tenant cannot time another's
-//! prompts.
-//!
 //! Memory: with no sequence open the scheduler holds no KV buffer but the prefix cache's
 //! ([`Stats::kv_bytes`]), and once a burst is over it hands the heap's free pages back to
 //! the operating system ([`trim`]), which glibc would otherwise keep.
-//!
-//! Tests make batching deterministic with a [`Lockstep`] hold.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use super::onnx::{DecoderGraph, KvCache, NnError, NnErrorCode, RunInputs};
-use super::trim;
+use super::costs::RunCosts;
+use super::graph::{DecoderGraph, RunInputs};
+use super::groups::{Group, Home, KvGroups, Part};
+use super::prefix_cache::PrefixCache;
+use crate::inference::{NnError, trim};
 
 /// Shortest and longest wait for the rest of the previous batch.
 const MIN_WAIT: Duration = Duration::from_millis(2);
 const MAX_WAIT: Duration = Duration::from_millis(20);
-/// Shortest shared prefix worth a copy instead of recomputing it.
-const MIN_PREFIX: usize = 4;
-/// While a batch size runs row by row, every this many decisions it runs batched once, to
-/// keep its cost current (it changes with context length and machine load).
-const PROBE_EVERY: u32 = 32;
-/// Weight of the newest run in the running mean of a batch size's run time.
-const COST_WEIGHT: f64 = 0.2;
-/// Longest a [`Lockstep`] hold keeps steps waiting for the rest of its sequences: a test
+/// Longest a [`super::Lockstep`] hold keeps steps waiting for the rest of its sequences: a test
 /// whose sequence never steps again fails on its figures instead of hanging.
 const HOLD_LIMIT: Duration = Duration::from_secs(30);
 /// Once no sequence is left and the KV buffers held have shrunk by this much since their
@@ -105,7 +72,7 @@ enum Msg {
         reply: Reply,
     },
     Close(u64),
-    /// A [`Lockstep`] hold ended: steps held for it run now.
+    /// A [`super::Lockstep`] hold ended: steps held for it run now.
     Release,
 }
 
@@ -140,8 +107,9 @@ pub struct Stats {
     pub kv_bytes: u64,
 }
 
-/// The graph's end of its scheduler.
-pub(crate) struct Handle {
+/// The decoder's end of its scheduler, shared by the [`super::Decoder`] and its sequences;
+/// the scheduler thread ends once every holder is gone (the channel closes).
+pub(super) struct Handle {
     tx: mpsc::Sender<Msg>,
     next_id: AtomicU64,
     /// Written once per run, by whichever thread ran it.
@@ -153,15 +121,14 @@ pub(crate) struct Handle {
     /// on its own thread, which could otherwise keep taking the lock from the scheduler
     /// thread holding a newcomer's first step (the lock is not fair).
     queued: Arc<AtomicUsize>,
-    /// Whether a [`Lockstep`] hold is on.
+    /// Whether a [`super::Lockstep`] hold is on.
     hold: Arc<Hold>,
 }
 
 impl Handle {
     /// Starts the scheduler thread of `graph`, which batches up to `max_batch` steps and
-    /// keeps finished sequences' caches within `prefix_cache_bytes`. It ends when the
-    /// graph and every sequence are gone (the channel closes).
-    pub(crate) fn spawn(graph: Weak<DecoderGraph>, max_batch: usize, prefix_cache_bytes: usize) -> Self {
+    /// keeps finished sequences' caches within `prefix_cache_bytes`.
+    pub(super) fn spawn(graph: Arc<DecoderGraph>, max_batch: usize, prefix_cache_bytes: usize) -> Self {
         let (tx, rx) = mpsc::channel();
         let stats = Arc::new(Mutex::new(Stats::default()));
         let queued = Arc::new(AtomicUsize::new(0));
@@ -183,16 +150,83 @@ impl Handle {
         self.tx.send(msg)
     }
 
-    pub(crate) fn stats(&self) -> Stats {
+    pub(super) fn stats(&self) -> Stats {
         // A poisoned lock still holds the counts as they were.
         *self.stats.lock().unwrap_or_else(PoisonError::into_inner)
     }
+
+    /// An id for a new sequence.
+    pub(super) fn new_sequence(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Appends `ids` to sequence `seq` and returns the logits of the last position, once
+    /// this step has run (possibly together with other sequences' steps).
+    pub(super) async fn step(&self, seq: u64, scope: u64, ids: Vec<i64>) -> Result<Vec<f32>, NnError> {
+        let ids = match self.step_here(seq, scope, ids) {
+            Ok(answer) => return answer,
+            Err(ids) => ids,
+        };
+        let (reply, answer) = oneshot::channel();
+        let stopped = || NnError::internal("the model's scheduler has stopped");
+        self.send(Msg::Step { seq, scope, ids, reply }).map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+
+    /// Runs the step on the calling thread when `seq` is the only sequence the scheduler
+    /// knows and its thread is idle; gives `ids` back otherwise. Only on a multi-threaded
+    /// tokio runtime, where `block_in_place` moves the worker's other tasks elsewhere while
+    /// ONNX Runtime runs.
+    fn step_here(&self, seq: u64, scope: u64, ids: Vec<i64>) -> Result<Result<Vec<f32>, NnError>, Vec<i64>> {
+        let multi_thread =
+            tokio::runtime::Handle::try_current().is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        if !multi_thread {
+            return Err(ids);
+        }
+        let mut scheduler = match self.state.try_lock() {
+            Ok(guard) => guard,
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(TryLockError::WouldBlock) => return Err(ids),
+        };
+        if self.queued.load(Ordering::SeqCst) > 0 || self.hold.on() || !scheduler.alone(seq) {
+            return Err(ids);
+        }
+        let (reply, mut answer) = oneshot::channel();
+        let mut pending = Vec::new();
+        scheduler.accept(Msg::Step { seq, scope, ids, reply }, &mut pending, &mut Vec::new());
+        scheduler.count(|s| s.direct_steps += 1);
+        let graph = scheduler.graph.clone();
+        tokio::task::block_in_place(|| scheduler.run_pending(&graph, pending));
+        scheduler.publish_memory(&graph);
+        unlock_and_answer(scheduler);
+        // `execute` answers every step it is given.
+        Ok(answer.try_recv().unwrap_or_else(|_| Err(NnError::internal("the step was not answered"))))
+    }
+
+    /// Sequence `seq` is gone: its cache goes to the prefix cache or is freed.
+    pub(super) fn close(&self, seq: u64) {
+        // A closed channel means the scheduler is gone, and the cache with it.
+        let _ = self.send(Msg::Close(seq));
+    }
+
+    /// Starts a [`super::Lockstep`] hold whose first run waits for `sequences` steps.
+    pub(super) fn hold(&self, sequences: usize) {
+        self.hold.first.store(sequences, Ordering::SeqCst);
+        self.hold.holders.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Ends a hold that [`Self::hold`] started.
+    pub(super) fn release(&self) {
+        self.hold.holders.fetch_sub(1, Ordering::SeqCst);
+        // Wakes a scheduler thread waiting for the hold; a closed channel has none.
+        let _ = self.send(Msg::Release);
+    }
 }
 
-/// The state of [`Lockstep`] holds, shared by the scheduler and the guards.
+/// The state of [`super::Lockstep`] holds, shared by the scheduler and the handle.
 #[derive(Default)]
 struct Hold {
-    /// Guards alive.
+    /// Holds alive.
     holders: AtomicUsize,
     /// Steps the next run waits for (0 once that run has gathered them).
     first: AtomicUsize,
@@ -202,121 +236,6 @@ impl Hold {
     fn on(&self) -> bool {
         self.holders.load(Ordering::SeqCst) > 0
     }
-}
-
-/// A test hook that makes batching deterministic ([`DecoderGraph::lockstep`]): while it
-/// lives, the scheduler's next run waits until `sequences` sequences have a step pending,
-/// and every later run until each open sequence has one (a closed sequence no longer
-/// counts), instead of the short deadline that normally keeps streams together. No step
-/// runs on its caller's thread, and a batch is never run row by row. A hold that waits
-/// more than 30 s runs what it has. Dropping it returns the scheduler to normal.
-///
-/// [`DecoderGraph::lockstep`]: super::onnx::DecoderGraph::lockstep
-pub struct Lockstep {
-    graph: Arc<DecoderGraph>,
-}
-
-impl std::fmt::Debug for Lockstep {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Lockstep").finish_non_exhaustive()
-    }
-}
-
-impl Lockstep {
-    pub(crate) fn new(graph: Arc<DecoderGraph>, sequences: usize) -> Self {
-        let hold = &graph.scheduler().hold;
-        hold.first.store(sequences, Ordering::SeqCst);
-        hold.holders.fetch_add(1, Ordering::SeqCst);
-        Self { graph }
-    }
-}
-
-impl Drop for Lockstep {
-    fn drop(&mut self) {
-        let handle = self.graph.scheduler();
-        handle.hold.holders.fetch_sub(1, Ordering::SeqCst);
-        // Wakes a scheduler thread waiting for the hold; a closed channel has none.
-        let _ = handle.send(Msg::Release);
-    }
-}
-
-/// One execution context of a decoder graph: a sequence whose KV cache the scheduler
-/// keeps. Dropping it frees the cache.
-pub struct Sequence {
-    graph: Arc<DecoderGraph>,
-    id: u64,
-    scope: u64,
-}
-
-impl std::fmt::Debug for Sequence {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sequence").field("id", &self.id).finish()
-    }
-}
-
-impl Sequence {
-    /// A sequence that shares cached prefixes only with sequences of the same `scope`.
-    pub(crate) fn new(graph: Arc<DecoderGraph>, scope: u64) -> Self {
-        let id = graph.scheduler().next_id.fetch_add(1, Ordering::Relaxed);
-        Self { graph, id, scope }
-    }
-
-    /// Appends `ids` and returns the logits of the last position, once the scheduler has
-    /// run this step (possibly together with other sequences' steps).
-    pub async fn step(&self, ids: Vec<i64>) -> Result<Vec<f32>, NnError> {
-        let ids = match self.step_here(ids) {
-            Ok(answer) => return answer,
-            Err(ids) => ids,
-        };
-        let (reply, answer) = oneshot::channel();
-        let stopped = || runtime("the model's scheduler has stopped");
-        self.graph.scheduler().send(Msg::Step { seq: self.id, scope: self.scope, ids, reply }).map_err(|_| stopped())?;
-        answer.await.map_err(|_| stopped())?
-    }
-
-    /// Runs the step on the calling thread when this sequence is the only one the scheduler
-    /// knows and its thread is idle; gives `ids` back otherwise. Only on a multi-threaded
-    /// tokio runtime, where `block_in_place` moves the worker's other tasks elsewhere while
-    /// ONNX Runtime runs.
-    fn step_here(&self, ids: Vec<i64>) -> Result<Result<Vec<f32>, NnError>, Vec<i64>> {
-        let multi_thread =
-            tokio::runtime::Handle::try_current().is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-        if !multi_thread {
-            return Err(ids);
-        }
-        let handle = self.graph.scheduler();
-        let mut scheduler = match handle.state.try_lock() {
-            Ok(guard) => guard,
-            Err(TryLockError::Poisoned(p)) => p.into_inner(),
-            Err(TryLockError::WouldBlock) => return Err(ids),
-        };
-        if handle.queued.load(Ordering::SeqCst) > 0 || handle.hold.on() || !scheduler.alone(self.id) {
-            return Err(ids);
-        }
-        let (reply, mut answer) = oneshot::channel();
-        let mut pending = Vec::new();
-        scheduler.accept(Msg::Step { seq: self.id, scope: self.scope, ids, reply }, &mut pending, &mut Vec::new());
-        scheduler.count(|s| s.direct_steps += 1);
-        tokio::task::block_in_place(|| scheduler.run_pending(&self.graph, pending));
-        scheduler.publish_memory(&self.graph);
-        unlock_and_answer(scheduler);
-        // `execute` answers every step it is given.
-        Ok(answer.try_recv().unwrap_or_else(|_| Err(runtime("the step was not answered"))))
-    }
-}
-
-impl Drop for Sequence {
-    fn drop(&mut self) {
-        // A closed channel means the scheduler is gone, and the cache with it.
-        let _ = self.graph.scheduler().send(Msg::Close(self.id));
-    }
-}
-
-/// Where a sequence's cache is: `rows[row]` of group `group`.
-#[derive(Clone, Copy)]
-struct Home {
-    group: u64,
-    row: usize,
 }
 
 struct SeqState {
@@ -333,29 +252,6 @@ impl SeqState {
     }
 }
 
-/// The cache of a finished sequence, alone in its group, kept for prompts that start
-/// with its tokens.
-struct Retired {
-    scope: u64,
-    tokens: Vec<i64>,
-    group: u64,
-    last_used: u64,
-    /// The group's KV buffers.
-    bytes: usize,
-}
-
-/// A batched KV cache and the sequence in each of its rows (`None`: left, or retired).
-struct Group {
-    kv: KvCache,
-    rows: Vec<Option<u64>>,
-}
-
-impl Group {
-    fn live(&self) -> impl Iterator<Item = u64> + '_ {
-        self.rows.iter().flatten().copied()
-    }
-}
-
 struct Step {
     seq: u64,
     ids: Vec<i64>,
@@ -363,23 +259,16 @@ struct Step {
 }
 
 struct Scheduler {
-    graph: Weak<DecoderGraph>,
+    graph: Arc<DecoderGraph>,
     max_batch: usize,
     stats: Arc<Mutex<Stats>>,
     seqs: HashMap<u64, SeqState>,
-    groups: HashMap<u64, Group>,
-    next_group: u64,
+    groups: KvGroups,
     /// Sequences that stepped in the last run: the next gathering waits for them.
     rhythm: HashSet<u64>,
     /// How long the last decode run took; the wait for stragglers is half of it.
     last_run: Duration,
-    retired: Vec<Retired>,
-    /// Budget of the prefix cache, in bytes of KV buffers (0: off).
-    retired_budget: usize,
-    /// Bytes of the prefix cache's KV buffers (the sum of `retired`'s).
-    retired_bytes: usize,
-    /// A clock for least-recently-used eviction.
-    uses: u64,
+    prefixes: PrefixCache,
     costs: RunCosts,
     /// The last batch of several ran row by row: steps run as they come, without waiting
     /// for the previous run's sequences, until a batch of several runs batched again.
@@ -401,11 +290,11 @@ struct Scheduler {
 }
 
 /// The scheduler thread: waits for a message without the lock, then handles it and what
-/// follows under the lock, until the graph or every sender is gone.
+/// follows under the lock, until every sender is gone.
 fn serve(state: &Mutex<Scheduler>, rx: mpsc::Receiver<Msg>) {
     while let Ok(first) = rx.recv() {
         let mut scheduler = state.lock().unwrap_or_else(PoisonError::into_inner);
-        let go_on = scheduler.handle(first, &rx);
+        scheduler.handle(first, &rx);
         let trim = std::mem::take(&mut scheduler.trim_due);
         unlock_and_answer(scheduler);
         if trim {
@@ -420,17 +309,14 @@ fn serve(state: &Mutex<Scheduler>, rx: mpsc::Receiver<Msg>) {
                 tracing::debug!("cannot start a thread to trim the heap: {e}");
             }
         }
-        if !go_on {
-            return;
-        }
     }
 }
 
 impl Scheduler {
     fn new(
-        graph: Weak<DecoderGraph>,
+        graph: Arc<DecoderGraph>,
         max_batch: usize,
-        retired_budget: usize,
+        prefix_budget: usize,
         stats: Arc<Mutex<Stats>>,
         queued: Arc<AtomicUsize>,
         hold: Arc<Hold>,
@@ -440,14 +326,10 @@ impl Scheduler {
             max_batch,
             stats,
             seqs: HashMap::new(),
-            groups: HashMap::new(),
-            next_group: 1,
+            groups: KvGroups::new(),
             rhythm: HashSet::new(),
             last_run: Duration::ZERO,
-            retired: Vec::new(),
-            retired_budget,
-            retired_bytes: 0,
-            uses: 0,
+            prefixes: PrefixCache::new(prefix_budget),
             costs: RunCosts::default(),
             turns: false,
             ran_at: Instant::now(),
@@ -469,8 +351,8 @@ impl Scheduler {
     }
 
     /// Handles the messages that arrived since the last run, and the ones that come while
-    /// it waits for the previous run's sequences; false once the graph is gone.
-    fn handle(&mut self, first: Msg, rx: &mpsc::Receiver<Msg>) -> bool {
+    /// it waits for the previous run's sequences.
+    fn handle(&mut self, first: Msg, rx: &mpsc::Receiver<Msg>) {
         let mut pending = Vec::new();
         let mut closed = Vec::new();
         self.receive(first, &mut pending, &mut closed);
@@ -496,30 +378,24 @@ impl Scheduler {
                 "gathered"
             );
         }
-        let Some(graph) = self.graph.upgrade() else {
-            for step in pending {
-                self.answers.push((step.reply, Err(runtime("the model was unloaded"))));
-            }
-            return false;
-        };
+        let graph = self.graph.clone();
         for state in closed {
             self.retire(&graph, state);
         }
         self.run_pending(&graph, pending);
         self.publish_memory(&graph);
-        true
     }
 
     /// Puts the bytes held now into the stats, and asks for the heap to be trimmed when a
     /// burst is over: no sequence left, and much less held than at the peak.
     fn publish_memory(&mut self, graph: &DecoderGraph) {
-        let kv: usize = self.groups.values().map(|g| graph.cache_bytes(g.kv.rows, g.kv.cap)).sum();
+        let kv = self.groups.bytes(graph);
         self.kv_peak = self.kv_peak.max(kv);
         if self.seqs.is_empty() && self.kv_peak - kv >= TRIM_AFTER {
             self.trim_due = true;
             self.kv_peak = kv;
         }
-        let (prefix, entries) = (self.retired_bytes, self.retired.len());
+        let (prefix, entries) = (self.prefixes.bytes(), self.prefixes.len());
         self.count(|s| {
             s.kv_bytes = kv as u64;
             s.prefix_bytes = prefix as u64;
@@ -544,7 +420,7 @@ impl Scheduler {
         match msg {
             Msg::Step { seq, scope, ids, reply } => {
                 if pending.iter().any(|s| s.seq == seq) {
-                    self.answers.push((reply, Err(runtime("a step of this context is already running"))));
+                    self.answers.push((reply, Err(NnError::internal("a step of this context is already running"))));
                 } else {
                     self.seqs.entry(seq).or_insert(SeqState { scope, tokens: Vec::new(), home: None });
                     pending.push(Step { seq, ids, reply });
@@ -558,7 +434,7 @@ impl Scheduler {
         }
     }
 
-    /// Under a [`Lockstep`] hold: gathers steps until the hold's first count of them is
+    /// Under a [`super::Lockstep`] hold: gathers steps until the hold's first count of them is
     /// pending (its first run only) and every open sequence has one, or the hold ends, or
     /// [`HOLD_LIMIT`] passes.
     fn wait_for_lockstep(&mut self, rx: &mpsc::Receiver<Msg>, pending: &mut Vec<Step>, closed: &mut Vec<SeqState>) {
@@ -606,7 +482,7 @@ impl Scheduler {
             if let Err(e) = graph.check(state.len(), &step.ids) {
                 self.answers.push((step.reply, Err(e)));
             } else if state.len() > 0 && state.home.is_none() {
-                self.answers.push((step.reply, Err(runtime("this context lost its cache in an earlier failed step"))));
+                self.answers.push((step.reply, Err(NnError::internal("this context lost its cache in an earlier failed step"))));
             } else if step.ids.len() == 1 && state.len() > 0 {
                 decode.push(step);
             } else {
@@ -673,7 +549,7 @@ impl Scheduler {
                 return Duration::ZERO;
             }
         };
-        let Some(group) = self.groups.get_mut(&group_id) else { return Duration::ZERO };
+        let Some(group) = self.groups.get_mut(group_id) else { return Duration::ZERO };
         // Rows in the group's order; `group_of` made the group exactly `members`.
         let mut by_seq: HashMap<u64, Step> = steps.into_iter().map(|s| (s.seq, s)).collect();
         let ordered: Vec<Step> = group.rows.iter().flatten().filter_map(|id| by_seq.remove(id)).collect();
@@ -709,7 +585,7 @@ impl Scheduler {
             }
             Err(e) => {
                 // A failed run may leave the cache consumed or half written: it is gone.
-                self.groups.remove(&group_id);
+                self.groups.remove(group_id);
                 for step in ordered {
                     if let Some(state) = self.seqs.get_mut(&step.seq) {
                         state.home = None;
@@ -730,7 +606,7 @@ impl Scheduler {
             if same
                 && self
                     .groups
-                    .get(&first.group)
+                    .get(first.group)
                     .is_some_and(|g| g.rows.len() == members.len() && g.rows.iter().all(Option::is_some))
             {
                 return Ok(first.group);
@@ -744,13 +620,13 @@ impl Scheduler {
             self.count(|s| s.regroups += 1);
             let parts: Vec<Option<Part>> =
                 homes.iter().zip(&lens).map(|(h, &len)| h.map(|home| Part { home, len, take: len })).collect();
-            self.gather(graph, &parts, width, graph.capacity(width))?
+            self.groups.gather(graph, &parts, width, graph.capacity(width))?
         };
         for home in homes {
-            self.leave(home);
+            self.groups.leave(home);
         }
         let rows = members.iter().copied().map(Some).collect();
-        let id = self.insert_group(Group { kv, rows });
+        let id = self.groups.insert(Group { kv, rows });
         for (row, seq) in members.iter().enumerate() {
             if let Some(state) = self.seqs.get_mut(seq) {
                 state.home = Some(Home { group: id, row });
@@ -759,144 +635,20 @@ impl Scheduler {
         Ok(id)
     }
 
-    fn insert_group(&mut self, group: Group) -> u64 {
-        let id = self.next_group;
-        self.next_group += 1;
-        self.groups.insert(id, group);
-        id
-    }
-
-    /// Copies each part's first `take` positions into a new cache `width` wide with room
-    /// for `cap` positions, each row right-aligned (left padding before it).
-    fn gather(&self, graph: &DecoderGraph, parts: &[Option<Part>], width: usize, cap: usize) -> Result<KvCache, NnError> {
-        let [_, heads, _, dim] = graph.kv_shape(1, 0);
-        let cap = cap.max(width);
-        let mut buffers = Vec::with_capacity(graph.kv_tensors());
-        for k in 0..graph.kv_tensors() {
-            let mut buf = vec![0f32; graph.kv_shape(parts.len(), cap).iter().product()];
-            for (i, part) in parts.iter().enumerate() {
-                let Some(Part { home, len, take }) = *part else { continue };
-                let group = self.groups.get(&home.group).ok_or_else(|| runtime("cache group missing"))?;
-                let value = group.kv.values.get(k).ok_or_else(|| runtime("cache tensor missing"))?;
-                let (_, data) = value.try_extract_tensor::<f32>().map_err(NnError::runtime)?;
-                let pad = group.kv.width.checked_sub(len).ok_or_else(|| runtime("cache row longer than its group"))?;
-                for h in 0..heads {
-                    let src = ((home.row * heads + h) * group.kv.cap + pad) * dim;
-                    let dst = ((i * heads + h) * cap + (width - take)) * dim;
-                    let from = data.get(src..src + take * dim).ok_or_else(|| runtime("cache tensor smaller than its group"))?;
-                    buf[dst..dst + take * dim].copy_from_slice(from);
-                }
-            }
-            buffers.push(buf);
-        }
-        graph.cache_from(parts.len(), width, cap, buffers)
-    }
-
-    /// A sequence left `home` (closed, or moved to another group): frees the group once
-    /// nobody is left in it.
-    fn leave(&mut self, home: Option<Home>) {
-        let Some(home) = home else { return };
-        let Some(group) = self.groups.get_mut(&home.group) else { return };
-        if let Some(slot) = group.rows.get_mut(home.row) {
-            *slot = None;
-        }
-        if group.live().next().is_none() {
-            self.groups.remove(&home.group);
-        }
-    }
-
-    /// A closed sequence's cache goes to the prefix cache in a buffer of exactly its
-    /// positions (copied out of its group unless it is alone in one of that size), or is
-    /// freed when it is too short to matter or larger than the whole budget. Older entries
-    /// make room, least recently used first: the bytes held never exceed the budget.
+    /// A closed sequence's cache goes to the prefix cache, or is freed.
     fn retire(&mut self, graph: &DecoderGraph, state: SeqState) {
         let Some(home) = state.home else { return };
-        let len = state.len();
-        let bytes = graph.cache_bytes(1, len);
-        if len < MIN_PREFIX || bytes > self.retired_budget {
-            self.leave(Some(home));
-            return;
-        }
-        // An entry that holds these tokens and more serves every prompt this one would...
-        let same_scope = |r: &Retired| r.scope == state.scope;
-        if let Some(i) = self.retired.iter().position(|r| same_scope(r) && r.tokens.starts_with(&state.tokens)) {
-            self.uses += 1;
-            self.retired[i].last_used = self.uses;
-            self.leave(Some(home));
-            return;
-        }
-        // ...and this one replaces the entries whose tokens it starts with.
-        let mut i = 0;
-        while i < self.retired.len() {
-            if same_scope(&self.retired[i]) && state.tokens.starts_with(&self.retired[i].tokens) {
-                self.evict(i);
-            } else {
-                i += 1;
-            }
-        }
-        while self.retired_bytes + bytes > self.retired_budget {
-            let Some(oldest) = self.retired.iter().enumerate().min_by_key(|(_, r)| r.last_used).map(|(i, _)| i) else { break };
-            self.evict(oldest);
-        }
-        let exact = self.groups.get(&home.group).is_some_and(|g| g.rows.len() == 1 && g.kv.cap == len);
-        let group = if exact {
-            // The group stays, owned by the prefix cache instead of the sequence.
-            home.group
-        } else {
-            // Trimmed: a graph that updates its cache in place allocates 256 positions at a
-            // time, and a group's buffer has every member's rows.
-            let started = Instant::now();
-            let kv = match self.gather(graph, &[Some(Part { home, len, take: len })], len, len) {
-                Ok(kv) => {
-                    tracing::debug!(positions = len, us = started.elapsed().as_micros() as u64, "prefix cache: entry trimmed");
-                    kv
-                }
-                Err(e) => {
-                    tracing::debug!("prefix cache: not kept: {}", e.message);
-                    self.leave(Some(home));
-                    return;
-                }
-            };
-            self.leave(Some(home));
-            self.insert_group(Group { kv, rows: vec![None] })
-        };
-        if let Some(g) = self.groups.get_mut(&group) {
-            g.rows = vec![None];
-        }
-        self.uses += 1;
-        self.retired_bytes += bytes;
-        self.retired.push(Retired { scope: state.scope, tokens: state.tokens, group, last_used: self.uses, bytes });
+        self.prefixes.keep(&mut self.groups, graph, state.scope, state.tokens, home);
     }
 
-    /// Drops the prefix cache's entry `index` and frees its buffers.
-    fn evict(&mut self, index: usize) {
-        let gone = self.retired.swap_remove(index);
-        self.retired_bytes -= gone.bytes;
-        self.groups.remove(&gone.group);
-    }
-
-    /// Starts a new sequence's prompt from the longest cached prefix of the same scope,
-    /// leaving at least one token to compute (its logits are the answer).
+    /// Starts a new sequence's prompt from the longest cached prefix of the same scope.
     fn reuse_prefix(&mut self, graph: &DecoderGraph, step: &mut Step) -> Result<(), NnError> {
         let Some(state) = self.seqs.get(&step.seq) else { return Ok(()) };
-        if state.len() > 0 || step.ids.len() <= MIN_PREFIX {
+        if state.len() > 0 {
             return Ok(());
         }
-        let common = |r: &Retired| r.tokens.iter().zip(&step.ids).take_while(|(a, b)| a == b).count();
-        let best = self
-            .retired
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| r.scope == state.scope)
-            .map(|(i, r)| (i, common(r).min(step.ids.len() - 1)))
-            .max_by_key(|&(_, n)| n);
-        let Some((index, take)) = best.filter(|&(_, n)| n >= MIN_PREFIX) else { return Ok(()) };
-        let entry = &self.retired[index];
-        let part = Part { home: Home { group: entry.group, row: 0 }, len: entry.tokens.len(), take };
-        let kv = self.gather(graph, &[Some(part)], take, graph.capacity(take))?;
-        self.uses += 1;
-        self.retired[index].last_used = self.uses;
-        let group = self.insert_group(Group { kv, rows: vec![Some(step.seq)] });
+        let Some((kv, take)) = self.prefixes.reuse(&self.groups, graph, state.scope, &step.ids)? else { return Ok(()) };
+        let group = self.groups.insert(Group { kv, rows: vec![Some(step.seq)] });
         if let Some(state) = self.seqs.get_mut(&step.seq) {
             state.tokens = step.ids.drain(..take).collect();
             state.home = Some(Home { group, row: 0 });
@@ -906,124 +658,5 @@ impl Scheduler {
             s.prefix_tokens += take as u64;
         });
         Ok(())
-    }
-}
-
-/// Mean ONNX Runtime time of a decode run, per batch size, and when to run a batch row by
-/// row instead.
-///
-/// A batch of B costs its run plus the wait for all B guests to send their next steps (a
-/// batch cannot start before its last member is back); B single runs taken in turn cost
-/// B runs, each guest working while another's step runs. So rows run apart when
-/// `B × single < batched + wait`.
-#[derive(Default)]
-struct RunCosts {
-    /// `mean[b]`: seconds a run of `b` rows takes (0 until measured).
-    mean: Vec<f64>,
-    /// Mean seconds spent waiting for the members of a batch to come back.
-    wait: f64,
-    /// Decisions made for each batch size since it last ran batched.
-    since_batched: Vec<u32>,
-}
-
-fn running_mean(mean: &mut f64, sample: Duration) {
-    let t = sample.as_secs_f64();
-    *mean = if *mean == 0.0 { t } else { *mean + COST_WEIGHT * (t - *mean) };
-}
-
-impl RunCosts {
-    fn record(&mut self, rows: usize, took: Duration) {
-        if self.mean.len() <= rows {
-            self.mean.resize(rows + 1, 0.0);
-        }
-        running_mean(&mut self.mean[rows], took);
-    }
-
-    fn record_wait(&mut self, waited: Duration) {
-        running_mean(&mut self.wait, waited);
-    }
-
-    /// Whether `rows` decode steps should run one by one: only once both costs are known,
-    /// while `rows` single runs take less than one batched run and its wait, and not on
-    /// the probe turn.
-    fn split(&mut self, rows: usize) -> bool {
-        if rows < 2 {
-            return false;
-        }
-        if self.since_batched.len() <= rows {
-            self.since_batched.resize(rows + 1, 0);
-        }
-        let (single, batched) = (self.mean.get(1).copied().unwrap_or(0.0), self.mean.get(rows).copied().unwrap_or(0.0));
-        let cheaper_apart = single > 0.0 && batched > 0.0 && rows as f64 * single < batched + self.wait;
-        if cheaper_apart && self.since_batched[rows] + 1 < PROBE_EVERY {
-            self.since_batched[rows] += 1;
-            true
-        } else {
-            self.since_batched[rows] = 0;
-            false
-        }
-    }
-}
-
-/// What [`Scheduler::gather`] copies from one row: the first `take` of the `len`
-/// positions a sequence holds at `home`.
-#[derive(Clone, Copy)]
-struct Part {
-    home: Home,
-    len: usize,
-    take: usize,
-}
-
-fn runtime(message: impl Into<String>) -> NnError {
-    NnError { code: NnErrorCode::RuntimeError, message: message.into() }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn ms(n: u64) -> Duration {
-        Duration::from_millis(n)
-    }
-
-    #[test]
-    fn batches_until_costs_are_known_then_splits_only_when_cheaper() {
-        let mut c = RunCosts::default();
-        assert!(!c.split(1));
-        assert!(!c.split(2), "unknown costs: batch, to measure");
-        c.record(2, ms(40));
-        assert!(!c.split(2), "the single-row cost is still unknown");
-        c.record(1, ms(18));
-        assert!(c.split(2), "2 x 18 ms < 40 ms");
-        c.record(4, ms(45));
-        assert!(!c.split(4), "4 x 18 ms > 45 ms");
-        assert!(!c.split(3), "never measured");
-    }
-
-    #[test]
-    fn the_wait_for_a_batch_counts_against_it() {
-        let mut c = RunCosts::default();
-        c.record(1, ms(18));
-        c.record(2, ms(34));
-        assert!(!c.split(2), "2 x 18 ms > 34 ms");
-        c.record_wait(ms(4));
-        assert!(c.split(2), "2 x 18 ms < 34 ms + 4 ms waiting for both guests");
-    }
-
-    #[test]
-    fn a_split_size_is_probed_batched_again_and_follows_the_new_cost() {
-        let mut c = RunCosts::default();
-        c.record(1, ms(18));
-        c.record(2, ms(40));
-        let decisions: Vec<bool> = (0..2 * PROBE_EVERY).map(|_| c.split(2)).collect();
-        let batched = decisions.iter().filter(|s| !**s).count();
-        assert_eq!(batched, 2, "one probe every {PROBE_EVERY} decisions: {decisions:?}");
-        assert!(!decisions[PROBE_EVERY as usize - 1]);
-        // The batch got cheap (the machine's load changed): the running mean follows it.
-        for _ in 0..20 {
-            c.record(2, ms(20));
-        }
-        assert!(!c.split(2));
-        assert!(!c.split(2));
     }
 }
