@@ -13,7 +13,7 @@
 //! `scripts/test-guests.sh`, `FUZZ_SECONDS` each under `make fuzz`; a failure prints
 //! `FUZZ_SEED` and `FUZZ_CASE` to rerun exactly that case.
 
-#[path = "../../../host/tests/fuzz/mutate.rs"]
+#[path = "../../../../host/tests/fuzz/mutate.rs"]
 mod mutate;
 
 use chat_core::calls::{self, CallFormat, Event, HERMES, JSON_LIST, LLAMA3_JSON, ScannedCall, Scanner};
