@@ -17,7 +17,8 @@
 mod mutate;
 
 use chat_core::calls::{self, CallFormat, Event, HERMES, JSON_LIST, LLAMA3_JSON, ScannedCall, Scanner};
-use chat_core::generate::{ChoiceResult, ChoiceSpec, Detokenizer, FinishReason, Flow, Outcome, Sequence, ToolCall, run_choice};
+use chat_core::decoded::Detokenizer;
+use chat_core::generate::{ChoiceResult, ChoiceSpec, FinishReason, Flow, Outcome, Sequence, ToolCall, run_choice};
 use chat_core::grammar::{Engine, Vocabulary};
 use chat_core::logits::Logits;
 use chat_core::request::Endpoint;
