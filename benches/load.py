@@ -58,7 +58,7 @@ EMBED_MODEL = "all-minilm-l6-v2"
 CHUNK_OBJECT = "chat.completion.chunk"
 FINISH_REASONS = {"stop", "length", "tool_calls", "content_filter"}
 # With server-side tools every generation round has its own max_tokens budget, and usage
-# counts all rounds: at most 1 + MAX_SERVER_ROUNDS (functions/chat-core/src/turns.rs).
+# counts all rounds: at most 1 + MAX_SERVER_ROUNDS (functions/handlers/chat-core/src/turns.rs).
 TOOL_ROUNDS = 5
 STREAMED = [0]  # content chunks received so far, all streams (~ tokens), for the progress lines
 

@@ -80,10 +80,11 @@ if grep -q '^warning' "$log"; then
   cat "$log" >&2
 fi
 
-# Every crate under functions/ that builds a cdylib is one component.
+# Every crate under functions/{handlers,examples,fixtures}/ that builds a cdylib
+# is one component, named by its crate alone (the group is not in the path).
 mkdir -p "$out_dir"
 count=0
-for manifest in "$repo"/functions/*/Cargo.toml; do
+for manifest in "$repo"/functions/*/*/Cargo.toml; do
   grep -q 'cdylib' "$manifest" || continue
   name=$(sed -n 's/^name *= *"\(.*\)"/\1/p' "$manifest" | head -1)
   [ -n "$name" ] || die "no package name in $manifest"

@@ -28,11 +28,11 @@ use crate::runtime::{HandlerCtx, HandlerError, HandlerFunction, HandlerRequest, 
 /// The handler components serving the inference endpoints.
 #[derive(Debug, Clone, Default)]
 pub struct Handlers {
-    /// `functions/chat`: chat completions and completions.
+    /// `functions/handlers/chat`: chat completions and completions.
     pub chat: Option<HandlerFunction>,
-    /// `functions/rag`: chat completions that name `knowledge_bases`.
+    /// `functions/handlers/rag`: chat completions that name `knowledge_bases`.
     pub rag: Option<HandlerFunction>,
-    /// `functions/embeddings`.
+    /// `functions/handlers/embeddings`.
     pub embeddings: Option<HandlerFunction>,
 }
 

@@ -1,5 +1,5 @@
 //! Embeddings for knowledge bases through the same path as `/v1/embeddings`: a
-//! synthesized request to the `functions/embeddings` handler component, so chunks and
+//! synthesized request to the `functions/handlers/embeddings` handler component, so chunks and
 //! queries are embedded exactly as a client's embeddings request would be (same
 //! tokenizer, pooling, normalization and batching).
 

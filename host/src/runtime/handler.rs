@@ -1,4 +1,4 @@
-//! API handler components (`functions/chat`, `functions/rag`, `functions/embeddings`):
+//! API handler components (`functions/handlers/chat`, `functions/handlers/rag`, `functions/handlers/embeddings`):
 //! instantiating them, and what a handler call may reach ([`HandlerCtx`]). The host side
 //! of each imported interface is a file of its own: wasi:nn on our ONNX Runtime backend
 //! ([`nn`]), tokenizers and chat templates ([`tokenizer`]), the model catalogue

@@ -1,6 +1,6 @@
 //! # handler-common
 //!
-//! What the OpenAI API handlers (`functions/chat-core` behind chat and rag, `functions/embeddings`)
+//! What the OpenAI API handlers (`functions/handlers/chat-core` behind chat and rag, `functions/handlers/embeddings`)
 //! share and that does not depend on their WIT worlds:
 //!
 //! - [`ApiError`]: an OpenAI error (`status`, `type`, `message`, `param`,

@@ -1,8 +1,8 @@
 //! The decode loop for one choice, independent of the host.
 //!
 //! The model and tokenizer are reached through the [`Sequence`] and
-//! [`Detokenizer`] traits, implemented over wasi:nn and the tokenizer
-//! interface in `host.rs`, and by fakes in the tests, so the whole loop
+//! [`Detokenizer`] (`decoded.rs`) traits, implemented over wasi:nn and the
+//! tokenizer interface in `host.rs`, and by fakes in the tests, so the whole loop
 //! (stop tokens, stop sequences, length limit, logprobs, deltas) is tested
 //! natively.
 
@@ -10,7 +10,7 @@ use std::collections::HashMap;
 
 use handler_common::ApiError;
 
-use crate::decoded::DecodedText;
+use crate::decoded::{DecodedText, Detokenizer};
 use crate::grammar::Constraint;
 use crate::logits::Logits;
 use crate::sampling::{Sampler, log_sum_exp, top_k};
@@ -21,14 +21,6 @@ pub trait Sequence {
     /// Appends `ids` to the sequence and returns the logits of its last
     /// position (one value per vocabulary entry).
     fn feed(&mut self, ids: &[u32]) -> Result<Logits, ApiError>;
-}
-
-/// Token ids to text.
-pub trait Detokenizer {
-    /// Decodes ids (a completion, or a window of one), skipping special tokens.
-    fn decode(&mut self, ids: &[u32]) -> Result<String, ApiError>;
-    /// The text of one token as shown in logprobs (special tokens kept).
-    fn token_text(&mut self, id: u32) -> Result<String, ApiError>;
 }
 
 /// Why a choice ended (OpenAI `finish_reason`).

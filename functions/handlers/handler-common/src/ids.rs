@@ -1,7 +1,7 @@
 //! Randomness, response ids and timestamps from WASI.
 //!
 //! Randomness comes straight from `wasi:random/random` (bound here, like
-//! `functions/probe` binds sockets) instead of the `getrandom` crate: one
+//! `functions/fixtures/probe` binds sockets) instead of the `getrandom` crate: one
 //! import, no extra dependencies, and the host already links every WASI p2
 //! interface for guests.
 
@@ -17,7 +17,7 @@ mod bindings {
                 import wasi:random/random@0.2.12;
             }
         "#,
-        path: ["../../wit/deps/random.wit"],
+        path: ["../../../wit/deps/random.wit"],
         world: "tensoras:handler-common/random",
         generate_all,
     });

@@ -12,10 +12,20 @@
 //! around punctuation), the window's text does not extend its context's, and
 //! that step falls back to decoding everything, so the result still equals
 //! the full decode.
+//!
+//! The ids reach text through [`Detokenizer`], defined here beside its first
+//! user: the host's tokenizer implements it (`host.rs`), and the decode loop
+//! (`generate.rs`) takes one.
 
 use handler_common::ApiError;
 
-use crate::generate::Detokenizer;
+/// Token ids to text.
+pub trait Detokenizer {
+    /// Decodes ids (a completion, or a window of one), skipping special tokens.
+    fn decode(&mut self, ids: &[u32]) -> Result<String, ApiError>;
+    /// The text of one token as shown in logprobs (special tokens kept).
+    fn token_text(&mut self, id: u32) -> Result<String, ApiError>;
+}
 
 /// The completion's ids and their decoded text.
 #[derive(Debug, Default)]

@@ -29,7 +29,7 @@ use crate::request::{Inputs, ModelFacts};
 #[allow(missing_docs, clippy::all)]
 mod bindings {
     wit_bindgen::generate!({
-        path: "../../wit",
+        path: "../../../wit",
         world: "tensoras:platform/embeddings-handler",
         // wit-parser needs the @unstable clocks-timezone feature to resolve
         // the vendored WASI packages (see guest-sdk/src/lib.rs).

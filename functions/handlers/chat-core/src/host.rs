@@ -14,7 +14,8 @@ use crate::bindings::tensoras::platform::types::ToolError;
 use crate::bindings::wasi::nn::graph::{self, Graph};
 use crate::bindings::wasi::nn::inference::GraphExecutionContext;
 use crate::bindings::wasi::nn::tensor::{Tensor, TensorType};
-use crate::generate::{Detokenizer, Sequence};
+use crate::decoded::Detokenizer;
+use crate::generate::Sequence;
 use crate::logits::Logits;
 use crate::request::Message;
 

@@ -5,7 +5,7 @@
 //! with one embedding per input. Driven by the stable-Rust mutation fuzzer shared with
 //! the host (host/tests/fuzz/mutate.rs); see docs/testing.md.
 
-#[path = "../../../host/tests/fuzz/mutate.rs"]
+#[path = "../../../../host/tests/fuzz/mutate.rs"]
 mod mutate;
 
 use std::path::Path;

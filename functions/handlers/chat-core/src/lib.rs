@@ -1,8 +1,8 @@
 //! # chat-core
 //!
 //! Generation for the handler components behind `POST /v1/chat/completions`
-//! and `POST /v1/completions`: `functions/chat` exports [`handle`] as it is,
-//! `functions/rag` grounds the conversation in retrieved chunks first and
+//! and `POST /v1/completions`: `functions/handlers/chat` exports [`handle`] as it is,
+//! `functions/handlers/rag` grounds the conversation in retrieved chunks first and
 //! then calls [`prepare`] / [`respond`]. The host runs a fresh instance per
 //! request; a request goes through:
 //!
@@ -57,7 +57,7 @@ use crate::turns::{Turns, TurnsOutcome};
 #[allow(missing_docs, clippy::all)]
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "../../wit",
+        path: "../../../wit",
         world: "tensoras:platform/rag-handler",
         // wit-parser needs the @unstable clocks-timezone feature to resolve
         // the vendored WASI packages (see guest-sdk/src/lib.rs).

@@ -13,11 +13,12 @@
 //! `scripts/test-guests.sh`, `FUZZ_SECONDS` each under `make fuzz`; a failure prints
 //! `FUZZ_SEED` and `FUZZ_CASE` to rerun exactly that case.
 
-#[path = "../../../host/tests/fuzz/mutate.rs"]
+#[path = "../../../../host/tests/fuzz/mutate.rs"]
 mod mutate;
 
 use chat_core::calls::{self, CallFormat, Event, HERMES, JSON_LIST, LLAMA3_JSON, ScannedCall, Scanner};
-use chat_core::generate::{ChoiceResult, ChoiceSpec, Detokenizer, FinishReason, Flow, Outcome, Sequence, ToolCall, run_choice};
+use chat_core::decoded::Detokenizer;
+use chat_core::generate::{ChoiceResult, ChoiceSpec, FinishReason, Flow, Outcome, Sequence, ToolCall, run_choice};
 use chat_core::grammar::{Engine, Vocabulary};
 use chat_core::logits::Logits;
 use chat_core::request::Endpoint;

@@ -2,7 +2,7 @@
 //!
 //! The handler component behind `POST /v1/chat/completions` and
 //! `POST /v1/completions` (world `tensoras:platform/chat-handler`). All of
-//! the work is in `chat-core`, which `functions/rag` shares; this crate only
+//! the work is in `chat-core`, which `functions/handlers/rag` shares; this crate only
 //! exports it as a component.
 
 use chat_core::bindings;

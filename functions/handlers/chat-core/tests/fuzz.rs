@@ -8,7 +8,7 @@
 //! `scripts/test-guests.sh`, `FUZZ_SECONDS` each under `make fuzz`. See
 //! docs/testing.md.
 
-#[path = "../../../host/tests/fuzz/mutate.rs"]
+#[path = "../../../../host/tests/fuzz/mutate.rs"]
 mod mutate;
 
 use std::path::Path;
