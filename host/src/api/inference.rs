@@ -23,6 +23,7 @@ use super::error::ApiError;
 use super::extract::Json;
 use super::{AppState, Caller};
 use crate::inference::Model;
+use crate::inference::ports::ModelAccess;
 use crate::runtime::{HandlerCtx, HandlerError, HandlerFunction, HandlerRequest, InvokeError, Retriever};
 
 /// The handler components serving the inference endpoints.
@@ -148,11 +149,10 @@ async fn run(
         (None, None)
     };
     let ctx = HandlerCtx {
-        inference: state.inference.clone(),
+        models: ModelAccess::new(state.inference.clone(), &caller.tenant),
         output: tx,
         tools: Some(state.functions.toolbox(&caller.tenant)),
         retrieval,
-        tenant: caller.tenant.clone(),
     };
     let runtime = state.runtime.clone();
     // A task of its own so a stream's handler runs while its events are written; it

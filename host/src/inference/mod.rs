@@ -12,6 +12,7 @@ pub mod environment;
 mod error;
 mod in_place;
 mod nbits;
+pub mod ports;
 pub mod text;
 mod trim;
 

@@ -1,16 +1,18 @@
-//! API handler components (`functions/handlers/chat`, `functions/handlers/rag`, `functions/handlers/embeddings`):
-//! instantiating them, and what a handler call may reach ([`HandlerCtx`]). The host side
-//! of each imported interface is a file of its own: wasi:nn on our ONNX Runtime backend
-//! ([`nn`]), tokenizers and chat templates ([`tokenizer`]), the model catalogue
-//! ([`models`]), the stream output sink ([`output`]), tool calls ([`tools`]) and
-//! knowledge-base retrieval ([`retrieval`]). The bindings are those of `rag-handler`,
-//! which includes the others' imports, so one linker serves all three.
+//! API handler components (`functions/handlers/{chat,rag,embeddings}`):
+//! instantiating them, and what a handler call may reach ([`HandlerCtx`]).
+//!
+//! The host side of each imported interface is a file of its own. Where the backend sits
+//! below the engine, the port sits beside it, with its own bindings, and is linked here
+//! through a view of the store ([`crate::inference::ports`]: wasi:nn, the tokenizer and
+//! the model catalogue). Where the backend is a domain module above the engine, the
+//! engine declares the port as a trait that the domain implements, scoped to the caller's
+//! tenant, and its host side is here: tool calls ([`tools`], implemented by the function
+//! registry) and knowledge-base retrieval ([`retrieval`], implemented by `kb`). The stream
+//! sink ([`output`]) is the engine's own. The world's bindings are those of `rag-handler`,
+//! which includes the others' imports, so one linker serves all three handlers.
 
-mod models;
-mod nn;
 mod output;
 mod retrieval;
-mod tokenizer;
 mod tools;
 
 use std::sync::Arc;
@@ -21,8 +23,8 @@ use wasmtime::component::{Component, HasSelf};
 
 use super::{InvokeError, Runtime, Sandbox, State};
 use crate::inference::Inference;
+use crate::inference::ports::{ModelAccess, ModelsView};
 use crate::limits::Limits;
-pub use nn::{NnContext, NnErrorResource, NnGraph, NnTensor};
 
 mod bindings {
     wasmtime::component::bindgen!({
@@ -30,20 +32,15 @@ mod bindings {
         world: "tensoras:platform/rag-handler",
         imports: {
             "tensoras:platform/retrieval.retrieve": async | trappable,
-            "wasi:nn/inference.[method]graph-execution-context.compute": async | trappable,
             "tensoras:platform/output.send": async | trappable,
             "tensoras:platform/tools.invoke": async | trappable,
-            "tensoras:platform/tokenizer.encode": async | trappable,
-            "tensoras:platform/tokenizer.encode-text": async | trappable,
-            "tensoras:platform/tokenizer.encode-chat": async | trappable,
             default: trappable,
         },
         exports: { default: async },
         with: {
-            "wasi:nn/graph.graph": super::NnGraph,
-            "wasi:nn/inference.graph-execution-context": super::NnContext,
-            "wasi:nn/tensor.tensor": super::NnTensor,
-            "wasi:nn/errors.error": super::NnErrorResource,
+            "wasi:nn": crate::inference::ports::nn::bindings::wasi::nn,
+            "tensoras:platform/tokenizer": crate::inference::ports::tokenizer::bindings::tensoras::platform::tokenizer,
+            "tensoras:platform/models": crate::inference::ports::models::bindings::tensoras::platform::models,
         },
     });
 }
@@ -56,28 +53,20 @@ pub use tools::Toolbox;
 
 /// What a handler call may reach besides its sandbox.
 pub struct HandlerCtx {
-    /// Models.
-    pub inference: Arc<Inference>,
+    /// Models, for the caller's tenant.
+    pub models: ModelAccess,
     /// Stream sink, for `stream: true` requests.
     pub output: Option<mpsc::Sender<String>>,
     /// The caller's tenant's deployed tools.
     pub tools: Option<Arc<dyn Toolbox>>,
     /// Knowledge-base search scoped to the caller's tenant (the RAG handler's).
     pub retrieval: Option<Arc<dyn Retriever>>,
-    /// The caller's tenant: cached prompt prefixes are shared only within it.
-    pub tenant: String,
 }
 
 impl HandlerCtx {
-    /// The tenant as a prefix-cache scope.
-    fn prefix_scope(&self) -> u64 {
-        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
-        BuildHasherDefault::<DefaultHasher>::default().hash_one(&self.tenant)
-    }
-
     /// A context that reaches models only: no stream, tools or retrieval.
     pub fn models_only(inference: Arc<Inference>) -> Self {
-        Self { inference, output: None, tools: None, retrieval: None, tenant: String::new() }
+        Self { models: ModelAccess::new(inference, ""), output: None, tools: None, retrieval: None }
     }
 }
 
@@ -97,7 +86,18 @@ impl std::fmt::Debug for HandlerFunction {
 
 /// Adds the handler imports (beyond WASI) to a linker.
 pub(super) fn add_to_linker(linker: &mut wasmtime::component::Linker<State>) -> wasmtime::Result<()> {
-    bindings::RagHandler::add_to_linker::<State, HasSelf<State>>(linker, |s| s)
+    use bindings::tensoras::platform::{output, retrieval, tools, types};
+    crate::inference::ports::add_to_linker(linker, models_view)?;
+    types::add_to_linker::<State, HasSelf<State>>(linker, |s| s)?;
+    output::add_to_linker::<State, HasSelf<State>>(linker, |s| s)?;
+    tools::add_to_linker::<State, HasSelf<State>>(linker, |s| s)?;
+    retrieval::add_to_linker::<State, HasSelf<State>>(linker, |s| s)?;
+    Ok(())
+}
+
+/// The model imports' view of a store.
+fn models_view(state: &mut State) -> ModelsView<'_> {
+    ModelsView::new(state.handler.as_ref().map(|h| &h.models), &mut state.table)
 }
 
 impl Runtime {

@@ -33,7 +33,7 @@ pub struct Sandbox {
 
 /// The data of one `Store`: lives exactly as long as one request.
 pub struct State {
-    table: ResourceTable,
+    pub(super) table: ResourceTable,
     wasi: WasiCtx,
     http: WasiHttpCtx,
     hooks: OutgoingPolicy,
@@ -78,11 +78,6 @@ impl State {
             limiter: MemoryLimiter { max: memory_bytes, hit: false },
             handler,
         })
-    }
-
-    /// The resource table shared by WASI and the handler imports.
-    pub(super) fn table(&mut self) -> &mut ResourceTable {
-        &mut self.table
     }
 
     /// Whether the guest tried to grow memory past its limit during this request.

@@ -4,12 +4,25 @@
 
 use std::sync::Arc;
 
-use super::State;
-use super::bindings::tensoras::platform::tokenizer;
+use self::bindings::tensoras::platform::tokenizer;
+use super::ModelsView;
 
-impl State {
+pub(crate) mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        interfaces: "import tensoras:platform/tokenizer@0.1.0;",
+        imports: {
+            "tensoras:platform/tokenizer.encode": async | trappable,
+            "tensoras:platform/tokenizer.encode-text": async | trappable,
+            "tensoras:platform/tokenizer.encode-chat": async | trappable,
+            default: trappable,
+        },
+    });
+}
+
+impl ModelsView<'_> {
     fn text(&self, model: &str) -> wasmtime::Result<Result<Arc<crate::inference::TextModel>, tokenizer::TokenizerError>> {
-        Ok(match self.handler()?.inference.get(model) {
+        Ok(match self.inference()?.get(model) {
             Some(l) => Ok(l.text.clone()),
             None => Err(tokenizer::TokenizerError::UnknownModel(model.to_owned())),
         })
@@ -48,14 +61,14 @@ impl Encodable {
     }
 }
 
-impl State {
+impl ModelsView<'_> {
     /// Tokenises `input` with `model`'s tokenizer, refusing what cannot fit its context.
     async fn tokenise(
         &mut self,
         model: String,
         input: Encodable,
     ) -> wasmtime::Result<Result<Vec<u32>, tokenizer::TokenizerError>> {
-        let Some(loaded) = self.handler()?.inference.get(&model) else {
+        let Some(loaded) = self.inference()?.get(&model) else {
             return Ok(Err(tokenizer::TokenizerError::UnknownModel(model)));
         };
         let t = loaded.text.clone();
@@ -112,7 +125,7 @@ impl State {
     }
 }
 
-impl tokenizer::Host for State {
+impl tokenizer::Host for ModelsView<'_> {
     async fn encode(
         &mut self,
         model: String,

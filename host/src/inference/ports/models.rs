@@ -1,13 +1,21 @@
 //! The host side of `tensoras:platform/models`: what a handler may know of an installed
 //! model (kind, context, vocabulary, defaults, template features).
 
-use super::State;
-use super::bindings::tensoras::platform::models;
+use self::bindings::tensoras::platform::models;
+use super::ModelsView;
 use crate::inference::Graph;
 
-impl models::Host for State {
+pub(crate) mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        interfaces: "import tensoras:platform/models@0.1.0;",
+        imports: { default: trappable },
+    });
+}
+
+impl models::Host for ModelsView<'_> {
     fn get(&mut self, model: String) -> wasmtime::Result<Option<models::ModelInfo>> {
-        let Some(l) = self.handler()?.inference.get(&model) else { return Ok(None) };
+        let Some(l) = self.inference()?.get(&model) else { return Ok(None) };
         let m = &l.model;
         let vocab = m.installed.as_ref().map_or(0, |i| i.config.vocab_size as u32);
         let dims = match &l.graph {

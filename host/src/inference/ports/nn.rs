@@ -4,11 +4,45 @@
 
 use std::sync::Arc;
 
-use wasmtime::component::Resource;
+use wasmtime::component::{Linker, Resource};
 
-use super::State;
-use super::bindings::wasi::nn::{errors, graph, inference, tensor};
+use self::bindings::wasi::nn::{errors, graph, inference, tensor};
+use super::{HasModels, ModelsView};
 use crate::inference::Graph;
+
+pub(crate) mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        interfaces: "
+            import wasi:nn/tensor@0.2.0-rc-2024-10-28;
+            import wasi:nn/graph@0.2.0-rc-2024-10-28;
+            import wasi:nn/inference@0.2.0-rc-2024-10-28;
+            import wasi:nn/errors@0.2.0-rc-2024-10-28;
+        ",
+        imports: {
+            "wasi:nn/inference.[method]graph-execution-context.compute": async | trappable,
+            default: trappable,
+        },
+        with: {
+            "wasi:nn/graph.graph": super::NnGraph,
+            "wasi:nn/inference.graph-execution-context": super::NnContext,
+            "wasi:nn/tensor.tensor": super::NnTensor,
+            "wasi:nn/errors.error": super::NnErrorResource,
+        },
+    });
+}
+
+/// Adds the four `wasi:nn` interfaces to `linker`.
+pub(super) fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    get: fn(&mut T) -> ModelsView<'_>,
+) -> wasmtime::Result<()> {
+    graph::add_to_linker::<T, HasModels>(linker, get)?;
+    tensor::add_to_linker::<T, HasModels>(linker, get)?;
+    inference::add_to_linker::<T, HasModels>(linker, get)?;
+    errors::add_to_linker::<T, HasModels>(linker, get)?;
+    Ok(())
+}
 use crate::inference::decoder::Sequence;
 use crate::inference::{EncoderGraph, NnError, NnErrorCode};
 
@@ -66,14 +100,14 @@ pub struct NnErrorResource {
     message: String,
 }
 
-impl State {
+impl ModelsView<'_> {
     fn nn_error(&mut self, e: NnError) -> wasmtime::Result<Resource<NnErrorResource>> {
         let code = match e.code {
             NnErrorCode::InvalidArgument => errors::ErrorCode::InvalidArgument,
             NnErrorCode::TooLarge => errors::ErrorCode::TooLarge,
             NnErrorCode::RuntimeError => errors::ErrorCode::RuntimeError,
         };
-        Ok(self.table().push(NnErrorResource { code, message: e.message })?)
+        Ok(self.table.push(NnErrorResource { code, message: e.message })?)
     }
 }
 
@@ -81,7 +115,7 @@ fn invalid(message: impl Into<String>) -> NnError {
     NnError { code: NnErrorCode::InvalidArgument, message: message.into() }
 }
 
-impl graph::Host for State {
+impl graph::Host for ModelsView<'_> {
     fn load(
         &mut self,
         _builder: Vec<graph::GraphBuilder>,
@@ -92,32 +126,32 @@ impl graph::Host for State {
     }
 
     fn load_by_name(&mut self, name: String) -> wasmtime::Result<Result<Resource<NnGraph>, Resource<NnErrorResource>>> {
-        let found = self.handler()?.inference.get(&name).map(|l| l.graph.clone());
+        let found = self.inference()?.get(&name).map(|l| l.graph.clone());
         match found {
-            Some(g) => Ok(Ok(self.table().push(NnGraph(g))?)),
+            Some(g) => Ok(Ok(self.table.push(NnGraph(g))?)),
             None => {
                 let code = errors::ErrorCode::NotFound;
-                Ok(Err(self.table().push(NnErrorResource { code, message: format!("no installed model named {name:?}") })?))
+                Ok(Err(self.table.push(NnErrorResource { code, message: format!("no installed model named {name:?}") })?))
             }
         }
     }
 }
 
-impl graph::HostGraph for State {
+impl graph::HostGraph for ModelsView<'_> {
     fn init_execution_context(
         &mut self,
         g: Resource<NnGraph>,
     ) -> wasmtime::Result<Result<Resource<NnContext>, Resource<NnErrorResource>>> {
-        let scope = self.handler()?.prefix_scope();
-        let ctx = match &self.table().get(&g)?.0 {
+        let scope = self.access()?.scope;
+        let ctx = match &self.table.get(&g)?.0 {
             Graph::Decoder(d) => NnContext::Decoder(Arc::new(d.sequence(scope))),
             Graph::Encoder(e) => NnContext::Encoder(e.clone()),
         };
-        Ok(Ok(self.table().push(ctx)?))
+        Ok(Ok(self.table.push(ctx)?))
     }
 
     fn drop(&mut self, rep: Resource<NnGraph>) -> wasmtime::Result<()> {
-        self.table().delete(rep)?;
+        self.table.delete(rep)?;
         Ok(())
     }
 }
@@ -146,7 +180,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, NnError> + Se
         .unwrap_or_else(|e| Err(NnError { code: NnErrorCode::RuntimeError, message: format!("inference task failed: {e}") }))
 }
 
-impl inference::HostGraphExecutionContext for State {
+impl inference::HostGraphExecutionContext for ModelsView<'_> {
     async fn compute(
         &mut self,
         ctx: Resource<NnContext>,
@@ -154,10 +188,10 @@ impl inference::HostGraphExecutionContext for State {
     ) -> wasmtime::Result<Result<Vec<(String, Resource<NnTensor>)>, Resource<NnErrorResource>>> {
         let mut tensors = Vec::with_capacity(inputs.len());
         for (name, t) in inputs {
-            tensors.push((name, self.table().delete(t)?));
+            tensors.push((name, self.table.delete(t)?));
         }
         let find = |name: &str| tensors.iter().find(|(n, _)| n == name).map(|(_, t)| t);
-        let result = match self.table().get(&ctx)? {
+        let result = match self.table.get(&ctx)? {
             NnContext::Decoder(seq) => {
                 let seq = seq.clone();
                 match find("input_ids").ok_or_else(|| invalid("missing input tensor \"input_ids\"")).and_then(|t| {
@@ -210,7 +244,7 @@ impl inference::HostGraphExecutionContext for State {
             Ok(outputs) => {
                 let mut out = Vec::with_capacity(outputs.len());
                 for (name, t) in outputs {
-                    out.push((name, self.table().push(t)?));
+                    out.push((name, self.table.push(t)?));
                 }
                 Ok(Ok(out))
             }
@@ -219,45 +253,45 @@ impl inference::HostGraphExecutionContext for State {
     }
 
     fn drop(&mut self, rep: Resource<NnContext>) -> wasmtime::Result<()> {
-        self.table().delete(rep)?;
+        self.table.delete(rep)?;
         Ok(())
     }
 }
 
-impl inference::Host for State {}
+impl inference::Host for ModelsView<'_> {}
 
-impl tensor::HostTensor for State {
+impl tensor::HostTensor for ModelsView<'_> {
     fn new(&mut self, dims: Vec<u32>, ty: tensor::TensorType, data: Vec<u8>) -> wasmtime::Result<Resource<NnTensor>> {
-        Ok(self.table().push(NnTensor { dims, ty, data: TensorData::Bytes(data) })?)
+        Ok(self.table.push(NnTensor { dims, ty, data: TensorData::Bytes(data) })?)
     }
     fn dimensions(&mut self, t: Resource<NnTensor>) -> wasmtime::Result<Vec<u32>> {
-        Ok(self.table().get(&t)?.dims.clone())
+        Ok(self.table.get(&t)?.dims.clone())
     }
     fn ty(&mut self, t: Resource<NnTensor>) -> wasmtime::Result<tensor::TensorType> {
-        Ok(self.table().get(&t)?.ty)
+        Ok(self.table.get(&t)?.ty)
     }
     fn data(&mut self, t: Resource<NnTensor>) -> wasmtime::Result<Vec<u8>> {
-        Ok(self.table().get(&t)?.data.to_le_bytes())
+        Ok(self.table.get(&t)?.data.to_le_bytes())
     }
     fn drop(&mut self, rep: Resource<NnTensor>) -> wasmtime::Result<()> {
-        self.table().delete(rep)?;
+        self.table.delete(rep)?;
         Ok(())
     }
 }
 
-impl tensor::Host for State {}
+impl tensor::Host for ModelsView<'_> {}
 
-impl errors::HostError for State {
+impl errors::HostError for ModelsView<'_> {
     fn code(&mut self, e: Resource<NnErrorResource>) -> wasmtime::Result<errors::ErrorCode> {
-        Ok(self.table().get(&e)?.code)
+        Ok(self.table.get(&e)?.code)
     }
     fn data(&mut self, e: Resource<NnErrorResource>) -> wasmtime::Result<String> {
-        Ok(self.table().get(&e)?.message.clone())
+        Ok(self.table.get(&e)?.message.clone())
     }
     fn drop(&mut self, rep: Resource<NnErrorResource>) -> wasmtime::Result<()> {
-        self.table().delete(rep)?;
+        self.table.delete(rep)?;
         Ok(())
     }
 }
 
-impl errors::Host for State {}
+impl errors::Host for ModelsView<'_> {}
