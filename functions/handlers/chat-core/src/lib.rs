@@ -24,6 +24,7 @@
 //! (`type: "tensoras_function"`) run on the server between generation
 //! rounds ([`turns`]). See `docs/design/005-tool-calling.md`.
 
+pub mod bindings;
 pub mod calls;
 pub mod decoded;
 pub mod generate;
@@ -49,26 +50,6 @@ use crate::request::{GenerationRequest, ModelFacts};
 use crate::response::{ChunkEvent, ChunkWriter, Envelope, Usage, full_response, id_prefix};
 use crate::sampling::SamplingParams;
 use crate::turns::{Turns, TurnsOutcome};
-
-/// Bindings of the `rag-handler` world, which includes `chat-handler`: the
-/// chat component links only what it calls, so it imports no `retrieval`
-/// (wit-component drops unused imports), while both handler crates share
-/// one set of generated types and export through [`bindings::export`].
-#[allow(missing_docs, clippy::all)]
-pub mod bindings {
-    wit_bindgen::generate!({
-        path: "../../../wit",
-        world: "tensoras:platform/rag-handler",
-        // wit-parser needs the @unstable clocks-timezone feature to resolve
-        // the vendored WASI packages (see guest-sdk/src/lib.rs).
-        features: ["clocks-timezone"],
-        // Bind the world's wasi:nn imports here as well (they are not
-        // provided by another crate).
-        generate_all,
-        // The export macro is used by the handler crates (chat, rag).
-        pub_export_macro: true,
-    });
-}
 
 use bindings::exports::tensoras::platform::handler::{Request, Response};
 use bindings::tensoras::platform::models::{self, ModelInfo};
