@@ -6,14 +6,14 @@
 //! through a view of the store ([`crate::inference::ports`]: wasi:nn, the tokenizer and
 //! the model catalogue). Where the backend is a domain module above the engine, the
 //! engine declares the port as a trait that the domain implements, scoped to the caller's
-//! tenant, and its host side is here: tool calls ([`tools`], implemented by the function
+//! tenant, and its host side is here: tool calls ([`toolbox`], implemented by the function
 //! registry) and knowledge-base retrieval ([`retrieval`], implemented by `kb`). The stream
 //! sink ([`output`]) is the engine's own. The world's bindings are those of `rag-handler`,
 //! which includes the others' imports, so one linker serves all three handlers.
 
 mod output;
 mod retrieval;
-mod tools;
+mod toolbox;
 
 use std::sync::Arc;
 
@@ -33,7 +33,7 @@ mod bindings {
         imports: {
             "tensoras:platform/retrieval.retrieve": async | trappable,
             "tensoras:platform/output.send": async | trappable,
-            "tensoras:platform/tools.invoke": async | trappable,
+            "tensoras:platform/toolbox.invoke": async | trappable,
             default: trappable,
         },
         exports: { default: async },
@@ -49,7 +49,7 @@ pub use bindings::exports::tensoras::platform::handler::{Request as HandlerReque
 pub use bindings::tensoras::platform::retrieval::{Chunk as RetrievedChunk, RetrievalError, Search as RetrievalSearch};
 pub use bindings::tensoras::platform::types::{HandlerError, Usage};
 pub use retrieval::Retriever;
-pub use tools::Toolbox;
+pub use toolbox::Toolbox;
 
 /// What a handler call may reach besides its sandbox.
 pub struct HandlerCtx {
@@ -86,11 +86,11 @@ impl std::fmt::Debug for HandlerFunction {
 
 /// Adds the handler imports (beyond WASI) to a linker.
 pub(super) fn add_to_linker(linker: &mut wasmtime::component::Linker<State>) -> wasmtime::Result<()> {
-    use bindings::tensoras::platform::{output, retrieval, tools, types};
+    use bindings::tensoras::platform::{output, retrieval, toolbox, types};
     crate::inference::ports::add_to_linker(linker, models_view)?;
     types::add_to_linker::<State, HasSelf<State>>(linker, |s| s)?;
     output::add_to_linker::<State, HasSelf<State>>(linker, |s| s)?;
-    tools::add_to_linker::<State, HasSelf<State>>(linker, |s| s)?;
+    toolbox::add_to_linker::<State, HasSelf<State>>(linker, |s| s)?;
     retrieval::add_to_linker::<State, HasSelf<State>>(linker, |s| s)?;
     Ok(())
 }

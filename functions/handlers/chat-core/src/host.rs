@@ -9,7 +9,7 @@
 use handler_common::ApiError;
 
 use crate::bindings::tensoras::platform::tokenizer::{self, ChatMessage, TokenizerError};
-use crate::bindings::tensoras::platform::tools::{self, ToolInfo};
+use crate::bindings::tensoras::platform::toolbox::{self, ToolInfo};
 use crate::bindings::tensoras::platform::types::ToolError;
 use crate::bindings::wasi::nn::graph::{self, Graph};
 use crate::bindings::wasi::nn::inference::GraphExecutionContext;
@@ -135,7 +135,7 @@ pub struct DeployedTools {
 
 impl crate::tools::ServerTools for DeployedTools {
     fn describe(&mut self, name: &str) -> Option<(String, serde_json::Value)> {
-        let tools = self.listed.get_or_insert_with(tools::available);
+        let tools = self.listed.get_or_insert_with(toolbox::available);
         let t = tools.iter().find(|t| t.name == name)?;
         // A tool that describes no usable schema takes any object.
         let parameters = serde_json::from_str::<serde_json::Value>(&t.parameters)
@@ -149,7 +149,7 @@ impl crate::tools::ServerTools for DeployedTools {
 /// Runs a deployed tool in its own sandbox. A failure is returned as the
 /// text the model sees, never as an error of this request.
 pub fn invoke_tool(name: &str, arguments: &str) -> Result<String, String> {
-    tools::invoke(name, arguments).map_err(|e| match e {
+    toolbox::invoke(name, arguments).map_err(|e| match e {
         ToolError::InvalidArguments(m) => format!("invalid arguments: {m}"),
         ToolError::Failed(m) => format!("the tool failed: {m}"),
     })

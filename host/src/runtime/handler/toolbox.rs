@@ -1,4 +1,4 @@
-//! The host side of `tensoras:platform/tools`: the chat handler's server-side tool calls.
+//! The host side of `tensoras:platform/toolbox`: the chat handler's server-side tool calls.
 //!
 //! The runtime knows nothing of deployed functions; a request's [`HandlerCtx`] carries a
 //! [`Toolbox`] already scoped to the caller's tenant (the function registry implements
@@ -10,7 +10,7 @@
 use futures::future::BoxFuture;
 
 use super::State;
-use super::bindings::tensoras::platform::tools::{self, ToolError};
+use super::bindings::tensoras::platform::toolbox::{self, ToolError};
 use crate::runtime::{ToolInfo, ToolOutcome};
 
 /// The deployed tools of one tenant.
@@ -22,13 +22,13 @@ pub trait Toolbox: Send + Sync {
     fn invoke(&self, name: String, arguments: String) -> BoxFuture<'static, Result<ToolOutcome, String>>;
 }
 
-impl tools::Host for State {
-    fn available(&mut self) -> wasmtime::Result<Vec<tools::ToolInfo>> {
+impl toolbox::Host for State {
+    fn available(&mut self) -> wasmtime::Result<Vec<toolbox::ToolInfo>> {
         let Some(toolbox) = &self.handler()?.tools else { return Ok(Vec::new()) };
         Ok(toolbox
             .available()
             .into_iter()
-            .map(|t| tools::ToolInfo { name: t.name, description: t.description, parameters: t.parameters })
+            .map(|t| toolbox::ToolInfo { name: t.name, description: t.description, parameters: t.parameters })
             .collect())
     }
 
