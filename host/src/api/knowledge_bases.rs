@@ -12,9 +12,8 @@ use super::extract::Json;
 use super::files::{file_not_found, new_record};
 use super::{AppState, Caller};
 use crate::files::fetch::{FetchError, FetchPolicy};
-use crate::kb::{ChunkingKind, ChunkingStrategy, RetrieveError, RetrieveRequest};
+use crate::kb::{ChunkingKind, ChunkingStrategy, Found, RetrieveError, RetrieveRequest, Searched};
 use crate::store::{DataSourceRecord, KnowledgeBaseRecord, SourceStatus, StoreError};
-use crate::vector::{MetadataFilter, SearchType};
 
 const MAX_NAME: usize = 256;
 const MAX_DESCRIPTION: usize = 4096;
@@ -428,39 +427,25 @@ pub async fn delete_source(
 
 fn parse_retrieve(obj: &Map<String, Value>) -> Result<RetrieveRequest, ApiError> {
     let query = match obj.get("query") {
-        Some(Value::String(q)) if !q.trim().is_empty() && q.len() <= 32_768 => q.clone(),
-        Some(Value::String(q)) if !q.trim().is_empty() => {
-            return Err(ApiError::invalid("'query' is longer than 32768 bytes.").param("query"));
-        }
+        Some(Value::String(q)) => q.clone(),
         Some(_) => return Err(ApiError::invalid("'query' must be a non-empty string.").param("query")),
         None => return Err(ApiError::invalid("Missing required parameter: 'query'.").param("query")),
     };
     let top_k = match obj.get("top_k") {
         None | Some(Value::Null) => 10,
-        Some(v) => v
-            .as_u64()
-            .filter(|k| (1..=100).contains(k))
-            .ok_or_else(|| ApiError::invalid("'top_k' must be an integer from 1 to 100.").param("top_k"))?
-            as usize,
+        // Anything but an integer is out of range (u64::MAX), with the range's message.
+        Some(v) => v.as_u64().unwrap_or(u64::MAX),
     };
     let search_type = match obj.get("search_type") {
-        None => SearchType::Vector,
-        Some(v) => v
-            .as_str()
-            .and_then(SearchType::parse)
-            .ok_or_else(|| ApiError::invalid("'search_type' must be 'vector', 'keyword' or 'hybrid'.").param("search_type"))?,
+        None => "vector",
+        Some(v) => v.as_str().unwrap_or("(not a string)"),
     };
-    let filter =
-        MetadataFilter::parse(obj.get("filters").unwrap_or(&Value::Null)).map_err(|m| ApiError::invalid(m).param("filters"))?;
     let min_score = match obj.get("min_score") {
         None | Some(Value::Null) => None,
-        Some(v) => Some(
-            v.as_f64()
-                .filter(|s| s.is_finite())
-                .ok_or_else(|| ApiError::invalid("'min_score' must be a number.").param("min_score"))? as f32,
-        ),
+        Some(v) => Some(v.as_f64().unwrap_or(f64::NAN)),
     };
-    Ok(RetrieveRequest { query, top_k, search_type, filter, min_score })
+    let filters = obj.get("filters").unwrap_or(&Value::Null);
+    RetrieveRequest::new(query, top_k, search_type, filters, min_score).map_err(|r| ApiError::invalid(r.message).param(r.param))
 }
 
 /// `POST /v1/knowledge-bases/{id}/retrieve`.
@@ -478,15 +463,16 @@ pub async fn retrieve(
         Some(Value::Bool(b)) => *b,
         Some(_) => return Err(ApiError::invalid("'include_metadata' must be a boolean.").param("include_metadata")),
     };
-    let hits = state.knowledge.retrieve(&caller.tenant, &kb.id, &kb.embedding_model, &req).await.map_err(|e| match e {
+    let kbs = [Searched { id: kb.id.clone(), embedding_model: kb.embedding_model.clone() }];
+    let found = state.knowledge.retrieve(&caller.tenant, &kbs, &req).await.map_err(|e| match e {
         RetrieveError::Embed(e) => {
             ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "server_error", e.to_string()).code("embedding_unavailable")
         }
         RetrieveError::Vector(e) => ApiError::internal(e),
     })?;
-    let data: Vec<Value> = hits
+    let data: Vec<Value> = found
         .into_iter()
-        .map(|h| {
+        .map(|Found { hit: h, .. }| {
             let p = &h.payload;
             let mut chunk = json!({
                 "object": "knowledge_base.chunk",

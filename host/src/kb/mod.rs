@@ -21,6 +21,7 @@ pub mod embed;
 mod ingest;
 pub mod parse;
 mod retriever;
+mod search;
 
 use std::sync::Arc;
 
@@ -29,10 +30,11 @@ use tokio::sync::{mpsc, watch};
 
 pub use chunk::{ChunkingKind, ChunkingStrategy};
 pub use embed::{EmbedError, Embedder};
+pub use search::{Found, MAX_QUERY_BYTES, MAX_TOP_K, Refused, Searched};
 
 use crate::files::FileStorage;
 use crate::store::{DataSourceRecord, MetadataStore};
-use crate::vector::{Hit, MetadataFilter, Query, SearchType, VectorError, VectorStore};
+use crate::vector::{MetadataFilter, SearchType, VectorError, VectorStore};
 
 /// Most chunks one data source may have, whatever its size.
 pub const MAX_CHUNKS_PER_SOURCE: usize = 100_000;
@@ -234,34 +236,6 @@ impl Knowledge {
         let vectors = self.inner.vectors.clone();
         let kb = kb_id.to_owned();
         blocking(move || vectors.count(&kb, None)).await
-    }
-
-    /// Searches a knowledge base.
-    pub async fn retrieve(
-        &self,
-        tenant: &str,
-        kb_id: &str,
-        model: &str,
-        req: &RetrieveRequest,
-    ) -> Result<Vec<Hit>, RetrieveError> {
-        let dense = match req.search_type {
-            SearchType::Keyword => None,
-            SearchType::Vector | SearchType::Hybrid => {
-                let mut v = self.inner.embedder.embed(tenant, model, std::slice::from_ref(&req.query)).await?;
-                v.pop()
-            }
-        };
-        let query = Query {
-            dense,
-            text: req.query.clone(),
-            kind: req.search_type,
-            limit: req.top_k,
-            filter: req.filter.clone(),
-            min_score: req.min_score,
-        };
-        let vectors = self.inner.vectors.clone();
-        let kb = kb_id.to_owned();
-        Ok(blocking(move || vectors.search(&kb, &query)).await?)
     }
 }
 

@@ -1,17 +1,17 @@
 //! Knowledge-base search for the RAG handler component: the runtime's [`Retriever`],
-//! bound to one tenant, over the same [`Knowledge::retrieve`] the retrieve endpoint uses.
+//! bound to one tenant, over the same [`Knowledge::retrieve`] the retrieve endpoint uses,
+//! with every knowledge base of the request in one call.
 
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use serde_json::Value;
 
-use super::{Knowledge, RetrieveRequest};
+use super::{Found, Knowledge, RetrieveRequest, Searched};
 use crate::runtime::{RetrievalError, RetrievalSearch, RetrievedChunk, Retriever};
-use crate::vector::{Hit, MetadataFilter, SearchType};
 
-/// Most bytes of a query, as the retrieve endpoint allows.
-const MAX_QUERY_BYTES: usize = 32_768;
+/// Most knowledge bases one request may search, as `knowledge_bases` allows.
+const MAX_KNOWLEDGE_BASES: usize = 10;
 
 struct TenantRetriever {
     knowledge: Knowledge,
@@ -26,53 +26,50 @@ impl Knowledge {
 }
 
 impl Retriever for TenantRetriever {
-    fn retrieve(&self, kb: String, search: RetrievalSearch) -> BoxFuture<'static, Result<Vec<RetrievedChunk>, RetrievalError>> {
+    fn retrieve(
+        &self,
+        kbs: Vec<String>,
+        search: RetrievalSearch,
+    ) -> BoxFuture<'static, Result<Vec<RetrievedChunk>, RetrievalError>> {
         let knowledge = self.knowledge.clone();
         let tenant = self.tenant.clone();
         Box::pin(async move {
-            let record = knowledge
-                .inner
-                .store
-                .get_kb(&tenant, &kb)
-                .map_err(|e| RetrievalError::Backend(e.to_string()))?
-                .ok_or_else(|| RetrievalError::NotFound(kb.clone()))?;
+            if kbs.is_empty() || kbs.len() > MAX_KNOWLEDGE_BASES {
+                return Err(RetrievalError::Invalid(format!("search 1 to {MAX_KNOWLEDGE_BASES} knowledge bases at once")));
+            }
+            let mut searched: Vec<Searched> = Vec::with_capacity(kbs.len());
+            for kb in kbs {
+                let record = knowledge
+                    .inner
+                    .store
+                    .get_kb(&tenant, &kb)
+                    .map_err(|e| RetrievalError::Backend(e.to_string()))?
+                    .ok_or_else(|| RetrievalError::NotFound(kb.clone()))?;
+                if !searched.iter().any(|s| s.id == record.id) {
+                    searched.push(Searched { id: record.id, embedding_model: record.embedding_model });
+                }
+            }
             let req = request(search).map_err(RetrievalError::Invalid)?;
-            let hits = knowledge
-                .retrieve(&tenant, &record.id, &record.embedding_model, &req)
-                .await
-                .map_err(|e| RetrievalError::Backend(e.to_string()))?;
-            Ok(hits.into_iter().map(|h| chunk(&record.id, h)).collect())
+            let found = knowledge.retrieve(&tenant, &searched, &req).await.map_err(|e| RetrievalError::Backend(e.to_string()))?;
+            Ok(found.into_iter().map(chunk).collect())
         })
     }
 }
 
-/// The search as a [`RetrieveRequest`], with the retrieve endpoint's limits.
+/// The search as a [`RetrieveRequest`], by the retrieve endpoint's rules.
 fn request(s: RetrievalSearch) -> Result<RetrieveRequest, String> {
-    if s.query.trim().is_empty() || s.query.len() > MAX_QUERY_BYTES {
-        return Err(format!("the query must be 1 to {MAX_QUERY_BYTES} bytes of text"));
-    }
-    let search_type = SearchType::parse(&s.search_type).ok_or_else(|| format!("unknown search type {:?}", s.search_type))?;
-    let filter = match s.filters {
-        None => MetadataFilter::default(),
-        Some(text) => {
-            let v: Value = serde_json::from_str(&text).map_err(|e| format!("filters are not JSON: {e}"))?;
-            MetadataFilter::parse(&v)?
-        }
+    let filters = match s.filters {
+        None => Value::Null,
+        Some(text) => serde_json::from_str(&text).map_err(|e| format!("filters are not JSON: {e}"))?,
     };
-    Ok(RetrieveRequest {
-        query: s.query,
-        top_k: s.top_k.clamp(1, 100) as usize,
-        search_type,
-        filter,
-        min_score: s.min_score.filter(|m| m.is_finite()),
-    })
+    RetrieveRequest::new(s.query, u64::from(s.top_k), &s.search_type, &filters, s.min_score.map(f64::from)).map_err(|r| r.message)
 }
 
-fn chunk(kb: &str, h: Hit) -> RetrievedChunk {
+fn chunk(Found { kb, hit: h }: Found) -> RetrievedChunk {
     let p = &h.payload;
     let text = |k: &str| p.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
     RetrievedChunk {
-        knowledge_base: kb.to_owned(),
+        knowledge_base: kb,
         file_id: text("file_id"),
         filename: text("filename"),
         chunk_index: p.get("chunk_index").and_then(Value::as_u64).unwrap_or_default() as u32,
@@ -85,24 +82,27 @@ fn chunk(kb: &str, h: Hit) -> RetrievedChunk {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::vector::SearchType;
 
-    fn search(query: &str, search_type: &str, filters: Option<&str>) -> RetrievalSearch {
+    fn search(query: &str, top_k: u32, search_type: &str, filters: Option<&str>, min_score: Option<f32>) -> RetrievalSearch {
         RetrievalSearch {
             query: query.into(),
-            top_k: 500,
+            top_k,
             search_type: search_type.into(),
             filters: filters.map(Into::into),
-            min_score: Some(f32::NAN),
+            min_score,
         }
     }
 
     #[test]
     fn searches_are_checked_like_the_retrieve_endpoint() {
-        let ok = request(search("q", "hybrid", Some(r#"{"lang": {"$eq": "en"}}"#))).unwrap();
-        assert_eq!((ok.top_k, ok.search_type, ok.min_score), (100, SearchType::Hybrid, None));
-        assert!(request(search(" ", "vector", None)).is_err());
-        assert!(request(search("q", "fuzzy", None)).is_err());
-        assert!(request(search("q", "vector", Some("{"))).is_err());
-        assert!(request(search("q", "vector", Some(r#"{"a": {"$regex": "x"}}"#))).is_err());
+        let ok = request(search("q", 100, "hybrid", Some(r#"{"lang": {"$eq": "en"}}"#), Some(0.5))).unwrap();
+        assert_eq!((ok.top_k, ok.search_type, ok.min_score), (100, SearchType::Hybrid, Some(0.5)));
+        assert!(request(search(" ", 4, "vector", None, None)).is_err());
+        assert!(request(search("q", 101, "vector", None, None)).is_err());
+        assert!(request(search("q", 4, "vector", None, Some(f32::NAN))).is_err());
+        assert!(request(search("q", 4, "fuzzy", None, None)).is_err());
+        assert!(request(search("q", 4, "vector", Some("{"), None)).is_err());
+        assert!(request(search("q", 4, "vector", Some(r#"{"a": {"$regex": "x"}}"#), None)).is_err());
     }
 }

@@ -24,11 +24,11 @@ const DENSE: &str = "dense";
 /// The sparse BM25 vector of every collection (IDF applied by Qdrant at query time).
 const SPARSE: &str = "bm25";
 /// Reciprocal-rank-fusion constant of hybrid search (the usual 60).
-const RRF_K: usize = 60;
+pub(crate) const RRF_K: usize = 60;
 
 /// Candidates each side of a hybrid search contributes before RRF ranks them: more than
 /// asked for, so a chunk found by only one side can still make the cut.
-fn prefetch_depth(limit: usize) -> usize {
+pub(crate) fn prefetch_depth(limit: usize) -> usize {
     (limit * 4).max(20)
 }
 

@@ -1,7 +1,7 @@
 //! The grounded prompt: which retrieved chunks go in, and how they are shown.
 //!
-//! Chunks from all knowledge bases are ranked together by score and the best
-//! `top_k` kept; then, in rank order, each goes into the prompt only if it
+//! The host ranks the chunks of all the knowledge bases together and sends the
+//! best `top_k` (`retrieval.retrieve`); in rank order, each goes into the prompt only if it
 //! still fits in the room the model's context leaves (a chunk too long for
 //! what is left is skipped and a shorter one may follow). The chunks that
 //! went in are numbered `[1]`, `[2]`, … in the question and are exactly the
@@ -28,48 +28,6 @@ pub struct Source {
     pub text: String,
     /// Retrieval score.
     pub score: f32,
-}
-
-/// Reciprocal-rank-fusion constant, as the vector store's own hybrid search uses.
-const RRF_K: f32 = 60.0;
-
-/// The best `top_k` chunks over all knowledge bases by score, best first; a
-/// chunk found twice (one file may be in two knowledge bases) is kept once.
-pub fn rank(mut sources: Vec<Source>, top_k: usize) -> Vec<Source> {
-    sources.sort_by(|a, b| b.score.total_cmp(&a.score));
-    let mut out: Vec<Source> = Vec::with_capacity(top_k.min(sources.len()));
-    for s in sources {
-        if out.len() == top_k {
-            break;
-        }
-        if !out.iter().any(|o| same_chunk(o, &s)) {
-            out.push(s);
-        }
-    }
-    out
-}
-
-/// Hybrid ranking over several knowledge bases: each ranking (by meaning, by
-/// keywords) is first merged over all knowledge bases by its own score, then
-/// the two are fused by reciprocal rank (score = sum of 1 / (60 + rank)).
-/// Fusing each knowledge base separately and merging afterwards would give
-/// every knowledge base's best chunk the same score, however poor it is.
-pub fn fuse(rankings: Vec<Vec<Source>>, top_k: usize) -> Vec<Source> {
-    let mut fused: Vec<Source> = Vec::new();
-    for ranking in rankings {
-        for (rank, s) in self::rank(ranking, usize::MAX).into_iter().enumerate() {
-            let score = 1.0 / (RRF_K + rank as f32 + 1.0);
-            match fused.iter_mut().find(|f| same_chunk(f, &s)) {
-                Some(f) => f.score += score,
-                None => fused.push(Source { score, ..s }),
-            }
-        }
-    }
-    rank(fused, top_k)
-}
-
-fn same_chunk(a: &Source, b: &Source) -> bool {
-    a.file_id == b.file_id && a.chunk_index == b.chunk_index
 }
 
 /// The user message that asks `question` over `sources` (numbered from 1);
@@ -144,26 +102,6 @@ mod tests {
             text: text.into(),
             score,
         }
-    }
-
-    #[test]
-    fn ranks_across_knowledge_bases_and_drops_repeats() {
-        let ranked =
-            rank(vec![src("a", 0, "low", 0.1), src("b", 0, "high", 0.9), src("a", 1, "mid", 0.5), src("b", 0, "high", 0.9)], 2);
-        let texts: Vec<&str> = ranked.iter().map(|s| s.text.as_str()).collect();
-        assert_eq!(texts, ["high", "mid"]);
-    }
-
-    #[test]
-    fn hybrid_fuses_global_rankings_not_per_knowledge_base_ones() {
-        // Two knowledge bases: kb A's best chunk is weak in both rankings, kb B's
-        // chunk is first in both; fusing per knowledge base would tie them.
-        let dense = vec![src("b", 0, "fleet", 0.8), src("a", 0, "crew", 0.6), src("a", 1, "ferry", 0.1)];
-        let sparse = vec![src("b", 0, "fleet", 7.0), src("a", 1, "ferry", 0.5)];
-        let fused = fuse(vec![dense, sparse], 2);
-        let texts: Vec<&str> = fused.iter().map(|s| s.text.as_str()).collect();
-        assert_eq!(texts, ["fleet", "ferry"]);
-        assert!((fused[0].score - 2.0 / 61.0).abs() < 1e-6);
     }
 
     #[test]

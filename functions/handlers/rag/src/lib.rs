@@ -2,8 +2,8 @@
 //!
 //! The handler component behind `POST /v1/chat/completions` when the body
 //! names `knowledge_bases` (world `tensoras:platform/rag-handler`): it
-//! searches each knowledge base for the last user message through the host's
-//! `retrieval` interface, puts the best chunks that fit the model's context
+//! searches the knowledge bases for the last user message through the host's
+//! `retrieval` interface, all in one call, puts the best chunks that fit the model's context
 //! in front of the question ([`grounding`]), generates with `chat-core`
 //! exactly as the chat handler does (streaming, tools, JSON modes, `n`,
 //! sampling all work), and adds `citations` — the chunks the prompt held —
@@ -72,52 +72,34 @@ fn handle(raw: Request) -> Result<Response, ApiError> {
     chat_core::respond(&prepared, &extra)
 }
 
-/// The best chunks for `query` over every knowledge base, best first.
+/// The best chunks for `query` over every knowledge base, best first: one call, in
+/// which the host embeds the query once per embedding model and ranks (for `hybrid`,
+/// fuses) the knowledge bases' chunks together.
 fn search(opts: &RagOptions, query: &str) -> Result<Vec<Source>, ApiError> {
-    let top_k = opts.top_k as usize;
-    if opts.search_type != "hybrid" {
-        let found = search_all(opts, query, &opts.search_type, opts.top_k, opts.min_score)?;
-        return Ok(grounding::rank(found, top_k));
-    }
-    // Hybrid over all knowledge bases at once (see `grounding::fuse`), from a
-    // deeper candidate list per ranking, as the store's own hybrid search does.
-    let depth = (opts.top_k * 4).min(100);
-    // `min_score` applies to the fused score, as on the retrieve endpoint.
-    let dense = search_all(opts, query, "vector", depth, None)?;
-    let sparse = search_all(opts, query, "keyword", depth, None)?;
-    let mut fused = grounding::fuse(vec![dense, sparse], top_k);
-    fused.retain(|s| opts.min_score.is_none_or(|m| s.score >= m));
-    Ok(fused)
-}
-
-/// One search type's results from every knowledge base, unmerged.
-fn search_all(
-    opts: &RagOptions,
-    query: &str,
-    search_type: &str,
-    top_k: u32,
-    min_score: Option<f32>,
-) -> Result<Vec<Source>, ApiError> {
-    let search =
-        Search { query: query.to_owned(), top_k, search_type: search_type.to_owned(), filters: opts.filters.clone(), min_score };
-    let mut out = Vec::new();
-    for kb in &opts.knowledge_bases {
-        let chunks = retrieval::retrieve(kb, &search).map_err(|e| retrieval_error(kb, e))?;
-        out.extend(chunks.into_iter().map(|c| Source {
+    let search = Search {
+        query: query.to_owned(),
+        top_k: opts.top_k,
+        search_type: opts.search_type.clone(),
+        filters: opts.filters.clone(),
+        min_score: opts.min_score,
+    };
+    let chunks = retrieval::retrieve(&opts.knowledge_bases, &search).map_err(retrieval_error)?;
+    Ok(chunks
+        .into_iter()
+        .map(|c| Source {
             knowledge_base: c.knowledge_base,
             file_id: c.file_id,
             filename: c.filename,
             chunk_index: c.chunk_index,
             text: c.text,
             score: c.score,
-        }));
-    }
-    Ok(out)
+        })
+        .collect())
 }
 
-fn retrieval_error(kb: &str, e: RetrievalError) -> ApiError {
+fn retrieval_error(e: RetrievalError) -> ApiError {
     match e {
-        RetrievalError::NotFound(_) => ApiError {
+        RetrievalError::NotFound(kb) => ApiError {
             status: 404,
             kind: "invalid_request_error",
             message: format!("No knowledge base found with id '{kb}'."),
@@ -125,6 +107,6 @@ fn retrieval_error(kb: &str, e: RetrievalError) -> ApiError {
             code: Some("knowledge_base_not_found"),
         },
         RetrievalError::Invalid(why) => ApiError::invalid("retrieval_options", why),
-        RetrievalError::Backend(why) => ApiError::server(format!("retrieval from knowledge base '{kb}' failed: {why}")),
+        RetrievalError::Backend(why) => ApiError::server(format!("retrieval from the knowledge bases failed: {why}")),
     }
 }

@@ -14,15 +14,16 @@ use super::bindings::tensoras::platform::retrieval::{self, Chunk, RetrievalError
 
 /// Knowledge-base search for one tenant.
 pub trait Retriever: Send + Sync {
-    /// Searches knowledge base `kb`; `NotFound` for an id this tenant does not own.
-    fn retrieve(&self, kb: String, search: Search) -> BoxFuture<'static, Result<Vec<Chunk>, RetrievalError>>;
+    /// Searches knowledge bases `kbs` together (the WIT function's contract);
+    /// `NotFound` names the first id this tenant does not own.
+    fn retrieve(&self, kbs: Vec<String>, search: Search) -> BoxFuture<'static, Result<Vec<Chunk>, RetrievalError>>;
 }
 
 impl retrieval::Host for State {
-    async fn retrieve(&mut self, kb: String, search: Search) -> wasmtime::Result<Result<Vec<Chunk>, RetrievalError>> {
+    async fn retrieve(&mut self, kbs: Vec<String>, search: Search) -> wasmtime::Result<Result<Vec<Chunk>, RetrievalError>> {
         let Some(retriever) = self.handler()?.retrieval.clone() else {
             return Ok(Err(RetrievalError::Backend("retrieval is not available to this handler".into())));
         };
-        Ok(retriever.retrieve(kb, search).await)
+        Ok(retriever.retrieve(kbs, search).await)
     }
 }
