@@ -516,6 +516,33 @@ fn minilm_encodes_a_padded_batch() {
     assert_eq!(e.code, NnErrorCode::InvalidArgument);
 }
 
+/// The host's own embeddings (knowledge-base chunks and queries): unit vectors, in input
+/// order, the same for a text alone as padded into a batch with longer ones (which is why
+/// a chunk embedded at ingestion matches the same text embedded later as a query), close
+/// for paraphrases, and refused for a chat model.
+#[test]
+fn minilm_host_embeddings_do_not_depend_on_their_batch() {
+    let inference = default_models();
+    let texts: Vec<String> =
+        ["cat", "a very small kitten sleeping on the warm windowsill", "stock market prices fell"].map(String::from).to_vec();
+    let together = inference.embed("all-minilm-l6-v2", &texts).unwrap();
+    assert_eq!(together.len(), 3);
+    for (text, vector) in texts.iter().zip(&together) {
+        assert_eq!(vector.len(), 384);
+        let norm = vector.iter().map(|x| x * x).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-4, "{norm}");
+        let alone = inference.embed("all-minilm-l6-v2", std::slice::from_ref(text)).unwrap();
+        let diff = alone[0].iter().zip(vector).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(diff < 1e-4, "`{text}` alone and in a batch differ by {diff}");
+    }
+    let cos = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>();
+    assert!(cos(&together[0], &together[1]) > cos(&together[0], &together[2]));
+    assert!(matches!(
+        inference.embed("smollm2-135m-instruct", &texts),
+        Err(tensoras::inference::EmbeddingError::NotAnEncoder(_))
+    ));
+}
+
 /// A guest that throws every kind of bad tensor at wasi:nn gets errors with the
 /// backend's real messages, and the sequence stays usable afterwards.
 #[tokio::test(flavor = "multi_thread")]

@@ -99,6 +99,21 @@ def test_vector_search_finds_the_document_with_the_fact(kb_server, loaded_kb, qu
     assert hits[0]["score"] > 0.2
 
 
+def test_kb_scores_are_cosines_of_api_embeddings(kb_server, loaded_kb):
+    """The host embeds chunks and queries itself and /v1/embeddings runs in the handler;
+    both run the one pooling crate over the same encoder, so a vector search's score is
+    the cosine of the two texts' /v1/embeddings vectors (unit length both)."""
+    kb, _, client = loaded_kb
+    question = "Which bakery sells rye bread with caraway?"
+    hits = retrieve(kb_server, kb["id"], query=question, top_k=4, search_type="vector")
+    assert len(hits) == 4, hits
+    model = api(kb_server, "GET", f"/knowledge-bases/{kb['id']}").json()["embedding_model"]
+    vectors = [d.embedding for d in client.embeddings.create(model=model, input=[question] + [h["text"] for h in hits]).data]
+    for hit, vector in zip(hits, vectors[1:]):
+        cosine = sum(a * b for a, b in zip(vectors[0], vector))
+        assert abs(cosine - hit["score"]) < 1e-3, (hit["filename"], hit["score"], cosine)
+
+
 def test_pdf_and_docx_text_is_extracted(kb_server, loaded_kb):
     kb, _, _ = loaded_kb
     pdf = retrieve(kb_server, kb["id"], query="Brackwater", search_type="keyword")

@@ -464,7 +464,7 @@ pub async fn retrieve(
         Some(_) => return Err(ApiError::invalid("'include_metadata' must be a boolean.").param("include_metadata")),
     };
     let kbs = [Searched { id: kb.id.clone(), embedding_model: kb.embedding_model.clone() }];
-    let found = state.knowledge.retrieve(&caller.tenant, &kbs, &req).await.map_err(|e| match e {
+    let found = state.knowledge.retrieve(&kbs, &req).await.map_err(|e| match e {
         RetrieveError::Embed(e) => {
             ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "server_error", e.to_string()).code("embedding_unavailable")
         }

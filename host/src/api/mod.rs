@@ -93,7 +93,7 @@ impl AppState {
             Some(server) => Arc::new(crate::vector::server::ServerStore::connect(server).await?),
             None => Arc::new(crate::vector::edge::EdgeStore::open(&config.vectors_dir())?),
         };
-        let embedder = crate::kb::Embedder::new(runtime.clone(), handlers.embeddings.clone(), inference.clone());
+        let embedder = crate::kb::Embedder::new(inference.clone());
         let knowledge = crate::kb::Knowledge::start(store.clone(), file_storage.clone(), vectors, embedder, reserve.clone())?;
         let state = Self { config, store, runtime, functions, inference, handlers, file_storage, knowledge, reserve };
         files::finish_deletions(&state).await?;

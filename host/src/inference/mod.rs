@@ -2,11 +2,13 @@
 //! templates. Guests reach all of it through WIT (`wasi:nn`, `tokenizer`, `models`); they
 //! never hold weights or KV caches. A decoder owns its graph and the scheduler that steps
 //! its concurrent sequences together ([`decoder`]); an encoder runs one batch at a time
-//! ([`encoder`]); [`environment`] loads ONNX Runtime and builds their sessions.
+//! ([`encoder`]), and the host embeds its own texts with it ([`embedding`]);
+//! [`environment`] loads ONNX Runtime and builds their sessions.
 
 pub mod catalog;
 pub mod chat_prompt;
 pub mod decoder;
+pub mod embedding;
 pub mod encoder;
 pub mod environment;
 mod error;
@@ -24,6 +26,7 @@ use anyhow::Context as _;
 
 pub use catalog::{Catalog, Model, ModelKind};
 pub use decoder::Decoder;
+pub use embedding::EmbeddingError;
 pub use encoder::EncoderGraph;
 pub use environment::{OrtOptions, init};
 pub use error::{NnError, NnErrorCode};

@@ -237,7 +237,7 @@ async fn turn(inner: &Inner, active: &mut Active, stop: &watch::Receiver<bool>) 
             }
         },
         Stage::Sentences(mut s) => {
-            embed_sentences(inner, &active.job, &mut s).await?;
+            embed_sentences(inner, &mut s).await?;
             if !s.rest.as_slice().is_empty() {
                 Stage::Sentences(s)
             } else {
@@ -368,11 +368,10 @@ async fn enter_chunks(inner: &Inner, ctx: Ctx, chunks: Vec<String>) -> Result<St
 
 /// Embeds the next batch of a semantic source's sentences into its cut. A resumed
 /// source embeds them again and gets the same chunks, since the vectors are the same.
-async fn embed_sentences(inner: &Inner, job: &Job, s: &mut Sentences) -> Result<(), Stop> {
+async fn embed_sentences(inner: &Inner, s: &mut Sentences) -> Result<(), Stop> {
     let batch: Vec<String> = s.rest.by_ref().take(embed::BATCH).collect();
     let trimmed: Vec<String> = batch.iter().map(|s| s.trim().to_owned()).collect();
-    let vectors =
-        inner.embedder.embed(&job.tenant, &s.ctx.kb.embedding_model, &trimmed).await.map_err(|e| Stop::Failed(e.to_string()))?;
+    let vectors = inner.embedder.embed(&s.ctx.kb.embedding_model, &trimmed).await.map_err(|e| Stop::Failed(e.to_string()))?;
     for (sentence, vector) in batch.into_iter().zip(vectors) {
         s.grouper.push(sentence, vector);
     }
@@ -390,7 +389,7 @@ async fn store_batch(inner: &Inner, job: &Job, c: &mut Chunks) -> Result<(), Sto
     let total = c.chunks.len() as u64;
     let from = c.done as usize;
     let batch = &c.chunks[from..(from + embed::BATCH).min(c.chunks.len())];
-    let vectors = inner.embedder.embed(&job.tenant, &kb.embedding_model, batch).await.map_err(|e| Stop::Failed(e.to_string()))?;
+    let vectors = inner.embedder.embed(&kb.embedding_model, batch).await.map_err(|e| Stop::Failed(e.to_string()))?;
     let points: Vec<ChunkPoint> = batch
         .iter()
         .zip(vectors)

@@ -3,7 +3,7 @@
 //!
 //! Lifecycle of a data source (one file in one knowledge base): the API records it as
 //! `pending` and queues it; one background worker parses, chunks, embeds (in batches,
-//! through the embeddings handler) and upserts, writing `chunks_done` to the metadata
+//! on the host, as `/v1/embeddings` would: see `embed`) and upserts, writing `chunks_done` to the metadata
 //! store after each batch is durable in the vector store. The worker serves tenants in
 //! turns, one step of one source per turn (see `ingest`), so a large upload of one tenant
 //! delays another tenant's source by a batch, not by the whole upload. On start-up every

@@ -50,7 +50,7 @@ impl Retriever for TenantRetriever {
                 }
             }
             let req = request(search).map_err(RetrievalError::Invalid)?;
-            let found = knowledge.retrieve(&tenant, &searched, &req).await.map_err(|e| RetrievalError::Backend(e.to_string()))?;
+            let found = knowledge.retrieve(&searched, &req).await.map_err(|e| RetrievalError::Backend(e.to_string()))?;
             Ok(found.into_iter().map(chunk).collect())
         })
     }

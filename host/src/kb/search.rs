@@ -74,15 +74,14 @@ pub struct Found {
 }
 
 impl Knowledge {
-    /// Searches `kbs` of `tenant` together: at most `req.top_k` hits over all of them, best
+    /// Searches `kbs` together: at most `req.top_k` hits over all of them, best
     /// first.
-    pub async fn retrieve(&self, tenant: &str, kbs: &[Searched], req: &RetrieveRequest) -> Result<Vec<Found>, RetrieveError> {
+    pub async fn retrieve(&self, kbs: &[Searched], req: &RetrieveRequest) -> Result<Vec<Found>, RetrieveError> {
         let mut queries: HashMap<&str, Vec<f32>> = HashMap::new();
         if req.search_type != SearchType::Keyword {
             for kb in kbs {
                 if !queries.contains_key(kb.embedding_model.as_str()) {
-                    let embedded =
-                        self.inner.embedder.embed(tenant, &kb.embedding_model, std::slice::from_ref(&req.query)).await?;
+                    let embedded = self.inner.embedder.embed(&kb.embedding_model, std::slice::from_ref(&req.query)).await?;
                     let vector =
                         embedded.into_iter().next().ok_or_else(|| VectorError("the query embedded to nothing".into()))?;
                     queries.insert(&kb.embedding_model, vector);

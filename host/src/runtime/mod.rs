@@ -10,8 +10,8 @@
 //! other requests (or `/health`) of the worker threads.
 //!
 //! Admission ([`Admission`]): a request takes one of `max_instances` slots for its own
-//! instance. Instances it starts while it runs (the embeddings handler a RAG request
-//! runs to embed its query, a server-side tool) are *nested*: they draw from a separate
+//! instance. Instances it starts while it runs (a server-side tool the chat handler
+//! calls) are *nested*: they draw from a separate
 //! pool sized so that it can never run dry (`max_instances` × [`MAX_NESTED_DEPTH`]),
 //! and never wait, so a parent never waits on a slot that only another parent could
 //! free — the deadlock of nested calls sharing one semaphore. The depth of a call comes

@@ -13,7 +13,6 @@ use std::path::Path;
 use mutate::{Rng, Target, fnv, run};
 use serde_json::{Value, json};
 
-use crate::pooling;
 use crate::request::{self, Encoding, Inputs, ModelFacts};
 use crate::response;
 

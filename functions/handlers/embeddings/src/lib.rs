@@ -6,19 +6,19 @@
 //! 1. validates the body ([`request`]) and resolves the model
 //!    (`models.get`; it must be an `embedding` model);
 //! 2. tokenises each string with the model's special tokens (token arrays
-//!    are used as given) and truncates to the context length
-//!    ([`pooling::truncate`]);
-//! 3. runs the encoder over wasi:nn in batches of up to 32 inputs, sorted by
-//!    length so little padding is computed, as the inference ABI describes
-//!    (`input_ids` + `attention_mask` → `last_hidden_state`);
-//! 4. mean-pools over the mask, L2-normalises, and answers in input order,
-//!    as floats or base64 ([`response`]).
+//!    are used as given);
+//! 3. hands the sequences to [`pooling::embed`], the procedure the host's
+//!    knowledge bases run too: truncation to the context length, batches of
+//!    up to 32 inputs sorted by length so little padding is computed, one
+//!    encoder run over wasi:nn per batch as the inference ABI describes
+//!    (`input_ids` + `attention_mask` → `last_hidden_state`), mean pooling
+//!    over the mask and L2 normalisation;
+//! 4. answers in input order, as floats or base64 ([`response`]).
 
 pub mod base64;
 #[cfg(test)]
 mod fuzz_props;
 mod host;
-pub mod pooling;
 pub mod request;
 pub mod response;
 
@@ -57,38 +57,31 @@ fn handle(raw: Request) -> Result<Response, ApiError> {
         vocab_size: info.vocab_size,
     })?;
 
-    let max_len = info.context_length as usize;
-    let mut seqs: Vec<Vec<u32>> = match req.input {
+    let seqs: Vec<Vec<u32>> = match req.input {
         Inputs::Texts(texts) => texts.iter().map(|t| host::encode(&info.id, t)).collect::<Result<_, _>>()?,
         Inputs::Tokens(arrays) => arrays,
     };
-    for seq in &mut seqs {
-        pooling::truncate(seq, max_len);
-        if seq.is_empty() {
-            return Err(ApiError::invalid("input", "An input produced no tokens."));
-        }
-    }
-    let prompt_tokens = seqs.iter().map(Vec::len).sum::<usize>().min(u32::MAX as usize) as u32;
-
+    let max_len = info.context_length as usize;
+    // Tokens counted after truncation (0: the model states no limit).
+    let limit = if max_len == 0 { usize::MAX } else { max_len };
+    let prompt_tokens = seqs.iter().map(|s| s.len().min(limit)).sum::<usize>();
     let graph = host::load_graph(&info.id)?;
-    let lengths: Vec<usize> = seqs.iter().map(Vec::len).collect();
-    let mut embeddings: Vec<Vec<f32>> = vec![Vec::new(); seqs.len()];
-    for members in pooling::plan_batches(&lengths, pooling::MAX_BATCH) {
-        let batch: Vec<&[u32]> = members.iter().map(|&i| seqs[i].as_slice()).collect();
-        let (ids, mask, width) = pooling::pad_batch(&batch);
-        let hidden = host::run_batch(&graph, &ids, &mask, batch.len(), width)?;
-        let expected = info.embedding_dimensions as usize;
+    let expected = info.embedding_dimensions as usize;
+    let embeddings = pooling::embed(seqs, max_len, |ids, mask, batch, width| {
+        let hidden = host::run_batch(&graph, ids, mask, batch, width)?;
         if expected != 0 && hidden.width != expected {
             return Err(ApiError::server(format!(
                 "the model produced {}-dimensional states but is catalogued with {expected} dimensions",
                 hidden.width
             )));
         }
-        let pooled = pooling::mean_pool_normalized(&hidden.values, &mask, batch.len(), width, hidden.width);
-        for (&i, v) in members.iter().zip(pooled) {
-            embeddings[i] = v;
-        }
-    }
+        Ok((hidden.values, hidden.width))
+    })
+    .map_err(|e| match e {
+        pooling::EmbedError::Empty(_) => ApiError::invalid("input", "An input produced no tokens."),
+        pooling::EmbedError::Run(e) => e,
+    })?;
+    let prompt_tokens = prompt_tokens.min(u32::MAX as usize) as u32;
 
     Ok(Response {
         body: response::body(&info.id, &embeddings, req.encoding, prompt_tokens),

@@ -1,7 +1,12 @@
-//! Sequence preparation and pooling for encoder models: truncation,
-//! length-sorted batches with padding, mean pooling over the attention mask
-//! and L2 normalisation (what sentence-transformers does for MiniLM-style
-//! models).
+//! How token sequences become sentence embeddings: truncation, length-sorted
+//! batches with padding, mean pooling over the attention mask and L2
+//! normalisation (what sentence-transformers does for MiniLM-style models).
+//!
+//! One crate, two users: the embeddings handler (`POST /v1/embeddings`, in a
+//! guest) and the host's knowledge bases (chunks and queries, without a guest
+//! instance). Both run [`embed`], so a query embedded by the host lands where
+//! the same text embedded through the API would. Plain Rust, no dependencies,
+//! so it builds for wasm32-wasip2 and for the host alike.
 
 /// Inputs per `compute` call.
 pub const MAX_BATCH: usize = 32;
@@ -9,6 +14,47 @@ pub const MAX_BATCH: usize = 32;
 /// Id used for padding (BERT's `[PAD]`); padded positions carry
 /// attention mask 0, so the id itself never matters to the output.
 pub const PAD_ID: u32 = 0;
+
+/// Why [`embed`] stopped: an input with no tokens, or the encoder's own error.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EmbedError<E> {
+    /// The input at this index produced no tokens.
+    Empty(usize),
+    /// `run` failed.
+    Run(E),
+}
+
+/// The `[b, s, h]` hidden states of one batch, as (row-major values, `h`).
+pub type Hidden = (Vec<f32>, usize);
+
+/// Embeds token sequences, in input order: each truncated to `max_len` (0: no
+/// limit), grouped into batches of up to [`MAX_BATCH`] shortest first, padded,
+/// run by `run(ids, mask, batch, seq)` (both `[batch, seq]`, row-major), and
+/// mean-pooled over the mask, L2-normalised. `run` must answer `[batch, seq, h]`
+/// values; a wrong count is its error to report, so it is checked there.
+pub fn embed<E>(
+    mut seqs: Vec<Vec<u32>>,
+    max_len: usize,
+    mut run: impl FnMut(&[i64], &[i64], usize, usize) -> Result<Hidden, E>,
+) -> Result<Vec<Vec<f32>>, EmbedError<E>> {
+    for (i, seq) in seqs.iter_mut().enumerate() {
+        truncate(seq, max_len);
+        if seq.is_empty() {
+            return Err(EmbedError::Empty(i));
+        }
+    }
+    let lengths: Vec<usize> = seqs.iter().map(Vec::len).collect();
+    let mut embeddings: Vec<Vec<f32>> = vec![Vec::new(); seqs.len()];
+    for members in plan_batches(&lengths, MAX_BATCH) {
+        let batch: Vec<&[u32]> = members.iter().map(|&i| seqs[i].as_slice()).collect();
+        let (ids, mask, width) = pad_batch(&batch);
+        let (hidden, h) = run(&ids, &mask, batch.len(), width).map_err(EmbedError::Run)?;
+        for (&i, v) in members.iter().zip(mean_pool_normalized(&hidden, &mask, batch.len(), width, h)) {
+            embeddings[i] = v;
+        }
+    }
+    Ok(embeddings)
+}
 
 /// Truncates `ids` to at most `max_len` tokens, keeping the final token
 /// (BERT's `[SEP]`) as the last one, as a tokenizer with truncation would.
@@ -128,6 +174,25 @@ mod tests {
             let norm: f32 = v.iter().map(|x| x * x).sum::<f32>().sqrt();
             assert!((norm - 1.0).abs() < 1e-6);
         }
+    }
+
+    #[test]
+    fn embed_answers_in_input_order_and_refuses_empty_inputs() {
+        // A fake encoder whose hidden state at each position is (id, 1): the pooled
+        // vector's direction tells which input it came from.
+        let run = |ids: &[i64], _mask: &[i64], b: usize, s: usize| -> Result<Hidden, ()> {
+            assert_eq!(ids.len(), b * s);
+            Ok((ids.iter().flat_map(|&id| [id as f32, 1.0]).collect(), 2))
+        };
+        let out = embed(vec![vec![3, 3, 3], vec![1]], 0, run).unwrap();
+        let expect = |x: f32| {
+            let n = (x * x + 1.0).sqrt();
+            [x / n, 1.0 / n]
+        };
+        assert!(out[0].iter().zip(expect(3.0)).all(|(a, b)| (a - b).abs() < 1e-6), "{out:?}");
+        assert!(out[1].iter().zip(expect(1.0)).all(|(a, b)| (a - b).abs() < 1e-6), "{out:?}");
+        assert_eq!(embed(vec![vec![1], vec![]], 0, run), Err(EmbedError::Empty(1)));
+        assert_eq!(embed(vec![vec![1]], 0, |_, _, _, _| Err::<Hidden, _>("boom")), Err(EmbedError::Run("boom")));
     }
 
     #[test]
