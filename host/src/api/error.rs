@@ -112,6 +112,35 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl ApiError {
+    /// A built-in handler's failure (chat, completions, embeddings, RAG): the same status
+    /// and code as a function's, worded for the request, since the client deployed no
+    /// function, and naming the server setting that bounds it.
+    pub fn from_handler(e: InvokeError) -> Self {
+        let message = match &e {
+            InvokeError::Timeout(t) => Some(format!(
+                "the request exceeded the server's time limit of {} ms per inference request (--handler-timeout-secs)",
+                t.as_millis()
+            )),
+            InvokeError::OutOfFuel(fuel) => {
+                Some(format!("the request exceeded its CPU budget of {fuel} fuel units (the server's --handler-fuel)"))
+            }
+            InvokeError::OutOfMemory(bytes) => {
+                Some(format!("the request's handler exceeded its memory limit of {} MiB", bytes >> 20))
+            }
+            InvokeError::StackOverflow => Some("the request's handler overflowed its call stack".to_owned()),
+            InvokeError::Trap(why) => Some(format!("the request's handler trapped: {why}")),
+            InvokeError::Guest(why) => Some(format!("the request's handler failed: {why}")),
+            InvokeError::Overloaded(_) | InvokeError::TooDeep | InvokeError::Internal(_) => None,
+        };
+        let mut api = Self::from(e);
+        if let Some(message) = message {
+            api.message = message;
+        }
+        api
+    }
+}
+
 impl From<InvokeError> for ApiError {
     fn from(e: InvokeError) -> Self {
         let message = e.to_string();

@@ -199,7 +199,7 @@ impl Drop for HandlerTask {
 async fn join(mut task: HandlerTask) -> Result<Result<crate::runtime::HandlerResponse, ApiError>, ApiError> {
     match (&mut task.0).await {
         Err(e) => Err(ApiError::internal(format!("handler task failed: {e}"))),
-        Ok(Err(e)) => Err(e.into()),
+        Ok(Err(e)) => Err(ApiError::from_handler(e)),
         Ok(Ok(r)) => Ok(r.map_err(ApiError::from)),
     }
 }
