@@ -1,6 +1,6 @@
 //! Metadata: API keys, deployed functions, files and knowledge bases. [`MetadataStore`] is the data-access
-//! boundary; SQLite ([`sqlite::SqliteStore`]) is the embedded default, and a PostgreSQL
-//! backend for replicated deployments implements the same trait.
+//! boundary; SQLite ([`sqlite::SqliteStore`]) is its one implementation today. A backend
+//! for replicated deployments (PostgreSQL, #26) would implement the same trait.
 
 pub mod knowledge;
 mod knowledge_sqlite;
