@@ -24,10 +24,10 @@ lint:
 
 ## Rewrite the Rust sources in the project's format (rustfmt.toml).
 fmt:
-	@$(ENV); CARGO=$$(pick_cargo); PATH="$$(dirname $$CARGO):$$PATH"; cargo fmt -p tensoras && (cd functions && cargo fmt --all)
+	@$(ENV); use_host_cargo && cargo fmt -p tensoras && (use_guest_cargo && cd functions && cargo fmt --all)
 
 test-rust:
-	@$(ENV); CARGO=$$(pick_cargo); PATH="$$(dirname $$CARGO):$$PATH" "$$CARGO" test --release --locked -p tensoras
+	@$(ENV); use_host_cargo && cargo test --release --locked -p tensoras
 
 test-guests:
 	@bash scripts/test-guests.sh
@@ -45,15 +45,15 @@ test-e2e:
 fuzz:
 	@$(ENV); export FUZZ_SECONDS=$${FUZZ_SECONDS:-300} FUZZ_SEED=$${FUZZ_SEED:-$$RANDOM$$RANDOM}; \
 	echo "fuzz: $$FUZZ_SECONDS s per target, FUZZ_SEED=$$FUZZ_SEED, failing inputs in $${FUZZ_CRASH_DIR:-$${TMPDIR:-/tmp}/tensoras-fuzz}"; \
-	CARGO=$$(pick_cargo); PATH="$$(dirname $$CARGO):$$PATH" "$$CARGO" test --release --locked -p tensoras --test fuzz -- --test-threads=2 --nocapture && \
-	(cd functions && export PATH="/usr/bin:$$PATH" CARGO_TARGET_DIR="$${TENSORAS_GUEST_TARGET_DIR:-$$HOME/.cache/tensoras/guest-target}/native" && \
+	use_host_cargo && cargo test --release --locked -p tensoras --test fuzz -- --test-threads=2 --nocapture && \
+	(use_guest_cargo && cd functions && \
 	 cargo test --release -p chat-core --test fuzz --test props -- --test-threads=2 --nocapture && \
 	 cargo test --release -p embeddings fuzz_props -- --nocapture) && \
 	"$${TENSORAS_IMPORTER_VENV:-$$TENSORAS_CACHE/importer-venv}/bin/python" -m pytest -q -s tests/models/test_gguf_fuzz.py
 
 ## Benchmarks (not tests): per-request instantiation, pooled vs on-demand.
 bench: setup
-	@$(ENV); CARGO=$$(pick_cargo); PATH="$$(dirname $$CARGO):$$PATH" "$$CARGO" bench --locked -p tensoras --bench instantiation
+	@$(ENV); use_host_cargo && cargo bench --locked -p tensoras --bench instantiation
 
 ## Single stream: tensoras (HTTP + WASM) vs the bare ORT loop vs llama.cpp's server, and embeddings/s.
 ## Builds llama-cpp-python from PyPI into ~/.cache/tensoras/bench-venv the first time (~15 min).

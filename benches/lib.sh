@@ -2,9 +2,10 @@
 # server) on a free loopback port and waiting for it, so every driver does it the same way.
 # The caller sets `set -euo pipefail` and a trap that stops what it started.
 
-# Where `make` leaves things; each may be overridden from the environment.
-CACHE="$HOME/.cache/tensoras"
-TENSORAS_BIN="${TENSORAS_BIN:-$CACHE/target/release/tensoras}"
+# Where `make` leaves things (scripts/env.sh: the cache root, the binary, the toolchain);
+# each may be overridden from the environment.
+. "$(dirname "${BASH_SOURCE[0]}")/../scripts/env.sh"
+CACHE="$TENSORAS_CACHE"
 BENCH_VENV="${BENCH_VENV:-$CACHE/bench-venv}"            # llama-cpp-python[server], see inference.sh
 IMPORTER_VENV="${IMPORTER_VENV:-$CACHE/importer-venv}"
 GGUF="$CACHE/gguf/SmolLM2-135M-Instruct.Q4_1.gguf"       # the weights llama.cpp runs
@@ -35,11 +36,11 @@ int8_models() {
 # (DECODE_KERNELS to change); it prints a `RESULT bare ...` line per thread count.
 # Build first so that compiling does not overlap a measurement.
 build_bare_loop() {
-    PATH=/usr/bin:$PATH CARGO_TARGET_DIR="$CACHE/target" cargo bench -p tensoras --bench decode --no-run 2>&1 | tail -2
+    (use_host_cargo && cargo bench -p tensoras --bench decode --no-run 2>&1 | tail -2)
 }
 bare_loop() {
-    DECODE_THREADS="$1" DECODE_REPS="$2" DECODE_KERNELS="${DECODE_KERNELS:-tensoras}" PATH=/usr/bin:$PATH CARGO_TARGET_DIR="$CACHE/target" \
-        cargo bench -q -p tensoras --bench decode 2>&1
+    (use_host_cargo && DECODE_THREADS="$1" DECODE_REPS="$2" DECODE_KERNELS="${DECODE_KERNELS:-tensoras}" \
+        cargo bench -q -p tensoras --bench decode 2>&1)
 }
 
 load() { cut -d' ' -f1-3 /proc/loadavg; }

@@ -10,8 +10,9 @@
 # download on the project's machines.
 #
 # Environment:
-#   TENSORAS_GUEST_TARGET_DIR  cargo target dir (default ~/.cache/tensoras/guest-target);
-#                              outside the checkout so fresh clones reuse earlier builds.
+#   TENSORAS_GUEST_TARGET_DIR  cargo target dir (default $TENSORAS_CACHE/guest-target,
+#                              see scripts/env.sh); outside the checkout so fresh clones
+#                              reuse earlier builds.
 #
 # Quiet on success apart from one line per component; prints cargo's output
 # when the build fails (or warns).
@@ -19,7 +20,8 @@ set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 out_dir="$repo/build/functions"
-export CARGO_TARGET_DIR="${TENSORAS_GUEST_TARGET_DIR:-$HOME/.cache/tensoras/guest-target}"
+. "$repo/scripts/env.sh"
+export CARGO_TARGET_DIR="$TENSORAS_GUEST_TARGET_DIR"
 target=wasm32-wasip2
 
 die() {

@@ -3,8 +3,11 @@
 # clone on the same machine reuses earlier builds.
 TENSORAS_CACHE=${TENSORAS_CACHE:-$HOME/.cache/tensoras}
 export CARGO_TARGET_DIR=${TENSORAS_TARGET_DIR:-$TENSORAS_CACHE/target}
+# The guests' target dir: wasm32-wasip2 builds at its top, native test builds in native/.
+export TENSORAS_GUEST_TARGET_DIR=${TENSORAS_GUEST_TARGET_DIR:-$TENSORAS_CACHE/guest-target}
 TENSORAS_VENV=${TENSORAS_VENV:-$TENSORAS_CACHE/venv}
-TENSORAS_BIN=$CARGO_TARGET_DIR/release/tensoras
+# A binary named in the environment (a benchmark of another build) is kept.
+TENSORAS_BIN=${TENSORAS_BIN:-$CARGO_TARGET_DIR/release/tensoras}
 
 # The host needs Rust >= 1.96 (qdrant-edge, wasmtime 49). A newer rustup toolchain is
 # used as is; otherwise Debian's rustc-web/cargo-web 1.96 (installed by setup.sh).
@@ -17,4 +20,21 @@ pick_cargo() {
     if [ -n "$m" ] && [ "$m" -ge 96 ]; then echo "$c"; return 0; fi
   done
   return 1
+}
+
+# use_host_cargo: the cargo pick_cargo chose, first on PATH and in $CARGO, for the host
+# workspace. Every host build goes through it: two toolchains sharing one target dir
+# would rebuild each other's artefacts from scratch.
+use_host_cargo() {
+  CARGO=$(pick_cargo) || { echo "need cargo >= 1.96 (make setup installs Debian's)" >&2; return 1; }
+  PATH="$(dirname "$CARGO"):$PATH"
+  export CARGO PATH
+}
+
+# use_guest_cargo: native (host-target) builds of the functions/ workspace — tests, fuzzing,
+# clippy — with Debian's cargo in /usr/bin when present, the 1.96 that
+# scripts/build-guests.sh builds the components with, in the guests' native/ target dir.
+use_guest_cargo() {
+  if [ -x /usr/bin/cargo ]; then PATH="/usr/bin:$PATH"; else use_host_cargo || return 1; fi
+  export PATH CARGO_TARGET_DIR="$TENSORAS_GUEST_TARGET_DIR/native"
 }

@@ -9,23 +9,18 @@
 # and UTF-8 hold-back, response shaping, pooling) in plain Rust modules for
 # exactly this: only the thin wasi:nn / tokenizer glue needs a component host.
 #
-# Toolchain: Debian's cargo/rustc in /usr/bin when present (the 1.96 the
-# guests are built with, see scripts/build-guests.sh), else cargo on PATH.
-#
-# Environment:
-#   TENSORAS_GUEST_TARGET_DIR  base target dir (default ~/.cache/tensoras/guest-target);
-#                              native builds go to its native/ subdirectory so
-#                              they never disturb the wasm32-wasip2 artefacts.
+# Toolchain and target dir: `use_guest_cargo` (scripts/env.sh): Debian's
+# cargo in /usr/bin when present, the 1.96 the guests are built with, and the
+# native/ subdirectory of the guests' target dir, so these builds never disturb
+# the wasm32-wasip2 artefacts.
 #
 # Prints cargo's per-suite summary lines and a total; prints cargo's whole
 # output when a test fails (exit status non-zero) or the build warns.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-export CARGO_TARGET_DIR="${TENSORAS_GUEST_TARGET_DIR:-$HOME/.cache/tensoras/guest-target}/native"
-if [ -x /usr/bin/cargo ]; then
-  export PATH="/usr/bin:$PATH"
-fi
+. "$repo/scripts/env.sh"
+use_guest_cargo
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

@@ -13,6 +13,8 @@ import requests
 
 REPO = Path(__file__).resolve().parents[2]
 FUNCTIONS = REPO / "build" / "functions"
+# Where `make` keeps models, venvs and builds (scripts/env.sh).
+CACHE = Path(os.environ.get("TENSORAS_CACHE") or Path.home() / ".cache/tensoras")
 
 
 def binary() -> str:

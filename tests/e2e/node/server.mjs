@@ -13,7 +13,8 @@ import { fileURLToPath } from 'node:url';
 export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 
 function binary() {
-  return process.env.TENSORAS_BIN || join(homedir(), '.cache', 'tensoras', 'target', 'release', 'tensoras');
+  const cache = process.env.TENSORAS_CACHE || join(homedir(), '.cache', 'tensoras');
+  return process.env.TENSORAS_BIN || join(cache, 'target', 'release', 'tensoras');
 }
 
 function freePort() {
