@@ -141,12 +141,14 @@ fn merge(mut found: Vec<Found>, top_k: usize) -> Vec<Found> {
 }
 
 /// Reciprocal-rank fusion of `rankings`, each merged over the knowledge bases first:
-/// score = the sum over rankings of 1 / (k + rank), ranks from 1.
+/// score = the sum over rankings of 1 / (k + rank), ranks counted from 0 as Qdrant's own
+/// fusion counts them, so the hybrid scores of one knowledge base (fused by the store) and
+/// of several (fused here) are on one scale.
 fn fuse(rankings: Vec<Vec<Found>>, top_k: usize) -> Vec<Found> {
     let mut fused: Vec<Found> = Vec::new();
     for ranking in rankings {
         for (rank, f) in merge(ranking, usize::MAX).into_iter().enumerate() {
-            let score = 1.0 / (RRF_K as f32 + rank as f32 + 1.0);
+            let score = 1.0 / (RRF_K as f32 + rank as f32);
             match fused.iter_mut().find(|o| chunk_key(o) == chunk_key(&f)) {
                 Some(o) => o.hit.score += score,
                 None => fused.push(Found { hit: Hit { score, ..f.hit }, ..f }),
@@ -195,6 +197,6 @@ mod tests {
         let sparse = vec![found("kb_2", "b", 0, "fleet", 7.0), found("kb_1", "a", 1, "ferry", 0.5)];
         let fused = fuse(vec![dense, sparse], 2);
         assert_eq!(texts(&fused), ["fleet", "ferry"]);
-        assert!((fused[0].hit.score - 2.0 / 61.0).abs() < 1e-6);
+        assert!((fused[0].hit.score - 2.0 / 60.0).abs() < 1e-6);
     }
 }
