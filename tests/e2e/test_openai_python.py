@@ -429,3 +429,20 @@ def test_client_disconnect_stops_generation(server):
     except subprocess.TimeoutExpired:
         pytest.fail("the server still had work in flight 20 s after SIGTERM: the abandoned stream kept generating")
     assert code == 0
+
+
+def test_every_answer_has_a_request_id_the_sdk_reads(module_server, client):
+    """`x-request-id` as OpenAI sends it: the SDK exposes it as `_request_id`; a client's own
+    id is echoed, a malformed one replaced, and errors carry one too."""
+    completion = client.chat.completions.create(
+        model=CHAT, messages=[{"role": "user", "content": "hi"}], max_tokens=2, temperature=0)
+    assert completion._request_id and completion._request_id.startswith("req_"), completion._request_id
+    mine = client.with_options(default_headers={"X-Request-Id": "trace-4bf92f35.7b34"}).embeddings.create(model=EMBED, input="hi")
+    assert mine._request_id == "trace-4bf92f35.7b34"
+    url = module_server.url + "/v1/models"
+    forged = requests.get(url, headers={**module_server.headers(), "X-Request-Id": "a b"}, timeout=30)
+    assert forged.status_code == 200 and forged.headers["x-request-id"].startswith("req_"), forged.headers
+    unauthorised = requests.get(url, timeout=30)
+    assert unauthorised.status_code == 401 and unauthorised.headers["x-request-id"].startswith("req_")
+    ids = {requests.get(url, headers=module_server.headers(), timeout=30).headers["x-request-id"] for _ in range(3)}
+    assert len(ids) == 3

@@ -18,6 +18,7 @@ use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
+use tracing::Instrument as _;
 
 use super::error::ApiError;
 use super::extract::Json;
@@ -156,9 +157,9 @@ async fn run(
     };
     let runtime = state.runtime.clone();
     // A task of its own so a stream's handler runs while its events are written; it
-    // keeps the request's interactive admission.
-    let task =
-        HandlerTask(tokio::spawn(crate::runtime::interactive(async move { runtime.call_handler(&handler, ctx, req).await })));
+    // keeps the request's interactive admission and its span (the request id in its logs).
+    let call = crate::runtime::interactive(async move { runtime.call_handler(&handler, ctx, req).await });
+    let task = HandlerTask(tokio::spawn(call.in_current_span()));
 
     let Some(mut chunks) = rx.take() else {
         let response = join(task).await??;

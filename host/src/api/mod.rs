@@ -11,6 +11,7 @@ pub mod inference;
 mod keys;
 mod knowledge_bases;
 mod listen;
+mod request_id;
 
 use std::sync::Arc;
 
@@ -152,6 +153,8 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .layer(axum::middleware::from_fn(extract::openai_rejections))
         .layer(axum::middleware::from_fn(interactive))
+        // Outermost, so that every answer has the id, errors of the layers above included.
+        .layer(axum::middleware::from_fn(request_id::tag))
         .with_state(state)
 }
 
