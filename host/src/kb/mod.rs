@@ -2,14 +2,14 @@
 //! and stored in the vector store, retrievable by meaning, keywords or both.
 //!
 //! Lifecycle of a data source (one file in one knowledge base): the API records it as
-//! `pending` and queues it; one background worker parses, chunks, embeds (in batches,
-//! on the host, as `/v1/embeddings` would: see `embed`) and upserts, writing `chunks_done` to the metadata
-//! store after each batch is durable in the vector store. The worker serves tenants in
-//! turns, one step of one source per turn (see `ingest`), so a large upload of one tenant
-//! delays another tenant's source by a batch, not by the whole upload. On start-up every
-//! source still `pending` or `processing` is queued again and continues after its last
-//! recorded batch; since point ids derive from (source, chunk index), a batch that was
-//! stored but not yet recorded is simply overwritten, never duplicated.
+//! `pending` and queues it; one background worker parses, chunks, embeds (in batches, on
+//! the host, as `/v1/embeddings` would: see `embed`) and upserts, writing `chunks_done` to
+//! the metadata store after each batch is durable in the vector store. The worker serves
+//! tenants in turns, one step of one source per turn (see `ingest`), so a large upload of
+//! one tenant delays another tenant's source by a batch, not by the whole upload. On
+//! start-up every source still `pending` or `processing` is queued again and continues
+//! after its last recorded batch; since point ids derive from (source, chunk index), a
+//! batch that was stored but not yet recorded is simply overwritten, never duplicated.
 //!
 //! What one source may cost is bounded: its text by [`parse::text_limit`], its chunks by
 //! [`chunk_limit`], a semantic cut's sentences by [`MAX_SENTENCES_PER_SOURCE`], its

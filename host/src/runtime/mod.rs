@@ -10,12 +10,12 @@
 //! other requests (or `/health`) of the worker threads.
 //!
 //! Admission ([`Admission`]): a request takes one of `max_instances` slots for its own
-//! instance. Instances it starts while it runs (a server-side tool the chat handler
-//! calls) are *nested*: they draw from a separate
-//! pool sized so that it can never run dry (`max_instances` × [`MAX_NESTED_DEPTH`]),
-//! and never wait, so a parent never waits on a slot that only another parent could
-//! free — the deadlock of nested calls sharing one semaphore. The depth of a call comes
-//! from a task-local that each call sets for the host calls its guest makes.
+//! instance. Instances it starts while it runs (a server-side tool the chat handler calls)
+//! are *nested*: they draw from a separate pool sized so that it can never run dry
+//! (`max_instances` × [`MAX_NESTED_DEPTH`]), and never wait, so a parent never waits on a
+//! slot that only another parent could free — the deadlock of nested calls sharing one
+//! semaphore. The depth of a call comes from a task-local that each call sets for the host
+//! calls its guest makes.
 
 mod admission;
 mod handler;

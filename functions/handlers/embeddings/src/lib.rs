@@ -62,9 +62,7 @@ fn handle(raw: Request) -> Result<Response, ApiError> {
         Inputs::Tokens(arrays) => arrays,
     };
     let max_len = info.context_length as usize;
-    // Tokens counted after truncation (0: the model states no limit).
-    let limit = if max_len == 0 { usize::MAX } else { max_len };
-    let prompt_tokens = seqs.iter().map(|s| s.len().min(limit)).sum::<usize>();
+    let prompt_tokens = seqs.iter().map(|s| pooling::truncated_len(s.len(), max_len)).sum::<usize>();
     let graph = host::load_graph(&info.id)?;
     let expected = info.embedding_dimensions as usize;
     let embeddings = pooling::embed(seqs, max_len, |ids, mask, batch, width| {

@@ -56,15 +56,22 @@ pub fn embed<E>(
     Ok(embeddings)
 }
 
+/// How many of `len` tokens [`truncate`] keeps (`max_len` 0: no limit): what a
+/// request is billed for.
+pub fn truncated_len(len: usize, max_len: usize) -> usize {
+    if max_len == 0 { len } else { len.min(max_len) }
+}
+
 /// Truncates `ids` to at most `max_len` tokens, keeping the final token
 /// (BERT's `[SEP]`) as the last one, as a tokenizer with truncation would.
 pub fn truncate(ids: &mut Vec<u32>, max_len: usize) {
-    if max_len == 0 || ids.len() <= max_len {
+    let keep = truncated_len(ids.len(), max_len);
+    if keep == ids.len() {
         return;
     }
     let last = ids[ids.len() - 1];
-    ids.truncate(max_len);
-    ids[max_len - 1] = last;
+    ids.truncate(keep);
+    ids[keep - 1] = last;
 }
 
 /// Groups input indices into batches of up to `max_batch`, shortest first,
@@ -139,6 +146,7 @@ mod tests {
         let mut short = vec![101, 5, 102];
         truncate(&mut short, 4);
         assert_eq!(short, [101, 5, 102]);
+        assert_eq!((truncated_len(6, 4), truncated_len(3, 4), truncated_len(9, 0)), (4, 3, 9));
     }
 
     #[test]
