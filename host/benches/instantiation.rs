@@ -33,14 +33,14 @@ fn bench(c: &mut Criterion) {
         let http = runtime.prepare_http(&runtime.compile(&echo).unwrap(), limits(), Sandbox::default()).unwrap();
 
         c.bench_function(&format!("tool_instantiate_and_call/{label}"), |b| {
-            b.iter(|| rt.block_on(runtime.call_tool(&tool, r#"{"expression":"6*7"}"#)).unwrap())
+            b.iter(|| rt.block_on(runtime.call_tool(&tool, r#"{"expression":"6*7"}"#, None)).unwrap())
         });
         c.bench_function(&format!("http_function_request/{label}"), |b| {
             b.iter(|| {
                 rt.block_on(async {
                     let body = Full::new(Bytes::from_static(b"hello")).map_err(|e| match e {}).boxed_unsync();
                     let req = hyper::Request::post("http://localhost/bench").body(body).unwrap();
-                    let resp = runtime.handle_http(&http, req).await.unwrap();
+                    let resp = runtime.handle_http(&http, req, None).await.unwrap();
                     resp.into_body().collect().await.unwrap().to_bytes()
                 })
             })

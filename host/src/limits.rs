@@ -32,6 +32,12 @@ pub struct LimitsSpec {
     /// Fuel (instruction) budget per call.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fuel: Option<u64>,
+    /// Most model calls (chat or embeddings) one invocation may make.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_model_calls: Option<u32>,
+    /// Most tokens the model calls of one invocation may generate, all together.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_generated_tokens: Option<u64>,
 }
 
 /// A limit a manifest may not have: the manifest field (`limits.memory_mb` ...) and why.
@@ -87,7 +93,47 @@ impl LimitsSpec {
             memory_mb: self.memory_mb.map(|mb| mb.min(max_mb).max(1)),
             timeout_ms: self.timeout_ms.map(|ms| ms.min(max_ms).max(1)),
             fuel: self.fuel.map(|f| f.min(max.fuel).max(1)),
+            ..self.clone()
         }
+    }
+
+    /// The model budget of one invocation; the error names the offending field.
+    pub fn model_budget(&self) -> Result<ModelBudget, LimitError> {
+        let calls = self.max_model_calls.unwrap_or(ModelBudget::DEFAULT.calls);
+        let tokens = self.max_generated_tokens.unwrap_or(ModelBudget::DEFAULT.generated_tokens);
+        if calls > ModelBudget::MAX.calls {
+            return Err(("limits.max_model_calls", format!("limits.max_model_calls may be at most {}", ModelBudget::MAX.calls)));
+        }
+        if tokens > ModelBudget::MAX.generated_tokens {
+            return Err((
+                "limits.max_generated_tokens",
+                format!("limits.max_generated_tokens may be at most {}", ModelBudget::MAX.generated_tokens),
+            ));
+        }
+        Ok(ModelBudget { calls, generated_tokens: tokens })
+    }
+}
+
+/// What the model calls of one function invocation may spend. A function that loops on
+/// model calls stops here, not at the wall-clock deadline with the server busy meanwhile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModelBudget {
+    /// Chat and embedding calls.
+    pub calls: u32,
+    /// Completion tokens over every chat call.
+    pub generated_tokens: u64,
+}
+
+impl ModelBudget {
+    /// Unless the manifest says otherwise.
+    pub const DEFAULT: Self = Self { calls: 16, generated_tokens: 8192 };
+    /// The most a manifest may ask for.
+    pub const MAX: Self = Self { calls: 1024, generated_tokens: 1 << 20 };
+}
+
+impl Default for ModelBudget {
+    fn default() -> Self {
+        Self::DEFAULT
     }
 }
 
@@ -106,6 +152,17 @@ pub struct Grants {
     /// A private, persistent directory mounted at `/data`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub storage: bool,
+    /// Models the function may call through `ai` (ids as `/v1/models` lists them), or
+    /// `"*"` for any installed model.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub models: Vec<String>,
+    /// Knowledge bases of the invoking tenant it may search (`kb_...`), or `"*"` for all
+    /// of them. Whatever it names, it only ever reaches the invoking tenant's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub knowledge_bases: Vec<String>,
+    /// Its private key-value store (`kv`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub kv: bool,
 }
 
 impl Grants {
@@ -125,7 +182,23 @@ impl Grants {
         if let Some(k) = self.env.keys().find(|k| k.is_empty() || k.contains('=')) {
             return Err(format!("grants.env name {k:?} is not a valid variable name"));
         }
+        if let Some(m) = self.models.iter().find(|m| m.trim().is_empty()) {
+            return Err(format!("grants.models entry {m:?} must name a model or be \"*\""));
+        }
+        if let Some(kb) = self.knowledge_bases.iter().find(|kb| *kb != "*" && !kb.starts_with("kb_")) {
+            return Err(format!("grants.knowledge_bases entry {kb:?} must be a knowledge base id (kb_...) or \"*\""));
+        }
         Ok(())
+    }
+
+    /// Whether the function may call model `id`.
+    pub fn allows_model(&self, id: &str) -> bool {
+        self.models.iter().any(|m| m == "*" || m == id)
+    }
+
+    /// Whether the function may search knowledge base `id` (of its invoking tenant).
+    pub fn allows_knowledge_base(&self, id: &str) -> bool {
+        self.knowledge_bases.iter().any(|kb| kb == "*" || kb == id)
     }
 
     /// Whether `host:port` is an allowed destination.
@@ -176,7 +249,7 @@ mod tests {
     fn limits_default_and_bound() {
         let (d, m) = defaults();
         assert_eq!(LimitsSpec::default().resolve(&d, &m), Ok(d));
-        let spec = LimitsSpec { memory_mb: Some(32), timeout_ms: Some(500), fuel: Some(5) };
+        let spec = LimitsSpec { memory_mb: Some(32), timeout_ms: Some(500), fuel: Some(5), ..Default::default() };
         let l = spec.resolve(&d, &m).unwrap();
         assert_eq!((l.memory_bytes, l.timeout.as_millis(), l.fuel), (32 << 20, 500, 5));
         let too_big = LimitsSpec { memory_mb: Some(1024), ..Default::default() };
@@ -188,12 +261,12 @@ mod tests {
         let zero = LimitsSpec { timeout_ms: Some(0), ..Default::default() };
         assert_eq!(zero.resolve(&d, &m).unwrap_err().0, "limits.timeout_ms");
         // At the maximum is fine.
-        let at_max = LimitsSpec { memory_mb: Some(256), timeout_ms: Some(10_000), fuel: Some(10_000) };
+        let at_max = LimitsSpec { memory_mb: Some(256), timeout_ms: Some(10_000), fuel: Some(10_000), ..Default::default() };
         assert_eq!(at_max.resolve(&d, &m), Ok(m));
         // Lowered maximums: defaults above them are capped, requests above them clamp.
         let low = Limits { memory_bytes: 16 << 20, timeout: Duration::from_millis(100), fuel: 10 };
         assert_eq!(LimitsSpec::default().resolve(&d, &low), Ok(low));
-        let old = LimitsSpec { memory_mb: Some(1024), timeout_ms: Some(300_000), fuel: None };
+        let old = LimitsSpec { memory_mb: Some(1024), timeout_ms: Some(300_000), ..Default::default() };
         assert_eq!(old.clamped(&low).resolve(&d, &low), Ok(low));
     }
 
@@ -208,5 +281,29 @@ mod tests {
         assert!(Grants { network: vec!["*".into()], ..Default::default() }.allows("10.0.0.1", 1));
         assert!(Grants { network: vec!["nope".into()], ..Default::default() }.validate().is_err());
         assert!(Grants { network: vec!["h:99999".into()], ..Default::default() }.validate().is_err());
+    }
+
+    #[test]
+    fn platform_grants_and_model_budgets() {
+        let g = Grants { models: vec!["m".into()], knowledge_bases: vec!["kb_1".into()], ..Default::default() };
+        assert!(g.validate().is_ok());
+        assert!(g.allows_model("m") && !g.allows_model("n"));
+        assert!(g.allows_knowledge_base("kb_1") && !g.allows_knowledge_base("kb_2"));
+        let any = Grants { models: vec!["*".into()], knowledge_bases: vec!["*".into()], ..Default::default() };
+        assert!(any.allows_model("n") && any.allows_knowledge_base("kb_2"));
+        assert!(!Grants::default().allows_model("m") && !Grants::default().allows_knowledge_base("kb_1"));
+        assert!(Grants { models: vec![" ".into()], ..Default::default() }.validate().is_err());
+        assert!(Grants { knowledge_bases: vec!["docs".into()], ..Default::default() }.validate().is_err());
+
+        assert_eq!(LimitsSpec::default().model_budget(), Ok(ModelBudget::DEFAULT));
+        let spec = LimitsSpec { max_model_calls: Some(3), max_generated_tokens: Some(12), ..Default::default() };
+        assert_eq!(spec.model_budget(), Ok(ModelBudget { calls: 3, generated_tokens: 12 }));
+        let greedy = LimitsSpec { max_model_calls: Some(ModelBudget::MAX.calls + 1), ..Default::default() };
+        assert_eq!(greedy.model_budget().unwrap_err().0, "limits.max_model_calls");
+        let verbose = LimitsSpec { max_generated_tokens: Some(u64::MAX), ..Default::default() };
+        assert_eq!(verbose.model_budget().unwrap_err().0, "limits.max_generated_tokens");
+        // Clamping the engine limits keeps the budget.
+        let max = Limits { memory_bytes: 1 << 20, timeout: Duration::from_secs(1), fuel: 1 };
+        assert_eq!(spec.clamped(&max).max_model_calls, Some(3));
     }
 }

@@ -27,6 +27,11 @@ impl Inference {
     /// The unit-length embeddings of `texts`, in order, by the embedding model `model`
     /// (id or alias). Blocking: tokenising and ONNX Runtime run on the caller's thread.
     pub fn embed(&self, model: &str, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbeddingError> {
+        self.embed_counted(model, texts).map(|(vectors, _)| vectors)
+    }
+
+    /// [`Self::embed`], and how many tokens the model read (after truncation).
+    pub fn embed_counted(&self, model: &str, texts: &[String]) -> Result<(Vec<Vec<f32>>, u64), EmbeddingError> {
         let not_an_encoder = || EmbeddingError::NotAnEncoder(model.to_owned());
         let loaded = self.get(model).ok_or_else(not_an_encoder)?;
         let Graph::Encoder(encoder) = &loaded.graph else { return Err(not_an_encoder()) };
@@ -36,13 +41,15 @@ impl Inference {
             .collect::<Result<Vec<_>, _>>()
             .map_err(EmbeddingError::Tokenizer)?;
         let max_len = loaded.model.context_length() as usize;
+        let tokens = seqs.iter().map(|s| pooling::truncated_len(s.len(), max_len) as u64).sum();
         let hidden = encoder.hidden();
-        pooling::embed(seqs, max_len, |ids, mask, batch, seq| {
+        let vectors = pooling::embed(seqs, max_len, |ids, mask, batch, seq| {
             Ok((encoder.encode(batch, seq, ids.to_vec(), mask.to_vec(), None)?, hidden))
         })
         .map_err(|e| match e {
             pooling::EmbedError::Empty(i) => EmbeddingError::Empty(i),
             pooling::EmbedError::Run(e) => EmbeddingError::Encoder(e),
-        })
+        })?;
+        Ok((vectors, tokens))
     }
 }

@@ -26,7 +26,7 @@ use crate::inference::Inference;
 use crate::inference::ports::{ModelAccess, ModelsView};
 use crate::limits::Limits;
 
-mod bindings {
+pub(super) mod bindings {
     wasmtime::component::bindgen!({
         path: "../wit",
         world: "tensoras:platform/rag-handler",
@@ -120,7 +120,7 @@ impl Runtime {
         req: HandlerRequest,
     ) -> Result<Result<HandlerResponse, HandlerError>, InvokeError> {
         let pre = f.pre.clone();
-        self.run_with(&f.limits, &Sandbox::default(), Some(ctx), move |store| {
+        self.run(&f.limits, &Sandbox::default(), super::Guest::Handler(ctx), move |store| {
             async move {
                 let inst = pre.instantiate_async(&mut *store).await?;
                 inst.tensoras_platform_handler().call_handle(&mut *store, &req).await

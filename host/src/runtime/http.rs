@@ -10,7 +10,9 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
-use super::{InvokeError, Runtime, Sandbox, classify};
+use std::sync::Arc;
+
+use super::{Guest, InvokeError, Runtime, Sandbox, Services, classify};
 use crate::limits::Limits;
 
 /// Request body type handed to guests.
@@ -48,10 +50,11 @@ impl Runtime {
         &self,
         f: &HttpFunction,
         req: hyper::Request<HttpRequestBody>,
+        services: Option<Arc<dyn Services>>,
     ) -> Result<hyper::Response<HyperOutgoingBody>, InvokeError> {
-        let permit = self.admission.admit().await?;
+        let ticket = self.admission.admit().await?;
         let limits = f.limits;
-        let mut store = self.new_store(&limits, &f.sandbox, None)?;
+        let mut store = self.new_store(&limits, &f.sandbox, Guest::Function(services))?;
         let (tx, rx) = tokio::sync::oneshot::channel();
         let (req, out) = {
             let mut http = store.data_mut().http();
@@ -64,12 +67,12 @@ impl Runtime {
         };
         let pre = f.pre.clone();
         let task = tokio::spawn(async move {
-            let _permit = permit;
             let run = async {
                 let proxy = pre.instantiate_async(&mut store).await?;
                 proxy.wasi_http_incoming_handler().call_handle(&mut store, req, out).await
             };
-            match tokio::time::timeout(limits.timeout, run).await {
+            // Model calls the guest makes run in its ticket's scope: nested, one level deeper.
+            match ticket.scope(tokio::time::timeout(limits.timeout, run)).await {
                 Err(_) => Err(InvokeError::Timeout(limits.timeout)),
                 Ok(Ok(())) => Ok(()),
                 Ok(Err(e)) => {

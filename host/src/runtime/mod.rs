@@ -21,6 +21,7 @@ mod admission;
 mod handler;
 mod http;
 mod outgoing;
+mod platform;
 mod state;
 mod tool;
 
@@ -41,6 +42,8 @@ pub use self::handler::{
     Retriever, Toolbox, Usage,
 };
 pub use self::http::{HttpFunction, HttpRequestBody};
+pub use self::platform::{AiError, Embeddings, KV_MAX_KEYS, KeyValue, Services};
+use self::state::Guest;
 pub use self::state::{Sandbox, State};
 pub use self::tool::{ToolFunction, ToolInfo, ToolOutcome};
 
@@ -96,7 +99,7 @@ pub enum InvokeError {
 /// Process-wide runtime: engine, linker and the instance slots.
 pub struct Runtime {
     engine: Engine,
-    /// What user functions may import: WASI and wasi:http.
+    /// What user functions may import: WASI, wasi:http and the platform.
     linker: Linker<State>,
     /// What API handlers may import: WASI, wasi:nn and the Tensoras interfaces.
     handler_linker: Linker<State>,
@@ -144,6 +147,7 @@ impl Runtime {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow::Error::from)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(anyhow::Error::from)?;
+        platform::add_to_linker(&mut linker).map_err(anyhow::Error::from)?;
         let mut handler_linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut handler_linker).map_err(anyhow::Error::from)?;
         handler::add_to_linker(&mut handler_linker).map_err(anyhow::Error::from)?;
@@ -204,8 +208,8 @@ impl Runtime {
     }
 
     /// A fresh store with the call's limits armed.
-    fn new_store(&self, limits: &Limits, sandbox: &Sandbox, handler: Option<HandlerCtx>) -> Result<Store<State>, InvokeError> {
-        let state = State::new(sandbox, limits.memory_bytes, handler).map_err(InvokeError::Internal)?;
+    fn new_store(&self, limits: &Limits, sandbox: &Sandbox, guest: Guest) -> Result<Store<State>, InvokeError> {
+        let state = State::new(sandbox, limits.memory_bytes, guest).map_err(InvokeError::Internal)?;
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
         store.set_fuel(limits.fuel).map_err(|e| InvokeError::Internal(e.into()))?;
@@ -262,26 +266,16 @@ impl Runtime {
             .map_err(|e| format!("component needs an import Tensoras does not provide to functions: {e}"))
     }
 
-    /// Runs `f` against a fresh store under the limits, mapping failures.
+    /// Runs `f` against a fresh store for `guest` under the limits, mapping failures.
     async fn run<T>(
         &self,
         limits: &Limits,
         sandbox: &Sandbox,
-        f: impl for<'a> FnOnce(&'a mut Store<State>) -> futures::future::BoxFuture<'a, wasmtime::Result<T>>,
-    ) -> Result<T, InvokeError> {
-        self.run_with(limits, sandbox, None, f).await
-    }
-
-    /// [`Self::run`] for a store whose handler imports reach `handler`.
-    async fn run_with<T>(
-        &self,
-        limits: &Limits,
-        sandbox: &Sandbox,
-        handler: Option<HandlerCtx>,
+        guest: Guest,
         f: impl for<'a> FnOnce(&'a mut Store<State>) -> futures::future::BoxFuture<'a, wasmtime::Result<T>>,
     ) -> Result<T, InvokeError> {
         let ticket = self.admission.admit().await?;
-        let mut store = self.new_store(limits, sandbox, handler)?;
+        let mut store = self.new_store(limits, sandbox, guest)?;
         // Host calls this guest makes run in the scope of its ticket: whatever instance
         // they start is nested one level deeper.
         let outcome = ticket.scope(tokio::time::timeout(limits.timeout, f(&mut store))).await;

@@ -16,7 +16,8 @@ use wasmtime_wasi::sockets::SocketAddrUse;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
-use crate::limits::Grants;
+use super::platform::{KeyValue, PlatformCtx, Services};
+use crate::limits::{Grants, ModelBudget};
 use crate::net::AddressPolicy;
 
 /// What a function may touch: its grants and, if `storage` is granted, its directory.
@@ -29,6 +30,10 @@ pub struct Sandbox {
     /// Where any connection may go, whatever the grants say; the default permits
     /// public addresses only.
     pub addresses: Arc<AddressPolicy>,
+    /// What the model calls of one invocation may spend.
+    pub budget: ModelBudget,
+    /// The function's key-value store, when `grants.kv` is set.
+    pub kv: Option<Arc<dyn KeyValue>>,
 }
 
 /// The data of one `Store`: lives exactly as long as one request.
@@ -40,11 +45,20 @@ pub struct State {
     pub(super) limiter: MemoryLimiter,
     /// Set for API handler calls: what their non-WASI imports reach.
     pub(super) handler: Option<super::handler::HandlerCtx>,
+    /// Set for user function calls: what their platform imports reach.
+    pub(super) platform: Option<PlatformCtx>,
+}
+
+/// Whose call a store serves: an API handler's, or a user function's on behalf of the
+/// invoking key (`None` while a tool is described at deploy).
+pub(super) enum Guest {
+    Handler(super::handler::HandlerCtx),
+    Function(Option<Arc<dyn Services>>),
 }
 
 impl State {
     /// Builds a deny-by-default WASI context widened only by `sandbox`.
-    pub fn new(sandbox: &Sandbox, memory_bytes: usize, handler: Option<super::handler::HandlerCtx>) -> anyhow::Result<Self> {
+    pub(super) fn new(sandbox: &Sandbox, memory_bytes: usize, guest: Guest) -> anyhow::Result<Self> {
         let mut b = WasiCtx::builder();
         // No stdio, args, env, preopens or sockets unless granted below.
         b.allow_ip_name_lookup(false).allow_tcp(false).allow_udp(false);
@@ -70,6 +84,13 @@ impl State {
                 Box::pin(async move { ok })
             });
         }
+        let (handler, platform) = match guest {
+            Guest::Handler(ctx) => (Some(ctx), None),
+            Guest::Function(services) => {
+                let kv = sandbox.kv.clone();
+                (None, Some(PlatformCtx::new(services, kv, sandbox.grants.clone(), sandbox.budget)))
+            }
+        };
         Ok(Self {
             table: ResourceTable::new(),
             wasi: b.build(),
@@ -77,7 +98,13 @@ impl State {
             hooks: OutgoingPolicy { grants: sandbox.grants.clone(), addresses: sandbox.addresses.clone() },
             limiter: MemoryLimiter { max: memory_bytes, hit: false },
             handler,
+            platform,
         })
+    }
+
+    /// Whether a guest failure message passes on a refusal of one of its grants.
+    pub(super) fn refused(&self, failure: &str) -> bool {
+        self.platform.as_ref().is_some_and(|p| p.refused(failure))
     }
 
     /// Whether the guest tried to grow memory past its limit during this request.

@@ -1,16 +1,25 @@
 //! Tool functions: components exporting `tensoras:platform/tool`.
 
+use std::sync::Arc;
+
 use futures::FutureExt as _;
 use wasmtime::component::Component;
 
-use super::{InvokeError, Runtime, Sandbox};
+use super::{Guest, InvokeError, Runtime, Sandbox, Services};
 use crate::limits::Limits;
 
 mod bindings {
     wasmtime::component::bindgen!({
         path: "../wit",
         world: "tensoras:platform/tool-function",
+        imports: { default: async | trappable },
         exports: { default: async },
+        // The platform imports are linked by runtime/platform.rs; only the export is new here.
+        with: {
+            "tensoras:platform/ai": crate::runtime::platform::bindings::tensoras::platform::ai,
+            "tensoras:platform/kv": crate::runtime::platform::bindings::tensoras::platform::kv,
+            "tensoras:platform/retrieval": crate::runtime::handler::bindings::tensoras::platform::retrieval,
+        },
     });
 }
 
@@ -52,6 +61,8 @@ pub enum ToolOutcome {
     InvalidArguments(String),
     /// The tool ran and reported a failure.
     Failed(String),
+    /// The tool failed passing on a refusal of one of its manifest's grants.
+    Refused(String),
 }
 
 impl Runtime {
@@ -66,7 +77,7 @@ impl Runtime {
     /// Asks the tool to describe itself.
     pub async fn describe_tool(&self, f: &ToolFunction) -> Result<ToolInfo, InvokeError> {
         let pre = f.pre.clone();
-        self.run(&f.limits, &f.sandbox, move |store| {
+        self.run(&f.limits, &f.sandbox, Guest::Function(None), move |store| {
             async move {
                 let inst = pre.instantiate_async(&mut *store).await?;
                 inst.tensoras_platform_tool().call_describe(&mut *store).await
@@ -77,23 +88,29 @@ impl Runtime {
         .map(|i| ToolInfo { name: i.name, description: i.description, parameters: i.parameters })
     }
 
-    /// Calls the tool with a JSON arguments text.
-    pub async fn call_tool(&self, f: &ToolFunction, arguments: &str) -> Result<ToolOutcome, InvokeError> {
+    /// Calls the tool with a JSON arguments text; its platform imports act for the
+    /// caller that `services` stands for (`None`: models and knowledge bases answer that
+    /// they are not available).
+    pub async fn call_tool(
+        &self,
+        f: &ToolFunction,
+        arguments: &str,
+        services: Option<Arc<dyn Services>>,
+    ) -> Result<ToolOutcome, InvokeError> {
         let pre = f.pre.clone();
         let arguments = arguments.to_owned();
-        let result = self
-            .run(&f.limits, &f.sandbox, move |store| {
-                async move {
-                    let inst = pre.instantiate_async(&mut *store).await?;
-                    inst.tensoras_platform_tool().call_call(&mut *store, &arguments).await
-                }
-                .boxed()
-            })
-            .await?;
-        Ok(match result {
-            Ok(text) => ToolOutcome::Ok(text),
-            Err(ToolError::InvalidArguments(m)) => ToolOutcome::InvalidArguments(m),
-            Err(ToolError::Failed(m)) => ToolOutcome::Failed(m),
+        self.run(&f.limits, &f.sandbox, Guest::Function(services), move |store| {
+            async move {
+                let inst = pre.instantiate_async(&mut *store).await?;
+                Ok(match inst.tensoras_platform_tool().call_call(&mut *store, &arguments).await? {
+                    Ok(text) => ToolOutcome::Ok(text),
+                    Err(ToolError::InvalidArguments(m)) => ToolOutcome::InvalidArguments(m),
+                    Err(ToolError::Failed(m)) if store.data().refused(&m) => ToolOutcome::Refused(m),
+                    Err(ToolError::Failed(m)) => ToolOutcome::Failed(m),
+                })
+            }
+            .boxed()
         })
+        .await
     }
 }

@@ -127,6 +127,16 @@ pub trait MetadataStore: KnowledgeStore + Send + Sync {
     fn insert_function(&self, f: &FunctionRecord) -> Result<(), StoreError>;
     /// Every function of every tenant (loaded at start-up).
     fn all_functions(&self) -> Result<Vec<FunctionRecord>, StoreError>;
-    /// Deletes a function; false when it did not exist.
+    /// Deletes a function, and its key-value store; false when it did not exist.
     fn delete_function(&self, tenant: &str, name: &str) -> Result<bool, StoreError>;
+
+    /// The value of `key` in a function's key-value store.
+    fn kv_get(&self, tenant: &str, function: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Sets `key`; false (and nothing written) when it is new and the store already
+    /// holds `max_keys` keys.
+    fn kv_set(&self, tenant: &str, function: &str, key: &str, value: &[u8], max_keys: u64) -> Result<bool, StoreError>;
+    /// Removes `key`; whether it was there.
+    fn kv_delete(&self, tenant: &str, function: &str, key: &str) -> Result<bool, StoreError>;
+    /// Keys starting with `prefix`, sorted.
+    fn kv_keys(&self, tenant: &str, function: &str, prefix: &str) -> Result<Vec<String>, StoreError>;
 }

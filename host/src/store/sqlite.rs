@@ -106,6 +106,15 @@ UPDATE api_keys SET role = CASE
 END;
 ALTER TABLE api_keys DROP COLUMN admin;
 "#,
+    r#"
+CREATE TABLE function_kv (
+    tenant TEXT NOT NULL,
+    function TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value BLOB NOT NULL,
+    PRIMARY KEY (tenant, function, key)
+) WITHOUT ROWID;
+"#,
 ];
 
 /// The embedded metadata store.
@@ -313,7 +322,76 @@ impl MetadataStore for SqliteStore {
     }
 
     fn delete_function(&self, tenant: &str, name: &str) -> Result<bool, StoreError> {
-        self.with(|c| c.execute("DELETE FROM functions WHERE tenant = ?1 AND name = ?2", params![tenant, name]).map(|n| n > 0))
+        self.with(|c| {
+            let tx = c.unchecked_transaction()?;
+            let existed = tx.execute("DELETE FROM functions WHERE tenant = ?1 AND name = ?2", params![tenant, name])? > 0;
+            tx.execute("DELETE FROM function_kv WHERE tenant = ?1 AND function = ?2", params![tenant, name])?;
+            tx.commit()?;
+            Ok(existed)
+        })
+    }
+
+    fn kv_get(&self, tenant: &str, function: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT value FROM function_kv WHERE tenant = ?1 AND function = ?2 AND key = ?3",
+                params![tenant, function, key],
+                |r| r.get(0),
+            )
+            .optional()
+        })
+    }
+
+    fn kv_set(&self, tenant: &str, function: &str, key: &str, value: &[u8], max_keys: u64) -> Result<bool, StoreError> {
+        self.with(|c| {
+            let tx = c.unchecked_transaction()?;
+            let updated = tx.execute(
+                "UPDATE function_kv SET value = ?4 WHERE tenant = ?1 AND function = ?2 AND key = ?3",
+                params![tenant, function, key, value],
+            )?;
+            if updated == 0 {
+                let n: u64 = tx.query_row(
+                    "SELECT COUNT(*) FROM function_kv WHERE tenant = ?1 AND function = ?2",
+                    params![tenant, function],
+                    |r| r.get(0),
+                )?;
+                if n >= max_keys {
+                    return Ok(false);
+                }
+                tx.execute(
+                    "INSERT INTO function_kv (tenant, function, key, value) VALUES (?1, ?2, ?3, ?4)",
+                    params![tenant, function, key, value],
+                )?;
+            }
+            tx.commit()?;
+            Ok(true)
+        })
+    }
+
+    fn kv_delete(&self, tenant: &str, function: &str, key: &str) -> Result<bool, StoreError> {
+        self.with(|c| {
+            c.execute("DELETE FROM function_kv WHERE tenant = ?1 AND function = ?2 AND key = ?3", params![tenant, function, key])
+                .map(|n| n > 0)
+        })
+    }
+
+    fn kv_keys(&self, tenant: &str, function: &str, prefix: &str) -> Result<Vec<String>, StoreError> {
+        self.with(|c| {
+            // Keys sort as bytes (the BINARY collation), so the prefix range is exact
+            // without LIKE's escaping and case rules.
+            let mut stmt =
+                c.prepare("SELECT key FROM function_kv WHERE tenant = ?1 AND function = ?2 AND key >= ?3 ORDER BY key")?;
+            let rows = stmt.query_map(params![tenant, function, prefix], |r| r.get::<_, String>(0))?;
+            let mut keys = Vec::new();
+            for key in rows {
+                let key = key?;
+                if !key.starts_with(prefix) {
+                    break;
+                }
+                keys.push(key);
+            }
+            Ok(keys)
+        })
     }
 }
 
@@ -329,7 +407,7 @@ mod tests {
             kind: FunctionKind::Tool,
             description: "d".into(),
             parameters: Some(serde_json::json!({"type": "object"})),
-            limits: LimitsSpec { memory_mb: Some(64), timeout_ms: None, fuel: None },
+            limits: LimitsSpec { memory_mb: Some(64), ..Default::default() },
             grants: Grants::default(),
             sha256: "00".into(),
             size_bytes: 3,
@@ -440,5 +518,31 @@ mod tests {
         assert!(store.delete_function("a", "calc").unwrap());
         assert!(!store.delete_function("a", "calc").unwrap());
         assert_eq!(store.all_functions().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn function_kv_is_scoped_capped_and_deleted_with_its_function() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("t.db")).unwrap();
+        store.insert_function(&record("a", "f")).unwrap();
+        assert!(store.kv_set("a", "f", "k1", b"one", 2).unwrap());
+        assert!(store.kv_set("a", "f", "k2", b"two", 2).unwrap());
+        // Full: a new key is refused, replacing one is not.
+        assert!(!store.kv_set("a", "f", "k3", b"three", 2).unwrap());
+        assert!(store.kv_set("a", "f", "k1", b"uno", 2).unwrap());
+        assert_eq!(store.kv_get("a", "f", "k1").unwrap().as_deref(), Some(&b"uno"[..]));
+        // Another tenant's or function's store is another store.
+        assert_eq!(store.kv_get("b", "f", "k1").unwrap(), None);
+        assert_eq!(store.kv_get("a", "g", "k1").unwrap(), None);
+        assert!(store.kv_set("a", "f%", "k_x", b"", 10).unwrap());
+        // Prefixes are literal (no LIKE wildcards) and keys come sorted.
+        assert_eq!(store.kv_keys("a", "f", "k").unwrap(), ["k1", "k2"]);
+        assert_eq!(store.kv_keys("a", "f", "k_").unwrap(), Vec::<String>::new());
+        assert_eq!(store.kv_keys("a", "f%", "").unwrap(), ["k_x"]);
+        assert!(store.kv_delete("a", "f", "k2").unwrap());
+        assert!(!store.kv_delete("a", "f", "k2").unwrap());
+        assert!(store.delete_function("a", "f").unwrap());
+        assert_eq!(store.kv_keys("a", "f", "").unwrap(), Vec::<String>::new());
+        assert_eq!(store.kv_keys("a", "f%", "").unwrap(), ["k_x"]);
     }
 }

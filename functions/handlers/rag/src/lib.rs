@@ -108,5 +108,13 @@ fn retrieval_error(e: RetrievalError) -> ApiError {
         },
         RetrievalError::Invalid(why) => ApiError::invalid("retrieval_options", why),
         RetrievalError::Backend(why) => ApiError::server(format!("retrieval from the knowledge bases failed: {why}")),
+        // Only a user function's grants refuse; a request's own knowledge bases never are.
+        RetrievalError::NotPermitted(kb) => ApiError {
+            status: 403,
+            kind: "permission_error",
+            message: format!("Knowledge base '{kb}' is not granted."),
+            param: Some("knowledge_bases".into()),
+            code: Some("permission_denied"),
+        },
     }
 }

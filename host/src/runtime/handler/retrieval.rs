@@ -21,6 +21,10 @@ pub trait Retriever: Send + Sync {
 
 impl retrieval::Host for State {
     async fn retrieve(&mut self, kbs: Vec<String>, search: Search) -> wasmtime::Result<Result<Vec<Chunk>, RetrievalError>> {
+        // The same import serves user functions, within their grants.
+        if self.platform.is_some() {
+            return self.retrieve_for_function(kbs, search).await;
+        }
         let Some(retriever) = self.handler()?.retrieval.clone() else {
             return Ok(Err(RetrievalError::Backend("retrieval is not available to this handler".into())));
         };

@@ -39,7 +39,7 @@ impl toolbox::Host for State {
         Ok(match toolbox.invoke(name, arguments).await {
             Ok(ToolOutcome::Ok(s)) => Ok(s),
             Ok(ToolOutcome::InvalidArguments(m)) => Err(ToolError::InvalidArguments(m)),
-            Ok(ToolOutcome::Failed(m)) | Err(m) => Err(ToolError::Failed(m)),
+            Ok(ToolOutcome::Failed(m) | ToolOutcome::Refused(m)) | Err(m) => Err(ToolError::Failed(m)),
         })
     }
 }
