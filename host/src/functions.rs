@@ -24,7 +24,9 @@ use crate::config::Config;
 use crate::files::disk::{TenantEntry, sync_dir, tenant_entries, write_durably};
 use crate::ids::valid_name;
 use crate::limits::{Grants, LimitsSpec};
-use crate::runtime::{HttpFunction, Runtime, Sandbox, ToolFunction, ToolInfo, ToolOutcome, Toolbox};
+use crate::runtime::{
+    HttpFunction, KV_MAX_KEYS, KeyValue, Runtime, Sandbox, Services, ToolFunction, ToolInfo, ToolOutcome, Toolbox,
+};
 use crate::store::{FunctionKind, FunctionRecord, MetadataStore, StoreError};
 
 /// A deploy manifest, as uploaded next to the component.
@@ -174,10 +176,16 @@ impl Registry {
     }
 
     fn sandbox(&self, record: &FunctionRecord) -> Sandbox {
+        let kv: Option<Arc<dyn KeyValue>> = record.grants.kv.then(|| {
+            Arc::new(FunctionKv { store: self.store.clone(), tenant: record.tenant.clone(), function: record.name.clone() }) as _
+        });
         Sandbox {
             grants: record.grants.clone(),
             storage_dir: record.grants.storage.then(|| self.config.function_data_dir().join(&record.tenant).join(&record.name)),
             addresses: Arc::new(self.config.address_policy.clone()),
+            // Checked at deploy; a record from before the field existed gets the default.
+            budget: record.limits.model_budget().unwrap_or_default(),
+            kv,
         }
     }
 
@@ -187,6 +195,7 @@ impl Registry {
             .limits
             .resolve(&self.config.default_limits, &self.config.max_limits)
             .map_err(|(field, m)| invalid(field, m))?;
+        record.limits.model_budget().map_err(|(field, m)| invalid(field, m))?;
         let runtime = self.runtime.clone();
         // Compilation is CPU-bound and can take a while for big components.
         let component = tokio::task::spawn_blocking(move || runtime.compile(&bytes))
@@ -319,12 +328,14 @@ impl Registry {
 struct TenantTools {
     registry: Arc<Registry>,
     tenant: String,
+    services: Arc<dyn Services>,
 }
 
 impl Registry {
-    /// The tools of `tenant`, for a handler call.
-    pub fn toolbox(self: &Arc<Self>, tenant: &str) -> Arc<dyn Toolbox> {
-        Arc::new(TenantTools { registry: self.clone(), tenant: tenant.to_owned() })
+    /// The tools of `tenant`, for a handler call; what they reach of the platform is
+    /// `services` (the key the request is made with).
+    pub fn toolbox(self: &Arc<Self>, tenant: &str, services: Arc<dyn Services>) -> Arc<dyn Toolbox> {
+        Arc::new(TenantTools { registry: self.clone(), tenant: tenant.to_owned(), services })
     }
 }
 
@@ -345,6 +356,7 @@ impl Toolbox for TenantTools {
     fn invoke(&self, name: String, arguments: String) -> BoxFuture<'static, Result<ToolOutcome, String>> {
         let deployed = self.registry.get(&self.tenant, &name);
         let runtime = self.registry.runtime.clone();
+        let services = self.services.clone();
         Box::pin(async move {
             let Some(f) = deployed else {
                 return Err(format!("no tool named {name:?}"));
@@ -352,8 +364,58 @@ impl Toolbox for TenantTools {
             let Executable::Tool(tool) = &f.exec else {
                 return Err(format!("{name:?} is not a tool function"));
             };
-            runtime.call_tool(tool, &arguments).await.map_err(|e| e.to_string())
+            runtime.call_tool(tool, &arguments, Some(services)).await.map_err(|e| e.to_string())
         })
+    }
+}
+
+/// One function's key-value store, in the metadata store. SQLite commits are fsynced, so
+/// every operation runs on a blocking thread.
+struct FunctionKv {
+    store: Arc<dyn MetadataStore>,
+    tenant: String,
+    function: String,
+}
+
+impl std::fmt::Debug for FunctionKv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FunctionKv").field("tenant", &self.tenant).field("function", &self.function).finish()
+    }
+}
+
+impl FunctionKv {
+    fn run<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&dyn MetadataStore, &str, &str) -> Result<T, StoreError> + Send + 'static,
+    ) -> BoxFuture<'static, Result<T, String>> {
+        let (store, tenant, function) = (self.store.clone(), self.tenant.clone(), self.function.clone());
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || op(store.as_ref(), &tenant, &function))
+                .await
+                .map_err(|e| format!("key-value task failed: {e}"))?
+                .map_err(|e| {
+                    tracing::error!("function key-value store: {e:#}");
+                    "the key-value store failed".to_owned()
+                })
+        })
+    }
+}
+
+impl KeyValue for FunctionKv {
+    fn get(&self, key: String) -> BoxFuture<'static, Result<Option<Vec<u8>>, String>> {
+        self.run(move |s, t, f| s.kv_get(t, f, &key))
+    }
+
+    fn set(&self, key: String, value: Vec<u8>) -> BoxFuture<'static, Result<bool, String>> {
+        self.run(move |s, t, f| s.kv_set(t, f, &key, &value, KV_MAX_KEYS))
+    }
+
+    fn delete(&self, key: String) -> BoxFuture<'static, Result<bool, String>> {
+        self.run(move |s, t, f| s.kv_delete(t, f, &key))
+    }
+
+    fn keys(&self, prefix: String) -> BoxFuture<'static, Result<Vec<String>, String>> {
+        self.run(move |s, t, f| s.kv_keys(t, f, &prefix))
     }
 }
 

@@ -3,7 +3,8 @@
 //!
 //! Layout: [`api`] is the HTTP surface (one module per endpoint group), [`runtime`] owns
 //! the wasmtime engine and per-request instantiation, [`functions`] is the registry of
-//! deployed components, [`store`] the metadata database, [`auth`] API keys; [`files`],
+//! deployed components, [`gateway`] the one road to the handler components (for the
+//! endpoints and for functions' model calls), [`store`] the metadata database, [`auth`] API keys; [`files`],
 //! [`kb`] and [`vector`] hold uploaded files, knowledge bases and their vectors; [`net`] is
 //! the outbound address policy.
 
@@ -14,6 +15,7 @@ pub mod config;
 pub mod files;
 pub mod full_disk;
 pub mod functions;
+pub mod gateway;
 pub mod ids;
 pub mod inference;
 pub mod kb;

@@ -23,6 +23,11 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// Who the calls made for this request are made for.
+    pub fn principal(&self) -> crate::gateway::Principal {
+        crate::gateway::Principal { tenant: self.tenant.clone(), key_id: self.key_id.clone() }
+    }
+
     /// Deploying and deleting functions is a permission: code that runs in the server with
     /// the grants its manifest asks for (docs/security.md).
     pub fn require_deploy(&self) -> Result<(), ApiError> {

@@ -145,7 +145,8 @@ pub async fn call(
         return Err(ApiError::invalid("The request body must be a JSON object of tool arguments.").param("arguments"));
     }
     let started = std::time::Instant::now();
-    match state.runtime.call_tool(tool, &arguments.to_string()).await? {
+    let services = state.gateway.on_behalf(caller.principal());
+    match state.runtime.call_tool(tool, &arguments.to_string(), Some(services)).await? {
         ToolOutcome::Ok(output) => Ok(axum::Json(json!({
             "object": "function.result",
             "name": name,
@@ -155,6 +156,10 @@ pub async fn call(
         ToolOutcome::InvalidArguments(m) => Err(ApiError::invalid(format!("Invalid arguments for '{name}': {m}"))
             .param("arguments")
             .code("invalid_tool_arguments")),
+        ToolOutcome::Refused(m) => {
+            Err(ApiError::new(StatusCode::FORBIDDEN, "permission_error", format!("Function '{name}' failed: {m}"))
+                .code("permission_denied"))
+        }
         ToolOutcome::Failed(m) => {
             Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "function_error", format!("Function '{name}' failed: {m}"))
                 .code("tool_failed"))
@@ -201,6 +206,7 @@ pub async fn invoke(
             }
         })
         .boxed_unsync();
-    let resp = state.runtime.handle_http(http_fn, hyper::Request::from_parts(parts, body)).await?;
+    let services = state.gateway.on_behalf(caller.principal());
+    let resp = state.runtime.handle_http(http_fn, hyper::Request::from_parts(parts, body), Some(services)).await?;
     Ok(resp.map(Body::new).into_response())
 }

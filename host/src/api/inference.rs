@@ -9,7 +9,6 @@
 //! handler: nobody is left to read its answer.
 
 use std::convert::Infallible;
-use std::sync::Arc;
 
 use axum::Extension;
 use axum::extract::{OriginalUri, Path, State};
@@ -23,42 +22,9 @@ use tracing::Instrument as _;
 use super::error::ApiError;
 use super::extract::Json;
 use super::{AppState, Caller};
+use crate::gateway::{Endpoint, HandlerResult};
 use crate::inference::Model;
-use crate::inference::ports::ModelAccess;
-use crate::runtime::{HandlerCtx, HandlerError, HandlerFunction, HandlerRequest, InvokeError, Retriever};
-
-/// The handler components serving the inference endpoints.
-#[derive(Debug, Clone, Default)]
-pub struct Handlers {
-    /// `functions/handlers/chat`: chat completions and completions.
-    pub chat: Option<HandlerFunction>,
-    /// `functions/handlers/rag`: chat completions that name `knowledge_bases`.
-    pub rag: Option<HandlerFunction>,
-    /// `functions/handlers/embeddings`.
-    pub embeddings: Option<HandlerFunction>,
-}
-
-impl Handlers {
-    /// Loads `chat.wasm`, `rag.wasm` and `embeddings.wasm` from `dir`. A missing or broken handler is
-    /// logged and its endpoints answer 503; the rest of the server still works.
-    pub fn load(runtime: &crate::runtime::Runtime, dir: &std::path::Path, limits: crate::limits::Limits) -> Self {
-        let load = |name: &str| -> Option<HandlerFunction> {
-            let path = dir.join(format!("{name}.wasm"));
-            let result = std::fs::read(&path)
-                .map_err(|e| e.to_string())
-                .and_then(|bytes| runtime.compile(&bytes))
-                .and_then(|c| runtime.prepare_handler(&c, limits));
-            match result {
-                Ok(h) => Some(h),
-                Err(e) => {
-                    tracing::warn!(path = %path.display(), "{name} handler unavailable: {e}");
-                    None
-                }
-            }
-        };
-        Self { chat: load("chat"), rag: load("rag"), embeddings: load("embeddings") }
-    }
-}
+use crate::runtime::HandlerError;
 
 impl From<HandlerError> for ApiError {
     fn from(e: HandlerError) -> Self {
@@ -67,6 +33,7 @@ impl From<HandlerError> for ApiError {
             "invalid_request_error" => "invalid_request_error",
             "not_found_error" => "not_found_error",
             "rate_limit_error" => "rate_limit_error",
+            "permission_error" => "permission_error",
             _ if status.is_client_error() => "invalid_request_error",
             _ => "server_error",
         };
@@ -86,13 +53,7 @@ pub async fn completions(
     OriginalUri(uri): OriginalUri,
     Json(body): Json<Value>,
 ) -> Result<Response, ApiError> {
-    let grounded = body.get("knowledge_bases").is_some_and(|v| !v.is_null());
-    if grounded {
-        let retrieval = state.knowledge.retriever(&caller.tenant);
-        run(&state, &caller, state.handlers.rag.as_ref(), "RAG", uri.path(), body, Some(retrieval)).await
-    } else {
-        run(&state, &caller, state.handlers.chat.as_ref(), "chat", uri.path(), body, None).await
-    }
+    run(&state, &caller, Endpoint::Completions, uri.path(), body).await
 }
 
 /// `POST /v1/embeddings`.
@@ -102,7 +63,7 @@ pub async fn embeddings(
     OriginalUri(uri): OriginalUri,
     Json(body): Json<Value>,
 ) -> Result<Response, ApiError> {
-    run(&state, &caller, state.handlers.embeddings.as_ref(), "embeddings", uri.path(), body, None).await
+    run(&state, &caller, Endpoint::Embeddings, uri.path(), body).await
 }
 
 /// Checks what the host must know before a handler runs: a JSON object, a model that
@@ -124,17 +85,10 @@ fn precheck(state: &AppState, body: &Value) -> Result<bool, ApiError> {
     }
 }
 
-async fn run(
-    state: &AppState,
-    caller: &Caller,
-    handler: Option<&HandlerFunction>,
-    handler_name: &str,
-    path: &str,
-    body: Value,
-    retrieval: Option<Arc<dyn Retriever>>,
-) -> Result<Response, ApiError> {
+async fn run(state: &AppState, caller: &Caller, endpoint: Endpoint, path: &str, body: Value) -> Result<Response, ApiError> {
     let stream = precheck(state, &body)?;
-    let handler = handler.cloned().ok_or_else(|| {
+    let (handler, handler_name) = state.gateway.handler_for(endpoint, &body);
+    let handler = handler.ok_or_else(|| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "server_error",
@@ -142,23 +96,16 @@ async fn run(
         )
         .code("handler_unavailable")
     })?;
-    let req = HandlerRequest { body: body.to_string(), stream, tenant: caller.tenant.clone(), path: path.to_owned() };
     let (tx, mut rx) = if stream {
         let (tx, rx) = mpsc::channel::<String>(64);
         (Some(tx), Some(rx))
     } else {
         (None, None)
     };
-    let ctx = HandlerCtx {
-        models: ModelAccess::new(state.inference.clone(), &caller.tenant),
-        output: tx,
-        tools: Some(state.functions.toolbox(&caller.tenant)),
-        retrieval,
-    };
-    let runtime = state.runtime.clone();
+    let (gateway, who, path) = (state.gateway.clone(), caller.principal(), path.to_owned());
     // A task of its own so a stream's handler runs while its events are written; it
     // keeps the request's interactive admission and its span (the request id in its logs).
-    let call = crate::runtime::interactive(async move { runtime.call_handler(&handler, ctx, req).await });
+    let call = crate::runtime::interactive(async move { gateway.handle(&who, &handler, &path, &body, tx).await });
     let task = HandlerTask(tokio::spawn(call.in_current_span()));
 
     let Some(mut chunks) = rx.take() else {
@@ -182,8 +129,6 @@ async fn run(
     let events = async_stream(first, chunks, task);
     Ok(Sse::new(events).into_response())
 }
-
-type HandlerResult = Result<Result<crate::runtime::HandlerResponse, HandlerError>, InvokeError>;
 
 /// The handler's task, aborted when dropped unfinished (the client went away).
 struct HandlerTask(tokio::task::JoinHandle<HandlerResult>);

@@ -41,8 +41,8 @@ pub struct AppState {
     pub functions: Arc<Registry>,
     /// Models.
     pub inference: Arc<crate::inference::Inference>,
-    /// Handler components of the inference endpoints.
-    pub handlers: inference::Handlers,
+    /// The road to the handler components, for endpoints and functions alike.
+    pub gateway: crate::gateway::Gateway,
     /// Bytes of uploaded files.
     pub file_storage: crate::files::FileStorage,
     /// Knowledge bases: ingestion worker, vectors, retrieval.
@@ -85,7 +85,7 @@ impl AppState {
             config.openai_aliases,
             &config.ort,
         )?);
-        let handlers = inference::Handlers::load(&runtime, &config.handlers_dir, config.handler_limits);
+        let handlers = crate::gateway::Handlers::load(&runtime, &config.handlers_dir, config.handler_limits);
         let file_storage = crate::files::FileStorage::open(config.files_url.as_deref(), &config.objects_dir())?;
         if let Err(e) = file_storage.sweep(store.as_ref(), started).await {
             tracing::error!("sweeping the file storage: {e:#}");
@@ -96,7 +96,9 @@ impl AppState {
         };
         let embedder = crate::kb::Embedder::new(inference.clone());
         let knowledge = crate::kb::Knowledge::start(store.clone(), file_storage.clone(), vectors, embedder, reserve.clone())?;
-        let state = Self { config, store, runtime, functions, inference, handlers, file_storage, knowledge, reserve };
+        let gateway =
+            crate::gateway::Gateway::new(runtime.clone(), inference.clone(), handlers, functions.clone(), knowledge.clone());
+        let state = Self { config, store, runtime, functions, inference, gateway, file_storage, knowledge, reserve };
         files::finish_deletions(&state).await?;
         Ok(state)
     }

@@ -1,0 +1,227 @@
+//! The one road to the handler components, and the platform as one key sees it.
+//!
+//! `/v1/chat/completions`, `/v1/completions` and `/v1/embeddings` run their handler
+//! components through [`Gateway::handle`]. So do deployed functions: a function's `ai.chat`
+//! is a chat completion made on behalf of the key that invoked it ([`Gateway::on_behalf`],
+//! the runtime's [`Services`] port), through the same handlers, with the same validation,
+//! sampling, constrained decoding, server-side tools and knowledge bases; its tools and
+//! knowledge bases are its tenant's. The runtime has already checked the function's
+//! grants and budget when a call gets here.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use crate::functions::Registry;
+use crate::inference::Inference;
+use crate::inference::ports::ModelAccess;
+use crate::kb::Knowledge;
+use crate::limits::Limits;
+use crate::runtime::{
+    AiError, Embeddings, HandlerCtx, HandlerError, HandlerFunction, HandlerRequest, HandlerResponse, InvokeError, Retriever,
+    Runtime, Services,
+};
+
+/// The handler components serving the inference endpoints.
+#[derive(Debug, Clone, Default)]
+pub struct Handlers {
+    /// `functions/handlers/chat`: chat completions and completions.
+    pub chat: Option<HandlerFunction>,
+    /// `functions/handlers/rag`: chat completions that name `knowledge_bases`.
+    pub rag: Option<HandlerFunction>,
+    /// `functions/handlers/embeddings`.
+    pub embeddings: Option<HandlerFunction>,
+}
+
+impl Handlers {
+    /// Loads `chat.wasm`, `rag.wasm` and `embeddings.wasm` from `dir`. A missing or broken handler is
+    /// logged and its endpoints answer 503; the rest of the server still works.
+    pub fn load(runtime: &Runtime, dir: &Path, limits: Limits) -> Self {
+        let load = |name: &str| -> Option<HandlerFunction> {
+            let path = dir.join(format!("{name}.wasm"));
+            let result = std::fs::read(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|bytes| runtime.compile(&bytes))
+                .and_then(|c| runtime.prepare_handler(&c, limits));
+            match result {
+                Ok(h) => Some(h),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), "{name} handler unavailable: {e}");
+                    None
+                }
+            }
+        };
+        Self { chat: load("chat"), rag: load("rag"), embeddings: load("embeddings") }
+    }
+}
+
+/// Which endpoint a request body was sent to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `/v1/chat/completions` or `/v1/completions`.
+    Completions,
+    /// `/v1/embeddings`.
+    Embeddings,
+}
+
+/// Who a call is made for: the tenant whose models, tools and knowledge bases it reaches,
+/// and the key it counts against.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    /// Tenant id.
+    pub tenant: String,
+    /// Key id (`key_...`).
+    pub key_id: String,
+}
+
+/// What a handler call ended with.
+pub type HandlerResult = Result<Result<HandlerResponse, HandlerError>, InvokeError>;
+
+/// The handlers and what they reach.
+#[derive(Clone)]
+pub struct Gateway {
+    runtime: Arc<Runtime>,
+    inference: Arc<Inference>,
+    handlers: Handlers,
+    functions: Arc<Registry>,
+    knowledge: Knowledge,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway").field("handlers", &self.handlers).finish_non_exhaustive()
+    }
+}
+
+impl Gateway {
+    /// Joins the parts.
+    pub fn new(
+        runtime: Arc<Runtime>,
+        inference: Arc<Inference>,
+        handlers: Handlers,
+        functions: Arc<Registry>,
+        knowledge: Knowledge,
+    ) -> Self {
+        Self { runtime, inference, handlers, functions, knowledge }
+    }
+
+    /// The handler for a body sent to `endpoint` (a chat completion naming
+    /// `knowledge_bases` goes to the RAG handler), and its name for messages; `None` when
+    /// that component is not installed.
+    pub fn handler_for(&self, endpoint: Endpoint, body: &Value) -> (Option<HandlerFunction>, &'static str) {
+        match endpoint {
+            Endpoint::Embeddings => (self.handlers.embeddings.clone(), "embeddings"),
+            Endpoint::Completions if grounded(body) => (self.handlers.rag.clone(), "RAG"),
+            Endpoint::Completions => (self.handlers.chat.clone(), "chat"),
+        }
+    }
+
+    /// Runs `body` through `handler` for `who`. With `output`, the handler streams its
+    /// chunks there.
+    pub async fn handle(
+        &self,
+        who: &Principal,
+        handler: &HandlerFunction,
+        path: &str,
+        body: &Value,
+        output: Option<mpsc::Sender<String>>,
+    ) -> HandlerResult {
+        let retrieval: Option<Arc<dyn Retriever>> = grounded(body).then(|| self.knowledge.retriever(&who.tenant));
+        let req =
+            HandlerRequest { body: body.to_string(), stream: output.is_some(), tenant: who.tenant.clone(), path: path.into() };
+        let ctx = HandlerCtx {
+            models: ModelAccess::new(self.inference.clone(), &who.tenant),
+            output,
+            // Tools the model calls act for the same key.
+            tools: Some(self.functions.toolbox(&who.tenant, self.on_behalf(who.clone()))),
+            retrieval,
+        };
+        self.runtime.call_handler(handler, ctx, req).await
+    }
+
+    /// The platform as `who` sees it, for the functions it invokes.
+    pub fn on_behalf(&self, who: Principal) -> Arc<dyn Services> {
+        Arc::new(OnBehalf { gateway: self.clone(), who })
+    }
+}
+
+fn grounded(body: &Value) -> bool {
+    body.get("knowledge_bases").is_some_and(|v| !v.is_null())
+}
+
+/// [`Services`] for one principal.
+struct OnBehalf {
+    gateway: Gateway,
+    who: Principal,
+}
+
+impl Services for OnBehalf {
+    fn chat(&self, body: Value, stream: Option<mpsc::Sender<String>>) -> BoxFuture<'static, Result<String, AiError>> {
+        let gateway = self.gateway.clone();
+        let who = self.who.clone();
+        Box::pin(async move {
+            let model = body.get("model").and_then(Value::as_str).unwrap_or_default();
+            if gateway.inference.get(model).is_none() {
+                return Err(AiError::NotFound(format!("model '{model}' is not installed on this server")));
+            }
+            let (handler, name) = gateway.handler_for(Endpoint::Completions, &body);
+            let handler = handler
+                .ok_or_else(|| AiError::Failed(format!("the {name} handler component is not installed on this server")))?;
+            tracing::debug!(tenant = %who.tenant, key = %who.key_id, model, "model call from a function");
+            match gateway.handle(&who, &handler, "/v1/chat/completions", &body, stream).await {
+                Ok(Ok(response)) => Ok(response.body),
+                Ok(Err(e)) => Err(from_handler(e)),
+                Err(e) => Err(from_invoke(e)),
+            }
+        })
+    }
+
+    fn embed(&self, model: String, input: Vec<String>) -> BoxFuture<'static, Result<Embeddings, AiError>> {
+        let inference = self.gateway.inference.clone();
+        Box::pin(async move {
+            if inference.get(&model).is_none() {
+                return Err(AiError::NotFound(format!("model '{model}' is not installed on this server")));
+            }
+            if input.is_empty() {
+                return Err(AiError::InvalidRequest("input must hold at least one text".into()));
+            }
+            // Tokenising and ONNX Runtime block: off the async workers.
+            let result = tokio::task::spawn_blocking(move || inference.embed_counted(&model, &input))
+                .await
+                .map_err(|e| AiError::Failed(format!("embedding task failed: {e}")))?;
+            match result {
+                Ok((vectors, tokens)) => Ok(Embeddings { vectors, prompt_tokens: u32::try_from(tokens).unwrap_or(u32::MAX) }),
+                Err(e @ crate::inference::EmbeddingError::NotAnEncoder(_)) => Err(AiError::InvalidRequest(e.to_string())),
+                Err(e @ crate::inference::EmbeddingError::Empty(_)) => Err(AiError::InvalidRequest(e.to_string())),
+                Err(e) => Err(AiError::Failed(e.to_string())),
+            }
+        })
+    }
+
+    fn retriever(&self) -> Arc<dyn Retriever> {
+        self.gateway.knowledge.retriever(&self.who.tenant)
+    }
+}
+
+/// A handler's refusal, as the function sees it.
+fn from_handler(e: HandlerError) -> AiError {
+    match e.status {
+        403 => AiError::NotPermitted(e.message),
+        404 => AiError::NotFound(e.message),
+        429 | 503 => AiError::Overloaded(e.message),
+        400..=499 => AiError::InvalidRequest(e.message),
+        _ => AiError::Failed(e.message),
+    }
+}
+
+/// Why the handler did not run to an answer.
+fn from_invoke(e: InvokeError) -> AiError {
+    match e {
+        InvokeError::TooDeep => AiError::LimitExceeded(e.to_string()),
+        InvokeError::Overloaded(_) => AiError::Overloaded(e.to_string()),
+        other => AiError::Failed(other.to_string()),
+    }
+}
