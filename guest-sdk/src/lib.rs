@@ -13,6 +13,10 @@
 //!
 //! A crate exports exactly one of them; build it as a `cdylib`.
 //!
+//! Both may use the platform, as far as their manifest grants: [`ai`] (chat completions,
+//! streamed or not, and embeddings), [`kb`] (retrieval over the tenant's knowledge bases)
+//! and [`kv`] (a private key-value store). Every refusal or failure is an [`Error`].
+//!
 //! ```no_run
 //! use tensoras_guest::serde_json::{json, Value};
 //! use tensoras_guest::{Tool, ToolError, ToolInfo};
@@ -38,9 +42,14 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod ai;
+mod error;
 pub mod http;
+pub mod kb;
+pub mod kv;
 pub mod tool;
 
+pub use error::Error;
 pub use http::{BodyReader, BodyWriter, HttpError, HttpFunction, Request, Responder};
 /// Re-exported so tools need no direct `serde_json` dependency and always use
 /// the same version as the SDK's [`Tool`] trait.
@@ -52,6 +61,16 @@ pub use tool::{Tool, ToolError, ToolInfo};
 #[doc(hidden)]
 #[allow(missing_docs)]
 pub mod wit {
+    /// Bindings for the `platform` world: the imports every function may use (`ai`,
+    /// `retrieval`, `kv`), generated once and shared by the two function worlds.
+    pub mod platform {
+        wit_bindgen::generate!({
+            path: "../wit",
+            world: "tensoras:platform/platform",
+            features: ["clocks-timezone"],
+        });
+    }
+
     /// Bindings for the `tool-function` world (exports `tensoras:platform/tool`).
     pub mod tool_function {
         // `pub_export_macro` makes wit-bindgen split the component metadata:
@@ -69,6 +88,11 @@ pub mod wit {
             pub_export_macro: true,
             export_macro_name: "export_tool_function",
             default_bindings_module: "$crate::wit::tool_function",
+            with: {
+                "tensoras:platform/ai@0.1.0": crate::wit::platform::tensoras::platform::ai,
+                "tensoras:platform/kv@0.1.0": crate::wit::platform::tensoras::platform::kv,
+                "tensoras:platform/retrieval@0.1.0": crate::wit::platform::tensoras::platform::retrieval,
+            },
         });
     }
 
@@ -81,6 +105,11 @@ pub mod wit {
             pub_export_macro: true,
             export_macro_name: "export_http_function",
             default_bindings_module: "$crate::wit::http_function",
+            with: {
+                "tensoras:platform/ai@0.1.0": crate::wit::platform::tensoras::platform::ai,
+                "tensoras:platform/kv@0.1.0": crate::wit::platform::tensoras::platform::kv,
+                "tensoras:platform/retrieval@0.1.0": crate::wit::platform::tensoras::platform::retrieval,
+            },
             generate_all,
         });
     }

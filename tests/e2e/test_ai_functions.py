@@ -1,0 +1,291 @@
+"""End to end: deployed functions call models, embeddings, knowledge bases and their
+key-value store (issue #20), against the real binary, SmolLM2-135M and MiniLM.
+
+The fixture `ai-probe` (functions/fixtures/ai-probe) makes the platform calls its arguments
+describe; `summarize` (functions/examples/summarize) is the HTTP example that streams a
+model's summary as server-sent events.
+"""
+
+import json
+import time
+
+import openai
+import pytest
+import requests
+
+from conftest import FUNCTIONS, Server, assert_openai_error, new_key
+
+CHAT = "smollm2-135m-instruct"
+EMBED = "all-minilm-l6-v2"
+FULL = {"models": [CHAT, EMBED], "knowledge_bases": ["*"], "kv": True}
+
+
+def api(server, method, path, key=None, **kw):
+    headers = {"Authorization": f"Bearer {key or server.api_key}"}
+    return requests.request(method, server.url + "/v1" + path, headers=headers, timeout=300, **kw)
+
+
+def deploy(server, name, wasm="ai-probe", key=None, **manifest):
+    files = {
+        "file": (f"{wasm}.wasm", (FUNCTIONS / f"{wasm}.wasm").read_bytes()),
+        "manifest": (None, json.dumps({"name": name, "kind": manifest.pop("kind", "tool"), **manifest})),
+    }
+    r = api(server, "POST", "/functions", key=key, files=files)
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def call(server, name, key=None, **args):
+    return api(server, "POST", f"/functions/{name}/call", key=key, json=args)
+
+
+def output(resp):
+    assert resp.status_code == 200, resp.text
+    out = resp.json()["output"]
+    return json.loads(out)
+
+
+def ask(content, **extra):
+    return {"model": CHAT, "messages": [{"role": "user", "content": content}], **extra}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    s = Server(tmp_path_factory.mktemp("ai-fn") / "data", new_key()).start()
+    # Model calls wait on a loaded machine's decoder: room to spare under the maximum.
+    deploy(s, "probe", grants=FULL, limits={"timeout_ms": 60000})
+    deploy(s, "bare")
+    deploy(s, "looper", grants={"models": [CHAT]}, limits={"max_model_calls": 3, "max_generated_tokens": 12})
+    deploy(s, "slow", grants={"models": [CHAT]}, limits={"timeout_ms": 1500, "max_model_calls": 1000, "max_generated_tokens": 1000000})
+    deploy(
+        s,
+        "recurser",
+        grants={"models": [CHAT], "env": {"SELF": "recurser", "MODEL": CHAT}},
+        limits={"timeout_ms": 60000},
+        parameters={"type": "object", "properties": {"op": {"type": "string", "enum": ["recurse"]}}, "required": ["op"]},
+    )
+    yield s
+    s.kill()
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    return openai.OpenAI(base_url=server.url + "/v1", api_key=server.api_key, max_retries=0, timeout=300)
+
+
+def kb_with(server, client, text, key=None):
+    """A knowledge base holding one file with `text`, ingested."""
+    headers = {"Authorization": f"Bearer {key or server.api_key}"}
+    kb = requests.post(server.url + "/v1/knowledge-bases", headers=headers, json={"name": "notes"}, timeout=60).json()
+    c = openai.OpenAI(base_url=server.url + "/v1", api_key=key or server.api_key, max_retries=0)
+    f = c.files.create(file=("notes.txt", text.encode()), purpose="knowledge_base")
+    r = requests.post(server.url + f"/v1/knowledge-bases/{kb['id']}/data-sources", headers=headers, json={"file_id": f.id}, timeout=60)
+    assert r.status_code == 202, r.text
+    deadline = time.time() + 300
+    while True:
+        sources = requests.get(server.url + f"/v1/knowledge-bases/{kb['id']}/data-sources", headers=headers, timeout=60).json()["data"]
+        if all(s["status"] == "completed" for s in sources):
+            return kb["id"], f.id
+        assert not any(s["status"] == "failed" for s in sources), sources
+        assert time.time() < deadline, sources
+        time.sleep(0.2)
+
+
+# --- models ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("extra", [{"temperature": 0}, {"temperature": 0.8, "seed": 3}, {"temperature": 1.0, "seed": 11}])
+def test_a_function_chats_exactly_as_the_endpoint_does(server, client, extra):
+    req = ask("Name three colours.", max_tokens=24, **extra)
+    from_function = output(call(server, "probe", op="chat", request=req))
+    direct = client.chat.completions.create(**req)
+    assert from_function["object"] == "chat.completion"
+    assert from_function["choices"][0]["message"]["content"] == direct.choices[0].message.content
+    assert from_function["usage"]["completion_tokens"] == direct.usage.completion_tokens
+
+
+def test_a_streamed_model_call_yields_the_same_text_and_usage(server):
+    req = ask("What is the capital of France?", max_tokens=20, temperature=0)
+    whole = output(call(server, "probe", op="chat", request=req))
+    streamed = output(call(server, "probe", op="stream", request=req))
+    assert streamed["text"] == whole["choices"][0]["message"]["content"]
+    assert streamed["chunks"] >= 2
+    assert streamed["usage"] == [whole["usage"]["prompt_tokens"], whole["usage"]["completion_tokens"]]
+
+
+def test_structured_output_from_a_function_follows_the_schema(server):
+    schema = {
+        "type": "object",
+        "properties": {"city": {"type": "string"}, "population": {"type": "integer"}},
+        "required": ["city", "population"],
+        "additionalProperties": False,
+    }
+    req = ask(
+        "Paris has about 2 million people. Extract the city and population.",
+        max_tokens=60,
+        seed=5,
+        temperature=0.7,
+        response_format={"type": "json_schema", "json_schema": {"name": "city", "schema": schema, "strict": True}},
+    )
+    value = json.loads(output(call(server, "probe", op="chat", request=req))["choices"][0]["message"]["content"])
+    assert set(value) == {"city", "population"} and isinstance(value["population"], int)
+
+
+def test_function_embeddings_equal_the_endpoints(server, client):
+    texts = ["a cat sat on the mat", "quarterly revenue grew"]
+    vectors = output(call(server, "probe", op="embed", model=EMBED, input=texts))["vectors"]
+    direct = client.embeddings.create(model=EMBED, input=texts)
+    assert len(vectors) == 2
+    for mine, theirs in zip(vectors, direct.data):
+        assert len(mine) == len(theirs.embedding)
+        assert max(abs(a - b) for a, b in zip(mine, theirs.embedding)) < 1e-4
+
+
+def test_a_chat_model_is_no_embedding_model(server):
+    r = call(server, "probe", op="embed", model=CHAT, input=["x"])
+    assert_openai_error(r, 422, "tool_failed")
+    assert "invalid request" in r.json()["error"]["message"]
+
+
+# --- grants and tenancy --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args,refused",
+    [
+        ({"op": "chat", "request": ask("hi")}, "grants.models"),
+        ({"op": "embed", "model": EMBED, "input": ["x"]}, "grants.models"),
+        ({"op": "kv", "set": {"a": "1"}}, "grants.kv"),
+        ({"op": "retrieve", "knowledge_bases": ["kb_123"], "query": "x"}, "grants.knowledge_bases"),
+    ],
+)
+def test_without_a_grant_the_call_is_refused_and_passed_on_as_a_403(server, args, refused):
+    err = assert_openai_error(call(server, "bare", **args), 403, "permission_denied")
+    assert refused in err["message"] and "not permitted" in err["message"], err
+
+
+def test_a_model_outside_the_grant_is_refused(server):
+    err = assert_openai_error(call(server, "looper", op="embed", model=EMBED, input=["x"]), 403, "permission_denied")
+    assert EMBED in err["message"]
+
+
+def test_a_grant_for_one_knowledge_base_does_not_open_another(server, client):
+    granted, file_id = kb_with(server, client, "The lighthouse on Skerry Island was painted green in 1998.")
+    other, _ = kb_with(server, client, "The bakery sells rye bread with caraway.")
+    deploy(server, "one-kb", grants={"knowledge_bases": [granted]})
+    hits = output(call(server, "one-kb", op="retrieve", knowledge_bases=[granted], query="lighthouse colour"))["chunks"]
+    assert hits and hits[0]["file_id"] == file_id and "green" in hits[0]["text"]
+    assert_openai_error(call(server, "one-kb", op="retrieve", knowledge_bases=[other], query="bread"), 403, "permission_denied")
+
+
+def test_a_function_never_reaches_another_tenants_knowledge_base(server, client):
+    b_key = api(server, "POST", "/keys", json={"name": "tenant-b", "tenant": "b", "role": "admin"}).json()["key"]
+    b_kb, _ = kb_with(server, client, "Tenant B's secret: the vault code is 4711.", key=b_key)
+    # Tenant A's function granted every knowledge base ("*") still only reaches A's.
+    r = call(server, "probe", op="retrieve", knowledge_bases=[b_kb], query="vault code")
+    err = assert_openai_error(r, 422, "tool_failed")
+    assert "not found" in err["message"] and "4711" not in r.text
+    # Nor through a grounded chat completion.
+    r = call(server, "probe", op="chat", request=ask("What is the vault code?", knowledge_bases=[b_kb], max_tokens=10))
+    assert r.status_code == 422 and "4711" not in r.text, r.text
+    # Tenant B's own copy of the function reaches B's.
+    deploy(server, "probe", key=b_key, grants=FULL)
+    hits = output(call(server, "probe", key=b_key, op="retrieve", knowledge_bases=[b_kb], query="vault code"))["chunks"]
+    assert "4711" in hits[0]["text"]
+
+
+# --- limits ---------------------------------------------------------------------------------
+
+
+def test_a_function_looping_on_model_calls_stops_at_its_limit_and_others_keep_working(server, client):
+    out = output(call(server, "looper", op="loop", request=ask("Say hi.", max_tokens=2)))
+    assert out["calls"] == 3 and "limits.max_model_calls" in out["error"], out
+    r = client.chat.completions.create(**ask("Say hi.", max_tokens=5))
+    assert r.choices[0].message.content
+
+
+def test_generated_tokens_are_capped_by_the_budget(server):
+    out = output(call(server, "looper", op="chat", request=ask("Count from one to fifty in words.", max_tokens=400)))
+    assert out["usage"]["completion_tokens"] <= 12, out["usage"]
+
+
+def test_the_deadline_holds_while_a_function_waits_on_models(server, client):
+    started = time.monotonic()
+    r = call(server, "slow", op="loop", request=ask("Write a long story about the sea.", max_tokens=200))
+    assert_openai_error(r, 504, "function_timeout")
+    assert time.monotonic() - started < 30
+    assert client.chat.completions.create(**ask("Say hi.", max_tokens=5)).choices[0].message.content
+
+
+def test_recursion_through_chat_and_tools_stops_at_the_depth_limit(server):
+    r = call(server, "recurser", op="recurse")
+    assert r.status_code == 200, r.text
+    assert "nested calls went deeper than" in r.text, r.text
+
+
+# --- key-value store -------------------------------------------------------------------------
+
+
+def test_kv_is_private_persistent_and_goes_with_the_function(server):
+    out = output(call(server, "probe", op="kv", set={"user:1": "ada", "user:2": "bob", "other": "x"}, get=["user:1"], prefix="user:"))
+    assert out["got"] == {"user:1": "ada"} and out["keys"] == ["user:1", "user:2"]
+    out = output(call(server, "probe", op="kv", get=["user:2", "nope"], delete=["user:2", "nope"], prefix=""))
+    assert out["got"] == {"user:2": "bob", "nope": None}
+    assert out["deleted"] == {"user:2": True, "nope": False}
+    assert out["keys"] == ["other", "user:1"]
+    # Another function of the tenant has its own store.
+    deploy(server, "probe2", grants={"kv": True})
+    assert output(call(server, "probe2", op="kv", get=["user:1"], prefix=""))["keys"] == []
+    # Deleting the function deletes its store.
+    assert api(server, "DELETE", "/functions/probe2").status_code == 200
+    deploy(server, "probe2", grants={"kv": True})
+    output(call(server, "probe2", op="kv", set={"k": "v"}))
+    assert api(server, "DELETE", "/functions/probe2").status_code == 200
+    deploy(server, "probe2", grants={"kv": True})
+    assert output(call(server, "probe2", op="kv", get=["k"]))["got"] == {"k": None}
+
+
+def test_kv_limits_are_typed_errors(server):
+    r = call(server, "probe", op="kv", set={"k" * 600: "v"})
+    err = assert_openai_error(r, 422, "tool_failed")
+    assert "too large" in err["message"]
+
+
+# --- HTTP functions and manifests ------------------------------------------------------------
+
+
+def test_the_summarizer_streams_a_models_words_as_server_sent_events(server):
+    deploy(server, "summarize", wasm="summarize", kind="http", grants={"models": [CHAT]})
+    text = "The meeting moved to Thursday. Alice will bring the budget report. Bob is on holiday until May."
+    with api(server, "POST", "/functions/summarize/invoke?words=20", data=text, stream=True) as r:
+        assert r.status_code == 200, r.text
+        assert r.headers["content-type"].startswith("text/event-stream")
+        events = [line[len("data: "):] for line in r.iter_lines(decode_unicode=True) if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    pieces = [json.loads(e) for e in events[:-1]]
+    assert len(pieces) >= 2 and all("text" in p for p in pieces), pieces
+    assert "".join(p["text"] for p in pieces).strip()
+
+
+def test_the_summarizer_without_its_grant_answers_403(server):
+    deploy(server, "summarize-bare", wasm="summarize", kind="http")
+    r = api(server, "POST", "/functions/summarize-bare/invoke", data="Some text to summarise.")
+    assert_openai_error(r, 403)
+
+
+@pytest.mark.parametrize(
+    "manifest,param",
+    [
+        ({"grants": {"models": [""]}}, "grants"),
+        ({"grants": {"knowledge_bases": ["docs"]}}, "grants"),
+        ({"limits": {"max_model_calls": 100000}}, "limits.max_model_calls"),
+        ({"limits": {"max_generated_tokens": 10**9}}, "limits.max_generated_tokens"),
+    ],
+)
+def test_bad_grants_and_budgets_are_400s_naming_the_field(server, manifest, param):
+    files = {
+        "file": ("ai-probe.wasm", (FUNCTIONS / "ai-probe.wasm").read_bytes()),
+        "manifest": (None, json.dumps({"name": "bad", "kind": "tool", **manifest})),
+    }
+    err = assert_openai_error(api(server, "POST", "/functions", files=files), 400)
+    assert err["param"] == param, err
