@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := run
 ENV := . scripts/env.sh
 
-.PHONY: setup run test test-rust test-guests test-models test-e2e lint fmt bench bench-inference bench-grammar bench-batching bench-wasm-ratio bench-versus bench-kv bench-kb bench-load guests fuzz
+.PHONY: setup run test test-rust test-guests test-models test-e2e lint fmt bench bench-inference bench-grammar bench-batching bench-wasm-ratio bench-versus bench-kv bench-kb bench-load bench-ai-functions guests fuzz
 
 setup:
 	@bash scripts/setup.sh
@@ -84,6 +84,10 @@ bench-kv: setup
 ## then retrieve p50/p99 for vector, keyword and hybrid search (~40 min on 2 cores).
 bench-kb: setup
 	@bash benches/kb.sh
+
+## A model call made from a deployed function against the same request over HTTP (added ms).
+bench-ai-functions: setup
+	@bash benches/ai_functions.sh
 
 ## Load and overload: 200 streaming chat clients + RAG, tool and embeddings clients for 180 s
 ## (no dropped stream, no hang, flat RSS), then past capacity (fast 503s with Retry-After).
