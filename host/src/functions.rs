@@ -25,7 +25,7 @@ use crate::files::disk::{TenantEntry, sync_dir, tenant_entries, write_durably};
 use crate::ids::valid_name;
 use crate::limits::{Grants, LimitsSpec};
 use crate::runtime::{
-    HttpFunction, KV_MAX_KEYS, KeyValue, Runtime, Sandbox, Services, ToolFunction, ToolInfo, ToolOutcome, Toolbox,
+    ChatFunction, HttpFunction, KV_MAX_KEYS, KeyValue, Runtime, Sandbox, Services, ToolFunction, ToolInfo, ToolOutcome, Toolbox,
 };
 use crate::store::{FunctionKind, FunctionRecord, MetadataStore, StoreError};
 
@@ -92,6 +92,8 @@ pub enum Executable {
     Tool(ToolFunction),
     /// An HTTP function.
     Http(HttpFunction),
+    /// A chat function, served as model `fn:NAME`.
+    Chat(ChatFunction),
 }
 
 type Key = (String, String);
@@ -210,6 +212,9 @@ impl Registry {
             FunctionKind::Http => {
                 Executable::Http(self.runtime.prepare_http(&component, limits, sandbox).map_err(|m| invalid("file", m))?)
             }
+            FunctionKind::Chat => {
+                Executable::Chat(self.runtime.prepare_chat(&component, limits, sandbox).map_err(|m| invalid("file", m))?)
+            }
         })
     }
 
@@ -231,9 +236,9 @@ impl Registry {
             return Err(invalid("name", "function names are 1-64 characters of A-Z, a-z, 0-9, '_' and '-'"));
         }
         let kind = FunctionKind::parse(&manifest.kind)
-            .ok_or_else(|| invalid("kind", format!("kind must be 'tool' or 'http', got {:?}", manifest.kind)))?;
+            .ok_or_else(|| invalid("kind", format!("kind must be 'tool', 'http' or 'chat', got {:?}", manifest.kind)))?;
         manifest.grants.validate().map_err(|m| invalid("grants", m))?;
-        if kind == FunctionKind::Http && manifest.parameters.is_some() {
+        if kind != FunctionKind::Tool && manifest.parameters.is_some() {
             return Err(invalid("parameters", "parameters apply to tool functions only"));
         }
         if let Some(p) = &manifest.parameters {

@@ -15,14 +15,14 @@ use futures::future::BoxFuture;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use crate::functions::Registry;
+use crate::functions::{Executable, Registry};
 use crate::inference::Inference;
 use crate::inference::ports::ModelAccess;
 use crate::kb::Knowledge;
 use crate::limits::Limits;
 use crate::runtime::{
-    AiError, Embeddings, HandlerCtx, HandlerError, HandlerFunction, HandlerRequest, HandlerResponse, InvokeError, Retriever,
-    Runtime, Services,
+    AiError, ChatFunction, Embeddings, HandlerCtx, HandlerError, HandlerFunction, HandlerRequest, HandlerResponse, InvokeError,
+    Retriever, Runtime, Services,
 };
 
 /// The handler components serving the inference endpoints.
@@ -67,6 +67,27 @@ pub enum Endpoint {
     Embeddings,
 }
 
+/// The prefix of a model id that names a tenant's chat function (`fn:NAME`).
+pub const FUNCTION_MODEL_PREFIX: &str = "fn:";
+
+/// What serves a request.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// A built-in handler component.
+    Handler(HandlerFunction),
+    /// A chat function of the caller's tenant (`fn:NAME`).
+    Function(ChatFunction),
+}
+
+/// Why no target serves a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unrouted {
+    /// The built-in handler (its name) is not installed.
+    HandlerMissing(&'static str),
+    /// The tenant has no chat function of that name (the model id asked for).
+    NoSuchFunction(String),
+}
+
 /// Who a call is made for: the tenant whose models, tools and knowledge bases it reaches,
 /// and the key it counts against.
 #[derive(Debug, Clone)]
@@ -108,30 +129,43 @@ impl Gateway {
         Self { runtime, inference, handlers, functions, knowledge }
     }
 
-    /// The handler for a body sent to `endpoint` (a chat completion naming
-    /// `knowledge_bases` goes to the RAG handler), and its name for messages; `None` when
-    /// that component is not installed.
-    pub fn handler_for(&self, endpoint: Endpoint, body: &Value) -> (Option<HandlerFunction>, &'static str) {
-        match endpoint {
-            Endpoint::Embeddings => (self.handlers.embeddings.clone(), "embeddings"),
-            Endpoint::Completions if grounded(body) => (self.handlers.rag.clone(), "RAG"),
-            Endpoint::Completions => (self.handlers.chat.clone(), "chat"),
+    /// What serves a body sent to `endpoint` by `tenant`: the tenant's chat function for a
+    /// model `fn:NAME` (completions only), else the built-in handler (a chat completion
+    /// naming `knowledge_bases` goes to the RAG handler).
+    pub fn route(&self, endpoint: Endpoint, tenant: &str, body: &Value) -> Result<Target, Unrouted> {
+        let model = body.get("model").and_then(Value::as_str).unwrap_or_default();
+        if let (Endpoint::Completions, Some(name)) = (endpoint, model.strip_prefix(FUNCTION_MODEL_PREFIX)) {
+            return match self.functions.get(tenant, name).as_deref().map(|d| &d.exec) {
+                Some(Executable::Chat(f)) => Ok(Target::Function(f.clone())),
+                _ => Err(Unrouted::NoSuchFunction(model.to_owned())),
+            };
         }
+        let (handler, name) = match endpoint {
+            Endpoint::Embeddings => (&self.handlers.embeddings, "embeddings"),
+            Endpoint::Completions if grounded(body) => (&self.handlers.rag, "RAG"),
+            Endpoint::Completions => (&self.handlers.chat, "chat"),
+        };
+        handler.clone().map(Target::Handler).ok_or(Unrouted::HandlerMissing(name))
     }
 
-    /// Runs `body` through `handler` for `who`. With `output`, the handler streams its
+    /// Runs `body` through `target` for `who`. With `output`, the target streams its
     /// chunks there.
     pub async fn handle(
         &self,
         who: &Principal,
-        handler: &HandlerFunction,
+        target: &Target,
         path: &str,
         body: &Value,
         output: Option<mpsc::Sender<String>>,
     ) -> HandlerResult {
-        let retrieval: Option<Arc<dyn Retriever>> = grounded(body).then(|| self.knowledge.retriever(&who.tenant));
         let req =
             HandlerRequest { body: body.to_string(), stream: output.is_some(), tenant: who.tenant.clone(), path: path.into() };
+        let handler = match target {
+            Target::Handler(h) => h,
+            // A chat function reaches the platform as any function does, for the same key.
+            Target::Function(f) => return self.runtime.call_chat(f, req, output, self.on_behalf(who.clone())).await,
+        };
+        let retrieval: Option<Arc<dyn Retriever>> = grounded(body).then(|| self.knowledge.retriever(&who.tenant));
         let ctx = HandlerCtx {
             models: ModelAccess::new(self.inference.clone(), &who.tenant),
             output,
@@ -164,14 +198,18 @@ impl Services for OnBehalf {
         let who = self.who.clone();
         Box::pin(async move {
             let model = body.get("model").and_then(Value::as_str).unwrap_or_default();
-            if gateway.inference.get(model).is_none() {
+            if !model.starts_with(FUNCTION_MODEL_PREFIX) && gateway.inference.get(model).is_none() {
                 return Err(AiError::NotFound(format!("model '{model}' is not installed on this server")));
             }
-            let (handler, name) = gateway.handler_for(Endpoint::Completions, &body);
-            let handler = handler
-                .ok_or_else(|| AiError::Failed(format!("the {name} handler component is not installed on this server")))?;
+            // A function may call a chat function (`fn:NAME`) as a model too.
+            let target = gateway.route(Endpoint::Completions, &who.tenant, &body).map_err(|e| match e {
+                Unrouted::HandlerMissing(name) => {
+                    AiError::Failed(format!("the {name} handler component is not installed on this server"))
+                }
+                Unrouted::NoSuchFunction(model) => AiError::NotFound(format!("no chat function is deployed as model '{model}'")),
+            })?;
             tracing::debug!(tenant = %who.tenant, key = %who.key_id, model, "model call from a function");
-            match gateway.handle(&who, &handler, "/v1/chat/completions", &body, stream).await {
+            match gateway.handle(&who, &target, "/v1/chat/completions", &body, stream).await {
                 Ok(Ok(response)) => Ok(response.body),
                 Ok(Err(e)) => Err(from_handler(e)),
                 Err(e) => Err(from_invoke(e)),

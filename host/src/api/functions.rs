@@ -34,8 +34,20 @@ fn function_json(f: &FunctionRecord) -> Value {
     match f.kind {
         FunctionKind::Tool => v["parameters"] = f.parameters.clone().unwrap_or(Value::Null),
         FunctionKind::Http => v["url"] = Value::String(format!("/v1/functions/{}/invoke", f.name)),
+        FunctionKind::Chat => v["model"] = Value::String(format!("fn:{}", f.name)),
     }
     v
+}
+
+/// A function called the way another kind is: the message says how to call this one.
+fn wrong_kind(f: &FunctionRecord) -> ApiError {
+    let name = &f.name;
+    let how = match f.kind {
+        FunctionKind::Tool => format!("'{name}' is a tool; call it with POST /v1/functions/{name}/call"),
+        FunctionKind::Http => format!("'{name}' is an HTTP function; send requests to /v1/functions/{name}/invoke"),
+        FunctionKind::Chat => format!("'{name}' is a chat function; use it as model \"fn:{name}\" on /v1/chat/completions"),
+    };
+    ApiError::invalid(how).code("wrong_function_kind")
 }
 
 fn not_found(name: &str) -> ApiError {
@@ -138,8 +150,7 @@ pub async fn call(
 ) -> Result<axum::Json<Value>, ApiError> {
     let f = state.functions.get(&caller.tenant, &name).ok_or_else(|| not_found(&name))?;
     let Executable::Tool(tool) = &f.exec else {
-        return Err(ApiError::invalid(format!("'{name}' is an HTTP function; send requests to /v1/functions/{name}/invoke"))
-            .code("wrong_function_kind"));
+        return Err(wrong_kind(&f.record));
     };
     if !arguments.is_object() {
         return Err(ApiError::invalid("The request body must be a JSON object of tool arguments.").param("arguments"));
@@ -178,8 +189,7 @@ pub async fn invoke(
     let name = params.get("name").cloned().unwrap_or_default();
     let f = state.functions.get(&caller.tenant, &name).ok_or_else(|| not_found(&name))?;
     let Executable::Http(http_fn) = &f.exec else {
-        return Err(ApiError::invalid(format!("'{name}' is a tool; call it with POST /v1/functions/{name}/call"))
-            .code("wrong_function_kind"));
+        return Err(wrong_kind(&f.record));
     };
     let limit = state.config.max_body_bytes;
     let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());

@@ -22,9 +22,10 @@ use tracing::Instrument as _;
 use super::error::ApiError;
 use super::extract::Json;
 use super::{AppState, Caller};
-use crate::gateway::{Endpoint, HandlerResult};
+use crate::gateway::{Endpoint, FUNCTION_MODEL_PREFIX, HandlerResult, Unrouted};
 use crate::inference::Model;
 use crate::runtime::HandlerError;
+use crate::store::{FunctionKind, FunctionRecord};
 
 impl From<HandlerError> for ApiError {
     fn from(e: HandlerError) -> Self {
@@ -75,7 +76,8 @@ fn precheck(state: &AppState, body: &Value) -> Result<bool, ApiError> {
         Some(_) => return Err(ApiError::invalid("'model' must be a non-empty string.").param("model")),
         None => return Err(ApiError::invalid("you must provide a model parameter").param("model")),
     };
-    if state.inference.get(model).is_none() {
+    // A chat function's model id (`fn:NAME`) is resolved with the caller's tenant.
+    if !model.starts_with(FUNCTION_MODEL_PREFIX) && state.inference.get(model).is_none() {
         return Err(model_not_found(state, model));
     }
     match obj.get("stream") {
@@ -87,14 +89,18 @@ fn precheck(state: &AppState, body: &Value) -> Result<bool, ApiError> {
 
 async fn run(state: &AppState, caller: &Caller, endpoint: Endpoint, path: &str, body: Value) -> Result<Response, ApiError> {
     let stream = precheck(state, &body)?;
-    let (handler, handler_name) = state.gateway.handler_for(endpoint, &body);
-    let handler = handler.ok_or_else(|| {
-        ApiError::new(
+    let target = state.gateway.route(endpoint, &caller.tenant, &body).map_err(|e| match e {
+        Unrouted::HandlerMissing(name) => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "server_error",
-            format!("The {handler_name} handler component is not installed on this server."),
+            format!("The {name} handler component is not installed on this server."),
         )
-        .code("handler_unavailable")
+        .code("handler_unavailable"),
+        Unrouted::NoSuchFunction(model) => ApiError::not_found(format!(
+            "The model `{model}` does not exist: no chat function of that name is deployed (kind \"chat\", see /v1/functions)."
+        ))
+        .param("model")
+        .code("model_not_found"),
     })?;
     let (tx, mut rx) = if stream {
         let (tx, rx) = mpsc::channel::<String>(64);
@@ -105,7 +111,7 @@ async fn run(state: &AppState, caller: &Caller, endpoint: Endpoint, path: &str, 
     let (gateway, who, path) = (state.gateway.clone(), caller.principal(), path.to_owned());
     // A task of its own so a stream's handler runs while its events are written; it
     // keeps the request's interactive admission and its span (the request id in its logs).
-    let call = crate::runtime::interactive(async move { gateway.handle(&who, &handler, &path, &body, tx).await });
+    let call = crate::runtime::interactive(async move { gateway.handle(&who, &target, &path, &body, tx).await });
     let task = HandlerTask(tokio::spawn(call.in_current_span()));
 
     let Some(mut chunks) = rx.take() else {
@@ -208,22 +214,46 @@ fn installed_at(m: &Model) -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// `GET /v1/models`: the models this server can serve. Clients offer this list to
-/// their users, so catalogue entries that are not installed (listed by `tensoras
-/// models list`) stay out of it: each would answer `model_not_found`.
-pub async fn list_models(State(state): State<AppState>) -> axum::Json<Value> {
+/// `GET /v1/models`: the models this server can serve, and the caller's tenant's chat
+/// functions (`fn:NAME`). Clients offer this list to their users, so catalogue entries that
+/// are not installed (listed by `tensoras models list`) stay out of it: each would answer
+/// `model_not_found`.
+pub async fn list_models(State(state): State<AppState>, Extension(caller): Extension<Caller>) -> axum::Json<Value> {
     let mut data: Vec<Value> =
         state.inference.catalog().all().filter(|m| state.inference.get(&m.manifest.id).is_some()).map(model_json).collect();
+    data.extend(state.functions.list(&caller.tenant).iter().filter(|f| f.kind == FunctionKind::Chat).map(function_model_json));
     data.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
     axum::Json(json!({"object": "list", "data": data}))
 }
 
-/// `GET /v1/models/{id}`: an installed model, by id or alias.
-pub async fn get_model(State(state): State<AppState>, Path(id): Path<String>) -> Result<axum::Json<Value>, ApiError> {
+/// `GET /v1/models/{id}`: an installed model, by id or alias, or a chat function.
+pub async fn get_model(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Value>, ApiError> {
+    if let Some(name) = id.strip_prefix(FUNCTION_MODEL_PREFIX) {
+        return match state.functions.get(&caller.tenant, name) {
+            Some(f) if f.record.kind == FunctionKind::Chat => Ok(axum::Json(function_model_json(&f.record))),
+            _ => Err(model_not_found(&state, &id)),
+        };
+    }
     match state.inference.get(&id) {
         Some(loaded) => Ok(axum::Json(model_json(&loaded.model))),
         None => Err(model_not_found(&state, &id)),
     }
+}
+
+/// A chat function as `/v1/models` lists it.
+fn function_model_json(f: &FunctionRecord) -> Value {
+    json!({
+        "id": format!("{FUNCTION_MODEL_PREFIX}{}", f.name),
+        "object": "model",
+        "created": f.created_at,
+        "owned_by": f.tenant,
+        "kind": "function",
+        "description": f.description,
+    })
 }
 
 /// 404 `model_not_found`, saying how to install the model when the catalogue has it.

@@ -26,7 +26,7 @@ pub enum FunctionsCommand {
         /// Function name (defaults to the file name).
         #[arg(long)]
         name: Option<String>,
-        /// `tool` or `http`.
+        /// `tool`, `http` or `chat` (served as model `fn:NAME`).
         #[arg(long, default_value = "tool")]
         kind: String,
         /// Description shown to models (tools).

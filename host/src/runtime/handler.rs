@@ -95,6 +95,12 @@ pub(super) fn add_to_linker(linker: &mut wasmtime::component::Linker<State>) -> 
     Ok(())
 }
 
+/// Adds the stream sink alone, for chat functions (user components served as models).
+pub(super) fn add_output_to_linker(linker: &mut wasmtime::component::Linker<State>) -> wasmtime::Result<()> {
+    bindings::tensoras::platform::output::add_to_linker::<State, HasSelf<State>>(linker, |s| s)?;
+    bindings::tensoras::platform::types::add_to_linker::<State, HasSelf<State>>(linker, |s| s)
+}
+
 /// The model imports' view of a store.
 fn models_view(state: &mut State) -> ModelsView<'_> {
     ModelsView::new(state.handler.as_ref().map(|h| &h.models), &mut state.table)

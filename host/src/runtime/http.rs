@@ -54,7 +54,7 @@ impl Runtime {
     ) -> Result<hyper::Response<HyperOutgoingBody>, InvokeError> {
         let ticket = self.admission.admit().await?;
         let limits = f.limits;
-        let mut store = self.new_store(&limits, &f.sandbox, Guest::Function(services))?;
+        let mut store = self.new_store(&limits, &f.sandbox, Guest::Function(services, None))?;
         let (tx, rx) = tokio::sync::oneshot::channel();
         let (req, out) = {
             let mut http = store.data_mut().http();

@@ -18,6 +18,7 @@
 //! calls its guest makes.
 
 mod admission;
+mod chat;
 mod handler;
 mod http;
 mod outgoing;
@@ -35,6 +36,7 @@ use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap, UpdateDeadline};
 
 pub use self::admission::{Admission, MAX_NESTED_DEPTH, interactive};
+pub use self::chat::ChatFunction;
 use crate::limits::{AdmissionOptions, Limits};
 
 pub use self::handler::{
@@ -148,6 +150,7 @@ impl Runtime {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow::Error::from)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(anyhow::Error::from)?;
         platform::add_to_linker(&mut linker).map_err(anyhow::Error::from)?;
+        handler::add_output_to_linker(&mut linker).map_err(anyhow::Error::from)?;
         let mut handler_linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut handler_linker).map_err(anyhow::Error::from)?;
         handler::add_to_linker(&mut handler_linker).map_err(anyhow::Error::from)?;

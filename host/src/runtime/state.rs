@@ -47,13 +47,16 @@ pub struct State {
     pub(super) handler: Option<super::handler::HandlerCtx>,
     /// Set for user function calls: what their platform imports reach.
     pub(super) platform: Option<PlatformCtx>,
+    /// Where `output.send` puts a streamed request's chunks (handlers, chat functions).
+    pub(super) output: Option<tokio::sync::mpsc::Sender<String>>,
 }
 
 /// Whose call a store serves: an API handler's, or a user function's on behalf of the
-/// invoking key (`None` while a tool is described at deploy).
+/// invoking key (`None` while a tool is described at deploy), with the stream sink of a
+/// chat function's streamed request.
 pub(super) enum Guest {
     Handler(super::handler::HandlerCtx),
-    Function(Option<Arc<dyn Services>>),
+    Function(Option<Arc<dyn Services>>, Option<tokio::sync::mpsc::Sender<String>>),
 }
 
 impl State {
@@ -84,11 +87,14 @@ impl State {
                 Box::pin(async move { ok })
             });
         }
-        let (handler, platform) = match guest {
-            Guest::Handler(ctx) => (Some(ctx), None),
-            Guest::Function(services) => {
+        let (handler, platform, output) = match guest {
+            Guest::Handler(mut ctx) => {
+                let output = ctx.output.take();
+                (Some(ctx), None, output)
+            }
+            Guest::Function(services, output) => {
                 let kv = sandbox.kv.clone();
-                (None, Some(PlatformCtx::new(services, kv, sandbox.grants.clone(), sandbox.budget)))
+                (None, Some(PlatformCtx::new(services, kv, sandbox.grants.clone(), sandbox.budget)), output)
             }
         };
         Ok(Self {
@@ -99,6 +105,7 @@ impl State {
             limiter: MemoryLimiter { max: memory_bytes, hit: false },
             handler,
             platform,
+            output,
         })
     }
 

@@ -77,7 +77,7 @@ impl Runtime {
     /// Asks the tool to describe itself.
     pub async fn describe_tool(&self, f: &ToolFunction) -> Result<ToolInfo, InvokeError> {
         let pre = f.pre.clone();
-        self.run(&f.limits, &f.sandbox, Guest::Function(None), move |store| {
+        self.run(&f.limits, &f.sandbox, Guest::Function(None, None), move |store| {
             async move {
                 let inst = pre.instantiate_async(&mut *store).await?;
                 inst.tensoras_platform_tool().call_describe(&mut *store).await
@@ -99,7 +99,7 @@ impl Runtime {
     ) -> Result<ToolOutcome, InvokeError> {
         let pre = f.pre.clone();
         let arguments = arguments.to_owned();
-        self.run(&f.limits, &f.sandbox, Guest::Function(services), move |store| {
+        self.run(&f.limits, &f.sandbox, Guest::Function(services, None), move |store| {
             async move {
                 let inst = pre.instantiate_async(&mut *store).await?;
                 Ok(match inst.tensoras_platform_tool().call_call(&mut *store, &arguments).await? {

@@ -62,6 +62,8 @@ pub enum FunctionKind {
     Tool,
     /// Exports `wasi:http/incoming-handler`.
     Http,
+    /// Exports `tensoras:platform/handler`: served as model `fn:NAME`.
+    Chat,
 }
 
 impl FunctionKind {
@@ -70,6 +72,7 @@ impl FunctionKind {
         match self {
             Self::Tool => "tool",
             Self::Http => "http",
+            Self::Chat => "chat",
         }
     }
 
@@ -78,6 +81,7 @@ impl FunctionKind {
         match s {
             "tool" => Some(Self::Tool),
             "http" => Some(Self::Http),
+            "chat" => Some(Self::Chat),
             _ => None,
         }
     }
