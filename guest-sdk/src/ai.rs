@@ -42,6 +42,23 @@ impl Chat {
         Self { body }
     }
 
+    /// A request from a whole body (a JSON object with `model` and `messages`), e.g. the one
+    /// a chat function was sent.
+    pub fn from_body(body: Value) -> Result<Self, Error> {
+        match body {
+            Value::Object(body) => Ok(Self { body }),
+            _ => Err(Error::InvalidRequest("a chat request is a JSON object".into())),
+        }
+    }
+
+    /// Puts a system message first (before the conversation it was given).
+    pub fn system_first(mut self, text: impl Into<String>) -> Self {
+        if let Some(Value::Array(messages)) = self.body.get_mut("messages") {
+            messages.insert(0, json!({"role": "system", "content": text.into()}));
+        }
+        self
+    }
+
     /// Appends a message of any role (`content` may be text or a content-parts array).
     pub fn message(mut self, role: &str, content: impl Into<Value>) -> Self {
         if let Some(Value::Array(messages)) = self.body.get_mut("messages") {

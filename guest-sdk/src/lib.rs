@@ -10,6 +10,7 @@
 //! |---|---|---|---|
 //! | tool (callable by the model) | [`Tool`] | [`export_tool!`] | `tensoras:platform/tool-function` |
 //! | HTTP function | [`HttpFunction`] | [`export_http!`] | `tensoras:platform/http-function` (`wasi:http/proxy`) |
+//! | chat function (served as model `fn:NAME`) | [`chat::ChatFunction`] | [`export_chat!`] | `tensoras:platform/chat-function` |
 //!
 //! A crate exports exactly one of them; build it as a `cdylib`.
 //!
@@ -43,6 +44,7 @@
 #![deny(missing_docs)]
 
 pub mod ai;
+pub mod chat;
 mod error;
 pub mod http;
 pub mod kb;
@@ -88,6 +90,23 @@ pub mod wit {
             pub_export_macro: true,
             export_macro_name: "export_tool_function",
             default_bindings_module: "$crate::wit::tool_function",
+            with: {
+                "tensoras:platform/ai@0.1.0": crate::wit::platform::tensoras::platform::ai,
+                "tensoras:platform/kv@0.1.0": crate::wit::platform::tensoras::platform::kv,
+                "tensoras:platform/retrieval@0.1.0": crate::wit::platform::tensoras::platform::retrieval,
+            },
+        });
+    }
+
+    /// Bindings for the `chat-function` world (exports `tensoras:platform/handler`).
+    pub mod chat_function {
+        wit_bindgen::generate!({
+            path: "../wit",
+            world: "tensoras:platform/chat-function",
+            features: ["clocks-timezone"],
+            pub_export_macro: true,
+            export_macro_name: "export_chat_function",
+            default_bindings_module: "$crate::wit::chat_function",
             with: {
                 "tensoras:platform/ai@0.1.0": crate::wit::platform::tensoras::platform::ai,
                 "tensoras:platform/kv@0.1.0": crate::wit::platform::tensoras::platform::kv,

@@ -289,3 +289,68 @@ def test_bad_grants_and_budgets_are_400s_naming_the_field(server, manifest, para
     }
     err = assert_openai_error(api(server, "POST", "/functions", files=files), 400)
     assert err["param"] == param, err
+
+
+# --- functions as models (fn:NAME) -----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def concise(server):
+    deploy(server, "concise", wasm="concise", kind="chat", grants={"models": [CHAT]})
+    return "fn:concise"
+
+
+def test_a_chat_function_is_a_model_for_the_openai_sdk(server, client, concise):
+    question = [{"role": "user", "content": "What is the capital of France?"}]
+    r = client.chat.completions.create(model=concise, messages=question, temperature=0, max_tokens=24)
+    assert r.model == concise and r.object == "chat.completion"
+    assert r.usage.completion_tokens > 0 and r.usage.prompt_tokens > 0
+    # What it does is what it says: the same request, with its instruction first.
+    direct = client.chat.completions.create(
+        model=CHAT,
+        messages=[{"role": "system", "content": "Answer in one short sentence."}, *question],
+        temperature=0,
+        max_tokens=24,
+    )
+    assert r.choices[0].message.content == direct.choices[0].message.content
+    # Streamed, with and without the usage chunk, it says the same.
+    chunks = list(client.chat.completions.create(model=concise, messages=question, temperature=0, max_tokens=24, stream=True))
+    assert all(c.model == concise for c in chunks)
+    assert all(c.usage is None for c in chunks)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == r.choices[0].message.content
+    chunks = list(client.chat.completions.create(
+        model=concise, messages=question, temperature=0, max_tokens=24, stream=True, stream_options={"include_usage": True}
+    ))
+    assert chunks[-1].usage.completion_tokens == r.usage.completion_tokens
+
+
+def test_fn_models_are_the_tenants_chat_functions_only(server, client, concise):
+    with pytest.raises(openai.NotFoundError) as e:
+        client.chat.completions.create(model="fn:nope", messages=[{"role": "user", "content": "hi"}])
+    assert e.value.code == "model_not_found"
+    # A tool is not a model.
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(model="fn:probe", messages=[{"role": "user", "content": "hi"}])
+    # Another tenant's chat function does not exist for this one.
+    c_key = api(server, "POST", "/keys", json={"name": "tenant-c", "tenant": "c"}).json()["key"]
+    other = openai.OpenAI(base_url=server.url + "/v1", api_key=c_key, max_retries=0)
+    with pytest.raises(openai.NotFoundError):
+        other.chat.completions.create(model=concise, messages=[{"role": "user", "content": "hi"}])
+    # /v1/models lists the tenant's chat functions, for that tenant only.
+    assert concise in [m.id for m in client.models.list()]
+    assert client.models.retrieve(concise).owned_by == "default"
+    assert concise not in [m.id for m in other.models.list()]
+    with pytest.raises(openai.NotFoundError):
+        other.models.retrieve(concise)
+    # The legacy endpoint gets the function's own error.
+    r = api(server, "POST", "/completions", json={"model": concise, "prompt": "hi"})
+    assert_openai_error(r, 400)
+    # And a chat function is called as a model, not as a tool.
+    assert_openai_error(call(server, "concise"), 400, "wrong_function_kind")
+
+
+def test_a_function_may_call_a_chat_function_as_a_model(server, concise):
+    req = {"model": concise, "messages": [{"role": "user", "content": "Name a colour."}], "temperature": 0, "max_tokens": 12}
+    deploy(server, "caller", grants={"models": [concise]})
+    out = output(call(server, "caller", op="chat", request=req))
+    assert out["model"] == concise and out["choices"][0]["message"]["content"]
