@@ -141,6 +141,54 @@ pub async fn delete(
     Ok(axum::Json(json!({"id": name, "object": "function", "deleted": true})))
 }
 
+/// The query of `GET /v1/functions/{name}/logs`.
+#[derive(Debug, serde::Deserialize)]
+pub struct LogsQuery {
+    /// Only invocations with a greater id (what a follower has not seen yet).
+    after: Option<u64>,
+    /// Most invocations to return (1..=200, default 50).
+    limit: Option<usize>,
+}
+
+/// `GET /v1/functions/{name}/logs`: the function's recent invocations, oldest first, with
+/// what each wrote to stdout and stderr, and its counts since it was loaded.
+pub async fn logs(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+    query: Result<axum::extract::Query<LogsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let axum::extract::Query(query) = query.map_err(|e| ApiError::invalid(format!("Invalid query: {e}")))?;
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=crate::functions::logs::KEEP).contains(&limit) {
+        return Err(ApiError::invalid(format!("'limit' must be 1 to {}.", crate::functions::logs::KEEP)).param("limit"));
+    }
+    if state.functions.get(&caller.tenant, &name).is_none() {
+        return Err(not_found(&name));
+    }
+    let (entries, stats) = state.functions.logs(&caller.tenant, &name, query.after, limit);
+    let data: Vec<Value> = entries
+        .iter()
+        .map(|e| {
+            json!({
+                "id": e.id,
+                "object": "function.invocation",
+                "started_at_ms": e.invocation.started_at_ms,
+                "duration_ms": e.invocation.duration.as_secs_f64() * 1000.0,
+                "status": if e.invocation.error.is_some() { "error" } else { "ok" },
+                "error": e.invocation.error,
+                "output": e.invocation.output,
+            })
+        })
+        .collect();
+    let mean_ms = if stats.invocations == 0 { 0.0 } else { stats.total_ms / stats.invocations as f64 };
+    Ok(axum::Json(json!({
+        "object": "list",
+        "data": data,
+        "stats": {"invocations": stats.invocations, "errors": stats.errors, "mean_duration_ms": mean_ms},
+    })))
+}
+
 /// `POST /v1/functions/{name}/call`: the body is the tool's arguments object.
 pub async fn call(
     State(state): State<AppState>,

@@ -122,6 +122,7 @@ pub fn router(state: AppState) -> Router {
         .route("/functions", post(functions::deploy).get(functions::list))
         .route("/functions/{name}", get(functions::get).delete(functions::delete))
         .route("/functions/{name}/call", post(functions::call))
+        .route("/functions/{name}/logs", get(functions::logs))
         .route("/functions/{name}/invoke", any(functions::invoke))
         .route("/functions/{name}/invoke/{*rest}", any(functions::invoke))
         .route(

@@ -57,6 +57,16 @@ pub enum FunctionsCommand {
         #[command(flatten)]
         remote: Remote,
     },
+    /// Show a function's recent invocations and what each wrote to stdout and stderr.
+    Logs {
+        /// Function name.
+        name: String,
+        /// Keep printing new invocations as they happen (polls once a second).
+        #[arg(long, short)]
+        follow: bool,
+        #[command(flatten)]
+        remote: Remote,
+    },
     /// Call a tool function with JSON arguments.
     Call {
         /// Function name.
@@ -87,9 +97,38 @@ async fn send(req: reqwest::RequestBuilder, remote: &Remote) -> anyhow::Result<V
     Ok(body)
 }
 
+/// Prints invocations after `after` until none are left (and, with `follow`, forever).
+async fn print_logs(client: &reqwest::Client, name: &str, follow: bool, remote: &Remote) -> anyhow::Result<()> {
+    let mut after: Option<u64> = None;
+    loop {
+        let query = after.map_or(String::new(), |a| format!("&after={a}"));
+        let page = send(client.get(remote.endpoint(&format!("/{name}/logs?limit=200{query}"))), remote).await?;
+        let entries = page["data"].as_array().cloned().unwrap_or_default();
+        for e in &entries {
+            let status = match e["error"].as_str() {
+                Some(err) => format!("error: {err}"),
+                None => "ok".into(),
+            };
+            println!("#{} at {} ms, {:.1} ms, {status}", e["id"], e["started_at_ms"], e["duration_ms"].as_f64().unwrap_or(0.0));
+            let output = e["output"].as_str().unwrap_or_default();
+            if !output.is_empty() {
+                println!("{}", output.trim_end());
+            }
+            after = e["id"].as_u64().or(after);
+        }
+        if !follow && entries.len() < 200 {
+            return Ok(());
+        }
+        if entries.is_empty() {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
+    }
+}
+
 pub async fn run(cmd: FunctionsCommand) -> anyhow::Result<()> {
     let client = reqwest::Client::new();
     let out = match cmd {
+        FunctionsCommand::Logs { name, follow, remote } => return print_logs(&client, &name, follow, &remote).await,
         FunctionsCommand::Deploy { path, name, kind, description, manifest, remote } => {
             let wasm = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
             let mut m: Value = match &manifest {

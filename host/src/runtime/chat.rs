@@ -9,6 +9,7 @@ use futures::FutureExt as _;
 use tokio::sync::mpsc;
 use wasmtime::component::Component;
 
+use super::capture::Recorder;
 use super::{Guest, HandlerError, HandlerRequest, HandlerResponse, InvokeError, Runtime, Sandbox, Services, Usage};
 use crate::limits::Limits;
 
@@ -65,16 +66,24 @@ impl Runtime {
     ) -> Result<Result<HandlerResponse, HandlerError>, InvokeError> {
         let pre = f.pre.clone();
         let req = export::Request { body: req.body, stream: req.stream, tenant: req.tenant, path: req.path };
+        let recorder = Recorder::start();
+        let guest = Guest::Logged(Some(services), output, recorder.output.clone());
         let result = self
-            .run(&f.limits, &f.sandbox, Guest::Function(Some(services), output), move |store| {
+            .run(&f.limits, &f.sandbox, guest, move |store| {
                 async move {
                     let inst = pre.instantiate_async(&mut *store).await?;
                     inst.tensoras_platform_handler().call_handle(&mut *store, &req).await
                 }
                 .boxed()
             })
-            .await?;
-        Ok(result.map(|r| HandlerResponse {
+            .await;
+        let error = match &result {
+            Ok(Ok(_)) => None,
+            Ok(Err(e)) => Some(format!("{} {}: {}", e.status, e.kind, e.message)),
+            Err(e) => Some(e.to_string()),
+        };
+        recorder.finish(&f.sandbox, error);
+        Ok(result?.map(|r| HandlerResponse {
             body: r.body,
             usage: Usage { prompt_tokens: r.usage.prompt_tokens, completion_tokens: r.usage.completion_tokens },
         }))

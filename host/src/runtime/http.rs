@@ -12,6 +12,7 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use std::sync::Arc;
 
+use super::capture::Recorder;
 use super::{Guest, InvokeError, Runtime, Sandbox, Services, classify};
 use crate::limits::Limits;
 
@@ -54,7 +55,9 @@ impl Runtime {
     ) -> Result<hyper::Response<HyperOutgoingBody>, InvokeError> {
         let ticket = self.admission.admit().await?;
         let limits = f.limits;
-        let mut store = self.new_store(&limits, &f.sandbox, Guest::Function(services, None))?;
+        let recorder = Recorder::start();
+        let mut store = self.new_store(&limits, &f.sandbox, Guest::Logged(services, None, recorder.output.clone()))?;
+        let sandbox = f.sandbox.clone();
         let (tx, rx) = tokio::sync::oneshot::channel();
         let (req, out) = {
             let mut http = store.data_mut().http();
@@ -72,7 +75,7 @@ impl Runtime {
                 proxy.wasi_http_incoming_handler().call_handle(&mut store, req, out).await
             };
             // Model calls the guest makes run in its ticket's scope: nested, one level deeper.
-            match ticket.scope(tokio::time::timeout(limits.timeout, run)).await {
+            let result = match ticket.scope(tokio::time::timeout(limits.timeout, run)).await {
                 Err(_) => Err(InvokeError::Timeout(limits.timeout)),
                 Ok(Ok(())) => Ok(()),
                 Ok(Err(e)) => {
@@ -80,7 +83,10 @@ impl Runtime {
                     tracing::warn!(error = %err, "http function failed");
                     Err(err)
                 }
-            }
+            };
+            // The whole invocation, body streaming included.
+            recorder.finish(&sandbox, result.as_ref().err().map(ToString::to_string));
+            result
         });
         match rx.await {
             Ok(Ok(resp)) => Ok(resp),

@@ -18,6 +18,7 @@
 //! calls its guest makes.
 
 mod admission;
+mod capture;
 mod chat;
 mod handler;
 mod http;
@@ -36,6 +37,7 @@ use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap, UpdateDeadline};
 
 pub use self::admission::{Admission, MAX_NESTED_DEPTH, interactive};
+pub use self::capture::{Invocation, InvocationLog, OUTPUT_CAP};
 pub use self::chat::ChatFunction;
 use crate::limits::{AdmissionOptions, Limits};
 

@@ -34,6 +34,8 @@ pub struct Sandbox {
     pub budget: ModelBudget,
     /// The function's key-value store, when `grants.kv` is set.
     pub kv: Option<Arc<dyn KeyValue>>,
+    /// Where its invocations (outcome, duration, output) are recorded.
+    pub log: Option<Arc<dyn super::InvocationLog>>,
 }
 
 /// The data of one `Store`: lives exactly as long as one request.
@@ -57,6 +59,8 @@ pub struct State {
 pub(super) enum Guest {
     Handler(super::handler::HandlerCtx),
     Function(Option<Arc<dyn Services>>, Option<tokio::sync::mpsc::Sender<String>>),
+    /// A function invocation whose stdout and stderr go to its log.
+    Logged(Option<Arc<dyn Services>>, Option<tokio::sync::mpsc::Sender<String>>, super::capture::Captured),
 }
 
 impl State {
@@ -93,6 +97,11 @@ impl State {
                 (Some(ctx), None, output)
             }
             Guest::Function(services, output) => {
+                let kv = sandbox.kv.clone();
+                (None, Some(PlatformCtx::new(services, kv, sandbox.grants.clone(), sandbox.budget)), output)
+            }
+            Guest::Logged(services, output, captured) => {
+                b.stdout(captured.clone()).stderr(captured);
                 let kv = sandbox.kv.clone();
                 (None, Some(PlatformCtx::new(services, kv, sandbox.grants.clone(), sandbox.budget)), output)
             }

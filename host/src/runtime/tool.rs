@@ -5,6 +5,7 @@ use std::sync::Arc;
 use futures::FutureExt as _;
 use wasmtime::component::Component;
 
+use super::capture::Recorder;
 use super::{Guest, InvokeError, Runtime, Sandbox, Services};
 use crate::limits::Limits;
 
@@ -99,18 +100,29 @@ impl Runtime {
     ) -> Result<ToolOutcome, InvokeError> {
         let pre = f.pre.clone();
         let arguments = arguments.to_owned();
-        self.run(&f.limits, &f.sandbox, Guest::Function(services, None), move |store| {
-            async move {
-                let inst = pre.instantiate_async(&mut *store).await?;
-                Ok(match inst.tensoras_platform_tool().call_call(&mut *store, &arguments).await? {
-                    Ok(text) => ToolOutcome::Ok(text),
-                    Err(ToolError::InvalidArguments(m)) => ToolOutcome::InvalidArguments(m),
-                    Err(ToolError::Failed(m)) if store.data().refused(&m) => ToolOutcome::Refused(m),
-                    Err(ToolError::Failed(m)) => ToolOutcome::Failed(m),
-                })
-            }
-            .boxed()
-        })
-        .await
+        let recorder = Recorder::start();
+        let guest = Guest::Logged(services, None, recorder.output.clone());
+        let result = self
+            .run(&f.limits, &f.sandbox, guest, move |store| {
+                async move {
+                    let inst = pre.instantiate_async(&mut *store).await?;
+                    Ok(match inst.tensoras_platform_tool().call_call(&mut *store, &arguments).await? {
+                        Ok(text) => ToolOutcome::Ok(text),
+                        Err(ToolError::InvalidArguments(m)) => ToolOutcome::InvalidArguments(m),
+                        Err(ToolError::Failed(m)) if store.data().refused(&m) => ToolOutcome::Refused(m),
+                        Err(ToolError::Failed(m)) => ToolOutcome::Failed(m),
+                    })
+                }
+                .boxed()
+            })
+            .await;
+        let error = match &result {
+            Ok(ToolOutcome::Ok(_)) => None,
+            Ok(ToolOutcome::InvalidArguments(m)) => Some(format!("invalid arguments: {m}")),
+            Ok(ToolOutcome::Failed(m) | ToolOutcome::Refused(m)) => Some(m.clone()),
+            Err(e) => Some(e.to_string()),
+        };
+        recorder.finish(&f.sandbox, error);
+        result
     }
 }

@@ -10,6 +10,8 @@
 //! any point leaves either a loadable function or a file no record names, which the next
 //! start removes ([`repair_components`], docs/design/007-durability.md).
 
+pub mod logs;
+
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -107,6 +109,8 @@ pub struct Registry {
     /// Held while component files and records change together (deploy, delete), so two
     /// of them never interleave between a file and its record.
     writes: tokio::sync::Mutex<()>,
+    /// Recent invocations of each function.
+    logs: Arc<logs::Logs>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -140,8 +144,14 @@ impl Registry {
             }
             Err(e) => tracing::error!("checking the functions folder: {e}"),
         }
-        let registry =
-            Self { runtime, store, config, deployed: RwLock::new(HashMap::new()), writes: tokio::sync::Mutex::new(()) };
+        let registry = Self {
+            runtime,
+            store,
+            config,
+            deployed: RwLock::new(HashMap::new()),
+            writes: tokio::sync::Mutex::new(()),
+            logs: Arc::default(),
+        };
         let mut loaded = 0usize;
         for record in records {
             let path = registry.component_path(&record);
@@ -188,6 +198,7 @@ impl Registry {
             // Checked at deploy; a record from before the field existed gets the default.
             budget: record.limits.model_budget().unwrap_or_default(),
             kv,
+            log: Some(self.logs.sink(&record.tenant, &record.name)),
         }
     }
 
@@ -291,6 +302,11 @@ impl Registry {
         Ok(self.insert(Deployed { record, exec }).record.clone())
     }
 
+    /// The recent invocations of a function of `tenant`, after id `after`, and its counts.
+    pub fn logs(&self, tenant: &str, name: &str, after: Option<u64>, limit: usize) -> (Vec<logs::Entry>, logs::Stats) {
+        self.logs.read(tenant, name, after, limit)
+    }
+
     /// The runtime functions run on.
     pub fn runtime(&self) -> &Arc<Runtime> {
         &self.runtime
@@ -318,6 +334,7 @@ impl Registry {
         if let Ok(mut map) = self.deployed.write() {
             map.remove(&(tenant.to_owned(), name.to_owned()));
         }
+        self.logs.forget(tenant, name);
         if existed {
             let dir = self.config.functions_dir().join(tenant);
             let owned = name.to_owned();
