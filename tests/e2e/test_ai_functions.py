@@ -354,3 +354,49 @@ def test_a_function_may_call_a_chat_function_as_a_model(server, concise):
     deploy(server, "caller", grants={"models": [concise]})
     out = output(call(server, "caller", op="chat", request=req))
     assert out["model"] == concise and out["choices"][0]["message"]["content"]
+
+
+# --- logs ------------------------------------------------------------------------------------
+
+
+def test_function_logs_keep_each_invocations_output_outcome_and_counts(server):
+    deploy(server, "printer")
+    output(call(server, "printer", op="print", text="hello one"))
+    assert_openai_error(call(server, "printer", op="print", text="to stdout", err="to stderr", fail=True), 422, "tool_failed")
+    # Far past the per-invocation cap: kept up to it, and the function does not fail.
+    assert output(call(server, "printer", op="print", text="x" * 1000, times=40)) == {"printed": 40}
+    logs = api(server, "GET", "/functions/printer/logs").json()
+    first, failed, chatty = logs["data"]
+    assert first["status"] == "ok" and first["output"] == "hello one\n" and first["error"] is None
+    assert failed["status"] == "error" and "asked to fail" in failed["error"]
+    assert failed["output"] == "to stdout\nto stderr\n"
+    assert "more bytes dropped" in chatty["output"] and len(chatty["output"]) < 17 * 1024
+    assert logs["stats"]["invocations"] == 3 and logs["stats"]["errors"] == 1
+    assert first["id"] < failed["id"] < chatty["id"] and first["duration_ms"] > 0
+    # A follower asks for what came after the last it saw.
+    later = api(server, "GET", f"/functions/printer/logs?after={failed['id']}").json()["data"]
+    assert [e["id"] for e in later] == [chatty["id"]]
+    assert_openai_error(api(server, "GET", "/functions/printer/logs?limit=0"), 400)
+    # Tenant-private: another tenant has no such function.
+    d_key = api(server, "POST", "/keys", json={"name": "tenant-d", "tenant": "d"}).json()["key"]
+    assert_openai_error(api(server, "GET", "/functions/printer/logs", key=d_key), 404, "function_not_found")
+    # The CLI prints them.
+    out = server.cli("functions", "logs", "printer").stdout
+    assert "hello one" in out and "asked to fail" in out
+
+
+def test_http_and_chat_function_invocations_are_logged_too(server, concise):
+    deploy(server, "summarize-logged", wasm="summarize", kind="http", grants={"models": [CHAT]})
+    r = api(server, "POST", "/functions/summarize-logged/invoke?words=5", data="One two three four five six.")
+    assert r.status_code == 200
+    # An HTTP function's invocation is recorded when its guest returns, which may come just
+    # after the client has read the end of the body: wait for it (bounded).
+    deadline = time.time() + 60
+    while api(server, "GET", "/functions/summarize-logged/logs").json()["stats"]["invocations"] < 1:
+        assert time.time() < deadline, "the HTTP function's invocation was never recorded"
+        time.sleep(0.05)
+    before = api(server, "GET", "/functions/concise/logs").json()["stats"]["invocations"]
+    openai.OpenAI(base_url=server.url + "/v1", api_key=server.api_key, max_retries=0).chat.completions.create(
+        model=concise, messages=[{"role": "user", "content": "hi"}], max_tokens=4
+    )
+    assert api(server, "GET", "/functions/concise/logs").json()["stats"]["invocations"] == before + 1
