@@ -67,7 +67,7 @@ impl Runtime {
         let pre = f.pre.clone();
         let req = export::Request { body: req.body, stream: req.stream, tenant: req.tenant, path: req.path };
         let recorder = Recorder::start();
-        let guest = Guest::Logged(Some(services), output, recorder.output.clone());
+        let guest = Guest::Function(Some(services), output, Some(recorder.output.clone()));
         let result = self
             .run(&f.limits, &f.sandbox, guest, move |store| {
                 async move {

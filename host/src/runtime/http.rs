@@ -56,7 +56,7 @@ impl Runtime {
         let ticket = self.admission.admit().await?;
         let limits = f.limits;
         let recorder = Recorder::start();
-        let mut store = self.new_store(&limits, &f.sandbox, Guest::Logged(services, None, recorder.output.clone()))?;
+        let mut store = self.new_store(&limits, &f.sandbox, Guest::Function(services, None, Some(recorder.output.clone())))?;
         let sandbox = f.sandbox.clone();
         let (tx, rx) = tokio::sync::oneshot::channel();
         let (req, out) = {

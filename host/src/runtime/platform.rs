@@ -214,20 +214,25 @@ impl CompletionStream {
             };
             tokio::select! {
                 biased;
-                chunk = self.chunks.recv() => match chunk {
-                    Some(chunk) => return Some(Ok(chunk)),
-                    // Every sender is gone: the call is finishing.
-                    None => self.finish(None),
-                },
-                result = call => self.finish(Some(result)),
+                chunk = self.chunks.recv() => {
+                    if let Some(chunk) = chunk {
+                        return Some(Ok(chunk));
+                    }
+                    // Every sender is gone, so the call is finishing: wait for how it ends.
+                    if let Some(call) = self.call.as_mut() {
+                        let result = call.await;
+                        self.finish(result);
+                    }
+                }
+                result = call => self.finish(result),
             }
         }
     }
 
-    fn finish(&mut self, result: Option<Result<String, AiError>>) {
+    fn finish(&mut self, result: Result<String, AiError>) {
         self.call = None;
         self.busy = None;
-        if let Some(Err(e)) = result {
+        if let Err(e) = result {
             self.failure = Some(e);
         }
     }

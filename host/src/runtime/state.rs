@@ -55,12 +55,11 @@ pub struct State {
 
 /// Whose call a store serves: an API handler's, or a user function's on behalf of the
 /// invoking key (`None` while a tool is described at deploy), with the stream sink of a
-/// chat function's streamed request.
+/// chat function's streamed request and, for an invocation that is logged, where its
+/// stdout and stderr go.
 pub(super) enum Guest {
     Handler(super::handler::HandlerCtx),
-    Function(Option<Arc<dyn Services>>, Option<tokio::sync::mpsc::Sender<String>>),
-    /// A function invocation whose stdout and stderr go to its log.
-    Logged(Option<Arc<dyn Services>>, Option<tokio::sync::mpsc::Sender<String>>, super::capture::Captured),
+    Function(Option<Arc<dyn Services>>, Option<tokio::sync::mpsc::Sender<String>>, Option<super::capture::Captured>),
 }
 
 impl State {
@@ -96,12 +95,10 @@ impl State {
                 let output = ctx.output.take();
                 (Some(ctx), None, output)
             }
-            Guest::Function(services, output) => {
-                let kv = sandbox.kv.clone();
-                (None, Some(PlatformCtx::new(services, kv, sandbox.grants.clone(), sandbox.budget)), output)
-            }
-            Guest::Logged(services, output, captured) => {
-                b.stdout(captured.clone()).stderr(captured);
+            Guest::Function(services, output, captured) => {
+                if let Some(captured) = captured {
+                    b.stdout(captured.clone()).stderr(captured);
+                }
                 let kv = sandbox.kv.clone();
                 (None, Some(PlatformCtx::new(services, kv, sandbox.grants.clone(), sandbox.budget)), output)
             }

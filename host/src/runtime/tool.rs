@@ -78,7 +78,7 @@ impl Runtime {
     /// Asks the tool to describe itself.
     pub async fn describe_tool(&self, f: &ToolFunction) -> Result<ToolInfo, InvokeError> {
         let pre = f.pre.clone();
-        self.run(&f.limits, &f.sandbox, Guest::Function(None, None), move |store| {
+        self.run(&f.limits, &f.sandbox, Guest::Function(None, None, None), move |store| {
             async move {
                 let inst = pre.instantiate_async(&mut *store).await?;
                 inst.tensoras_platform_tool().call_describe(&mut *store).await
@@ -101,7 +101,7 @@ impl Runtime {
         let pre = f.pre.clone();
         let arguments = arguments.to_owned();
         let recorder = Recorder::start();
-        let guest = Guest::Logged(services, None, recorder.output.clone());
+        let guest = Guest::Function(services, None, Some(recorder.output.clone()));
         let result = self
             .run(&f.limits, &f.sandbox, guest, move |store| {
                 async move {
