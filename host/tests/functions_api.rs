@@ -88,10 +88,57 @@ async fn invalid_uploads_are_refused_with_the_reason() {
         assert_eq!(e["param"], param, "{manifest}: {body}");
         assert!(e["message"].as_str().unwrap().contains(needle), "{manifest}: expected {needle:?} in {body}");
     }
-    s.deploy_ok("calc", "calc", "tool", json!({})).await;
-    let (status, body) = s.deploy(component("calc"), json!({"name": "calc", "kind": "tool"})).await;
-    assert_eq!(status, 400);
-    assert_eq!(assert_openai_error(&body)["code"], "function_exists");
+}
+
+/// Each deploy of a name is a version; the newest serves until a rollback picks another,
+/// across a restart too.
+#[tokio::test]
+async fn redeploys_are_versions_and_rollback_restores_one() {
+    let s = Server::start().await;
+    s.deploy_ok("f", "calc", "tool", json!({})).await;
+    let (status, body) = s.deploy(component("wordcount"), json!({"name": "f", "kind": "tool"})).await;
+    assert_eq!((status, body["version"].as_u64()), (201, Some(2)), "{body}");
+    let (status, out) = s.call("f", json!({"text": "a b c"})).await;
+    assert_eq!(status, 200, "{out}");
+    let versions = |s: &Server| {
+        let (c, url, key) = (s.client(), s.url("/v1/functions/f/versions"), s.key.clone());
+        async move {
+            let v: Value = c.get(url).bearer_auth(key).send().await.unwrap().json().await.unwrap();
+            v["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| (v["version"].as_u64().unwrap(), v["active"] == true))
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(versions(&s).await, [(1, false), (2, true)]);
+
+    let rollback = |s: &Server, body: Value| {
+        let (c, url, key) = (s.client(), s.url("/v1/functions/f/rollback"), s.key.clone());
+        async move {
+            let resp = c.post(url).bearer_auth(key).json(&body).send().await.unwrap();
+            (resp.status().as_u16(), resp.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, body) = rollback(&s, json!({"version": 1})).await;
+    assert_eq!((status, body["version"].as_u64()), (200, Some(1)), "{body}");
+    let (status, out) = s.call("f", json!({"expression": "6*7"})).await;
+    assert_eq!(status, 200, "{out}");
+    let (status, body) = rollback(&s, json!({"version": 9})).await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(assert_openai_error(&body)["code"], "function_not_found");
+    let (status, body) = rollback(&s, json!({"version": "one"})).await;
+    assert_eq!(status, 400, "{body}");
+    assert_openai_error(&body);
+
+    let s = Server::start_with(s.stop().await, |_| {}).await;
+    assert_eq!(versions(&s).await, [(1, true), (2, false)]);
+    let (status, out) = s.call("f", json!({"expression": "6*7"})).await;
+    assert_eq!(status, 200, "{out}");
+    assert_eq!(rollback(&s, json!({"version": 2})).await.0, 200);
+    let (status, out) = s.call("f", json!({"text": "a b"})).await;
+    assert_eq!(status, 200, "{out}");
 }
 
 #[tokio::test]

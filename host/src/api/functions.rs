@@ -23,6 +23,7 @@ fn function_json(f: &FunctionRecord) -> Value {
         "id": f.name,
         "object": "function",
         "name": f.name,
+        "version": f.version,
         "kind": f.kind.as_str(),
         "description": f.description,
         "limits": f.limits,
@@ -58,7 +59,7 @@ impl From<DeployError> for ApiError {
     fn from(e: DeployError) -> Self {
         match e {
             DeployError::Invalid { param, message } => ApiError::invalid(message).param(param),
-            DeployError::Conflict(_) => ApiError::invalid(e.to_string()).param("name").code("function_exists"),
+            DeployError::NotFound(m) => ApiError::not_found(m).code("function_not_found"),
             DeployError::Internal(e) => ApiError::internal(format!("{e:#}")),
         }
     }
@@ -139,6 +140,47 @@ pub async fn delete(
     }
     super::rearm_reserve(&state).await;
     Ok(axum::Json(json!({"id": name, "object": "function", "deleted": true})))
+}
+
+/// `GET /v1/functions/{name}/versions`: every kept version, oldest first, the serving one
+/// marked `active`.
+pub async fn versions(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let active = state.functions.get(&caller.tenant, &name).ok_or_else(|| not_found(&name))?.record.version;
+    let versions = state.functions.versions(&caller.tenant, &name).map_err(|e| ApiError::internal(format!("{e:#}")))?;
+    let data: Vec<Value> = versions
+        .iter()
+        .map(|r| {
+            let mut v = function_json(r);
+            v["object"] = json!("function.version");
+            v["active"] = json!(r.version == active);
+            v
+        })
+        .collect();
+    Ok(axum::Json(json!({"object": "list", "data": data})))
+}
+
+/// The body of `POST /v1/functions/{name}/rollback`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackBody {
+    version: u32,
+}
+
+/// `POST /v1/functions/{name}/rollback` with `{"version": N}`: version N serves from now
+/// on; requests already running finish on the version they started with.
+pub async fn rollback(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+    Json(body): Json<RollbackBody>,
+) -> Result<axum::Json<Value>, ApiError> {
+    caller.require_deploy()?;
+    let record = state.functions.rollback(&caller.tenant, &name, body.version).await?;
+    Ok(axum::Json(function_json(&record)))
 }
 
 /// The query of `GET /v1/functions/{name}/logs`.

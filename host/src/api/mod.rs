@@ -123,6 +123,8 @@ pub fn router(state: AppState) -> Router {
         .route("/functions/{name}", get(functions::get).delete(functions::delete))
         .route("/functions/{name}/call", post(functions::call))
         .route("/functions/{name}/logs", get(functions::logs))
+        .route("/functions/{name}/versions", get(functions::versions))
+        .route("/functions/{name}/rollback", post(functions::rollback))
         .route("/functions/{name}/invoke", any(functions::invoke))
         .route("/functions/{name}/invoke/{*rest}", any(functions::invoke))
         .route(

@@ -66,9 +66,9 @@ pub enum DeployError {
         /// What is wrong, for the client.
         message: String,
     },
-    /// The tenant already has a function with that name.
-    #[error("a function named '{0}' already exists; delete it first or choose another name")]
-    Conflict(String),
+    /// No such function, or no such version of it (rollback).
+    #[error("{0}")]
+    NotFound(String),
     /// A host failure.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -100,6 +100,9 @@ pub enum Executable {
 
 type Key = (String, String);
 
+/// Versions kept per function for rollback (with their component files); older ones go.
+const KEEP_VERSIONS: usize = 10;
+
 /// All deployed functions.
 pub struct Registry {
     runtime: Arc<Runtime>,
@@ -126,7 +129,8 @@ impl Registry {
     pub async fn open(runtime: Arc<Runtime>, store: Arc<dyn MetadataStore>, config: Arc<Config>) -> anyhow::Result<Self> {
         let started = SystemTime::now();
         let mut records = store.all_functions().map_err(|e| anyhow::anyhow!("loading functions: {e}"))?;
-        let (dir, data_dir, all) = (config.functions_dir(), config.function_data_dir(), records.clone());
+        let all = store.all_function_versions().map_err(|e| anyhow::anyhow!("loading function versions: {e}"))?;
+        let (dir, data_dir) = (config.functions_dir(), config.function_data_dir());
         match tokio::task::spawn_blocking(move || repair_components(&dir, &data_dir, &all, started)).await? {
             Ok(repair) => {
                 if repair.moved + repair.removed > 0 {
@@ -136,11 +140,15 @@ impl Registry {
                         "functions: mended what an interrupted run left"
                     );
                 }
-                for (tenant, name) in &repair.missing {
-                    tracing::error!(tenant = %tenant, function = %name, "deployed function has no component file; removing its record");
-                    store.delete_function(tenant, name).map_err(|e| anyhow::anyhow!("removing function {name}: {e}"))?;
+                for (tenant, name, version) in &repair.missing {
+                    if records.iter().any(|r| (&r.tenant, &r.name, r.version) == (tenant, name, *version)) {
+                        tracing::error!(tenant = %tenant, function = %name, version, "deployed function has no component file; removing its record");
+                        store.delete_function(tenant, name).map_err(|e| anyhow::anyhow!("removing function {name}: {e}"))?;
+                    } else {
+                        tracing::warn!(tenant = %tenant, function = %name, version, "an older version has no component file; it cannot be rolled back to");
+                    }
                 }
-                records.retain(|r| !repair.missing.contains(&(r.tenant.clone(), r.name.clone())));
+                records.retain(|r| !repair.missing.contains(&(r.tenant.clone(), r.name.clone(), r.version)));
             }
             Err(e) => tracing::error!("checking the functions folder: {e}"),
         }
@@ -258,12 +266,10 @@ impl Registry {
         if wasm.is_empty() {
             return Err(invalid("file", "missing component file"));
         }
-        if self.get(tenant, &manifest.name).is_some() {
-            return Err(DeployError::Conflict(manifest.name));
-        }
         let mut record = FunctionRecord {
             tenant: tenant.to_owned(),
             name: manifest.name,
+            version: 0, // the store numbers it
             kind,
             description: manifest.description.unwrap_or_default(),
             parameters: manifest.parameters,
@@ -288,18 +294,63 @@ impl Registry {
             .await
             .map_err(|e| DeployError::Internal(e.into()))?
             .with_context(|| format!("storing the component as {}", path.display()))?;
-        if let Err(e) = self.store.insert_function(&record) {
-            // A file that was there already is another record's (same name and bytes).
-            if !existed {
-                let _ = tokio::fs::remove_file(&path).await;
+        let (record, pruned) = match self.store.put_function(&record, KEEP_VERSIONS) {
+            Ok(stored) => stored,
+            Err(e) => {
+                // A file that was there already is another version's (same name and bytes).
+                if !existed {
+                    let _ = tokio::fs::remove_file(&path).await;
+                }
+                return Err(DeployError::Internal(match e {
+                    StoreError::Backend(e) => e,
+                    StoreError::Conflict => anyhow::anyhow!("storing the function: conflict"),
+                }));
             }
-            return Err(match e {
-                StoreError::Conflict => DeployError::Conflict(record.name),
-                StoreError::Backend(e) => DeployError::Internal(e),
-            });
+        };
+        // Requests that started on the version this replaces hold it until they finish.
+        let deployed = self.insert(Deployed { record, exec }).record.clone();
+        self.remove_pruned(&deployed, pruned).await;
+        tracing::info!(tenant, function = %deployed.name, version = deployed.version, kind = kind.as_str(), "deployed function");
+        Ok(deployed)
+    }
+
+    /// Removes the component files of pruned versions that no kept version shares.
+    async fn remove_pruned(&self, current: &FunctionRecord, pruned: Vec<FunctionRecord>) {
+        if pruned.is_empty() {
+            return;
         }
-        tracing::info!(tenant, function = %record.name, kind = kind.as_str(), "deployed function");
-        Ok(self.insert(Deployed { record, exec }).record.clone())
+        let kept = self.store.function_versions(&current.tenant, &current.name).unwrap_or_default();
+        for old in pruned {
+            if !kept.iter().any(|k| k.sha256 == old.sha256) {
+                let _ = tokio::fs::remove_file(self.component_path(&old)).await;
+            }
+        }
+    }
+
+    /// The stored versions of a tenant's function, oldest first (empty when it does not exist).
+    pub fn versions(&self, tenant: &str, name: &str) -> anyhow::Result<Vec<FunctionRecord>> {
+        self.store.function_versions(tenant, name).map_err(|e| anyhow::anyhow!("{e:#}"))
+    }
+
+    /// Makes a stored version of a function serve again (compiling it from its file).
+    /// Requests in flight finish on the version they started with.
+    pub async fn rollback(&self, tenant: &str, name: &str, version: u32) -> Result<FunctionRecord, DeployError> {
+        let _writing = self.writes.lock().await;
+        if self.get(tenant, name).is_none() {
+            return Err(DeployError::NotFound(format!("No function named '{name}'.")));
+        }
+        let versions = self.versions(tenant, name)?;
+        let Some(record) = versions.into_iter().find(|r| r.version == version) else {
+            return Err(DeployError::NotFound(format!("Function '{name}' has no version {version}.")));
+        };
+        let path = self.component_path(&record);
+        let d = self.load(record, &path).await?;
+        self.store
+            .activate_function(tenant, name, version)
+            .map_err(|e| anyhow::anyhow!("{e:#}"))?
+            .ok_or_else(|| DeployError::NotFound(format!("Function '{name}' has no version {version}.")))?;
+        tracing::info!(tenant, function = name, version, "rolled back function");
+        Ok(self.insert(d).record.clone())
     }
 
     /// The recent invocations of a function of `tenant`, after id `after`, and its counts.
@@ -469,10 +520,10 @@ fn remove_files_of(tenant_dir: &Path, name: &str) -> std::io::Result<()> {
 /// What [`repair_components`] found and did.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Repair {
-    /// `(tenant, name)` of records whose bytes are nowhere (a deploy by an older version
-    /// that died between its record and its file, or a lost file): their records must go,
-    /// so the name can be deployed again.
-    pub missing: Vec<(String, String)>,
+    /// `(tenant, name, version)` of records whose bytes are nowhere (a deploy by an older
+    /// release that died between its record and its file, or a lost file): a serving
+    /// version's function must go, so the name can be deployed again.
+    pub missing: Vec<(String, String, u32)>,
     /// Components found under another name (older versions' `<name>.wasm` or a temporary
     /// file) with the record's hash, moved into place.
     pub moved: usize,
@@ -497,7 +548,7 @@ pub fn repair_components(
         let path = component_file(functions_dir, &r.tenant, &r.name, &r.sha256);
         if !path.is_file() {
             if !adopt(&path, &r.name, &r.sha256)? {
-                repair.missing.push((r.tenant.clone(), r.name.clone()));
+                repair.missing.push((r.tenant.clone(), r.name.clone(), r.version));
                 continue;
             }
             repair.moved += 1;
@@ -506,7 +557,7 @@ pub fn repair_components(
     }
     let named: HashSet<(String, String)> = records
         .iter()
-        .filter(|r| !repair.missing.contains(&(r.tenant.clone(), r.name.clone())))
+        .filter(|r| !repair.missing.contains(&(r.tenant.clone(), r.name.clone(), r.version)))
         .map(|r| (r.tenant.clone(), r.name.clone()))
         .collect();
     repair.removed += sweep_tenants(functions_dir, before, |e| keep.contains(&e.path))?;
@@ -585,6 +636,7 @@ mod tests {
         FunctionRecord {
             tenant: tenant.into(),
             name: name.into(),
+            version: 1,
             kind: FunctionKind::Tool,
             description: String::new(),
             parameters: None,
@@ -631,7 +683,7 @@ mod tests {
 
         let records = [ok.clone(), legacy.clone(), cut.clone(), lost];
         let repair = repair_components(&dir, &data, &records, started).unwrap();
-        assert_eq!(repair.missing, [("u".to_owned(), "lost".to_owned())]);
+        assert_eq!(repair.missing, [("u".to_owned(), "lost".to_owned(), 1)]);
         assert_eq!(repair.moved, 2);
         let mut left: Vec<String> =
             tenant_entries(&dir).unwrap().into_iter().map(|e| format!("{}/{}", e.tenant, e.name)).collect();

@@ -36,7 +36,9 @@ pub struct FunctionRecord {
     pub tenant: String,
     /// Unique per tenant; part of its URL.
     pub name: String,
-    /// `tool` or `http`.
+    /// Which deploy of the name this is: 1, 2, ... (rollback makes an older one serve).
+    pub version: u32,
+    /// `tool`, `http` or `chat`.
     pub kind: FunctionKind,
     /// Shown to models for tools.
     pub description: String,
@@ -127,11 +129,19 @@ pub trait MetadataStore: KnowledgeStore + Send + Sync {
     /// active operator key (checked and revoked atomically).
     fn revoke_key(&self, id: &str, tenant: Option<&str>) -> Result<Revocation, StoreError>;
 
-    /// Adds a function; [`StoreError::Conflict`] when the tenant already has that name.
-    fn insert_function(&self, f: &FunctionRecord) -> Result<(), StoreError>;
-    /// Every function of every tenant (loaded at start-up).
+    /// Stores `f` as the next version of its function (1 for a new name), makes it the one
+    /// that serves, and drops the versions older than the newest `keep`; returns the record
+    /// with its version, and the dropped versions (their component files may go).
+    fn put_function(&self, f: &FunctionRecord, keep: usize) -> Result<(FunctionRecord, Vec<FunctionRecord>), StoreError>;
+    /// The serving version of every function of every tenant (loaded at start-up).
     fn all_functions(&self) -> Result<Vec<FunctionRecord>, StoreError>;
-    /// Deletes a function, and its key-value store; false when it did not exist.
+    /// Every stored version of every function (whose component files are in use).
+    fn all_function_versions(&self) -> Result<Vec<FunctionRecord>, StoreError>;
+    /// The stored versions of one function, oldest first.
+    fn function_versions(&self, tenant: &str, name: &str) -> Result<Vec<FunctionRecord>, StoreError>;
+    /// Makes a stored version the one that serves; `None` when there is no such version.
+    fn activate_function(&self, tenant: &str, name: &str, version: u32) -> Result<Option<FunctionRecord>, StoreError>;
+    /// Deletes a function, every version, and its key-value store; false when it did not exist.
     fn delete_function(&self, tenant: &str, name: &str) -> Result<bool, StoreError>;
 
     /// The value of `key` in a function's key-value store.

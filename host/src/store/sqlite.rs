@@ -115,7 +115,62 @@ CREATE TABLE function_kv (
     PRIMARY KEY (tenant, function, key)
 ) WITHOUT ROWID;
 "#,
+    // Every deploy is a version; `functions` points at the one that serves.
+    r#"
+CREATE TABLE function_versions (
+    tenant TEXT NOT NULL,
+    name TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    description TEXT NOT NULL,
+    parameters TEXT,
+    limits TEXT NOT NULL,
+    grants TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    size_bytes INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (tenant, name, version)
+);
+INSERT INTO function_versions
+    SELECT tenant, name, 1, kind, description, parameters, limits, grants, sha256, size_bytes, created_at FROM functions;
+DROP TABLE functions;
+CREATE TABLE functions (
+    tenant TEXT NOT NULL,
+    name TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    PRIMARY KEY (tenant, name)
+);
+INSERT INTO functions SELECT tenant, name, 1 FROM function_versions;
+"#,
 ];
+
+const VERSION_COLUMNS: &str =
+    "v.tenant, v.name, v.version, v.kind, v.description, v.parameters, v.limits, v.grants, v.sha256, v.size_bytes, v.created_at";
+
+fn version_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<FunctionRecord> {
+    let kind: String = r.get(3)?;
+    let parameters: Option<String> = r.get(5)?;
+    Ok(FunctionRecord {
+        tenant: r.get(0)?,
+        name: r.get(1)?,
+        version: r.get(2)?,
+        kind: FunctionKind::parse(&kind)
+            .ok_or_else(|| rusqlite::Error::InvalidColumnType(3, kind.clone(), rusqlite::types::Type::Text))?,
+        description: r.get(4)?,
+        parameters: match parameters {
+            Some(p) => Some(
+                serde_json::from_str(&p)
+                    .map_err(|e| rusqlite::Error::FromSqlConversionFailure(5, rusqlite::types::Type::Text, Box::new(e)))?,
+            ),
+            None => None,
+        },
+        limits: json_column(r, 6)?,
+        grants: json_column(r, 7)?,
+        sha256: r.get(8)?,
+        size_bytes: r.get(9)?,
+        created_at: r.get(10)?,
+    })
+}
 
 /// The embedded metadata store.
 pub struct SqliteStore {
@@ -264,17 +319,25 @@ impl MetadataStore for SqliteStore {
         })
     }
 
-    fn insert_function(&self, f: &FunctionRecord) -> Result<(), StoreError> {
+    fn put_function(&self, f: &FunctionRecord, keep: usize) -> Result<(FunctionRecord, Vec<FunctionRecord>), StoreError> {
         let parameters = f.parameters.as_ref().map(to_json).transpose()?;
         let limits = to_json(&f.limits)?;
         let grants = to_json(&f.grants)?;
         self.with(|c| {
-            c.execute(
-                "INSERT INTO functions (tenant, name, kind, description, parameters, limits, grants, sha256, size_bytes, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            let tx = c.unchecked_transaction()?;
+            let version: u32 = tx.query_row(
+                "SELECT COALESCE(MAX(version), 0) + 1 FROM function_versions WHERE tenant = ?1 AND name = ?2",
+                params![f.tenant, f.name],
+                |r| r.get(0),
+            )?;
+            tx.execute(
+                "INSERT INTO function_versions
+                     (tenant, name, version, kind, description, parameters, limits, grants, sha256, size_bytes, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
                 params![
                     f.tenant,
                     f.name,
+                    version,
                     f.kind.as_str(),
                     f.description,
                     parameters,
@@ -284,40 +347,77 @@ impl MetadataStore for SqliteStore {
                     f.size_bytes,
                     f.created_at
                 ],
-            )
-            .map(drop)
+            )?;
+            tx.execute(
+                "INSERT INTO functions (tenant, name, version) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (tenant, name) DO UPDATE SET version = excluded.version",
+                params![f.tenant, f.name, version],
+            )?;
+            // The newest `keep` versions stay (this one among them), for rollback.
+            let pruned: Vec<FunctionRecord> = {
+                let mut stmt = tx.prepare(&format!(
+                    "SELECT {VERSION_COLUMNS} FROM function_versions v WHERE v.tenant = ?1 AND v.name = ?2
+                     ORDER BY v.version DESC LIMIT -1 OFFSET ?3"
+                ))?;
+                stmt.query_map(params![f.tenant, f.name, keep.max(1) as i64], version_row)?.collect::<Result<_, _>>()?
+            };
+            for old in &pruned {
+                tx.execute(
+                    "DELETE FROM function_versions WHERE tenant = ?1 AND name = ?2 AND version = ?3",
+                    params![f.tenant, f.name, old.version],
+                )?;
+            }
+            tx.commit()?;
+            Ok((FunctionRecord { version, ..f.clone() }, pruned))
         })
     }
 
     fn all_functions(&self) -> Result<Vec<FunctionRecord>, StoreError> {
         self.with(|c| {
-            let mut stmt = c.prepare(
-                "SELECT tenant, name, kind, description, parameters, limits, grants, sha256, size_bytes, created_at
-                 FROM functions ORDER BY tenant, name",
-            )?;
-            stmt.query_map([], |r| {
-                let kind: String = r.get(2)?;
-                let parameters: Option<String> = r.get(4)?;
-                Ok(FunctionRecord {
-                    tenant: r.get(0)?,
-                    name: r.get(1)?,
-                    kind: FunctionKind::parse(&kind)
-                        .ok_or_else(|| rusqlite::Error::InvalidColumnType(2, kind.clone(), rusqlite::types::Type::Text))?,
-                    description: r.get(3)?,
-                    parameters: match parameters {
-                        Some(p) => Some(serde_json::from_str(&p).map_err(|e| {
-                            rusqlite::Error::FromSqlConversionFailure(4, rusqlite::types::Type::Text, Box::new(e))
-                        })?),
-                        None => None,
-                    },
-                    limits: json_column(r, 5)?,
-                    grants: json_column(r, 6)?,
-                    sha256: r.get(7)?,
-                    size_bytes: r.get(8)?,
-                    created_at: r.get(9)?,
-                })
-            })?
-            .collect()
+            let mut stmt = c.prepare(&format!(
+                "SELECT {VERSION_COLUMNS} FROM functions f
+                 JOIN function_versions v ON v.tenant = f.tenant AND v.name = f.name AND v.version = f.version
+                 ORDER BY v.tenant, v.name"
+            ))?;
+            stmt.query_map([], version_row)?.collect()
+        })
+    }
+
+    fn all_function_versions(&self) -> Result<Vec<FunctionRecord>, StoreError> {
+        self.with(|c| {
+            let mut stmt =
+                c.prepare(&format!("SELECT {VERSION_COLUMNS} FROM function_versions v ORDER BY v.tenant, v.name, v.version"))?;
+            stmt.query_map([], version_row)?.collect()
+        })
+    }
+
+    fn function_versions(&self, tenant: &str, name: &str) -> Result<Vec<FunctionRecord>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c.prepare(&format!(
+                "SELECT {VERSION_COLUMNS} FROM function_versions v WHERE v.tenant = ?1 AND v.name = ?2 ORDER BY v.version"
+            ))?;
+            stmt.query_map(params![tenant, name], version_row)?.collect()
+        })
+    }
+
+    fn activate_function(&self, tenant: &str, name: &str, version: u32) -> Result<Option<FunctionRecord>, StoreError> {
+        self.with(|c| {
+            let tx = c.unchecked_transaction()?;
+            let record = tx
+                .query_row(
+                    &format!(
+                        "SELECT {VERSION_COLUMNS} FROM function_versions v
+                         WHERE v.tenant = ?1 AND v.name = ?2 AND v.version = ?3"
+                    ),
+                    params![tenant, name, version],
+                    version_row,
+                )
+                .optional()?;
+            if record.is_some() {
+                tx.execute("UPDATE functions SET version = ?3 WHERE tenant = ?1 AND name = ?2", params![tenant, name, version])?;
+            }
+            tx.commit()?;
+            Ok(record)
         })
     }
 
@@ -325,6 +425,7 @@ impl MetadataStore for SqliteStore {
         self.with(|c| {
             let tx = c.unchecked_transaction()?;
             let existed = tx.execute("DELETE FROM functions WHERE tenant = ?1 AND name = ?2", params![tenant, name])? > 0;
+            tx.execute("DELETE FROM function_versions WHERE tenant = ?1 AND name = ?2", params![tenant, name])?;
             tx.execute("DELETE FROM function_kv WHERE tenant = ?1 AND function = ?2", params![tenant, name])?;
             tx.commit()?;
             Ok(existed)
@@ -404,6 +505,7 @@ mod tests {
         FunctionRecord {
             tenant: tenant.into(),
             name: name.into(),
+            version: 1,
             kind: FunctionKind::Tool,
             description: "d".into(),
             parameters: Some(serde_json::json!({"type": "object"})),
@@ -502,29 +604,51 @@ mod tests {
     }
 
     #[test]
-    fn functions_are_unique_per_tenant_and_persist() {
+    fn each_put_is_a_version_per_tenant_and_they_persist() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
         {
             let store = SqliteStore::open(&path).unwrap();
-            store.insert_function(&record("a", "calc")).unwrap();
-            store.insert_function(&record("b", "calc")).unwrap();
-            assert!(matches!(store.insert_function(&record("a", "calc")), Err(StoreError::Conflict)));
+            assert_eq!(store.put_function(&record("a", "calc"), 10).unwrap().0.version, 1);
+            assert_eq!(store.put_function(&record("b", "calc"), 10).unwrap().0.version, 1);
+            let v2 = FunctionRecord { sha256: "02".into(), ..record("a", "calc") };
+            assert_eq!(store.put_function(&v2, 10).unwrap(), (FunctionRecord { version: 2, ..v2.clone() }, vec![]));
         }
         let store = SqliteStore::open(&path).unwrap();
         let all = store.all_functions().unwrap();
         assert_eq!(all.len(), 2);
-        assert_eq!(all[0], record("a", "calc"));
+        assert_eq!((all[0].version, all[0].sha256.as_str()), (2, "02"));
+        assert_eq!(store.function_versions("a", "calc").unwrap().iter().map(|r| r.version).collect::<Vec<_>>(), [1, 2]);
+        // Rollback: version 1 serves again; an unknown version changes nothing.
+        assert_eq!(store.activate_function("a", "calc", 1).unwrap().unwrap(), record("a", "calc"));
+        assert_eq!(store.all_functions().unwrap()[0], record("a", "calc"));
+        assert!(store.activate_function("a", "calc", 9).unwrap().is_none());
+        assert_eq!(store.all_function_versions().unwrap().len(), 3);
         assert!(store.delete_function("a", "calc").unwrap());
         assert!(!store.delete_function("a", "calc").unwrap());
         assert_eq!(store.all_functions().unwrap().len(), 1);
+        assert_eq!(store.all_function_versions().unwrap().len(), 1);
+        // A name deployed again after a delete starts at version 1.
+        assert_eq!(store.put_function(&record("a", "calc"), 10).unwrap().0.version, 1);
+    }
+
+    #[test]
+    fn old_versions_are_pruned_past_the_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("t.db")).unwrap();
+        for v in 1..=3 {
+            let (r, pruned) = store.put_function(&record("a", "f"), 2).unwrap();
+            assert_eq!(r.version, v);
+            assert_eq!(pruned.iter().map(|r| r.version).collect::<Vec<_>>(), if v == 3 { vec![1] } else { vec![] });
+        }
+        assert_eq!(store.function_versions("a", "f").unwrap().iter().map(|r| r.version).collect::<Vec<_>>(), [2, 3]);
     }
 
     #[test]
     fn function_kv_is_scoped_capped_and_deleted_with_its_function() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("t.db")).unwrap();
-        store.insert_function(&record("a", "f")).unwrap();
+        store.put_function(&record("a", "f"), 10).unwrap();
         assert!(store.kv_set("a", "f", "k1", b"one", 2).unwrap());
         assert!(store.kv_set("a", "f", "k2", b"two", 2).unwrap());
         // Full: a new key is refused, replacing one is not.
