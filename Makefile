@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := run
 ENV := . scripts/env.sh
 
-.PHONY: setup run test test-rust test-guests test-models test-e2e lint fmt bench bench-inference bench-grammar bench-batching bench-wasm-ratio bench-versus bench-kv bench-kb bench-load bench-ai-functions guests fuzz
+.PHONY: setup run test test-rust test-guests test-models test-e2e lint fmt bench bench-inference bench-grammar bench-batching bench-wasm-ratio bench-versus bench-kv bench-kb bench-load bench-ai-functions bench-languages guests fuzz
 
 setup:
 	@bash scripts/setup.sh
@@ -88,6 +88,10 @@ bench-kb: setup
 ## A model call made from a deployed function against the same request over HTTP (added ms).
 bench-ai-functions: setup
 	@bash benches/ai_functions.sh
+
+## The same tool in Rust, Python and JavaScript: component size, deploy, first and later calls.
+bench-languages: setup
+	@bash benches/languages.sh
 
 ## Load and overload: 200 streaming chat clients + RAG, tool and embeddings clients for 180 s
 ## (no dropped stream, no hang, flat RSS), then past capacity (fast 503s with Retry-After).

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Builds every guest function (the functions/ workspace) into a WebAssembly
-# component and copies it to build/functions/<crate>.wasm.
+# Builds every guest function into a WebAssembly component: the Rust crates of the
+# functions/ workspace into build/functions/<crate>.wasm, then the Python and JS projects
+# (functions/*/*/tensoras.json) into build/functions/<dir>.wasm through the host binary's
+# `tensoras functions build` (so the host must be built first).
 #
 #   scripts/build-guests.sh
 #
@@ -110,3 +112,19 @@ for manifest in "$repo"/functions/*/*/Cargo.toml; do
   count=$((count + 1))
 done
 [ "$count" -gt 0 ] || die "no guest crates found under functions/"
+
+# Python and JavaScript functions (a tensoras.json naming the language) go through
+# `tensoras functions build`, the route a user's project takes; it skips a build whose
+# inputs are unchanged.
+for project in "$repo"/functions/*/*/tensoras.json; do
+  dir=$(dirname "$project")
+  grep -Eq '"language" *: *"(python|js)"' "$project" || continue
+  [ -x "$TENSORAS_BIN" ] || die "$TENSORAS_BIN is missing: build the host first (make setup)"
+  name=$(basename "$dir")
+  if ! "$TENSORAS_BIN" functions build "$dir" -o "$out_dir/$name.wasm" >"$log" 2>&1; then
+    cat "$log" >&2
+    die "building $dir failed"
+  fi
+  state=$(grep -q ': unchanged$' "$log" && echo unchanged || echo updated)
+  printf '%-32s %8d bytes  %s\n' "build/functions/$name.wasm" "$(wc -c <"$out_dir/$name.wasm")" "$state"
+done

@@ -6,6 +6,9 @@ export CARGO_TARGET_DIR=${TENSORAS_TARGET_DIR:-$TENSORAS_CACHE/target}
 # The guests' target dir: wasm32-wasip2 builds at its top, native test builds in native/.
 export TENSORAS_GUEST_TARGET_DIR=${TENSORAS_GUEST_TARGET_DIR:-$TENSORAS_CACHE/guest-target}
 TENSORAS_VENV=${TENSORAS_VENV:-$TENSORAS_CACHE/venv}
+# The Python and JS guest toolchains `tensoras functions build` runs (setup.sh installs both).
+export TENSORAS_COMPONENTIZE_PY=${TENSORAS_COMPONENTIZE_PY:-$TENSORAS_CACHE/componentize-py/bin/componentize-py}
+export TENSORAS_COMPONENTIZE_JS=${TENSORAS_COMPONENTIZE_JS:-$TENSORAS_CACHE/componentize-js/node_modules/.bin/componentize-js}
 # A binary named in the environment (a benchmark of another build) is kept.
 TENSORAS_BIN=${TENSORAS_BIN:-$CARGO_TARGET_DIR/release/tensoras}
 

@@ -57,6 +57,20 @@ fi
 pip_sync "$IMPORTER_VENV" models/importer/requirements.txt
 "$IMPORTER_VENV/bin/python" models/importer/prepare_default_models.py --dest "${TENSORAS_MODELS_DIR:-$TENSORAS_CACHE/models}"
 
+# Python and JavaScript functions are built with componentize-py (PyPI) and componentize-js
+# (npm), pinned, in the cache (TENSORAS_COMPONENTIZE_PY / _JS in scripts/env.sh).
+PY_TOOLCHAIN=$(dirname "$(dirname "$TENSORAS_COMPONENTIZE_PY")")
+[ -x "$PY_TOOLCHAIN/bin/python" ] || python3 -m venv "$PY_TOOLCHAIN"
+pip_sync "$PY_TOOLCHAIN" guest-sdk/python/toolchain/requirements.txt
+command -v npm >/dev/null || apt_install nodejs npm
+JS_TOOLCHAIN=$TENSORAS_CACHE/componentize-js
+if ! cmp -s guest-sdk/js/toolchain/package-lock.json "$JS_TOOLCHAIN/package-lock.json" || [ ! -x "$TENSORAS_COMPONENTIZE_JS" ]; then
+  echo "setup: installing componentize-js from guest-sdk/js/toolchain"
+  rm -rf "$JS_TOOLCHAIN" && mkdir -p "$JS_TOOLCHAIN"
+  cp guest-sdk/js/toolchain/package.json guest-sdk/js/toolchain/package-lock.json "$JS_TOOLCHAIN/"
+  (cd "$JS_TOOLCHAIN" && npm ci --silent --no-audit --no-fund)
+fi
+
 scripts/vendor-wit.sh --check
 echo "setup: building the host with $("$CARGO" --version)"
 PATH="$(dirname "$CARGO"):$PATH" "$CARGO" build --release --locked -p tensoras

@@ -6,6 +6,8 @@ use anyhow::Context as _;
 use clap::Subcommand;
 use serde_json::{Value, json};
 
+use super::project;
+
 /// Server and credentials.
 #[derive(Debug, clap::Args)]
 pub struct Remote {
@@ -19,9 +21,33 @@ pub struct Remote {
 
 #[derive(Debug, Subcommand)]
 pub enum FunctionsCommand {
-    /// Deploy a component.
+    /// Scaffold a function project that builds as it is (`tensoras.json` and its source).
+    New {
+        /// Function name (also the directory, unless --dir says otherwise).
+        name: String,
+        /// The language it is written in.
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: project::Language,
+        /// What it exports: a tool, an HTTP handler or a chat model (Rust only).
+        #[arg(long, value_enum, default_value = "tool")]
+        kind: project::Kind,
+        /// Where to create it (default: ./NAME).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Build a function project into a component (with cargo, componentize-py or
+    /// componentize-js, as its language needs).
+    Build {
+        /// The project directory.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Where to write the component (default: DIR/build/NAME.wasm).
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+    },
+    /// Deploy a component, or a project directory (built first; `tensoras.json` is its manifest).
     Deploy {
-        /// Path to the `.wasm` component.
+        /// Path to the `.wasm` component, or to a project directory.
         path: PathBuf,
         /// Function name (defaults to the file name).
         #[arg(long)]
@@ -54,6 +80,22 @@ pub enum FunctionsCommand {
     Delete {
         /// Function name.
         name: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// List a function's versions (each deploy is one; the serving one is marked active).
+    Versions {
+        /// Function name.
+        name: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Make an earlier version serve again.
+    Rollback {
+        /// Function name.
+        name: String,
+        /// The version to serve.
+        version: u32,
         #[command(flatten)]
         remote: Remote,
     },
@@ -125,10 +167,64 @@ async fn print_logs(client: &reqwest::Client, name: &str, follow: bool, remote: 
     }
 }
 
+async fn deploy(client: &reqwest::Client, wasm: Vec<u8>, manifest: &Value, remote: &Remote) -> anyhow::Result<Value> {
+    let form = reqwest::multipart::Form::new()
+        .part("file", reqwest::multipart::Part::bytes(wasm).file_name("function.wasm").mime_str("application/wasm")?)
+        .text("manifest", manifest.to_string());
+    send(client.post(remote.endpoint("")).multipart(form), remote).await
+}
+
+/// Overlays `extra`'s fields on `base` (objects merged key by key, anything else replaced).
+fn merge(base: &mut Value, extra: Value) {
+    match (base, extra) {
+        (Value::Object(b), Value::Object(e)) => {
+            for (k, v) in e {
+                merge(b.entry(k).or_insert(Value::Null), v);
+            }
+        }
+        (b, e) => *b = e,
+    }
+}
+
 pub async fn run(cmd: FunctionsCommand) -> anyhow::Result<()> {
     let client = reqwest::Client::new();
     let out = match cmd {
         FunctionsCommand::Logs { name, follow, remote } => return print_logs(&client, &name, follow, &remote).await,
+        FunctionsCommand::New { name, lang, kind, dir } => {
+            let dir = project::new(&name, lang, kind, dir)?;
+            println!("created {}: build it with `tensoras functions build {0}`", dir.display());
+            return Ok(());
+        }
+        FunctionsCommand::Build { dir, out } => {
+            let built = tokio::task::spawn_blocking(move || project::build(&dir, out)).await??;
+            println!("{}", built.display());
+            return Ok(());
+        }
+        FunctionsCommand::Deploy { path, name, kind, description, manifest, remote } if path.is_dir() => {
+            let (built, project) = tokio::task::spawn_blocking(move || {
+                let built = project::build(&path, None)?;
+                anyhow::Ok((built, project::Project::open(&path)?))
+            })
+            .await??;
+            let mut m = project.deploy_manifest();
+            if let Some(p) = &manifest {
+                let extra: Value =
+                    serde_json::from_str(&std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?)
+                        .with_context(|| format!("parsing {}", p.display()))?;
+                merge(&mut m, extra);
+            }
+            if let Some(n) = name {
+                m["name"] = Value::String(n);
+            }
+            if kind != "tool" {
+                m["kind"] = Value::String(kind);
+            }
+            if let Some(d) = description {
+                m["description"] = Value::String(d);
+            }
+            let wasm = std::fs::read(&built).with_context(|| format!("reading {}", built.display()))?;
+            deploy(&client, wasm, &m, &remote).await?
+        }
         FunctionsCommand::Deploy { path, name, kind, description, manifest, remote } => {
             let wasm = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
             let mut m: Value = match &manifest {
@@ -146,13 +242,16 @@ pub async fn run(cmd: FunctionsCommand) -> anyhow::Result<()> {
             if let Some(d) = description {
                 m["description"] = Value::String(d);
             }
-            let form = reqwest::multipart::Form::new()
-                .part("file", reqwest::multipart::Part::bytes(wasm).file_name("function.wasm").mime_str("application/wasm")?)
-                .text("manifest", m.to_string());
-            send(client.post(remote.endpoint("")).multipart(form), &remote).await?
+            deploy(&client, wasm, &m, &remote).await?
         }
         FunctionsCommand::List { remote } => send(client.get(remote.endpoint("")), &remote).await?,
         FunctionsCommand::Get { name, remote } => send(client.get(remote.endpoint(&format!("/{name}"))), &remote).await?,
+        FunctionsCommand::Versions { name, remote } => {
+            send(client.get(remote.endpoint(&format!("/{name}/versions"))), &remote).await?
+        }
+        FunctionsCommand::Rollback { name, version, remote } => {
+            send(client.post(remote.endpoint(&format!("/{name}/rollback"))).json(&json!({"version": version})), &remote).await?
+        }
         FunctionsCommand::Delete { name, remote } => send(client.delete(remote.endpoint(&format!("/{name}"))), &remote).await?,
         FunctionsCommand::Call { name, arguments, remote } => {
             let args: Value = serde_json::from_str(&arguments).context("arguments must be a JSON object")?;

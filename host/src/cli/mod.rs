@@ -3,6 +3,7 @@
 mod functions;
 mod keys;
 mod models;
+mod project;
 mod serve;
 
 use std::path::PathBuf;
