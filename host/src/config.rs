@@ -31,6 +31,9 @@ pub mod defaults {
 pub struct Config {
     /// Root of all state: `tensoras.db`, deployed components, function storage, caches.
     pub data_dir: PathBuf,
+    /// wasmtime's compiled-code cache, when not `<data_dir>/cache/wasmtime` (servers on
+    /// one machine may share one: entries are keyed by the component's bytes).
+    pub compile_cache: Option<PathBuf>,
     /// Largest request body accepted, in bytes (413 above it).
     pub max_body_bytes: usize,
     /// Limits applied to a function whose manifest does not set them.
@@ -80,6 +83,7 @@ impl Config {
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         Self {
             data_dir: data_dir.into(),
+            compile_cache: None,
             max_body_bytes: defaults::MAX_BODY_BYTES,
             default_limits: crate::limits::Limits {
                 memory_bytes: 128 << 20,
@@ -151,7 +155,7 @@ impl Config {
 
     /// wasmtime's compiled-code cache, so a restart does not recompile components.
     pub fn compile_cache_dir(&self) -> PathBuf {
-        self.data_dir.join("cache").join("wasmtime")
+        self.compile_cache.clone().unwrap_or_else(|| self.data_dir.join("cache").join("wasmtime"))
     }
 }
 

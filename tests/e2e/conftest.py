@@ -65,6 +65,10 @@ class Server:
         env = {k: v for k, v in os.environ.items() if not k.startswith("TENSORAS_")}
         env["TENSORAS_DATA_DIR"] = str(self.data_dir)
         env["TENSORAS_URL"] = self.url
+        # One compile cache for every test server: each Python or JS component (an
+        # interpreter, ~10 s to compile on 2 cores) is compiled once per machine, not
+        # once per test module.
+        env["TENSORAS_COMPILE_CACHE_DIR"] = str(CACHE / "e2e-compile-cache")
         if self.api_key:
             env["TENSORAS_API_KEY"] = self.api_key
         return env

@@ -9,6 +9,7 @@ import os
 import subprocess
 from pathlib import Path
 
+import openai
 import pytest
 
 from conftest import CACHE, Server, binary, new_key
@@ -32,7 +33,9 @@ def cli(server, *args, cwd):
     return r
 
 
-@pytest.mark.parametrize(("lang", "kind"), [("python", "tool"), ("js", "http"), ("rust", "tool"), ("python", "http"), ("js", "tool")])
+@pytest.mark.parametrize(
+    ("lang", "kind"), [("python", "tool"), ("js", "http"), ("rust", "tool"), ("python", "http"), ("js", "tool"), ("rust", "http")]
+)
 def test_a_new_project_builds_deploys_and_answers(server, tmp_path, lang, kind):
     name = f"new-{lang}-{kind}"
     cli(server, "new", name, "--lang", lang, "--kind", kind, cwd=tmp_path)
@@ -59,6 +62,17 @@ def test_a_new_project_builds_deploys_and_answers(server, tmp_path, lang, kind):
     again = cli(server, "build", str(project), cwd=tmp_path)
     if lang != "rust":
         assert "unchanged" in again.stderr, again.stderr
+
+
+def test_a_new_rust_chat_function_is_a_model_for_the_openai_sdk(server, tmp_path):
+    cli(server, "new", "new-chat", "--lang", "rust", "--kind", "chat", cwd=tmp_path)
+    deployed = json.loads(cli(server, "deploy", str(tmp_path / "new-chat"), cwd=tmp_path).stdout)
+    assert deployed["kind"] == "chat" and deployed["model"] == "fn:new-chat", deployed
+    client = openai.OpenAI(base_url=server.url + "/v1", api_key=server.api_key, max_retries=0, timeout=300)
+    ask = {"model": "fn:new-chat", "messages": [{"role": "user", "content": "Why is the sky blue?"}], "max_tokens": 16, "temperature": 0}
+    whole = client.chat.completions.create(**ask)
+    streamed = "".join(c.choices[0].delta.content or "" for c in client.chat.completions.create(**ask, stream=True) if c.choices)
+    assert whole.choices[0].message.content and whole.choices[0].message.content == streamed
 
 
 def test_new_refuses_what_it_cannot_scaffold(server, tmp_path):

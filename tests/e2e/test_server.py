@@ -34,9 +34,16 @@ def test_cli_deploys_a_function_that_curl_can_call(server):
     listed = json.loads(server.cli("functions", "list").stdout)
     assert [f["name"] for f in listed["data"]] == ["calc", "echo"]
 
-    failed = server.cli("functions", "deploy", str(FUNCTIONS / "calc.wasm"), check=False)
+    # A redeploy is the next version; a rollback makes the first serve again.
+    again = json.loads(server.cli("functions", "deploy", str(FUNCTIONS / "calc.wasm")).stdout)
+    assert again["version"] == 2
+    versions = json.loads(server.cli("functions", "versions", "calc").stdout)["data"]
+    assert [(v["version"], v["active"]) for v in versions] == [(1, False), (2, True)]
+    assert json.loads(server.cli("functions", "rollback", "calc", "1").stdout)["version"] == 1
+
+    failed = server.cli("functions", "rollback", "calc", "9", check=False)
     assert failed.returncode != 0
-    assert "already exists" in failed.stderr
+    assert "no version 9" in failed.stderr
 
 
 def test_keys_cli_works_beside_a_running_server(server):

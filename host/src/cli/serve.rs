@@ -105,6 +105,10 @@ pub struct ServeArgs {
     /// credentials (repeatable; object URLs are refused otherwise).
     #[arg(long, env = "TENSORAS_TENANT_OBJECT_SOURCES", value_delimiter = ',', value_name = "TENANT=URL")]
     tenant_object_source: Vec<String>,
+    /// wasmtime's compiled-code cache [default: <data-dir>/cache/wasmtime]. Servers on one
+    /// machine may share one, so a component compiled by one is not compiled again.
+    #[arg(long, env = "TENSORAS_COMPILE_CACHE_DIR")]
+    compile_cache_dir: Option<PathBuf>,
     /// Most memory a function's manifest may ask for, in MiB.
     #[arg(long, env = "TENSORAS_MAX_FUNCTION_MEMORY_MB", default_value_t = defaults::MAX_FUNCTION_MEMORY_MB)]
     max_function_memory_mb: usize,
@@ -142,6 +146,7 @@ pub struct ServeArgs {
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let mut config = Config::new(&args.data.data_dir);
     config.max_body_bytes = args.max_body_bytes;
+    config.compile_cache = args.compile_cache_dir;
     config.max_instances = args.max_instances.max(1);
     config.admission = tensoras::limits::AdmissionOptions {
         queue_timeout: Duration::from_secs(args.queue_timeout_secs),
