@@ -475,6 +475,9 @@ mod tests {
             assert!(p.deploy_manifest().get("language").is_none());
             assert!(!std::fs::read_to_string(dir.join(PROJECT_FILE)).unwrap().contains("{{"));
         }
+        // Python's blocks are its indentation: the template keeps it.
+        let app = std::fs::read_to_string(root.path().join("python/app.py")).unwrap();
+        assert!(app.contains("(req):\n    text = "), "{app}");
         assert!(root.path().join("rust/.tensoras/wit/worlds.wit").is_file());
         assert!(root.path().join("rust/.tensoras/guest-sdk/src/lib.rs").is_file());
     }

@@ -33,10 +33,10 @@ from tensoras import ai, http
 
 @http.handler
 def {{ident}}(req):
-text = req.text() or "Say hello."
-# Started before the response, so a refusal is still a proper 403 (see http.handler).
-stream = ai.stream(model="smollm2-135m-instruct", messages=[{"role": "user", "content": text}], max_tokens=32)
-return http.Response(200, http.sse({"text": piece} for piece in stream), {"content-type": "text/event-stream"})
+    text = req.text() or "Say hello."
+    # Started before the response, so a refusal is still a proper 403 (see http.handler).
+    stream = ai.stream(model="smollm2-135m-instruct", messages=[{"role": "user", "content": text}], max_tokens=32)
+    return http.Response(200, http.sse({"text": piece} for piece in stream), {"content-type": "text/event-stream"})
 
 
 # componentize-py instantiates the export class by the interface's name.
@@ -50,12 +50,12 @@ from tensoras import ai, tool
 
 
 @tool(
-description="Answers a question in one sentence.",
-parameters={"type": "object", "properties": {"question": {"type": "string"}}, "required": ["question"]},
+    description="Answers a question in one sentence.",
+    parameters={"type": "object", "properties": {"question": {"type": "string"}}, "required": ["question"]},
 )
 def {{ident}}(question):
-reply = ai.chat(model="smollm2-135m-instruct", messages=[{"role": "user", "content": question}], max_tokens=32)
-return {"answer": reply.text}
+    reply = ai.chat(model="smollm2-135m-instruct", messages=[{"role": "user", "content": question}], max_tokens=32)
+    return {"answer": reply.text}
 
 
 # componentize-py instantiates the export class by the interface's name.
@@ -84,13 +84,13 @@ import { ai, defineTool } from './tensoras.js';
 
 export const tool = defineTool(
   {
-name: '{{ident}}',
-description: 'Answers a question in one sentence.',
-parameters: { type: 'object', properties: { question: { type: 'string' } }, required: ['question'] },
+    name: '{{ident}}',
+    description: 'Answers a question in one sentence.',
+    parameters: { type: 'object', properties: { question: { type: 'string' } }, required: ['question'] },
   },
   ({ question }) => {
-const reply = ai.chat({ model: 'smollm2-135m-instruct', messages: [{ role: 'user', content: question }], max_tokens: 32 });
-return { answer: reply.text };
+    const reply = ai.chat({ model: 'smollm2-135m-instruct', messages: [{ role: 'user', content: question }], max_tokens: 32 });
+    return { answer: reply.text };
   },
 );
 "#
@@ -112,20 +112,20 @@ use tensoras_guest::{HttpFunction, Request, Responder};
 struct Function;
 
 impl HttpFunction for Function {
-fn handle(mut req: Request, responder: Responder) {
-    let mut text = String::new();
-    let _ = req.body().read_to_string(&mut text);
-    if text.trim().is_empty() {
-        text = "Say hello.".into();
+    fn handle(mut req: Request, responder: Responder) {
+        let mut text = String::new();
+        let _ = req.body().read_to_string(&mut text);
+        if text.trim().is_empty() {
+            text = "Say hello.".into();
+        }
+        let (status, body) = match ai::chat(&Chat::new("smollm2-135m-instruct").user(text).max_tokens(32)) {
+            Ok(reply) => (200, json!({"reply": reply.text()})),
+            Err(e) => (502, json!({"error": {"message": e.to_string(), "type": "server_error", "param": null, "code": null}})),
+        };
+        if let Ok(mut out) = responder.start(status, [("content-type", "application/json")]) {
+            let _ = out.write_all(body.to_string().as_bytes());
+        }
     }
-    let (status, body) = match ai::chat(&Chat::new("smollm2-135m-instruct").user(text).max_tokens(32)) {
-        Ok(reply) => (200, json!({"reply": reply.text()})),
-        Err(e) => (502, json!({"error": {"message": e.to_string(), "type": "server_error", "param": null, "code": null}})),
-    };
-    if let Ok(mut out) = responder.start(status, [("content-type", "application/json")]) {
-        let _ = out.write_all(body.to_string().as_bytes());
-    }
-}
 }
 
 tensoras_guest::export_http!(Function);
@@ -141,19 +141,19 @@ use tensoras_guest::{Tool, ToolError, ToolInfo};
 struct Function;
 
 impl Tool for Function {
-fn info() -> ToolInfo {
-    ToolInfo::new(
-        "{{ident}}",
-        "Answers a question in one sentence.",
-        json!({"type": "object", "properties": {"question": {"type": "string"}}, "required": ["question"]}),
-    )
-}
+    fn info() -> ToolInfo {
+        ToolInfo::new(
+            "{{ident}}",
+            "Answers a question in one sentence.",
+            json!({"type": "object", "properties": {"question": {"type": "string"}}, "required": ["question"]}),
+        )
+    }
 
-fn call(args: Value) -> Result<Value, ToolError> {
-    let question = tensoras_guest::tool::required_str(&args, "question")?;
-    let reply = ai::chat(&Chat::new("smollm2-135m-instruct").user(question).max_tokens(32))?;
-    Ok(json!({"answer": reply.text()}))
-}
+    fn call(args: Value) -> Result<Value, ToolError> {
+        let question = tensoras_guest::tool::required_str(&args, "question")?;
+        let reply = ai::chat(&Chat::new("smollm2-135m-instruct").user(question).max_tokens(32))?;
+        Ok(json!({"answer": reply.text()}))
+    }
 }
 
 tensoras_guest::export_tool!(Function);
@@ -169,11 +169,11 @@ use tensoras_guest::serde_json::Value;
 struct Function;
 
 impl ChatFunction for Function {
-fn handle(req: ChatRequest) -> Result<Value, ChatError> {
-    // The client's request, answered by a granted model asked to be brief.
-    let chat = Chat::from_body(req.body.clone())?.set("model", "smollm2-135m-instruct").system_first("Answer in one sentence.");
-    req.forward(&chat)
-}
+    fn handle(req: ChatRequest) -> Result<Value, ChatError> {
+        // The client's request, answered by a granted model asked to be brief.
+        let chat = Chat::from_body(req.body.clone())?.set("model", "smollm2-135m-instruct").system_first("Answer in one sentence.");
+        req.forward(&chat)
+    }
 }
 
 tensoras_guest::export_chat!(Function);
