@@ -196,16 +196,12 @@ pub async fn run(cmd: FunctionsCommand) -> anyhow::Result<()> {
             return Ok(());
         }
         FunctionsCommand::Build { dir, out } => {
-            let built = tokio::task::spawn_blocking(move || project::build(&dir, out)).await??;
+            let (_, built) = tokio::task::spawn_blocking(move || project::build(&dir, out)).await??;
             println!("{}", built.display());
             return Ok(());
         }
         FunctionsCommand::Deploy { path, name, kind, description, manifest, remote } if path.is_dir() => {
-            let (built, project) = tokio::task::spawn_blocking(move || {
-                let built = project::build(&path, None)?;
-                anyhow::Ok((built, project::Project::open(&path)?))
-            })
-            .await??;
+            let (project, built) = tokio::task::spawn_blocking(move || project::build(&path, None)).await??;
             let mut m = project.deploy_manifest();
             if let Some(p) = &manifest {
                 let extra: Value =

@@ -197,7 +197,7 @@ impl Project {
 /// Builds a project into `out` (default `DIR/build/NAME.wasm`). Python and JS builds are
 /// skipped when nothing they read has changed since the last one (a stamp of the inputs
 /// beside the output); cargo decides that for itself.
-pub fn build(dir: &Path, out: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+pub fn build(dir: &Path, out: Option<PathBuf>) -> anyhow::Result<(Project, PathBuf)> {
     let project = Project::open(dir)?;
     let out = out.unwrap_or_else(|| project.default_output());
     if let Some(parent) = out.parent() {
@@ -213,7 +213,7 @@ pub fn build(dir: &Path, out: Option<PathBuf>) -> anyhow::Result<PathBuf> {
         && std::fs::read_to_string(&stamp).is_ok_and(|s| s.trim() == d)
     {
         eprintln!("{}: unchanged", out.display());
-        return Ok(out);
+        return Ok((project, out));
     }
     let staging = tempfile::tempdir().context("creating a staging directory")?;
     let tmp = out.with_extension("wasm.tmp");
@@ -227,7 +227,7 @@ pub fn build(dir: &Path, out: Option<PathBuf>) -> anyhow::Result<PathBuf> {
         std::fs::write(&stamp, d)?;
     }
     eprintln!("{}: built ({} bytes)", out.display(), std::fs::metadata(&out)?.len());
-    Ok(out)
+    Ok((project, out))
 }
 
 /// Runs a build tool, naming it (and how to get it) when it is missing.
@@ -292,10 +292,10 @@ fn build_js(p: &Project, staging: &Path, out: &Path) -> anyhow::Result<()> {
 
 fn build_rust(p: &Project, out: &Path) -> anyhow::Result<()> {
     const TARGET: &str = "wasm32-wasip2";
-    let mut cmd = Command::new("cargo");
-    cmd.current_dir(&p.dir).args(["build", "--release", "--target", TARGET, "--message-format=json-render-diagnostics"]);
     let rustup = Command::new("rustup").args(["target", "list", "--installed"]).output();
     let has_target = rustup.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).lines().any(|l| l.trim() == TARGET));
+    let mut cmd = Command::new(if has_target { "cargo" } else { "/usr/bin/cargo" });
+    cmd.current_dir(&p.dir).args(["build", "--release", "--target", TARGET, "--message-format=json-render-diagnostics"]);
     if !has_target {
         // Debian's rustc-web builds std for the target from source (as the project's own
         // guests are built; see TOOLCHAIN.md): rust-web-src, wasi-libc and lld-16.
@@ -306,8 +306,6 @@ fn build_rust(p: &Project, out: &Path) -> anyhow::Result<()> {
         }
         let path = std::env::var("PATH").unwrap_or_default();
         let flags = std::env::var("RUSTFLAGS").map(|f| f + " ").unwrap_or_default();
-        cmd = Command::new("/usr/bin/cargo");
-        cmd.current_dir(&p.dir).args(["build", "--release", "--target", TARGET, "--message-format=json-render-diagnostics"]);
         cmd.arg("-Zbuild-std=std,panic_abort")
             .env("PATH", format!("/usr/bin:/usr/lib/llvm-16/bin:{path}"))
             .env("RUSTC_BOOTSTRAP", "1")
