@@ -79,6 +79,23 @@ export const kv: {
   keys(prefix?: string): string[];
 };
 
+export interface FileInfo {
+  id: string;
+  filename: string;
+  purpose: string;
+  bytes: number;
+  contentType: string;
+  createdAt: number;
+}
+
+/** The invoking tenant's files (needs `"files": true` in the manifest's grants). */
+export const files: {
+  info(id: string): FileInfo;
+  readAt(id: string, offset: number, length: number): Uint8Array;
+  read(id: string): Uint8Array;
+  readString(id: string): string;
+};
+
 export interface ToolSpec {
   name: string;
   description: string;

@@ -2,14 +2,15 @@
 //
 //   import { ai, kb, kv, defineTool, serve, sse, TensorasError } from './tensoras.js';
 //
-// `ai` calls models, `kb` retrieves from knowledge bases, `kv` is the function's own
-// key-value store; `defineTool` makes the export of the `tool-function` world and `serve`
+// `ai` calls models, `kb` retrieves from knowledge bases, `files` reads the tenant's
+// uploaded files, `kv` is the function's own key-value store; `defineTool` makes the export of the `tool-function` world and `serve`
 // answers the `http-function` world's requests with a fetch-style handler. A refused or
 // failed platform call throws a `TensorasError` whose `kind` says why.
 
 import * as wit from 'tensoras:platform/ai@0.1.0';
 import * as retrieval from 'tensoras:platform/retrieval@0.1.0';
 import * as store from 'tensoras:platform/kv@0.1.0';
+import * as fileStore from 'tensoras:platform/files@0.1.0';
 
 const PREFIX = {
   not_permitted: 'not permitted',
@@ -54,6 +55,10 @@ function fromWit(e, iface) {
     else if (kind === 'backend') kind = 'failed';
   } else if (iface === 'kv' && kind === 'not_permitted') {
     val = 'the key-value store is not granted to this function (grants.kv)';
+  } else if (iface === 'files' && kind === 'not_permitted') {
+    val = "the tenant's files are not granted to this function (grants.files)";
+  } else if (iface === 'files' && kind === 'not_found') {
+    val = `no file '${val}'`;
   }
   return new TensorasError(kind, val);
 }
@@ -191,6 +196,39 @@ export const kv = {
   delete: (key) => call('kv', store.delete, key),
   /** The keys that start with `prefix`, sorted. */
   keys: (prefix = '') => call('kv', store.keys, prefix),
+};
+
+/** The most one `files.readAt` returns; `files.read` reads a larger file in pieces of this size. */
+const FILES_MAX_READ = 4 << 20;
+
+export const files = {
+  /** The file's metadata: `{id, filename, purpose, bytes, contentType, createdAt}`. */
+  info(id) {
+    const f = call('files', fileStore.info, id);
+    return { ...f, bytes: Number(f.bytes), createdAt: Number(f.createdAt) };
+  },
+  /** Up to `length` bytes from `offset` (a Uint8Array; at most 4 MiB, fewer at the end). */
+  readAt: (id, offset, length) => call('files', fileStore.read, id, BigInt(offset), Math.min(length, FILES_MAX_READ)),
+  /** The whole content, as a Uint8Array. Mind the function's memory limit with large files. */
+  read(id) {
+    const pieces = [];
+    let size = 0;
+    for (;;) {
+      const piece = files.readAt(id, size, FILES_MAX_READ);
+      if (piece.length === 0) break;
+      pieces.push(piece);
+      size += piece.length;
+    }
+    const all = new Uint8Array(size);
+    let at = 0;
+    for (const p of pieces) {
+      all.set(p, at);
+      at += p.length;
+    }
+    return all;
+  },
+  /** The whole content as UTF-8 text. */
+  readString: (id) => utf8.dec.decode(files.read(id)),
 };
 
 /** The `tool` export of the `tool-function` world, from a function of the arguments object.

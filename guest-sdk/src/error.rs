@@ -1,9 +1,9 @@
-//! One error type for every platform call (`ai`, `kb`, `kv`).
+//! One error type for every platform call (`ai`, `kb`, `files`, `kv`).
 
 use std::fmt;
 
 use crate::tool::ToolError;
-use crate::wit::platform::tensoras::platform::{ai, kv, retrieval};
+use crate::wit::platform::tensoras::platform::{ai, files, kv, retrieval};
 
 /// Why a platform call was refused or failed. It is data, never a trap: handle it, or
 /// pass it on with `?` (into a [`ToolError`], or a [`String`]).
@@ -13,11 +13,11 @@ use crate::wit::platform::tensoras::platform::{ai, kv, retrieval};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Error {
     /// The manifest does not grant this (`grants.models`, `grants.knowledge_bases`,
-    /// `grants.kv`); the text names what was refused.
+    /// `grants.files`, `grants.kv`); the text names what was refused.
     NotPermitted(String),
     /// The request is invalid (what the HTTP API answers with a 400).
     InvalidRequest(String),
-    /// No such model, or no such knowledge base for this tenant.
+    /// No such model, or no such knowledge base or file for this tenant.
     NotFound(String),
     /// The invocation's budget (`limits.max_model_calls`, `limits.max_generated_tokens`)
     /// is spent, or calls nest deeper than the server allows.
@@ -92,6 +92,18 @@ impl From<kv::KvError> for Error {
             }
             kv::KvError::TooLarge(m) => Error::TooLarge(m),
             kv::KvError::Failed(m) => Error::Failed(m),
+        }
+    }
+}
+
+impl From<files::FilesError> for Error {
+    fn from(e: files::FilesError) -> Self {
+        match e {
+            files::FilesError::NotPermitted => {
+                Error::NotPermitted("the tenant's files are not granted to this function (grants.files)".into())
+            }
+            files::FilesError::NotFound(id) => Error::NotFound(format!("no file '{id}'")),
+            files::FilesError::Failed(m) => Error::Failed(m),
         }
     }
 }

@@ -15,8 +15,9 @@
 //! A crate exports exactly one of them; build it as a `cdylib`.
 //!
 //! Both may use the platform, as far as their manifest grants: [`ai`] (chat completions,
-//! streamed or not, and embeddings), [`kb`] (retrieval over the tenant's knowledge bases)
-//! and [`kv`] (a private key-value store). Every refusal or failure is an [`Error`].
+//! streamed or not, and embeddings), [`kb`] (retrieval over the tenant's knowledge bases),
+//! [`files`] (the tenant's uploaded files) and [`kv`] (a private key-value store). Every
+//! refusal or failure is an [`Error`].
 //!
 //! ```no_run
 //! use tensoras_guest::serde_json::{json, Value};
@@ -46,6 +47,7 @@
 pub mod ai;
 pub mod chat;
 mod error;
+pub mod files;
 pub mod http;
 pub mod kb;
 pub mod kv;
@@ -64,7 +66,7 @@ pub use tool::{Tool, ToolError, ToolInfo};
 #[allow(missing_docs)]
 pub mod wit {
     /// Bindings for the `platform` world: the imports every function may use (`ai`,
-    /// `retrieval`, `kv`), generated once and shared by the two function worlds.
+    /// `retrieval`, `files`, `kv`), generated once and shared by the function worlds.
     pub mod platform {
         wit_bindgen::generate!({
             path: "../wit",
@@ -93,6 +95,7 @@ pub mod wit {
             with: {
                 "tensoras:platform/ai@0.1.0": crate::wit::platform::tensoras::platform::ai,
                 "tensoras:platform/kv@0.1.0": crate::wit::platform::tensoras::platform::kv,
+                "tensoras:platform/files@0.1.0": crate::wit::platform::tensoras::platform::files,
                 "tensoras:platform/retrieval@0.1.0": crate::wit::platform::tensoras::platform::retrieval,
             },
         });
@@ -110,6 +113,7 @@ pub mod wit {
             with: {
                 "tensoras:platform/ai@0.1.0": crate::wit::platform::tensoras::platform::ai,
                 "tensoras:platform/kv@0.1.0": crate::wit::platform::tensoras::platform::kv,
+                "tensoras:platform/files@0.1.0": crate::wit::platform::tensoras::platform::files,
                 "tensoras:platform/retrieval@0.1.0": crate::wit::platform::tensoras::platform::retrieval,
             },
         });
@@ -127,6 +131,7 @@ pub mod wit {
             with: {
                 "tensoras:platform/ai@0.1.0": crate::wit::platform::tensoras::platform::ai,
                 "tensoras:platform/kv@0.1.0": crate::wit::platform::tensoras::platform::kv,
+                "tensoras:platform/files@0.1.0": crate::wit::platform::tensoras::platform::files,
                 "tensoras:platform/retrieval@0.1.0": crate::wit::platform::tensoras::platform::retrieval,
             },
             generate_all,

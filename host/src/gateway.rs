@@ -15,14 +15,15 @@ use futures::future::BoxFuture;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
+use crate::files::Library;
 use crate::functions::{Executable, Registry};
 use crate::inference::Inference;
 use crate::inference::ports::ModelAccess;
 use crate::kb::Knowledge;
 use crate::limits::Limits;
 use crate::runtime::{
-    AiError, ChatFunction, Embeddings, HandlerCtx, HandlerError, HandlerFunction, HandlerRequest, HandlerResponse, InvokeError,
-    Retriever, Runtime, Services,
+    AiError, ChatFunction, Embeddings, FileInfo, FilesError, HandlerCtx, HandlerError, HandlerFunction, HandlerRequest,
+    HandlerResponse, InvokeError, Retriever, Runtime, Services,
 };
 
 /// The handler components serving the inference endpoints.
@@ -109,6 +110,7 @@ pub struct Gateway {
     handlers: Handlers,
     functions: Arc<Registry>,
     knowledge: Knowledge,
+    files: Library,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -125,8 +127,9 @@ impl Gateway {
         handlers: Handlers,
         functions: Arc<Registry>,
         knowledge: Knowledge,
+        files: Library,
     ) -> Self {
-        Self { runtime, inference, handlers, functions, knowledge }
+        Self { runtime, inference, handlers, functions, knowledge, files }
     }
 
     /// What serves a body sent to `endpoint` by `tenant`: the tenant's chat function for a
@@ -241,6 +244,38 @@ impl Services for OnBehalf {
 
     fn retriever(&self) -> Arc<dyn Retriever> {
         self.gateway.knowledge.retriever(&self.who.tenant)
+    }
+
+    fn file_info(&self, id: String) -> BoxFuture<'static, Result<FileInfo, FilesError>> {
+        let files = self.gateway.files.clone();
+        let tenant = self.who.tenant.clone();
+        Box::pin(async move {
+            // The record is one indexed SQLite read; not worth a blocking-pool hop.
+            match files.record(&tenant, &id) {
+                Ok(Some(f)) => Ok(FileInfo {
+                    id: f.id,
+                    filename: f.filename,
+                    purpose: f.purpose,
+                    bytes: f.bytes,
+                    content_type: f.content_type,
+                    created_at: f.created_at,
+                }),
+                Ok(None) => Err(FilesError::NotFound(id)),
+                Err(e) => Err(FilesError::Failed(format!("{e:#}"))),
+            }
+        })
+    }
+
+    fn read_file(&self, id: String, offset: u64, length: u32) -> BoxFuture<'static, Result<Vec<u8>, FilesError>> {
+        let files = self.gateway.files.clone();
+        let tenant = self.who.tenant.clone();
+        Box::pin(async move {
+            match files.read(&tenant, &id, offset, length).await {
+                Ok(Some(bytes)) => Ok(bytes.to_vec()),
+                Ok(None) => Err(FilesError::NotFound(id)),
+                Err(e) => Err(FilesError::Failed(format!("{e:#}"))),
+            }
+        })
     }
 }
 

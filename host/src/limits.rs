@@ -163,6 +163,9 @@ pub struct Grants {
     /// Its private key-value store (`kv`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub kv: bool,
+    /// Reading the invoking tenant's files (`files`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub files: bool,
 }
 
 impl Grants {

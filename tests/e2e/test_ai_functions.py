@@ -17,7 +17,7 @@ from fnapi import api, call, deploy, kb_with, output
 
 CHAT = "smollm2-135m-instruct"
 EMBED = "all-minilm-l6-v2"
-FULL = {"models": [CHAT, EMBED], "knowledge_bases": ["*"], "kv": True}
+FULL = {"models": [CHAT, EMBED], "knowledge_bases": ["*"], "kv": True, "files": True}
 
 
 def ask(content, **extra):
@@ -114,6 +114,7 @@ def test_a_chat_model_is_no_embedding_model(server):
         ({"op": "embed", "model": EMBED, "input": ["x"]}, "grants.models"),
         ({"op": "kv", "set": {"a": "1"}}, "grants.kv"),
         ({"op": "retrieve", "knowledge_bases": ["kb_123"], "query": "x"}, "grants.knowledge_bases"),
+        ({"op": "file", "id": "file-123"}, "grants.files"),
     ],
 )
 def test_without_a_grant_the_call_is_refused_and_passed_on_as_a_403(server, args, refused):
@@ -149,6 +150,36 @@ def test_a_function_never_reaches_another_tenants_knowledge_base(server, client)
     deploy(server, "probe", key=b_key, grants=FULL)
     hits = output(call(server, "probe", key=b_key, op="retrieve", knowledge_bases=[b_kb], query="vault code"))["chunks"]
     assert "4711" in hits[0]["text"]
+
+
+# --- files -----------------------------------------------------------------------------------
+
+
+def test_a_function_reads_its_tenants_files_whole_and_in_pieces(server, client):
+    text = "Invoice 17: three hammers, 41.50 EUR. " * 300  # ~11 KB, read whole and in pieces
+    f = client.files.create(file=("invoice.txt", text.encode()), purpose="assistants")
+    out = output(call(server, "probe", op="file", id=f.id, offset=8, length=2))
+    assert out["text"] == text and out["piece"] == "17"
+    info = out["info"]
+    assert (info["id"], info["filename"], info["purpose"], info["bytes"]) == (f.id, "invoice.txt", "assistants", len(text))
+    assert info["content_type"].startswith("text/plain") and info["created_at"] == f.created_at
+    # Past the end there is nothing; at the end, what is left.
+    assert output(call(server, "probe", op="file", id=f.id, offset=len(text) + 5, length=10))["piece"] == ""
+    assert output(call(server, "probe", op="file", id=f.id, offset=len(text) - 5, length=100))["piece"] == "EUR. "
+
+
+def test_a_function_never_reads_another_tenants_file(server, client):
+    b_key = api(server, "POST", "/keys", json={"name": "tenant-b-files", "tenant": "b-files", "role": "admin"}).json()["key"]
+    b = openai.OpenAI(base_url=server.url + "/v1", api_key=b_key, max_retries=0)
+    secret = b.files.create(file=("secret.txt", b"the safe combination is 90210"), purpose="assistants")
+    r = call(server, "probe", op="file", id=secret.id)
+    err = assert_openai_error(r, 422, "tool_failed")
+    assert "not found" in err["message"] and secret.id in err["message"] and "90210" not in r.text
+    deploy(server, "probe", key=b_key, grants={"files": True})
+    assert output(call(server, "probe", key=b_key, op="file", id=secret.id))["text"] == "the safe combination is 90210"
+    # A deleted file is gone for functions too.
+    b.files.delete(secret.id)
+    assert_openai_error(call(server, "probe", key=b_key, op="file", id=secret.id), 422, "tool_failed")
 
 
 # --- limits ---------------------------------------------------------------------------------

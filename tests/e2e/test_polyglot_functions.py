@@ -131,6 +131,25 @@ def test_the_python_http_function_answers_bad_bodies_with_400(server, body):
     assert_openai_error(r, 400)
 
 
+def test_the_python_http_function_ranks_the_lines_of_an_uploaded_file(server, client):
+    docs = ["The cat sat on the mat.", "Reset your password from the security settings.", "Stock prices fell today."]
+    f = client.files.create(file=("docs.txt", ("\n".join(docs) + "\n\n").encode()), purpose="assistants")
+    by_file = api(server, "POST", "/functions/semantic-rank/invoke", json={"query": "I forgot my password", "file_id": f.id})
+    inline = api(server, "POST", "/functions/semantic-rank/invoke", json={"query": "I forgot my password", "documents": docs})
+    assert by_file.status_code == 200, by_file.text
+    assert by_file.json() == inline.json()
+    # Another tenant's file is no file at all.
+    b_key = api(server, "POST", "/keys", json={"name": "other", "tenant": "other", "role": "admin"}).json()["key"]
+    deploy(server, "semantic-rank", wasm="semantic-rank", key=b_key, **manifest("semantic-rank"))
+    r = api(server, "POST", "/functions/semantic-rank/invoke", key=b_key, json={"query": "password", "file_id": f.id})
+    err = assert_openai_error(r, 404)
+    assert f.id in err["message"] and "Reset" not in r.text
+    # Without the grant, a refusal.
+    deploy(server, "rank-no-files", wasm="semantic-rank", kind="http", grants={"models": ["all-minilm-l6-v2"]})
+    r = api(server, "POST", "/functions/rank-no-files/invoke", json={"query": "password", "file_id": f.id})
+    assert "grants.files" in assert_openai_error(r, 403)["message"]
+
+
 def test_a_python_http_function_without_its_grant_answers_403(server):
     deploy(server, "rank-ungranted", wasm="semantic-rank", kind="http")
     r = api(server, "POST", "/functions/rank-ungranted/invoke", json={"query": "q", "documents": ["a"]})
@@ -165,6 +184,18 @@ def test_the_js_http_function_streams_the_same_json_it_answers_whole(server):
     pieces = [json.loads(e)["text"] for e in received[:-1]]
     assert len(pieces) > 3, pieces
     assert json.loads("".join(pieces)) == whole
+
+
+def test_the_js_http_function_extracts_from_an_uploaded_file(server, client):
+    f = client.files.create(file=("contact.txt", TEXT.encode()), purpose="assistants")
+    by_file = api(server, "POST", "/functions/extract/invoke", json={"file_id": f.id})
+    assert by_file.status_code == 200, by_file.text
+    assert by_file.json()["data"] == api(server, "POST", "/functions/extract/invoke", json={"text": TEXT}).json()["data"]
+    err = assert_openai_error(api(server, "POST", "/functions/extract/invoke", json={"file_id": "file-nope"}), 404)
+    assert "file-nope" in err["message"]
+    deploy(server, "extract-no-files", wasm="extract", kind="http", grants={"models": [CHAT]})
+    r = api(server, "POST", "/functions/extract-no-files/invoke", json={"file_id": f.id})
+    assert "grants.files" in assert_openai_error(r, 403)["message"]
 
 
 def test_the_js_http_function_takes_a_schema_of_the_callers(server):

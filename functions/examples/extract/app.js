@@ -6,12 +6,14 @@
 //   {"text": "Ada Lovelace, ada@example.com, works at Analytical Engines Ltd."}
 //
 // answers {"data": {"name": ..., "email": ..., "company": ...}, "model": ..., "usage": ...}.
+// `{"file_id": "file-..."}` in place of `text` extracts from a file the tenant uploaded
+// (`POST /v1/files`; the manifest grants `files`).
 // `schema` in the body replaces the default contact schema; `?stream=1` streams the JSON's
 // pieces as server-sent events (`data: {"text": ...}`, then `data: [DONE]`) while it is
 // generated. `model` picks the model (the manifest must grant it), `max_tokens` the budget
 // (default 256).
 
-import { ai, errorResponse, serve, sse } from './tensoras.js';
+import { ai, errorResponse, files, serve, sse } from './tensoras.js';
 
 // Bounded strings: a small model can run on inside a string, and the bounds keep the
 // whole object inside max_tokens.
@@ -36,8 +38,11 @@ serve(async (request) => {
   } catch {
     return errorResponse(400, 'invalid_request_error', 'the body is not JSON');
   }
+  if (typeof input?.file_id === 'string') {
+    input.text = files.readString(input.file_id); // another tenant's file is a 404, like a missing one
+  }
   if (typeof input?.text !== 'string' || !input.text.trim()) {
-    return errorResponse(400, 'invalid_request_error', 'text must be a non-empty string');
+    return errorResponse(400, 'invalid_request_error', 'text (or file_id) must name a non-empty text');
   }
   const schema = input.schema ?? CONTACT;
   const chat = {

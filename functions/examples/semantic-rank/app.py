@@ -6,12 +6,13 @@ to a query, with an embedding model.
 
 answers `{"model": ..., "results": [{"index": 2, "score": 0.83, "document": "..."}, ...]}`,
 best first (cosine similarity). `model` in the body picks the embedding model (default
-`all-minilm-l6-v2`; the manifest must grant it).
+`all-minilm-l6-v2`; the manifest must grant it). `"file_id": "file-..."` in place of
+`documents` ranks the lines of a file the tenant uploaded (the manifest grants `files`).
 """
 
 import math
 
-from tensoras import ai, http
+from tensoras import ai, files, http
 
 DEFAULT_MODEL = "all-minilm-l6-v2"
 
@@ -28,7 +29,12 @@ def semantic_rank(req):
         return http.error(405, "invalid_request_error", "POST a JSON body: {\"query\": ..., \"documents\": [...]}")
     try:
         body = req.json()
-        query, documents = body["query"], body["documents"]
+        query = body["query"]
+        if isinstance(body.get("file_id"), str):
+            # A missing file, or another tenant's, is a 404 (http.handler).
+            documents = [line.strip() for line in files.read_str(body["file_id"]).splitlines() if line.strip()]
+        else:
+            documents = body["documents"]
         if not isinstance(query, str) or not isinstance(documents, list) or not all(isinstance(d, str) for d in documents):
             raise ValueError("query must be a string and documents a list of strings")
         if not documents:

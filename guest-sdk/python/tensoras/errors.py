@@ -18,7 +18,7 @@ class Error(Exception):
 
 
 class NotPermitted(Error):
-    """The manifest does not grant this model, knowledge base or the key-value store."""
+    """The manifest does not grant this model, knowledge base, the files or the key-value store."""
 
     kind = "not_permitted"
 
@@ -30,7 +30,7 @@ class InvalidRequest(Error):
 
 
 class NotFound(Error):
-    """No such model or knowledge base for this tenant."""
+    """No such model, knowledge base or file for this tenant."""
 
     kind = "not_found"
 
@@ -103,6 +103,10 @@ def from_wit(err) -> Error:
         value = f"no knowledge base '{value}'"
     elif variant == "KvError" and cls is NotPermitted:
         value = "the key-value store is not granted to this function (grants.kv)"
+    elif variant == "FilesError" and cls is NotPermitted:
+        value = "the tenant's files are not granted to this function (grants.files)"
+    elif variant == "FilesError" and cls is NotFound:
+        value = f"no file '{value}'"
     return cls(f"{_PREFIX[cls]}: {value}")
 
 

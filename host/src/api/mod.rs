@@ -96,8 +96,14 @@ impl AppState {
         };
         let embedder = crate::kb::Embedder::new(inference.clone());
         let knowledge = crate::kb::Knowledge::start(store.clone(), file_storage.clone(), vectors, embedder, reserve.clone())?;
-        let gateway =
-            crate::gateway::Gateway::new(runtime.clone(), inference.clone(), handlers, functions.clone(), knowledge.clone());
+        let gateway = crate::gateway::Gateway::new(
+            runtime.clone(),
+            inference.clone(),
+            handlers,
+            functions.clone(),
+            knowledge.clone(),
+            crate::files::Library::new(store.clone(), file_storage.clone()),
+        );
         let state = Self { config, store, runtime, functions, inference, gateway, file_storage, knowledge, reserve };
         files::finish_deletions(&state).await?;
         Ok(state)

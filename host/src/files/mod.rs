@@ -115,6 +115,11 @@ impl FileStorage {
         got.bytes().await.context("reading file")
     }
 
+    /// Bytes `range` of the content; the range must lie within the file and not be empty.
+    pub async fn read_range(&self, tenant: &str, id: &str, range: std::ops::Range<u64>) -> anyhow::Result<Bytes> {
+        self.store.get_range(&Self::path(tenant, id), range).await.context("reading file")
+    }
+
     /// The content as a stream of chunks, for downloads.
     pub async fn stream(&self, tenant: &str, id: &str) -> anyhow::Result<BoxStream<'static, object_store::Result<Bytes>>> {
         let got = self.store.get(&Self::path(tenant, id)).await.context("reading file")?;
@@ -307,6 +312,44 @@ impl Upload {
         if let Err(e) = self.writer.abort().await {
             tracing::warn!("discarding a partial upload: {e}");
         }
+    }
+}
+
+/// Tenants' files as user functions read them (`tensoras:platform/files`): the record
+/// first, so a file of another tenant or one still being uploaded is not there, then
+/// the bytes.
+#[derive(Clone)]
+pub struct Library {
+    records: Arc<dyn crate::store::MetadataStore>,
+    bytes: FileStorage,
+}
+
+impl std::fmt::Debug for Library {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Library").field("bytes", &self.bytes).finish_non_exhaustive()
+    }
+}
+
+impl Library {
+    /// Records from `records`, bytes from `bytes`.
+    pub fn new(records: Arc<dyn crate::store::MetadataStore>, bytes: FileStorage) -> Self {
+        Self { records, bytes }
+    }
+
+    /// `tenant`'s file `id`, if it has one.
+    pub fn record(&self, tenant: &str, id: &str) -> anyhow::Result<Option<crate::store::FileRecord>> {
+        Ok(self.records.get_file(tenant, id)?)
+    }
+
+    /// Up to `length` bytes of `tenant`'s file `id` from `offset` (fewer at its end, none
+    /// past it); `None` when the tenant has no such file.
+    pub async fn read(&self, tenant: &str, id: &str, offset: u64, length: u32) -> anyhow::Result<Option<Bytes>> {
+        let Some(record) = self.record(tenant, id)? else { return Ok(None) };
+        let end = offset.saturating_add(u64::from(length)).min(record.bytes);
+        if offset >= end {
+            return Ok(Some(Bytes::new()));
+        }
+        self.bytes.read_range(tenant, id, offset..end).await.map(Some)
     }
 }
 

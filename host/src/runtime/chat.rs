@@ -22,6 +22,7 @@ mod bindings {
         with: {
             "tensoras:platform/ai": crate::runtime::platform::bindings::tensoras::platform::ai,
             "tensoras:platform/kv": crate::runtime::platform::bindings::tensoras::platform::kv,
+            "tensoras:platform/files": crate::runtime::platform::bindings::tensoras::platform::files,
             "tensoras:platform/retrieval": crate::runtime::handler::bindings::tensoras::platform::retrieval,
             "tensoras:platform/output": crate::runtime::handler::bindings::tensoras::platform::output,
             "tensoras:platform/types": crate::runtime::handler::bindings::tensoras::platform::types,

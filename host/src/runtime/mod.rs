@@ -46,7 +46,7 @@ pub use self::handler::{
     Retriever, Toolbox, Usage,
 };
 pub use self::http::{HttpFunction, HttpRequestBody};
-pub use self::platform::{AiError, Embeddings, KV_MAX_KEYS, KeyValue, Services};
+pub use self::platform::{AiError, Embeddings, FileInfo, FilesError, KV_MAX_KEYS, KeyValue, Services};
 use self::state::Guest;
 pub use self::state::{Sandbox, State};
 pub use self::tool::{ToolFunction, ToolInfo, ToolOutcome};

@@ -1,6 +1,7 @@
 //! The host side of what user functions import from the platform (world `platform` in
 //! wit/worlds.wit): models (`ai`), knowledge-base retrieval (`retrieval`, the interface
-//! the RAG handler uses too) and a private key-value store (`kv`).
+//! the RAG handler uses too), the tenant's files (`files`) and a private key-value store
+//! (`kv`).
 //!
 //! The runtime declares the ports and the domain implements them (docs/design/000):
 //! [`Services`] is the platform as the key that invoked the function sees it (models and
@@ -8,7 +9,7 @@
 //! components `/v1/chat/completions` runs), and [`KeyValue`] is one function's store
 //! (the function registry implements it over the metadata store). What the manifest
 //! allows is enforced here, once for every implementation: the grants (`models`,
-//! `knowledge_bases`, `kv`) and the invocation's [`ModelBudget`].
+//! `knowledge_bases`, `files`, `kv`) and the invocation's [`ModelBudget`].
 
 use std::sync::Arc;
 
@@ -33,9 +34,10 @@ pub(super) mod bindings {
     });
 }
 
-use bindings::tensoras::platform::{ai, kv};
+use bindings::tensoras::platform::{ai, files, kv};
 
 pub use ai::{AiError, Embeddings};
+pub use files::{FileInfo, FilesError};
 
 /// Largest key of a function's key-value store, in bytes.
 pub const KV_MAX_KEY_BYTES: usize = 512;
@@ -43,6 +45,9 @@ pub const KV_MAX_KEY_BYTES: usize = 512;
 pub const KV_MAX_VALUE_BYTES: usize = 1 << 20;
 /// Most keys one function may hold.
 pub const KV_MAX_KEYS: u64 = 10_000;
+/// Most bytes one `files.read` returns, so a guest's memory limit, not the host's, bounds
+/// what it holds of a large file.
+pub const FILES_MAX_READ: u32 = 4 << 20;
 
 /// Models and knowledge bases on behalf of the key that invoked a function.
 pub trait Services: Send + Sync {
@@ -54,6 +59,10 @@ pub trait Services: Send + Sync {
     fn embed(&self, model: String, input: Vec<String>) -> BoxFuture<'static, Result<Embeddings, AiError>>;
     /// Knowledge-base search within the invoking tenant.
     fn retriever(&self) -> Arc<dyn Retriever>;
+    /// A file of the invoking tenant.
+    fn file_info(&self, id: String) -> BoxFuture<'static, Result<FileInfo, FilesError>>;
+    /// Up to `length` bytes of a file of the invoking tenant, from `offset`.
+    fn read_file(&self, id: String, offset: u64, length: u32) -> BoxFuture<'static, Result<Vec<u8>, FilesError>>;
 }
 
 /// One function's key-value store (its tenant's copy of it).
@@ -241,6 +250,7 @@ impl CompletionStream {
 /// Adds the platform imports to the user functions' linker.
 pub(super) fn add_to_linker(linker: &mut wasmtime::component::Linker<State>) -> wasmtime::Result<()> {
     ai::add_to_linker::<State, HasSelf<State>>(linker, |s| s)?;
+    files::add_to_linker::<State, HasSelf<State>>(linker, |s| s)?;
     kv::add_to_linker::<State, HasSelf<State>>(linker, |s| s)?;
     crate::runtime::handler::bindings::tensoras::platform::retrieval::add_to_linker::<State, HasSelf<State>>(linker, |s| s)?;
     Ok(())
@@ -372,7 +382,35 @@ impl kv::Host for State {
     }
 }
 
+impl files::Host for State {
+    async fn info(&mut self, id: String) -> wasmtime::Result<Result<FileInfo, FilesError>> {
+        Ok(match self.files_services() {
+            Ok(services) => services.file_info(id).await,
+            Err(e) => Err(e),
+        })
+    }
+
+    async fn read(&mut self, id: String, offset: u64, length: u32) -> wasmtime::Result<Result<Vec<u8>, FilesError>> {
+        Ok(match self.files_services() {
+            Ok(services) => services.read_file(id, offset, length.min(FILES_MAX_READ)).await,
+            Err(e) => Err(e),
+        })
+    }
+}
+
 impl State {
+    /// The invoking tenant's files, if the manifest grants `files`.
+    fn files_services(&mut self) -> Result<Arc<dyn Services>, FilesError> {
+        let p = self.platform.as_mut().ok_or(FilesError::NotPermitted)?;
+        if !p.grants.files {
+            p.refusal = Some("grants.files".into());
+            return Err(FilesError::NotPermitted);
+        }
+        p.services
+            .clone()
+            .ok_or_else(|| FilesError::Failed("files are not available to this call (describing a tool at deploy)".into()))
+    }
+
     /// The function's store, if its manifest grants `kv`.
     fn kv_store(&mut self) -> Result<Arc<dyn KeyValue>, kv::KvError> {
         let p = self.platform.as_mut().ok_or(kv::KvError::NotPermitted)?;
@@ -408,6 +446,12 @@ mod tests {
             Box::pin(async { Err(AiError::Failed("nowhere".into())) })
         }
         fn retriever(&self) -> Arc<dyn Retriever> {
+            unreachable!("not reached at admission")
+        }
+        fn file_info(&self, _: String) -> BoxFuture<'static, Result<FileInfo, FilesError>> {
+            unreachable!("not reached at admission")
+        }
+        fn read_file(&self, _: String, _: u64, _: u32) -> BoxFuture<'static, Result<Vec<u8>, FilesError>> {
             unreachable!("not reached at admission")
         }
     }

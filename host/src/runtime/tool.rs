@@ -19,6 +19,7 @@ mod bindings {
         with: {
             "tensoras:platform/ai": crate::runtime::platform::bindings::tensoras::platform::ai,
             "tensoras:platform/kv": crate::runtime::platform::bindings::tensoras::platform::kv,
+            "tensoras:platform/files": crate::runtime::platform::bindings::tensoras::platform::files,
             "tensoras:platform/retrieval": crate::runtime::handler::bindings::tensoras::platform::retrieval,
         },
     });

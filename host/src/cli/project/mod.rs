@@ -95,18 +95,18 @@ macro_rules! assets {
 }
 
 const WIT: &[Asset] = assets!("../../../../wit/";
-    "ai.wit", "handler.wit", "kv.wit", "models.wit", "output.wit", "retrieval.wit", "tokenizer.wit",
+    "ai.wit", "files.wit", "handler.wit", "kv.wit", "models.wit", "output.wit", "retrieval.wit", "tokenizer.wit",
     "tool.wit", "toolbox.wit", "types.wit", "worlds.wit", "deps/cli.wit", "deps/clocks.wit",
     "deps/filesystem.wit", "deps/http.wit", "deps/io.wit", "deps/nn.wit", "deps/random.wit",
     "deps/sockets.wit",
 );
 const PYTHON_SDK: &[Asset] = assets!("../../../../guest-sdk/python/";
-    "tensoras/__init__.py", "tensoras/ai.py", "tensoras/errors.py", "tensoras/http.py",
+    "tensoras/__init__.py", "tensoras/ai.py", "tensoras/errors.py", "tensoras/files.py", "tensoras/http.py",
     "tensoras/kb.py", "tensoras/kv.py", "tensoras/tool.py",
 );
 const JS_SDK: &[Asset] = assets!("../../../../guest-sdk/js/"; "tensoras.js", "tensoras.d.ts");
 const RUST_SDK: &[Asset] = assets!("../../../../guest-sdk/";
-    "Cargo.toml", "src/lib.rs", "src/ai.rs", "src/chat.rs", "src/error.rs", "src/http.rs",
+    "Cargo.toml", "src/lib.rs", "src/ai.rs", "src/chat.rs", "src/error.rs", "src/files.rs", "src/http.rs",
     "src/kb.rs", "src/kv.rs", "src/tool.rs",
 );
 
@@ -439,6 +439,25 @@ pub fn new(name: &str, language: Language, kind: Kind, dir: Option<PathBuf>) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A new interface in wit/ must be carried too, or projects fail to build against it.
+    #[test]
+    fn every_wit_file_is_carried() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../wit");
+        let mut on_disk = Vec::new();
+        for dir in [root.clone(), root.join("deps")] {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.extension().is_some_and(|e| e == "wit") {
+                    on_disk.push(path.strip_prefix(&root).unwrap().to_string_lossy().into_owned());
+                }
+            }
+        }
+        on_disk.sort();
+        let mut carried: Vec<String> = WIT.iter().map(|a| a.path.to_owned()).collect();
+        carried.sort();
+        assert_eq!(carried, on_disk);
+    }
 
     #[test]
     fn js_wit_names_the_engines_wasi_http() {
