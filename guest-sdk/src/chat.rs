@@ -26,7 +26,7 @@
 
 use std::fmt;
 
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use crate::Error;
 use crate::ai::{self, Chat};
@@ -62,16 +62,29 @@ impl ChatRequest {
     }
 
     /// Runs `chat` and answers with it: the completion, or for a streamed request its
-    /// chunks as they come, with `model` set to this function's id (and the usage chunk only
-    /// when the client asked for it). Returns the completion, or `null` once streamed.
+    /// chunks as they come, with `model` set to the model the client asked for (and the
+    /// usage chunk only when the client asked for it). Returns the completion, or `null`
+    /// once streamed.
     pub fn forward(&self, chat: &Chat) -> Result<Value, ChatError> {
+        self.forward_with(chat, Map::new())
+    }
+
+    /// [`forward`](Self::forward), with `extra` top-level fields added to the completion
+    /// (a stream: to its first chunk), as the built-in RAG handler adds `citations`.
+    pub fn forward_with(&self, chat: &Chat, mut extra: Map<String, Value>) -> Result<Value, ChatError> {
         if !self.stream {
             let mut completion = ai::chat(chat)?.raw;
             completion["model"] = Value::String(self.model().into());
+            if let Some(obj) = completion.as_object_mut() {
+                obj.append(&mut extra);
+            }
             return Ok(completion);
         }
         for chunk in ai::chat_stream(chat)?.chunks() {
             let mut chunk = chunk?;
+            if let Some(obj) = chunk.as_object_mut() {
+                obj.append(&mut extra); // empty after the first chunk
+            }
             let usage_only = chunk.get("choices").and_then(Value::as_array).is_some_and(Vec::is_empty);
             if usage_only && !self.wants_usage() {
                 continue;
@@ -88,6 +101,51 @@ impl ChatRequest {
         }
         Ok(Value::Null)
     }
+}
+
+impl ChatRequest {
+    /// Answers with `text` and no model call (a fixed reply, a refusal, a cached answer):
+    /// the completion, or for a streamed request its chunks, shaped as a model's would be,
+    /// with `extra` top-level fields as in [`forward_with`](Self::forward_with). Usage is
+    /// zero: nothing was generated.
+    pub fn reply(&self, text: &str, extra: Map<String, Value>) -> Value {
+        let (id, created) = completion_id();
+        let model = self.model();
+        let usage = json!({"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0});
+        if !self.stream {
+            let mut completion = json!({
+                "id": id, "object": "chat.completion", "created": created, "model": model,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": null, "finish_reason": "stop"}],
+                "usage": usage,
+            });
+            completion.as_object_mut().expect("an object").extend(extra);
+            return completion;
+        }
+        let chunk = |delta: Value, finish: Value| {
+            json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model,
+                   "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]})
+        };
+        let mut first = chunk(json!({"role": "assistant", "content": text}), Value::Null);
+        first.as_object_mut().expect("an object").extend(extra);
+        let mut chunks = vec![first, chunk(json!({}), "stop".into())];
+        if self.wants_usage() {
+            chunks.push(json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model,
+                               "choices": [], "usage": usage}));
+        }
+        for c in &chunks {
+            if !self.send(c) {
+                break;
+            }
+        }
+        Value::Null
+    }
+}
+
+/// A completion id and its creation time (Unix seconds), from the clock: ids only need to
+/// differ between answers, which the nanoseconds do without binding `wasi:random` here.
+fn completion_id() -> (String, u64) {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    (format!("chatcmpl-{:x}", now.as_nanos()), now.as_secs())
 }
 
 /// An OpenAI-shaped error the client gets (`{"error": {...}}` with `status`).

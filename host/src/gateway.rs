@@ -132,10 +132,26 @@ impl Gateway {
         Self { runtime, inference, handlers, functions, knowledge, files }
     }
 
-    /// What serves a body sent to `endpoint` by `tenant`: the tenant's chat function for a
-    /// model `fn:NAME` (completions only), else the built-in handler (a chat completion
-    /// naming `knowledge_bases` goes to the RAG handler).
+    /// What serves a body a client of `tenant` sent to `endpoint`: as [`Gateway::route_builtin`]
+    /// says, except that a grounded chat completion goes to the tenant's replacement of
+    /// the RAG handler where it deployed one (a chat function with `"replaces": "rag"`).
     pub fn route(&self, endpoint: Endpoint, tenant: &str, body: &Value) -> Result<Target, Unrouted> {
+        let model = body.get("model").and_then(Value::as_str).unwrap_or_default();
+        if endpoint == Endpoint::Completions && grounded(body) && !model.starts_with(FUNCTION_MODEL_PREFIX) {
+            let replacement = self.functions.replacement(tenant, "rag");
+            if let Some(Executable::Chat(f)) = replacement.as_deref().map(|d| &d.exec) {
+                return Ok(Target::Function(f.clone()));
+            }
+        }
+        self.route_builtin(endpoint, tenant, body)
+    }
+
+    /// What serves a body sent to `endpoint` by `tenant` with no replacement: the tenant's
+    /// chat function for a model `fn:NAME` (completions only), else the built-in handler
+    /// (a chat completion naming `knowledge_bases` goes to the RAG handler). A function's
+    /// own model calls are routed so: the replacement of the RAG handler delegating to it
+    /// must reach the built-in one, not itself.
+    pub fn route_builtin(&self, endpoint: Endpoint, tenant: &str, body: &Value) -> Result<Target, Unrouted> {
         let model = body.get("model").and_then(Value::as_str).unwrap_or_default();
         if let (Endpoint::Completions, Some(name)) = (endpoint, model.strip_prefix(FUNCTION_MODEL_PREFIX)) {
             return match self.functions.get(tenant, name).as_deref().map(|d| &d.exec) {
@@ -205,7 +221,7 @@ impl Services for OnBehalf {
                 return Err(AiError::NotFound(format!("model '{model}' is not installed on this server")));
             }
             // A function may call a chat function (`fn:NAME`) as a model too.
-            let target = gateway.route(Endpoint::Completions, &who.tenant, &body).map_err(|e| match e {
+            let target = gateway.route_builtin(Endpoint::Completions, &who.tenant, &body).map_err(|e| match e {
                 Unrouted::HandlerMissing(name) => {
                     AiError::Failed(format!("the {name} handler component is not installed on this server"))
                 }

@@ -35,7 +35,12 @@ fn function_json(f: &FunctionRecord) -> Value {
     match f.kind {
         FunctionKind::Tool => v["parameters"] = f.parameters.clone().unwrap_or(Value::Null),
         FunctionKind::Http => v["url"] = Value::String(format!("/v1/functions/{}/invoke", f.name)),
-        FunctionKind::Chat => v["model"] = Value::String(format!("fn:{}", f.name)),
+        FunctionKind::Chat => {
+            v["model"] = Value::String(format!("fn:{}", f.name));
+            if let Some(handler) = &f.replaces {
+                v["replaces"] = Value::String(handler.clone());
+            }
+        }
     }
     v
 }
@@ -60,6 +65,9 @@ impl From<DeployError> for ApiError {
         match e {
             DeployError::Invalid { param, message } => ApiError::invalid(message).param(param),
             DeployError::NotFound(m) => ApiError::not_found(m).code("function_not_found"),
+            DeployError::Conflict(m) => {
+                ApiError::new(StatusCode::CONFLICT, "invalid_request_error", m).param("replaces").code("handler_already_replaced")
+            }
             DeployError::Internal(e) => ApiError::internal(format!("{e:#}")),
         }
     }

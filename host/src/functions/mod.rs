@@ -53,7 +53,14 @@ pub struct Manifest {
     /// Capabilities beyond the deny-by-default sandbox.
     #[serde(default)]
     pub grants: Grants,
+    /// For chat functions: the built-in handler it stands in for, for its tenant's own
+    /// requests. `"rag"`: the tenant's chat completions that name `knowledge_bases`.
+    #[serde(default)]
+    pub replaces: Option<String>,
 }
+
+/// The built-in handlers a tenant's chat function may replace (`replaces` in a manifest).
+pub const REPLACEABLE: &[&str] = &["rag"];
 
 /// Why a deploy was refused.
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +76,9 @@ pub enum DeployError {
     /// No such function, or no such version of it (rollback).
     #[error("{0}")]
     NotFound(String),
+    /// Another function of the tenant already holds what this one asks for (`replaces`).
+    #[error("{0}")]
+    Conflict(String),
     /// A host failure.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -263,6 +273,14 @@ impl Registry {
         if let Some(p) = &manifest.parameters {
             check_parameters_schema(p)?;
         }
+        if let Some(handler) = &manifest.replaces {
+            if !REPLACEABLE.contains(&handler.as_str()) {
+                return Err(invalid("replaces", format!("replaces must be one of {REPLACEABLE:?}, got {handler:?}")));
+            }
+            if kind != FunctionKind::Chat {
+                return Err(invalid("replaces", "only a chat function (kind 'chat') can replace a built-in handler"));
+            }
+        }
         if wasm.is_empty() {
             return Err(invalid("file", "missing component file"));
         }
@@ -278,6 +296,7 @@ impl Registry {
             sha256: crate::ids::hex(&Sha256::digest(&wasm)),
             size_bytes: wasm.len() as u64,
             created_at: crate::unix_now(),
+            replaces: manifest.replaces,
         };
         let exec = self.prepare(&record, wasm.clone()).await?;
         if let Executable::Tool(tool) = &exec {
@@ -288,6 +307,7 @@ impl Registry {
         // a crash in between leaves a file no record names, removed at the next start.
         let path = self.component_path(&record);
         let _writing = self.writes.lock().await;
+        self.check_replacement(&record)?;
         let existed = tokio::fs::try_exists(&path).await.unwrap_or(false);
         let target = path.clone();
         tokio::task::spawn_blocking(move || write_durably(&target, &wasm))
@@ -343,6 +363,7 @@ impl Registry {
         let Some(record) = versions.into_iter().find(|r| r.version == version) else {
             return Err(DeployError::NotFound(format!("Function '{name}' has no version {version}.")));
         };
+        self.check_replacement(&record)?;
         let path = self.component_path(&record);
         let d = self.load(record, &path).await?;
         self.store
@@ -351,6 +372,27 @@ impl Registry {
             .ok_or_else(|| DeployError::NotFound(format!("Function '{name}' has no version {version}.")))?;
         tracing::info!(tenant, function = name, version, "rolled back function");
         Ok(self.insert(d).record.clone())
+    }
+
+    /// One function per tenant may replace a built-in handler; refuses `record` if
+    /// another serving function of its tenant already does. Called under `writes`.
+    fn check_replacement(&self, record: &FunctionRecord) -> Result<(), DeployError> {
+        let Some(handler) = &record.replaces else { return Ok(()) };
+        match self.replacement(&record.tenant, handler) {
+            Some(other) if other.record.name != record.name => Err(DeployError::Conflict(format!(
+                "function '{}' already replaces the {handler} handler for this tenant; delete it, or roll it back to a \
+                 version that does not, first",
+                other.record.name
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// The tenant's chat function that replaces built-in `handler`, if one does.
+    pub fn replacement(&self, tenant: &str, handler: &str) -> Option<Arc<Deployed>> {
+        let map = self.deployed.read().ok()?;
+        // A scan: a tenant has few functions, and only grounded requests ask.
+        map.values().find(|d| d.record.tenant == tenant && d.record.replaces.as_deref() == Some(handler)).cloned()
     }
 
     /// The recent invocations of a function of `tenant`, after id `after`, and its counts.
@@ -645,6 +687,7 @@ mod tests {
             sha256: crate::ids::hex(&Sha256::digest(bytes)),
             size_bytes: bytes.len() as u64,
             created_at: 1,
+            replaces: None,
         }
     }
 

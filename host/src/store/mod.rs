@@ -54,6 +54,8 @@ pub struct FunctionRecord {
     pub size_bytes: u64,
     /// Unix seconds.
     pub created_at: i64,
+    /// The built-in handler this chat function stands in for, for its tenant (`rag`).
+    pub replaces: Option<String>,
 }
 
 /// What a function exports.

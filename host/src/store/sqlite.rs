@@ -142,10 +142,14 @@ CREATE TABLE functions (
 );
 INSERT INTO functions SELECT tenant, name, 1 FROM function_versions;
 "#,
+    // A chat function may stand in for a built-in handler (`replaces`) for its tenant.
+    r#"
+ALTER TABLE function_versions ADD COLUMN replaces TEXT;
+"#,
 ];
 
-const VERSION_COLUMNS: &str =
-    "v.tenant, v.name, v.version, v.kind, v.description, v.parameters, v.limits, v.grants, v.sha256, v.size_bytes, v.created_at";
+const VERSION_COLUMNS: &str = "v.tenant, v.name, v.version, v.kind, v.description, v.parameters, v.limits, v.grants, v.sha256, v.size_bytes, v.created_at, \
+     v.replaces";
 
 fn version_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<FunctionRecord> {
     let kind: String = r.get(3)?;
@@ -169,6 +173,7 @@ fn version_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<FunctionRecord> {
         sha256: r.get(8)?,
         size_bytes: r.get(9)?,
         created_at: r.get(10)?,
+        replaces: r.get(11)?,
     })
 }
 
@@ -332,8 +337,9 @@ impl MetadataStore for SqliteStore {
             )?;
             tx.execute(
                 "INSERT INTO function_versions
-                     (tenant, name, version, kind, description, parameters, limits, grants, sha256, size_bytes, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                     (tenant, name, version, kind, description, parameters, limits, grants, sha256, size_bytes, created_at,
+                      replaces)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                 params![
                     f.tenant,
                     f.name,
@@ -345,7 +351,8 @@ impl MetadataStore for SqliteStore {
                     grants,
                     f.sha256,
                     f.size_bytes,
-                    f.created_at
+                    f.created_at,
+                    f.replaces
                 ],
             )?;
             tx.execute(
@@ -514,6 +521,7 @@ mod tests {
             sha256: "00".into(),
             size_bytes: 3,
             created_at: 1,
+            replaces: None,
         }
     }
 
@@ -611,13 +619,13 @@ mod tests {
             let store = SqliteStore::open(&path).unwrap();
             assert_eq!(store.put_function(&record("a", "calc"), 10).unwrap().0.version, 1);
             assert_eq!(store.put_function(&record("b", "calc"), 10).unwrap().0.version, 1);
-            let v2 = FunctionRecord { sha256: "02".into(), ..record("a", "calc") };
+            let v2 = FunctionRecord { sha256: "02".into(), replaces: Some("rag".into()), ..record("a", "calc") };
             assert_eq!(store.put_function(&v2, 10).unwrap(), (FunctionRecord { version: 2, ..v2.clone() }, vec![]));
         }
         let store = SqliteStore::open(&path).unwrap();
         let all = store.all_functions().unwrap();
         assert_eq!(all.len(), 2);
-        assert_eq!((all[0].version, all[0].sha256.as_str()), (2, "02"));
+        assert_eq!((all[0].version, all[0].sha256.as_str(), all[0].replaces.as_deref()), (2, "02", Some("rag")));
         assert_eq!(store.function_versions("a", "calc").unwrap().iter().map(|r| r.version).collect::<Vec<_>>(), [1, 2]);
         // Rollback: version 1 serves again; an unknown version changes nothing.
         assert_eq!(store.activate_function("a", "calc", 1).unwrap().unwrap(), record("a", "calc"));
