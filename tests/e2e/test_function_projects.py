@@ -64,20 +64,35 @@ def test_a_new_project_builds_deploys_and_answers(server, tmp_path, lang, kind):
         assert "unchanged" in again.stderr, again.stderr
 
 
-def test_a_new_rust_chat_function_is_a_model_for_the_openai_sdk(server, tmp_path):
-    cli(server, "new", "new-chat", "--lang", "rust", "--kind", "chat", cwd=tmp_path)
-    deployed = json.loads(cli(server, "deploy", str(tmp_path / "new-chat"), cwd=tmp_path).stdout)
-    assert deployed["kind"] == "chat" and deployed["model"] == "fn:new-chat", deployed
+@pytest.mark.parametrize("lang", ["rust", "python", "js"])
+def test_a_new_chat_function_is_a_model_for_the_openai_sdk(server, tmp_path, lang):
+    name = f"new-chat-{lang}"
+    cli(server, "new", name, "--lang", lang, "--kind", "chat", cwd=tmp_path)
+    deployed = json.loads(cli(server, "deploy", str(tmp_path / name), cwd=tmp_path).stdout)
+    assert deployed["kind"] == "chat" and deployed["model"] == f"fn:{name}", deployed
     client = openai.OpenAI(base_url=server.url + "/v1", api_key=server.api_key, max_retries=0, timeout=300)
-    ask = {"model": "fn:new-chat", "messages": [{"role": "user", "content": "Why is the sky blue?"}], "max_tokens": 16, "temperature": 0}
+    ask = {"model": f"fn:{name}", "messages": [{"role": "user", "content": "Why is the sky blue?"}], "max_tokens": 16, "temperature": 0}
     whole = client.chat.completions.create(**ask)
-    streamed = "".join(c.choices[0].delta.content or "" for c in client.chat.completions.create(**ask, stream=True) if c.choices)
+    assert whole.model == f"fn:{name}" and whole.usage.completion_tokens > 0
+    chunks = list(client.chat.completions.create(**ask, stream=True, stream_options={"include_usage": True}))
+    streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert whole.choices[0].message.content and whole.choices[0].message.content == streamed
+    assert chunks[-1].usage.completion_tokens == whole.usage.completion_tokens
+    # Without stream_options, no usage chunk.
+    assert all(c.choices for c in client.chat.completions.create(**ask, stream=True))
+    # Without its grant, the model call's refusal reaches the client as a 403.
+    manifest_file = tmp_path / name / "tensoras.json"
+    manifest = json.loads(manifest_file.read_text())
+    manifest_file.write_text(json.dumps({**manifest, "name": f"{name}-bare", "grants": {}}))
+    cli(server, "deploy", str(tmp_path / name), cwd=tmp_path)
+    with pytest.raises(openai.PermissionDeniedError) as refused:
+        client.chat.completions.create(**dict(ask, model=f"fn:{name}-bare"))
+    assert "grants.models" in str(refused.value)
 
 
 def test_new_refuses_what_it_cannot_scaffold(server, tmp_path):
     env = dict(os.environ)
-    for args in (["new", "bad name"], ["new", "x", "--lang", "python", "--kind", "chat"], ["new", "x", "--lang", "cobol"]):
+    for args in (["new", "bad name"], ["new", "x", "--lang", "python", "--kind", "grpc"], ["new", "x", "--lang", "cobol"]):
         r = subprocess.run([binary(), "functions", *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
         assert r.returncode != 0 and r.stderr, (args, r.stderr)
     r = subprocess.run([binary(), "functions", "build", str(tmp_path)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)

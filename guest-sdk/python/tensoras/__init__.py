@@ -1,14 +1,15 @@
 """Tensoras guest SDK for Python functions (built with componentize-py).
 
-    from tensoras import ai, kb, files, kv, tool, http, Error
+    from tensoras import ai, kb, files, kv, tool, http, chat, Error
 
 `ai` calls models, `kb` retrieves from knowledge bases, `files` reads the tenant's
-uploaded files, `kv` is the function's own key-value store; `tool` and `http` turn plain functions into the exports of the
-`tool-function` and `http-function` worlds. Every platform call raises an `Error`
-subclass when refused or failed (`NotPermitted`, `LimitExceeded`, ...).
+uploaded files, `kv` is the function's own key-value store; `tool`, `http` and `chat` turn
+plain functions into the exports of the `tool-function`, `http-function` and
+`chat-function` worlds. Every platform call raises an `Error` subclass when refused or
+failed (`NotPermitted`, `LimitExceeded`, ...).
 """
 
-from . import ai, files, kb, kv
+from . import ai, chat, files, kb, kv
 from .errors import (
     Error,
     Failed,
@@ -24,6 +25,7 @@ from .tool import tool
 
 __all__ = [
     "ai",
+    "chat",
     "files",
     "kb",
     "kv",

@@ -28,7 +28,7 @@ pub enum FunctionsCommand {
         /// The language it is written in.
         #[arg(long, value_enum, default_value = "rust")]
         lang: project::Language,
-        /// What it exports: a tool, an HTTP handler or a chat model (Rust only).
+        /// What it exports: a tool, an HTTP handler or a chat model (`fn:NAME`).
         #[arg(long, value_enum, default_value = "tool")]
         kind: project::Kind,
         /// Where to create it (default: ./NAME).

@@ -101,10 +101,11 @@ const WIT: &[Asset] = assets!("../../../../wit/";
     "deps/sockets.wit",
 );
 const PYTHON_SDK: &[Asset] = assets!("../../../../guest-sdk/python/";
-    "tensoras/__init__.py", "tensoras/ai.py", "tensoras/errors.py", "tensoras/files.py", "tensoras/http.py",
+    "tensoras/__init__.py", "tensoras/ai.py", "tensoras/chat.py", "tensoras/errors.py", "tensoras/files.py", "tensoras/http.py",
     "tensoras/kb.py", "tensoras/kv.py", "tensoras/tool.py",
 );
-const JS_SDK: &[Asset] = assets!("../../../../guest-sdk/js/"; "tensoras.js", "tensoras.d.ts");
+const JS_SDK: &[Asset] =
+    assets!("../../../../guest-sdk/js/"; "tensoras.js", "tensoras.d.ts", "tensoras-chat.js", "tensoras-chat.d.ts");
 const RUST_SDK: &[Asset] = assets!("../../../../guest-sdk/";
     "Cargo.toml", "src/lib.rs", "src/ai.rs", "src/chat.rs", "src/error.rs", "src/files.rs", "src/http.rs",
     "src/kb.rs", "src/kv.rs", "src/tool.rs",
@@ -251,9 +252,6 @@ fn tool(var: &str, default: &str) -> PathBuf {
 }
 
 fn build_python(p: &Project, staging: &Path, out: &Path) -> anyhow::Result<()> {
-    if p.kind == Kind::Chat {
-        bail!("chat functions are written in Rust for now (kind \"chat\" with language \"python\")");
-    }
     let (wit, sdk) = (staging.join("wit"), staging.join("sdk"));
     write_wit(&wit, Language::Python)?;
     write_assets(&sdk, PYTHON_SDK)?;
@@ -267,9 +265,6 @@ fn build_python(p: &Project, staging: &Path, out: &Path) -> anyhow::Result<()> {
 }
 
 fn build_js(p: &Project, staging: &Path, out: &Path) -> anyhow::Result<()> {
-    if p.kind == Kind::Chat {
-        bail!("chat functions are written in Rust for now (kind \"chat\" with language \"js\")");
-    }
     let (wit, src) = (staging.join("wit"), staging.join("src"));
     write_wit(&wit, Language::Js)?;
     // componentize-js reads the entry module and what it imports from one directory: the
@@ -401,9 +396,6 @@ pub fn new(name: &str, language: Language, kind: Kind, dir: Option<PathBuf>) -> 
     if name.is_empty() || name.len() > 64 || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
         bail!("a function name is 1 to 64 letters, digits, '-' or '_': {name:?}");
     }
-    if kind == Kind::Chat && language != Language::Rust {
-        bail!("chat functions are written in Rust for now (--kind chat --lang rust)");
-    }
     let dir = dir.unwrap_or_else(|| PathBuf::from(name));
     if dir.exists() && std::fs::read_dir(&dir)?.next().is_some() {
         bail!("{} exists and is not empty", dir.display());
@@ -474,7 +466,6 @@ mod tests {
     fn new_refuses_bad_names_and_non_empty_directories() {
         let dir = tempfile::tempdir().unwrap();
         assert!(new("no spaces", Language::Python, Kind::Tool, Some(dir.path().join("a"))).is_err());
-        assert!(new("ok", Language::Python, Kind::Chat, Some(dir.path().join("b"))).is_err());
         std::fs::write(dir.path().join("c"), "").ok();
         let taken = dir.path().join("taken");
         std::fs::create_dir(&taken).unwrap();
@@ -485,18 +476,25 @@ mod tests {
     #[test]
     fn a_new_project_opens_with_its_language_and_kind() {
         let root = tempfile::tempdir().unwrap();
-        for (lang, kind) in [(Language::Python, Kind::Http), (Language::Js, Kind::Tool), (Language::Rust, Kind::Chat)] {
-            let dir = new("my-fn", lang, kind, Some(root.path().join(lang.name()))).unwrap();
+        let cases = [
+            (Language::Python, Kind::Http),
+            (Language::Js, Kind::Tool),
+            (Language::Rust, Kind::Chat),
+            (Language::Python, Kind::Chat),
+            (Language::Js, Kind::Chat),
+        ];
+        for (lang, kind) in cases {
+            let dir = new("my-fn", lang, kind, Some(root.path().join(format!("{}-{}", lang.name(), kind.name())))).unwrap();
             let p = Project::open(&dir).unwrap();
             assert_eq!((p.language, p.kind, p.name.as_str()), (lang, kind, "my-fn"));
             assert!(p.deploy_manifest().get("language").is_none());
             assert!(!std::fs::read_to_string(dir.join(PROJECT_FILE)).unwrap().contains("{{"));
         }
         // Python's blocks are its indentation: the template keeps it.
-        let app = std::fs::read_to_string(root.path().join("python/app.py")).unwrap();
+        let app = std::fs::read_to_string(root.path().join("python-http/app.py")).unwrap();
         assert!(app.contains("(req):\n    text = "), "{app}");
-        assert!(root.path().join("rust/.tensoras/wit/worlds.wit").is_file());
-        assert!(root.path().join("rust/.tensoras/guest-sdk/src/lib.rs").is_file());
+        assert!(root.path().join("rust-chat/.tensoras/wit/worlds.wit").is_file());
+        assert!(root.path().join("rust-chat/.tensoras/guest-sdk/src/lib.rs").is_file());
     }
 
     #[test]

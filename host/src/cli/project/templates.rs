@@ -24,6 +24,25 @@ lto = true
 
 pub fn python(kind: Kind) -> &'static str {
     match kind {
+        Kind::Chat => {
+            r#""""{{name}}: a chat function, used as model "fn:{{name}}" on /v1/chat/completions
+through the unchanged OpenAI SDKs. It puts an instruction before the conversation and
+forwards the request to a granted model, streamed or not."""
+
+from tensoras import chat
+
+
+@chat.handler
+def {{ident}}(req):
+    body = dict(req.body, model="smollm2-135m-instruct")
+    body["messages"] = [{"role": "system", "content": "Answer in one short sentence."}] + body.get("messages", [])
+    return req.forward(body)
+
+
+# componentize-py instantiates the export class by the interface's name.
+Handler = {{ident}}
+"#
+        }
         Kind::Http => {
             r#""""{{name}}: an HTTP function (POST /v1/functions/{{name}}/invoke) that streams a
 model's answer to the request body as server-sent events."""
@@ -43,7 +62,7 @@ def {{ident}}(req):
 IncomingHandler = {{ident}}
 "#
         }
-        _ => {
+        Kind::Tool => {
             r#""""{{name}}: a tool function (POST /v1/functions/{{name}}/call, or called by a model)."""
 
 from tensoras import ai, tool
@@ -67,6 +86,19 @@ Tool = {{ident}}
 
 pub fn js(kind: Kind) -> &'static str {
     match kind {
+        Kind::Chat => {
+            r#"// {{name}}: a chat function, used as model "fn:{{name}}" on /v1/chat/completions through
+// the unchanged OpenAI SDKs. It puts an instruction before the conversation and forwards
+// the request to a granted model, streamed or not.
+import { defineChat } from './tensoras-chat.js';
+
+export const handler = defineChat((req) => {
+  const body = { ...req.body, model: 'smollm2-135m-instruct' };
+  body.messages = [{ role: 'system', content: 'Answer in one short sentence.' }, ...(body.messages ?? [])];
+  return req.forward(body);
+});
+"#
+        }
         Kind::Http => {
             r#"// {{name}}: an HTTP function (POST /v1/functions/{{name}}/invoke).
 import { ai, serve } from './tensoras.js';
@@ -78,7 +110,7 @@ serve(async (request) => {
 });
 "#
         }
-        _ => {
+        Kind::Tool => {
             r#"// {{name}}: a tool function (POST /v1/functions/{{name}}/call, or called by a model).
 import { ai, defineTool } from './tensoras.js';
 
