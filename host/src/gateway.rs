@@ -23,8 +23,9 @@ use crate::kb::Knowledge;
 use crate::limits::Limits;
 use crate::runtime::{
     AiError, ChatFunction, Embeddings, FileInfo, FilesError, HandlerCtx, HandlerError, HandlerFunction, HandlerRequest,
-    HandlerResponse, InvokeError, Retriever, Runtime, Services,
+    HandlerResponse, InvokeError, Retriever, Runtime, Services, Usage,
 };
+use crate::usage::{Meter, Price};
 
 /// The handler components serving the inference endpoints.
 #[derive(Debug, Clone, Default)]
@@ -111,6 +112,7 @@ pub struct Gateway {
     functions: Arc<Registry>,
     knowledge: Knowledge,
     files: Library,
+    meter: Arc<Meter>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -128,8 +130,9 @@ impl Gateway {
         functions: Arc<Registry>,
         knowledge: Knowledge,
         files: Library,
+        meter: Arc<Meter>,
     ) -> Self {
-        Self { runtime, inference, handlers, functions, knowledge, files }
+        Self { runtime, inference, handlers, functions, knowledge, files, meter }
     }
 
     /// What serves a body a client of `tenant` sent to `endpoint`: as [`Gateway::route_builtin`]
@@ -192,7 +195,23 @@ impl Gateway {
             tools: Some(self.functions.toolbox(&who.tenant, self.on_behalf(who.clone()))),
             retrieval,
         };
-        self.runtime.call_handler(handler, ctx, req).await
+        let result = self.runtime.call_handler(handler, ctx, req).await;
+        // Metered here, where models run, and only here: a chat function's own answer is
+        // what its model calls (metered as they ran) produced, so it is not counted again.
+        if let (Ok(Ok(response)), Some(model)) = (&result, body.get("model").and_then(Value::as_str)) {
+            self.meter_call(who, model, response.usage);
+        }
+        result
+    }
+
+    /// Counts a model execution for `who`, at the model's catalogue price.
+    fn meter_call(&self, who: &Principal, model: &str, usage: Usage) {
+        let Some(m) = self.inference.get(model) else { return };
+        let manifest = &m.model.manifest;
+        let price = Price { input: manifest.price.input, output: manifest.price.output };
+        let (input, output) = (u64::from(usage.prompt_tokens), u64::from(usage.completion_tokens));
+        // Under the model's canonical id, whatever alias the request used.
+        self.meter.record(&who.tenant, &who.key_id, &manifest.id, input, output, price);
     }
 
     /// The platform as `who` sees it, for the functions it invokes.
@@ -238,6 +257,7 @@ impl Services for OnBehalf {
 
     fn embed(&self, model: String, input: Vec<String>) -> BoxFuture<'static, Result<Embeddings, AiError>> {
         let inference = self.gateway.inference.clone();
+        let (gateway, who) = (self.gateway.clone(), self.who.clone());
         Box::pin(async move {
             if inference.get(&model).is_none() {
                 return Err(AiError::NotFound(format!("model '{model}' is not installed on this server")));
@@ -246,11 +266,17 @@ impl Services for OnBehalf {
                 return Err(AiError::InvalidRequest("input must hold at least one text".into()));
             }
             // Tokenising and ONNX Runtime block: off the async workers.
+            let metered = model.clone();
             let result = tokio::task::spawn_blocking(move || inference.embed_counted(&model, &input))
                 .await
                 .map_err(|e| AiError::Failed(format!("embedding task failed: {e}")))?;
             match result {
-                Ok((vectors, tokens)) => Ok(Embeddings { vectors, prompt_tokens: u32::try_from(tokens).unwrap_or(u32::MAX) }),
+                Ok((vectors, tokens)) => {
+                    // Embedded on the host, not by the embeddings handler: metered here.
+                    let prompt_tokens = u32::try_from(tokens).unwrap_or(u32::MAX);
+                    gateway.meter_call(&who, &metered, Usage { prompt_tokens, completion_tokens: 0 });
+                    Ok(Embeddings { vectors, prompt_tokens })
+                }
                 Err(e @ crate::inference::EmbeddingError::NotAnEncoder(_)) => Err(AiError::InvalidRequest(e.to_string())),
                 Err(e @ crate::inference::EmbeddingError::Empty(_)) => Err(AiError::InvalidRequest(e.to_string())),
                 Err(e) => Err(AiError::Failed(e.to_string())),

@@ -23,6 +23,7 @@ pub mod limits;
 pub mod net;
 pub mod runtime;
 pub mod store;
+pub mod usage;
 pub mod vector;
 
 /// Where `make` keeps what is built once per machine (converted models, Python

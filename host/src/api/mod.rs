@@ -12,6 +12,7 @@ mod keys;
 mod knowledge_bases;
 mod listen;
 mod request_id;
+mod usage;
 
 use std::sync::Arc;
 
@@ -49,6 +50,8 @@ pub struct AppState {
     pub knowledge: crate::kb::Knowledge,
     /// Space kept so that deletes can free space on a full disk.
     pub reserve: Arc<crate::full_disk::Reserve>,
+    /// Usage per key, model and day.
+    pub meter: Arc<crate::usage::Meter>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -96,6 +99,7 @@ impl AppState {
         };
         let embedder = crate::kb::Embedder::new(inference.clone());
         let knowledge = crate::kb::Knowledge::start(store.clone(), file_storage.clone(), vectors, embedder, reserve.clone())?;
+        let meter = crate::usage::Meter::new(store.clone());
         let gateway = crate::gateway::Gateway::new(
             runtime.clone(),
             inference.clone(),
@@ -103,8 +107,9 @@ impl AppState {
             functions.clone(),
             knowledge.clone(),
             crate::files::Library::new(store.clone(), file_storage.clone()),
+            meter.clone(),
         );
-        let state = Self { config, store, runtime, functions, inference, gateway, file_storage, knowledge, reserve };
+        let state = Self { config, store, runtime, functions, inference, gateway, file_storage, knowledge, reserve, meter };
         files::finish_deletions(&state).await?;
         Ok(state)
     }
@@ -154,6 +159,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/knowledge-bases/{id}/retrieve", post(knowledge_bases::retrieve))
         .route("/keys", post(keys::create).get(keys::list))
+        .route("/usage", get(usage::report))
         .route("/keys/{id}", axum::routing::delete(keys::revoke))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), authn::require_key));
     Router::new()
@@ -205,9 +211,14 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let knowledge = state.knowledge.clone();
+    let meter = state.meter.clone();
+    let metering = meter.start();
     let options = state.config.listen;
     let served = listen::serve(listener, router(state), options, shutdown).await;
     // Stop ingestion after its current batch; unfinished sources resume on the next start.
     knowledge.shutdown().await;
+    // What the requests that just finished used.
+    metering.abort();
+    meter.flush().await;
     served
 }

@@ -123,12 +123,17 @@ pub enum FunctionsCommand {
 
 impl Remote {
     fn endpoint(&self, path: &str) -> String {
-        format!("{}/v1/functions{path}", self.url.trim_end_matches('/'))
+        self.url(&format!("/v1/functions{path}"))
+    }
+
+    /// The server's URL for `path`.
+    pub(super) fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.url.trim_end_matches('/'))
     }
 }
 
 /// Sends a request and returns its JSON body, turning API errors into readable errors.
-async fn send(req: reqwest::RequestBuilder, remote: &Remote) -> anyhow::Result<Value> {
+pub(super) async fn send(req: reqwest::RequestBuilder, remote: &Remote) -> anyhow::Result<Value> {
     let resp = req.bearer_auth(&remote.api_key).send().await.with_context(|| format!("connecting to {}", remote.url))?;
     let status = resp.status();
     let body: Value = resp.json().await.context("reading the server's answer")?;

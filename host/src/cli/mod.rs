@@ -5,6 +5,7 @@ mod keys;
 mod models;
 mod project;
 mod serve;
+mod usage;
 
 use std::path::PathBuf;
 
@@ -33,6 +34,8 @@ enum Command {
     /// List, import and pull models.
     #[command(subcommand)]
     Models(models::ModelsCommand),
+    /// Tokens, requests and cost per day, model, key or tenant, from a running server.
+    Usage(usage::UsageArgs),
 }
 
 /// Where state lives; shared by the commands that open the database.
@@ -50,5 +53,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keys(cmd) => keys::run(cmd),
         Command::Functions(cmd) => functions::run(cmd).await,
         Command::Models(cmd) => models::run(cmd),
+        Command::Usage(args) => usage::run(args).await,
     }
 }

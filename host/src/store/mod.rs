@@ -155,4 +155,52 @@ pub trait MetadataStore: KnowledgeStore + Send + Sync {
     fn kv_delete(&self, tenant: &str, function: &str, key: &str) -> Result<bool, StoreError>;
     /// Keys starting with `prefix`, sorted.
     fn kv_keys(&self, tenant: &str, function: &str, prefix: &str) -> Result<Vec<String>, StoreError>;
+
+    /// Adds `rows` to the usage of their (day, tenant, key, model), in one transaction:
+    /// all of them count, or none.
+    fn add_usage(&self, rows: &[UsageRow]) -> Result<(), StoreError>;
+    /// Usage rows of days `from..=to` (days since 1970-01-01), of one tenant or (`None`)
+    /// of all, ordered by day, tenant, key and model.
+    fn usage(&self, from: i64, to: i64, tenant: Option<&str>) -> Result<Vec<UsageRow>, StoreError>;
+}
+
+/// What one key spent on one model on one day (UTC).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UsageRow {
+    /// Days since 1970-01-01.
+    pub day: i64,
+    /// The key's tenant.
+    pub tenant: String,
+    /// Key id (`key_...`).
+    pub key_id: String,
+    /// Model id.
+    pub model: String,
+    /// The counts.
+    pub counts: UsageCounts,
+}
+
+/// Requests, tokens and cost, summed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UsageCounts {
+    /// Requests that ran the model.
+    pub requests: u64,
+    /// Prompt tokens read.
+    pub input_tokens: u64,
+    /// Tokens generated.
+    pub output_tokens: u64,
+    /// Prompt tokens served from the prefix cache.
+    pub cached_tokens: u64,
+    /// Cost at the catalogue's prices when recorded, in billionths of a US dollar (so sums
+    /// are exact).
+    pub cost_nano_usd: u64,
+}
+
+impl std::ops::AddAssign for UsageCounts {
+    fn add_assign(&mut self, o: Self) {
+        self.requests += o.requests;
+        self.input_tokens += o.input_tokens;
+        self.output_tokens += o.output_tokens;
+        self.cached_tokens += o.cached_tokens;
+        self.cost_nano_usd += o.cost_nano_usd;
+    }
 }

@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use anyhow::Context as _;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 
-use super::{ApiKey, FunctionKind, FunctionRecord, MetadataStore, Revocation, StoreError};
+use super::{ApiKey, FunctionKind, FunctionRecord, MetadataStore, Revocation, StoreError, UsageCounts, UsageRow};
 use crate::access::Role;
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
@@ -145,6 +145,21 @@ INSERT INTO functions SELECT tenant, name, 1 FROM function_versions;
     // A chat function may stand in for a built-in handler (`replaces`) for its tenant.
     r#"
 ALTER TABLE function_versions ADD COLUMN replaces TEXT;
+"#,
+    // Metering: what each key spent on each model each day.
+    r#"
+CREATE TABLE usage (
+    day INTEGER NOT NULL,
+    tenant TEXT NOT NULL,
+    key_id TEXT NOT NULL,
+    model TEXT NOT NULL,
+    requests INTEGER NOT NULL,
+    input_tokens INTEGER NOT NULL,
+    output_tokens INTEGER NOT NULL,
+    cached_tokens INTEGER NOT NULL,
+    cost_nano_usd INTEGER NOT NULL,
+    PRIMARY KEY (day, tenant, key_id, model)
+) WITHOUT ROWID;
 "#,
 ];
 
@@ -501,6 +516,72 @@ impl MetadataStore for SqliteStore {
             Ok(keys)
         })
     }
+
+    fn add_usage(&self, rows: &[UsageRow]) -> Result<(), StoreError> {
+        self.with(|c| {
+            let tx = c.unchecked_transaction()?;
+            {
+                let mut stmt = tx.prepare_cached(
+                    "INSERT INTO usage
+                         (day, tenant, key_id, model, requests, input_tokens, output_tokens, cached_tokens, cost_nano_usd)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                     ON CONFLICT (day, tenant, key_id, model) DO UPDATE SET
+                         requests = requests + excluded.requests,
+                         input_tokens = input_tokens + excluded.input_tokens,
+                         output_tokens = output_tokens + excluded.output_tokens,
+                         cached_tokens = cached_tokens + excluded.cached_tokens,
+                         cost_nano_usd = cost_nano_usd + excluded.cost_nano_usd",
+                )?;
+                for r in rows {
+                    let n = &r.counts;
+                    stmt.execute(params![
+                        r.day,
+                        r.tenant,
+                        r.key_id,
+                        r.model,
+                        sql_int(n.requests),
+                        sql_int(n.input_tokens),
+                        sql_int(n.output_tokens),
+                        sql_int(n.cached_tokens),
+                        sql_int(n.cost_nano_usd)
+                    ])?;
+                }
+            }
+            tx.commit()
+        })
+    }
+
+    fn usage(&self, from: i64, to: i64, tenant: Option<&str>) -> Result<Vec<UsageRow>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT day, tenant, key_id, model, requests, input_tokens, output_tokens, cached_tokens, cost_nano_usd
+                 FROM usage WHERE day BETWEEN ?1 AND ?2 AND (?3 IS NULL OR tenant = ?3)
+                 ORDER BY day, tenant, key_id, model",
+            )?;
+            let rows = stmt.query_map(params![from, to, tenant], |r| {
+                let n = |i: usize| r.get::<_, i64>(i).map(|v| u64::try_from(v).unwrap_or(0));
+                Ok(UsageRow {
+                    day: r.get(0)?,
+                    tenant: r.get(1)?,
+                    key_id: r.get(2)?,
+                    model: r.get(3)?,
+                    counts: UsageCounts {
+                        requests: n(4)?,
+                        input_tokens: n(5)?,
+                        output_tokens: n(6)?,
+                        cached_tokens: n(7)?,
+                        cost_nano_usd: n(8)?,
+                    },
+                })
+            })?;
+            rows.collect()
+        })
+    }
+}
+
+/// SQLite integers are signed; counts beyond i64 (never reached) saturate.
+fn sql_int(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]
@@ -609,6 +690,28 @@ mod tests {
         assert_eq!(role("hd"), Role::Admin);
         assert_eq!(role("hm"), Role::Member);
         assert!(store.list_keys(None).unwrap().iter().all(|k| k.scopes.is_empty()));
+    }
+
+    #[test]
+    fn usage_adds_up_per_day_tenant_key_and_model() {
+        let store = SqliteStore::open(&tempfile::tempdir().unwrap().path().join("t.db")).unwrap();
+        let row = |day, tenant: &str, model: &str, n| UsageRow {
+            day,
+            tenant: tenant.into(),
+            key_id: "key_1".into(),
+            model: model.into(),
+            counts: UsageCounts { requests: 1, input_tokens: n, output_tokens: n, cached_tokens: 0, cost_nano_usd: 7 },
+        };
+        store.add_usage(&[row(10, "a", "m", 5), row(10, "b", "m", 1)]).unwrap();
+        store.add_usage(&[row(10, "a", "m", 3), row(11, "a", "m", 1)]).unwrap();
+        let a = store.usage(10, 11, Some("a")).unwrap();
+        assert_eq!(a.len(), 2);
+        assert_eq!(
+            a[0].counts,
+            UsageCounts { requests: 2, input_tokens: 8, output_tokens: 8, cached_tokens: 0, cost_nano_usd: 14 }
+        );
+        assert_eq!(store.usage(10, 10, None).unwrap().len(), 2);
+        assert!(store.usage(12, 20, None).unwrap().is_empty());
     }
 
     #[test]
