@@ -258,3 +258,26 @@ def test_the_same_tool_in_three_languages_gives_the_same_answer(server, text):
     assert_openai_error(r, 400, "invalid_tool_arguments")
     r = call(server, "wc-js", text=None)
     assert r.status_code in (400, 422), r.text
+
+
+# --- chat functions without a model (the SDKs' reply) ----------------------------------------
+
+
+@pytest.mark.parametrize("wasm", ["echo-chat-py", "echo-chat-js"])
+def test_a_chat_function_replies_in_the_openai_shapes(server, client, wasm):
+    deploy(server, wasm, wasm=wasm, kind="chat")
+    ask = {"model": f"fn:{wasm}", "messages": [{"role": "user", "content": "hello there"}]}
+    whole = client.chat.completions.create(**ask)
+    assert whole.object == "chat.completion" and whole.model == f"fn:{wasm}" and whole.id.startswith("chatcmpl-")
+    assert (whole.choices[0].message.content, whole.choices[0].finish_reason) == ("You said: hello there", "stop")
+    assert whole.usage.total_tokens == 0 and whole.model_extra["echo"] == {"chars": 11}
+    chunks = list(client.chat.completions.create(**ask, stream=True))
+    assert [c.object for c in chunks] == ["chat.completion.chunk"] * 2 and all(c.choices for c in chunks)
+    assert chunks[0].model_extra["echo"] == {"chars": 11} and "echo" not in chunks[1].model_extra
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == "You said: hello there"
+    assert chunks[-1].choices[0].finish_reason == "stop"
+    with_usage = list(client.chat.completions.create(**ask, stream=True, stream_options={"include_usage": True}))
+    assert with_usage[-1].choices == [] and with_usage[-1].usage.total_tokens == 0
+    with pytest.raises(openai.BadRequestError) as bad:
+        client.chat.completions.create(model=f"fn:{wasm}", messages=[{"role": "system", "content": "x"}])
+    assert bad.value.body["param"] == "messages"
