@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := run
 ENV := . scripts/env.sh
 
-.PHONY: setup run test test-rust test-guests test-models test-e2e lint fmt bench bench-inference bench-grammar bench-batching bench-wasm-ratio bench-versus bench-kv bench-kb bench-load bench-ai-functions bench-languages guests fuzz
+.PHONY: setup run test test-rust test-guests test-models test-e2e lint fmt bench bench-inference bench-grammar bench-batching bench-wasm-ratio bench-versus bench-kv bench-metering bench-kb bench-load bench-ai-functions bench-languages guests fuzz
 
 setup:
 	@bash scripts/setup.sh
@@ -77,6 +77,10 @@ bench-versus: setup
 	@bash benches/versus.sh
 
 ## KV cache updated in place vs copied every step, at a short and a ~1,000-token context.
+## What metering adds to a request: Meter::record, and the once-a-second flush to SQLite.
+bench-metering: setup
+	@$(ENV); use_host_cargo && cargo bench --locked -p tensoras --bench metering
+
 bench-kv: setup
 	@bash benches/kv_cache.sh
 
