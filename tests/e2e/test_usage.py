@@ -9,9 +9,11 @@ import datetime
 import json
 import os
 import subprocess
+import time
 
 import openai
 import pytest
+import requests
 
 from conftest import Server, assert_openai_error, binary, new_key
 from fnapi import api, call, deploy, output
@@ -157,6 +159,31 @@ def test_the_cli_prints_the_report(server, traffic):
     assert any(line.startswith(CHAT) and line.split()[1] == str(traffic["expected"]["chat"][0]) for line in lines), r.stdout
     r = subprocess.run([binary(), "usage", "--json"], env=env, capture_output=True, text=True, timeout=60)
     assert json.loads(r.stdout)["object"] == "list"
+
+
+def test_a_stream_its_client_abandons_is_metered_for_what_it_generated(server):
+    key = make_key(server, "quitter", "quitters")
+    body = {
+        "model": CHAT,
+        "messages": [{"role": "user", "content": "Write a very long story about a dragon."}],
+        "max_tokens": 2000,
+        "stream": True,
+    }
+    headers = {"Authorization": f"Bearer {key['key']}"}
+    with requests.post(server.url + "/v1/chat/completions", json=body, headers=headers, stream=True, timeout=60) as r:
+        assert r.status_code == 200, r.text
+        seen = 0
+        for line in r.iter_lines():
+            seen += line.startswith(b"data: ")
+            if seen == 3:
+                break
+    # The handler notices at its next chunk and returns what it used; that is metered.
+    deadline = time.time() + 60
+    while not (report := usage(server, key["key"]))["data"]:
+        assert time.time() < deadline, "the abandoned stream was never metered"
+        time.sleep(0.1)
+    total = report["total"]
+    assert total["requests"] == 1 and 2 <= total["output_tokens"] < 2000, total
 
 
 def test_usage_survives_a_restart_and_a_crash_without_counting_twice(tmp_path):

@@ -4,9 +4,10 @@
 //! and hands the raw body to the handler component, which owns every OpenAI semantic.
 //! Streams: the handler pushes chunks through `output.send`; they become server-sent
 //! events, ended by `data: [DONE]`. A client that goes away closes the channel, and the
-//! handler stops generating at its next `send`. A non-streamed request whose client
-//! goes away is dropped by hyper, and with it the [`HandlerTask`], which aborts the
-//! handler: nobody is left to read its answer.
+//! handler stops generating at its next `send` and returns what it used, which is metered
+//! (a handler that does not return is aborted after [`STREAM_GRACE`]). A non-streamed
+//! request whose client goes away is dropped by hyper, and with it the [`HandlerTask`],
+//! which aborts the handler: nobody is left to read its answer.
 
 use std::convert::Infallible;
 
@@ -112,7 +113,8 @@ async fn run(state: &AppState, caller: &Caller, endpoint: Endpoint, path: &str, 
     // A task of its own so a stream's handler runs while its events are written; it
     // keeps the request's interactive admission and its span (the request id in its logs).
     let call = crate::runtime::interactive(async move { gateway.handle(&who, &target, &path, &body, tx).await });
-    let task = HandlerTask(tokio::spawn(call.in_current_span()));
+    let grace = if stream { STREAM_GRACE } else { std::time::Duration::ZERO };
+    let task = HandlerTask { handle: tokio::spawn(call.in_current_span()), grace };
 
     let Some(mut chunks) = rx.take() else {
         let response = join(task).await??;
@@ -136,20 +138,39 @@ async fn run(state: &AppState, caller: &Caller, endpoint: Endpoint, path: &str, 
     Ok(Sse::new(events).into_response())
 }
 
-/// The handler's task, aborted when dropped unfinished (the client went away).
-struct HandlerTask(tokio::task::JoinHandle<HandlerResult>);
+/// How long a stream's handler has, once its client went away, to notice (its next
+/// `output.send` fails) and return what it used for metering before it is aborted.
+const STREAM_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The handler's task, stopped when dropped unfinished (the client went away): aborted at
+/// once, or after `grace` if it has not returned by then.
+struct HandlerTask {
+    handle: tokio::task::JoinHandle<HandlerResult>,
+    grace: std::time::Duration,
+}
 
 impl Drop for HandlerTask {
     fn drop(&mut self) {
-        if !self.0.is_finished() {
-            tracing::info!("client went away: handler stopped");
-            self.0.abort();
+        if self.handle.is_finished() {
+            return;
+        }
+        tracing::info!("client went away: handler stopped");
+        let abort = self.handle.abort_handle();
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) if !self.grace.is_zero() => {
+                let grace = self.grace;
+                rt.spawn(async move {
+                    tokio::time::sleep(grace).await;
+                    abort.abort();
+                });
+            }
+            _ => abort.abort(),
         }
     }
 }
 
 async fn join(mut task: HandlerTask) -> Result<Result<crate::runtime::HandlerResponse, ApiError>, ApiError> {
-    match (&mut task.0).await {
+    match (&mut task.handle).await {
         Err(e) => Err(ApiError::internal(format!("handler task failed: {e}"))),
         Ok(Err(e)) => Err(ApiError::from_handler(e)),
         Ok(Ok(r)) => Ok(r.map_err(ApiError::from)),
