@@ -256,9 +256,9 @@ impl Services for OnBehalf {
     }
 
     fn embed(&self, model: String, input: Vec<String>) -> BoxFuture<'static, Result<Embeddings, AiError>> {
-        let inference = self.gateway.inference.clone();
         let (gateway, who) = (self.gateway.clone(), self.who.clone());
         Box::pin(async move {
+            let inference = gateway.inference.clone();
             if inference.get(&model).is_none() {
                 return Err(AiError::NotFound(format!("model '{model}' is not installed on this server")));
             }

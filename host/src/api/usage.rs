@@ -26,10 +26,15 @@ fn counts_json(c: &UsageCounts) -> Map<String, Value> {
     m
 }
 
+/// The last value given for `name`, if any (a repeated parameter's last one wins).
+fn last<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    params.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
 fn day_param(params: &[(String, String)], name: &'static str) -> Result<Option<i64>, ApiError> {
-    match params.iter().rev().find(|(k, _)| k == name) {
+    match last(params, name) {
         None => Ok(None),
-        Some((_, v)) => parse_day(v)
+        Some(v) => parse_day(v)
             .map(Some)
             .ok_or_else(|| ApiError::invalid(format!("{name} must be a date as YYYY-MM-DD, got {v:?}")).param(name)),
     }
@@ -46,7 +51,7 @@ pub async fn report(
     {
         return Err(ApiError::invalid(format!("unknown query parameter '{k}'")).param(k.clone()));
     }
-    let one = |name: &str| params.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.clone()).filter(|v| !v.is_empty());
+    let one = |name: &str| last(&params, name).filter(|v| !v.is_empty()).map(str::to_owned);
     let end = day_param(&params, "end")?.unwrap_or_else(today);
     let start = day_param(&params, "start")?.unwrap_or(end - (DEFAULT_DAYS - 1));
     if start > end {
