@@ -54,6 +54,8 @@ pub struct KeySpec<'a> {
     pub role: Role,
     /// Extra permissions.
     pub scopes: &'a [Scope],
+    /// Rate-limit plan; `None` takes the tenant's.
+    pub plan: Option<&'a str>,
 }
 
 /// Creates and stores a key; returns its record and the secret to show once.
@@ -83,6 +85,7 @@ pub fn register_key(
         role: spec.role,
         scopes: spec.scopes.to_vec(),
         created_at: crate::unix_now(),
+        plan: spec.plan.map(str::to_owned),
     };
     store.insert_key(&key, &hash_key(secret)).map_err(|e| anyhow::anyhow!("storing the key: {e}"))?;
     Ok(key)
@@ -100,7 +103,7 @@ pub fn ensure_operator_key(store: &dyn crate::store::MetadataStore, secret: &str
     if let Some(key) = store.make_operator(&hash_key(secret)).map_err(|e| anyhow::anyhow!("restoring the key: {e}"))? {
         return Ok(key);
     }
-    let spec = KeySpec { name: "bootstrap", tenant: "default", role: Role::Operator, scopes: &[] };
+    let spec = KeySpec { name: "bootstrap", tenant: "default", role: Role::Operator, scopes: &[], plan: None };
     register_key(store, secret, &random_id::<8>("key_")?, &spec)
 }
 
@@ -159,7 +162,7 @@ mod tests {
         assert_eq!(again.id, first.id, "a restart reuses the stored key");
         assert_eq!(store.list_keys(None).unwrap().len(), 1);
 
-        let spec = KeySpec { name: "second", tenant: "ops", role: Role::Operator, scopes: &[] };
+        let spec = KeySpec { name: "second", tenant: "ops", role: Role::Operator, scopes: &[], plan: None };
         let (second, _) = create_key(&store, &spec).unwrap();
         assert_eq!(store.revoke_key(&first.id, None).unwrap(), Revocation::Revoked);
         assert!(store.find_key_by_hash(&hash_key(&secret)).unwrap().is_none());

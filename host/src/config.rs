@@ -76,6 +76,8 @@ pub struct Config {
     /// Qdrant server for the knowledge bases' vectors; `None` keeps them in process
     /// (qdrant-edge) under `<data_dir>/vectors`.
     pub qdrant: Option<crate::vector::server::ServerOptions>,
+    /// Rate-limit plans and the default one.
+    pub plans: crate::plans::Plans,
 }
 
 impl Config {
@@ -125,6 +127,7 @@ impl Config {
             address_policy: crate::net::AddressPolicy::default(),
             object_sources: std::collections::HashMap::new(),
             qdrant: None,
+            plans: crate::plans::Plans::default(),
         }
     }
 

@@ -21,6 +21,8 @@ pub mod inference;
 pub mod kb;
 pub mod limits;
 pub mod net;
+pub mod plans;
+pub mod ratelimit;
 pub mod runtime;
 pub mod store;
 pub mod usage;

@@ -7,6 +7,10 @@
 //! crash loses at most that second, and a row is never counted twice: a batch is taken out
 //! of the map before it is written and merged back only if the write failed. Reads flush
 //! first, so a request's usage is visible as soon as its response is.
+//!
+//! The meter also feeds what it records to the places that limit it: the tokens to the
+//! rate limiter's window of the key, the cost to the month's spending of the tenant
+//! (checked against its budget).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -25,6 +29,10 @@ pub struct Meter {
     pending: Mutex<HashMap<Bucket, UsageCounts>>,
     /// Serialises flushes, so a read that flushes sees every earlier batch written.
     writing: tokio::sync::Mutex<()>,
+    /// This month's spending of the tenants asked about: (first day of the month, cost
+    /// in billionths of a dollar). Locked before `pending` wherever both are.
+    spend: Mutex<HashMap<String, (i64, u64)>>,
+    limiter: Arc<crate::ratelimit::Limiter>,
 }
 
 impl std::fmt::Debug for Meter {
@@ -52,9 +60,15 @@ impl Price {
 }
 
 impl Meter {
-    /// A meter writing to `store`.
-    pub fn new(store: Arc<dyn MetadataStore>) -> Arc<Self> {
-        Arc::new(Self { store, pending: Mutex::new(HashMap::new()), writing: tokio::sync::Mutex::new(()) })
+    /// A meter writing to `store`, counting tokens into `limiter`'s windows.
+    pub fn new(store: Arc<dyn MetadataStore>, limiter: Arc<crate::ratelimit::Limiter>) -> Arc<Self> {
+        Arc::new(Self {
+            store,
+            pending: Mutex::new(HashMap::new()),
+            writing: tokio::sync::Mutex::new(()),
+            spend: Mutex::new(HashMap::new()),
+            limiter,
+        })
     }
 
     /// Writes once a second until the returned handle is aborted (then [`Meter::flush`]).
@@ -79,10 +93,50 @@ impl Meter {
             cached_tokens: 0,
             cost_nano_usd: price.nano_usd(input, output),
         };
-        let bucket = (today(), tenant.to_owned(), key_id.to_owned(), model.to_owned());
+        let day = today();
+        let bucket = (day, tenant.to_owned(), key_id.to_owned(), model.to_owned());
+        self.limiter.consume(key_id, input.saturating_add(output));
+        let mut spend = self.spend.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Ok(mut pending) = self.pending.lock() {
             *pending.entry(bucket).or_default() += counts;
         }
+        if let Some((month, total)) = spend.get_mut(tenant)
+            && *month == month_of(day)
+        {
+            *total = total.saturating_add(counts.cost_nano_usd);
+        }
+    }
+
+    /// What `tenant` spent this calendar month (UTC), in billionths of a dollar. Read from
+    /// the store once a month per tenant, then kept up to date by [`Meter::record`].
+    pub async fn month_cost(&self, tenant: &str) -> anyhow::Result<u64> {
+        let (today, month) = (today(), month_of(today()));
+        let cached = |spend: &HashMap<String, (i64, u64)>| spend.get(tenant).filter(|(m, _)| *m == month).map(|(_, t)| *t);
+        if let Some(total) = cached(&self.spend.lock().unwrap_or_else(std::sync::PoisonError::into_inner)) {
+            return Ok(total);
+        }
+        // No flush runs meanwhile, so every cost is either pending or stored, not both.
+        let _writing = self.writing.lock().await;
+        let mut spend = self.spend.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(total) = cached(&spend) {
+            return Ok(total);
+        }
+        let pending: u64 = match self.pending.lock() {
+            Ok(pending) => {
+                pending.iter().filter(|((day, t, _, _), _)| t == tenant && *day >= month).map(|(_, c)| c.cost_nano_usd).sum()
+            }
+            Err(_) => 0,
+        };
+        let stored: u64 = self
+            .store
+            .usage(month, today, Some(tenant))
+            .map_err(|e| anyhow::anyhow!("{e:#}"))?
+            .iter()
+            .map(|r| r.counts.cost_nano_usd)
+            .sum();
+        let total = pending.saturating_add(stored);
+        spend.insert(tenant.to_owned(), (month, total));
+        Ok(total)
     }
 
     /// Writes what was recorded. A failed write keeps it for the next flush.
@@ -189,6 +243,22 @@ pub fn today() -> i64 {
     crate::unix_now().div_euclid(86_400)
 }
 
+/// Dollars in billionths, for a budget given in dollars; `None` unless finite and >= 0.
+pub fn nano_from_usd(usd: f64) -> Option<u64> {
+    (0.0..1.8e10).contains(&usd).then(|| (usd * 1e9).round() as u64)
+}
+
+/// Billionths of a dollar in dollars.
+pub fn usd_from_nano(nano: u64) -> f64 {
+    nano as f64 / 1e9
+}
+
+/// The first day of the month `day` is in.
+pub fn month_of(day: i64) -> i64 {
+    let date = format_day(day);
+    parse_day(&format!("{}-01", &date[..7])).unwrap_or(day)
+}
+
 /// `YYYY-MM-DD` for a day number (proleptic Gregorian, UTC).
 pub fn format_day(day: i64) -> String {
     // Howard Hinnant's civil_from_days.
@@ -240,6 +310,8 @@ mod tests {
             assert_eq!(parse_day(&format_day(day)), Some(day), "{}", format_day(day));
         }
         assert_eq!(format_day(parse_day("2024-02-29").unwrap() + 1), "2024-03-01");
+        assert_eq!(format_day(month_of(parse_day("2024-02-29").unwrap())), "2024-02-01");
+        assert_eq!(month_of(parse_day("2026-12-01").unwrap()), parse_day("2026-12-01").unwrap());
         for bad in ["2026-02-30", "2026-13-01", "2026-1-01", "26-01-01", "2026-01-01T00:00", "", "abcd-ef-gh"] {
             assert_eq!(parse_day(bad), None, "{bad}");
         }

@@ -5,9 +5,14 @@ use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
 use axum::response::Response;
 
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+
 use super::AppState;
 use super::error::ApiError;
 use crate::auth::{Role, Scope, hash_key, looks_like_key};
+use crate::plans::Plan;
 
 /// Who is calling, attached to the request by [`require_key`].
 #[derive(Debug, Clone)]
@@ -20,6 +25,10 @@ pub struct Caller {
     pub role: Role,
     /// Extra permissions on top of the role.
     pub scopes: Vec<Scope>,
+    /// The rate-limit plan that applies: the key's, its tenant's or the server's default.
+    pub plan: Arc<Plan>,
+    /// The tenant's monthly budget, in billionths of a dollar, if it has one.
+    pub monthly_budget_nano_usd: Option<u64>,
 }
 
 impl Caller {
@@ -57,6 +66,23 @@ pub async fn require_key(State(state): State<AppState>, mut req: Request, next: 
         return Err(invalid());
     }
     let key = state.store.find_key_by_hash(&hash_key(secret)).map_err(ApiError::internal)?.ok_or_else(invalid)?;
-    req.extensions_mut().insert(Caller { key_id: key.id, tenant: key.tenant, role: key.role, scopes: key.scopes });
+    let tenant = state.store.tenant(&key.tenant).map_err(ApiError::internal)?.unwrap_or_default();
+    let plan = state.config.plans.resolve(key.plan.as_deref(), tenant.plan.as_deref()).map_err(|name| {
+        // The plans file no longer has it: refused rather than served under another plan.
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_error",
+            format!("This key's rate-limit plan '{name}' is not configured on this server; ask its operator."),
+        )
+        .code("plan_not_configured")
+    })?;
+    req.extensions_mut().insert(Caller {
+        key_id: key.id,
+        tenant: key.tenant,
+        role: key.role,
+        scopes: key.scopes,
+        plan,
+        monthly_budget_nano_usd: tenant.monthly_budget_nano_usd,
+    });
     Ok(next.run(req).await)
 }

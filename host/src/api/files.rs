@@ -106,11 +106,35 @@ struct Received {
 
 /// Streams the `file` part into storage under a fresh id. Over the limit → 413 and
 /// nothing is kept.
-async fn receive(state: &AppState, tenant: &str, field: &mut axum::extract::multipart::Field<'_>) -> Result<Received, ApiError> {
+async fn receive(
+    state: &AppState,
+    caller: &Caller,
+    field: &mut axum::extract::multipart::Field<'_>,
+) -> Result<Received, ApiError> {
     let filename = field.file_name().map(str::to_owned).unwrap_or_default();
-    let limit = state.config.max_file_bytes;
-    match state.file_storage.store_stream(tenant, field, limit).await {
+    // The tenant's plan may cap its stored bytes; concurrent uploads of one tenant may
+    // together pass the cap by up to one file each.
+    let room = match caller.plan.storage_bytes() {
+        Some(cap) => Some((cap, cap.saturating_sub(state.store.file_bytes(&caller.tenant).map_err(ApiError::internal)?))),
+        None => None,
+    };
+    let limit = room.map_or(state.config.max_file_bytes, |(_, room)| room.min(state.config.max_file_bytes));
+    match state.file_storage.store_stream(&caller.tenant, field, limit).await {
         Ok(s) => Ok(Received { id: s.id, filename, bytes: s.bytes, head: s.head }),
+        Err(StoreError::TooLarge(_)) if room.is_some_and(|(_, room)| room < state.config.max_file_bytes) => {
+            let (cap, room) = room.unwrap_or_default();
+            Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "invalid_request_error",
+                format!(
+                    "This file does not fit in your storage: the plan '{}' allows {cap} bytes of files and {room} are left. \
+                     Delete files, or ask the operator for a larger plan.",
+                    caller.plan.name
+                ),
+            )
+            .param("file")
+            .code("storage_limit_exceeded"))
+        }
         Err(StoreError::TooLarge(limit)) => Err(too_large(limit)),
         Err(StoreError::Source(e)) => Err(multipart_err(e)),
         Err(StoreError::Storage(e)) => Err(ApiError::internal(format!("{e:#}"))),
@@ -135,7 +159,7 @@ pub async fn upload(
                 "file" if file.is_some() => {
                     return Err(ApiError::invalid("Only one 'file' part may be sent.").param("file"));
                 }
-                "file" => file = Some(receive(&state, &caller.tenant, &mut field).await?),
+                "file" => file = Some(receive(&state, &caller, &mut field).await?),
                 "purpose" => purpose = Some(bounded_text(&mut field, MAX_PURPOSE_BYTES).await?),
                 // Other fields (expires_after[...], future ones) are accepted and ignored.
                 _ => while field.chunk().await.map_err(multipart_err)?.is_some() {},

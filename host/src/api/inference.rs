@@ -10,6 +10,7 @@
 //! which aborts the handler: nobody is left to read its answer.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 
 use axum::Extension;
 use axum::extract::{OriginalUri, Path, State};
@@ -25,6 +26,7 @@ use super::extract::Json;
 use super::{AppState, Caller};
 use crate::gateway::{Endpoint, FUNCTION_MODEL_PREFIX, HandlerResult, Unrouted};
 use crate::inference::Model;
+use crate::ratelimit::Ticket;
 use crate::runtime::HandlerError;
 use crate::store::{FunctionKind, FunctionRecord};
 
@@ -52,20 +54,22 @@ impl From<HandlerError> for ApiError {
 pub async fn completions(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
+    ticket: Option<Extension<Arc<Ticket>>>,
     OriginalUri(uri): OriginalUri,
     Json(body): Json<Value>,
 ) -> Result<Response, ApiError> {
-    run(&state, &caller, Endpoint::Completions, uri.path(), body).await
+    run(&state, &caller, ticket.map(|t| t.0), Endpoint::Completions, uri.path(), body).await
 }
 
 /// `POST /v1/embeddings`.
 pub async fn embeddings(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
+    ticket: Option<Extension<Arc<Ticket>>>,
     OriginalUri(uri): OriginalUri,
     Json(body): Json<Value>,
 ) -> Result<Response, ApiError> {
-    run(&state, &caller, Endpoint::Embeddings, uri.path(), body).await
+    run(&state, &caller, ticket.map(|t| t.0), Endpoint::Embeddings, uri.path(), body).await
 }
 
 /// Checks what the host must know before a handler runs: a JSON object, a model that
@@ -88,8 +92,16 @@ fn precheck(state: &AppState, body: &Value) -> Result<bool, ApiError> {
     }
 }
 
-async fn run(state: &AppState, caller: &Caller, endpoint: Endpoint, path: &str, body: Value) -> Result<Response, ApiError> {
+async fn run(
+    state: &AppState,
+    caller: &Caller,
+    ticket: Option<Arc<Ticket>>,
+    endpoint: Endpoint,
+    path: &str,
+    body: Value,
+) -> Result<Response, ApiError> {
     let stream = precheck(state, &body)?;
+    super::ratelimit::admit_inference(state, caller, ticket.as_deref(), &body).await?;
     let target = state.gateway.route(endpoint, &caller.tenant, &body).map_err(|e| match e {
         Unrouted::HandlerMissing(name) => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -114,7 +126,7 @@ async fn run(state: &AppState, caller: &Caller, endpoint: Endpoint, path: &str, 
     // keeps the request's interactive admission and its span (the request id in its logs).
     let call = crate::runtime::interactive(async move { gateway.handle(&who, &target, &path, &body, tx).await });
     let grace = if stream { STREAM_GRACE } else { std::time::Duration::ZERO };
-    let task = HandlerTask { handle: tokio::spawn(call.in_current_span()), grace };
+    let task = HandlerTask { handle: tokio::spawn(call.in_current_span()), grace, ticket };
 
     let Some(mut chunks) = rx.take() else {
         let response = join(task).await??;
@@ -147,6 +159,9 @@ const STREAM_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 struct HandlerTask {
     handle: tokio::task::JoinHandle<HandlerResult>,
     grace: std::time::Duration,
+    /// The request's rate-limit admission: its token reservation ends with the handler,
+    /// whose real usage has been metered by then.
+    ticket: Option<Arc<Ticket>>,
 }
 
 impl Drop for HandlerTask {
@@ -170,7 +185,11 @@ impl Drop for HandlerTask {
 }
 
 async fn join(mut task: HandlerTask) -> Result<Result<crate::runtime::HandlerResponse, ApiError>, ApiError> {
-    match (&mut task.handle).await {
+    let result = (&mut task.handle).await;
+    if let Some(ticket) = &task.ticket {
+        ticket.release_tokens();
+    }
+    match result {
         Err(e) => Err(ApiError::internal(format!("handler task failed: {e}"))),
         Ok(Err(e)) => Err(ApiError::from_handler(e)),
         Ok(Ok(r)) => Ok(r.map_err(ApiError::from)),

@@ -42,6 +42,7 @@ fn key_json(k: &ApiKey) -> Value {
         "tenant": k.tenant,
         "role": k.role,
         "scopes": k.scopes,
+        "plan": k.plan,
         "created_at": k.created_at,
     })
 }
@@ -62,6 +63,9 @@ pub struct CreateKey {
     /// `scopes` as the param.
     #[serde(default)]
     scopes: Option<Value>,
+    /// Rate-limit plan (operators only); none takes the tenant's.
+    #[serde(default)]
+    plan: Option<String>,
 }
 
 fn parse_role(role: Option<&str>, admin: Option<bool>) -> Result<Role, ApiError> {
@@ -111,12 +115,56 @@ pub async fn create(
     if role == Role::Operator && caller.role != Role::Operator {
         return Err(ApiError::forbidden("Only an operator key may create operator keys.").param("role"));
     }
-    let spec = KeySpec { name: &body.name, tenant: &tenant, role, scopes: &scopes };
+    if body.plan.is_some() {
+        check_plan(&state, &caller, body.plan.as_deref())?;
+    }
+    let spec = KeySpec { name: &body.name, tenant: &tenant, role, scopes: &scopes, plan: body.plan.as_deref() };
     let (key, secret) = crate::auth::create_key(state.store.as_ref(), &spec).map_err(ApiError::internal)?;
     tracing::info!(by = %caller.key_id, key_id = %key.id, tenant = %key.tenant, role = key.role.as_str(), "created an API key");
     let mut out = key_json(&key);
     out["key"] = Value::String(secret);
     Ok(axum::Json(out))
+}
+
+/// Plans are the operator's to give (or take back, `None`): a tenant admin could otherwise
+/// lift its own limits. An unknown plan is a 400 that lists the known ones.
+pub(super) fn check_plan(state: &AppState, caller: &Caller, plan: Option<&str>) -> Result<(), ApiError> {
+    if caller.role != Role::Operator {
+        return Err(ApiError::forbidden("Only an operator key may set rate-limit plans.").param("plan"));
+    }
+    if let Some(plan) = plan
+        && state.config.plans.get(plan).is_none()
+    {
+        return Err(ApiError::invalid(format!(
+            "Unknown plan '{plan}'; this server's plans are: {}.",
+            state.config.plans.names().join(", ")
+        ))
+        .param("plan")
+        .code("plan_not_found"));
+    }
+    Ok(())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateKey {
+    /// The new plan; `null` drops the key's own (it takes its tenant's).
+    plan: Option<String>,
+}
+
+/// `PATCH /v1/keys/{id}`: sets a key's plan (operators only).
+pub async fn update(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    Json(body): Json<UpdateKey>,
+) -> Result<axum::Json<Value>, ApiError> {
+    require_manager(&caller)?;
+    check_plan(&state, &caller, body.plan.as_deref())?;
+    let key = state.store.set_key_plan(&id, None, body.plan.as_deref()).map_err(ApiError::internal)?;
+    let key = key.ok_or_else(|| ApiError::not_found(format!("No API key with id '{id}'.")).param("id"))?;
+    tracing::info!(by = %caller.key_id, key_id = %id, plan = ?key.plan, "set a key's plan");
+    Ok(axum::Json(key_json(&key)))
 }
 
 #[derive(Debug, Deserialize)]

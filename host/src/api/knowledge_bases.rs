@@ -165,6 +165,17 @@ pub async fn create(
         None | Some(Value::Null) => ChunkingStrategy::default(),
         Some(v) => parse_chunking(v, ChunkingStrategy::default())?,
     };
+    if let Some(max) = caller.plan.knowledge_bases {
+        // Concurrent creates may pass the cap by one each; a count is enough for a plan.
+        let have = state.store.list_kbs(&caller.tenant).map_err(internal)?.len() as u64;
+        if have >= max {
+            return Err(ApiError::forbidden(format!(
+                "Your plan '{}' allows {max} knowledge bases and you have {have}. Delete one, or ask the operator for a larger plan.",
+                caller.plan.name
+            ))
+            .code("knowledge_base_limit_reached"));
+        }
+    }
     let now = crate::unix_now();
     let kb = KnowledgeBaseRecord {
         id: new_id("kb_")?,

@@ -11,7 +11,9 @@ pub mod inference;
 mod keys;
 mod knowledge_bases;
 mod listen;
+mod ratelimit;
 mod request_id;
+mod tenants;
 mod usage;
 
 use std::sync::Arc;
@@ -52,6 +54,8 @@ pub struct AppState {
     pub reserve: Arc<crate::full_disk::Reserve>,
     /// Usage per key, model and day.
     pub meter: Arc<crate::usage::Meter>,
+    /// Every key's rate-limit windows.
+    pub limiter: Arc<crate::ratelimit::Limiter>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -99,7 +103,8 @@ impl AppState {
         };
         let embedder = crate::kb::Embedder::new(inference.clone());
         let knowledge = crate::kb::Knowledge::start(store.clone(), file_storage.clone(), vectors, embedder, reserve.clone())?;
-        let meter = crate::usage::Meter::new(store.clone());
+        let limiter = crate::ratelimit::Limiter::new();
+        let meter = crate::usage::Meter::new(store.clone(), limiter.clone());
         let gateway = crate::gateway::Gateway::new(
             runtime.clone(),
             inference.clone(),
@@ -109,7 +114,8 @@ impl AppState {
             crate::files::Library::new(store.clone(), file_storage.clone()),
             meter.clone(),
         );
-        let state = Self { config, store, runtime, functions, inference, gateway, file_storage, knowledge, reserve, meter };
+        let state =
+            Self { config, store, runtime, functions, inference, gateway, file_storage, knowledge, reserve, meter, limiter };
         files::finish_deletions(&state).await?;
         Ok(state)
     }
@@ -160,7 +166,10 @@ pub fn router(state: AppState) -> Router {
         .route("/knowledge-bases/{id}/retrieve", post(knowledge_bases::retrieve))
         .route("/keys", post(keys::create).get(keys::list))
         .route("/usage", get(usage::report))
-        .route("/keys/{id}", axum::routing::delete(keys::revoke))
+        .route("/keys/{id}", axum::routing::delete(keys::revoke).patch(keys::update))
+        .route("/tenants/{name}", get(tenants::get).patch(tenants::update))
+        // Layers run outside in: the key is checked, then the request is admitted.
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), ratelimit::limit))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), authn::require_key));
     Router::new()
         .route("/health", get(health))

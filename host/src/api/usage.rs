@@ -22,7 +22,7 @@ fn counts_json(c: &UsageCounts) -> Map<String, Value> {
     m.insert("input_tokens".into(), c.input_tokens.into());
     m.insert("output_tokens".into(), c.output_tokens.into());
     m.insert("cached_tokens".into(), c.cached_tokens.into());
-    m.insert("cost_usd".into(), (c.cost_nano_usd as f64 / 1e9).into());
+    m.insert("cost_usd".into(), crate::usage::usd_from_nano(c.cost_nano_usd).into());
     m
 }
 

@@ -5,6 +5,7 @@ mod keys;
 mod models;
 mod project;
 mod serve;
+mod tenants;
 mod usage;
 
 use std::path::PathBuf;
@@ -28,6 +29,9 @@ enum Command {
     /// Manage API keys (works on the data directory; the server may be running).
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// Set tenants' plans and monthly budgets (works on the data directory).
+    #[command(subcommand)]
+    Tenants(tenants::TenantsCommand),
     /// Deploy and manage functions on a running server.
     #[command(subcommand)]
     Functions(functions::FunctionsCommand),
@@ -46,11 +50,37 @@ struct DataDirArg {
     data_dir: PathBuf,
 }
 
+/// The operator's plans file, read by the server and by the commands that assign plans.
+#[derive(Debug, Clone, clap::Args)]
+struct PlansArg {
+    /// Rate-limit plans (TOML: `default = "NAME"`, `[plans.NAME]` with `rpm`, `tpm`,
+    /// `max_concurrent`, `knowledge_bases`, `storage_mb`), added to the published ones.
+    #[arg(long = "plans", env = "TENSORAS_PLANS_FILE", value_name = "FILE")]
+    file: Option<PathBuf>,
+}
+
+impl PlansArg {
+    fn load(&self) -> anyhow::Result<tensoras::plans::Plans> {
+        use anyhow::Context as _;
+        let Some(path) = &self.file else { return Ok(tensoras::plans::Plans::default()) };
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading the plans file {}", path.display()))?;
+        tensoras::plans::Plans::with_file(&text).with_context(|| format!("plans file {}", path.display()))
+    }
+
+    /// `name` if it is a plan these plans know.
+    fn check(&self, name: &str) -> anyhow::Result<()> {
+        let plans = self.load()?;
+        anyhow::ensure!(plans.get(name).is_some(), "no plan named {name:?}; known plans: {}", plans.names().join(", "));
+        Ok(())
+    }
+}
+
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve::run(args).await,
         Command::Keys(cmd) => keys::run(cmd),
+        Command::Tenants(cmd) => tenants::run(cmd),
         Command::Functions(cmd) => functions::run(cmd).await,
         Command::Models(cmd) => models::run(cmd),
         Command::Usage(args) => usage::run(args).await,

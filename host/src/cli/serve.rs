@@ -105,6 +105,11 @@ pub struct ServeArgs {
     /// credentials (repeatable; object URLs are refused otherwise).
     #[arg(long, env = "TENSORAS_TENANT_OBJECT_SOURCES", value_delimiter = ',', value_name = "TENANT=URL")]
     tenant_object_source: Vec<String>,
+    #[command(flatten)]
+    plans: super::PlansArg,
+    /// The plan of keys whose key and tenant have none (`unlimited` limits nothing).
+    #[arg(long, env = "TENSORAS_DEFAULT_PLAN", value_name = "PLAN")]
+    default_plan: Option<String>,
     /// wasmtime's compiled-code cache [default: <data-dir>/cache/wasmtime]. Servers on one
     /// machine may share one, so a component compiled by one is not compiled again.
     #[arg(long, env = "TENSORAS_COMPILE_CACHE_DIR")]
@@ -183,6 +188,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         })?;
         config.object_sources.entry(tenant.to_owned()).or_default().push(prefix.to_owned());
     }
+    config.plans = args.plans.load()?;
+    if let Some(name) = &args.default_plan {
+        config.plans.set_default(name).context("--default-plan")?;
+    }
     config.max_limits = tensoras::limits::Limits {
         memory_bytes: args.max_function_memory_mb.max(1) << 20,
         timeout: Duration::from_millis(args.max_function_timeout_ms.max(1)),
@@ -226,8 +235,13 @@ fn bootstrap_key(store: &dyn MetadataStore, env_key: Option<&str>) -> anyhow::Re
     if store.count_operators().map_err(|e| anyhow::anyhow!("{e}"))? > 0 {
         return Ok(());
     }
-    let spec =
-        tensoras::auth::KeySpec { name: "bootstrap", tenant: "default", role: tensoras::auth::Role::Operator, scopes: &[] };
+    let spec = tensoras::auth::KeySpec {
+        name: "bootstrap",
+        tenant: "default",
+        role: tensoras::auth::Role::Operator,
+        scopes: &[],
+        plan: None,
+    };
     let (key, secret) = tensoras::auth::create_key(store, &spec)?;
     // Shown once on the console, like `tensoras keys create`; never logged.
     println!("Created an operator API key ({}); it is shown only now:\n\n    {secret}\n", key.id);

@@ -164,6 +164,8 @@ pub trait KnowledgeStore: Send + Sync {
     fn get_file(&self, tenant: &str, id: &str) -> Result<Option<FileRecord>, StoreError>;
     /// A tenant's files, ordered by creation time; `None` when the `after` cursor is unknown.
     fn list_files(&self, tenant: &str, q: &FileQuery) -> Result<Option<Vec<FileRecord>>, StoreError>;
+    /// Bytes of all of a tenant's files (its plan may cap them).
+    fn file_bytes(&self, tenant: &str) -> Result<u64, StoreError>;
     /// The `(tenant, id)` of every file (start-up compares them with the stored objects).
     fn file_keys(&self) -> Result<Vec<(String, String)>, StoreError>;
     /// Deletes a file record and its data sources in every knowledge base, and records

@@ -58,6 +58,15 @@ fn source_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DataSourceRecord> 
 }
 
 impl KnowledgeStore for SqliteStore {
+    fn file_bytes(&self, tenant: &str) -> Result<u64, StoreError> {
+        self.with(|c| {
+            let bytes: i64 = c
+                .prepare_cached("SELECT COALESCE(SUM(bytes), 0) FROM files WHERE tenant = ?1")?
+                .query_row([tenant], |r| r.get(0))?;
+            Ok(u64::try_from(bytes).unwrap_or(0))
+        })
+    }
+
     fn insert_file(&self, f: &FileRecord) -> Result<(), StoreError> {
         self.with(|c| {
             c.execute(

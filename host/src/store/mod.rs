@@ -27,6 +27,19 @@ pub struct ApiKey {
     pub scopes: Vec<crate::access::Scope>,
     /// Unix seconds.
     pub created_at: i64,
+    /// Rate-limit plan; `None` takes the tenant's, or the server's default.
+    pub plan: Option<String>,
+}
+
+/// What the operator set for a tenant: its plan and spending cap.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TenantRecord {
+    /// Tenant name.
+    pub name: String,
+    /// Plan of its keys that have none of their own; `None` is the server's default.
+    pub plan: Option<String>,
+    /// Most it may spend in a calendar month (UTC), in billionths of a dollar.
+    pub monthly_budget_nano_usd: Option<u64>,
 }
 
 /// A deployed function's manifest and bookkeeping.
@@ -130,6 +143,13 @@ pub trait MetadataStore: KnowledgeStore + Send + Sync {
     /// Revokes an active key, only within `tenant` when one is given, and never the last
     /// active operator key (checked and revoked atomically).
     fn revoke_key(&self, id: &str, tenant: Option<&str>) -> Result<Revocation, StoreError>;
+    /// Sets (or with `None` clears) an active key's plan, only within `tenant` when one is
+    /// given; the updated key, or `None` when there is no such key.
+    fn set_key_plan(&self, id: &str, tenant: Option<&str>, plan: Option<&str>) -> Result<Option<ApiKey>, StoreError>;
+    /// A tenant's settings, if the operator set any.
+    fn tenant(&self, name: &str) -> Result<Option<TenantRecord>, StoreError>;
+    /// Stores a tenant's settings, replacing earlier ones.
+    fn put_tenant(&self, t: &TenantRecord) -> Result<(), StoreError>;
 
     /// Stores `f` as the next version of its function (1 for a new name), makes it the one
     /// that serves, and drops the versions older than the newest `keep`; returns the record

@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use anyhow::Context as _;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 
-use super::{ApiKey, FunctionKind, FunctionRecord, MetadataStore, Revocation, StoreError, UsageCounts, UsageRow};
+use super::{ApiKey, FunctionKind, FunctionRecord, MetadataStore, Revocation, StoreError, TenantRecord, UsageCounts, UsageRow};
 use crate::access::Role;
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
@@ -161,6 +161,15 @@ CREATE TABLE usage (
     PRIMARY KEY (day, tenant, key_id, model)
 ) WITHOUT ROWID;
 "#,
+    // Rate-limit plans per key and per tenant; a tenant's monthly budget.
+    r#"
+ALTER TABLE api_keys ADD COLUMN plan TEXT;
+CREATE TABLE tenants (
+    name TEXT PRIMARY KEY,
+    plan TEXT,
+    monthly_budget_nano_usd INTEGER
+) WITHOUT ROWID;
+"#,
 ];
 
 const VERSION_COLUMNS: &str = "v.tenant, v.name, v.version, v.kind, v.description, v.parameters, v.limits, v.grants, v.sha256, v.size_bytes, v.created_at, \
@@ -241,7 +250,7 @@ impl SqliteStore {
 }
 
 /// The columns [`key_from_row`] reads, in order.
-const KEY_COLUMNS: &str = "id, name, tenant, role, scopes, created_at";
+const KEY_COLUMNS: &str = "id, name, tenant, role, scopes, created_at, plan";
 
 fn key_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApiKey> {
     let role: String = r.get(3)?;
@@ -254,6 +263,7 @@ fn key_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApiKey> {
             .ok_or_else(|| rusqlite::Error::InvalidColumnType(3, role.clone(), rusqlite::types::Type::Text))?,
         scopes: json_column(r, 4)?,
         created_at: r.get(5)?,
+        plan: r.get(6)?,
     })
 }
 
@@ -279,8 +289,9 @@ impl MetadataStore for SqliteStore {
         let scopes = to_json(&key.scopes)?;
         self.with(|c| {
             c.execute(
-                "INSERT INTO api_keys (id, name, tenant, key_hash, role, scopes, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![key.id, key.name, key.tenant, hash, key.role.as_str(), scopes, key.created_at],
+                "INSERT INTO api_keys (id, name, tenant, key_hash, role, scopes, created_at, plan)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![key.id, key.name, key.tenant, hash, key.role.as_str(), scopes, key.created_at, key.plan],
             )
             .map(drop)
         })
@@ -311,6 +322,47 @@ impl MetadataStore for SqliteStore {
                  ORDER BY created_at, id"
             ))?;
             stmt.query_map([tenant], key_from_row)?.collect()
+        })
+    }
+
+    fn set_key_plan(&self, id: &str, tenant: Option<&str>, plan: Option<&str>) -> Result<Option<ApiKey>, StoreError> {
+        self.with(|c| {
+            c.query_row(
+                &format!(
+                    "UPDATE api_keys SET plan = ?3 WHERE id = ?1 AND revoked_at IS NULL AND (?2 IS NULL OR tenant = ?2)
+                     RETURNING {KEY_COLUMNS}"
+                ),
+                params![id, tenant, plan],
+                key_from_row,
+            )
+            .optional()
+        })
+    }
+
+    fn tenant(&self, name: &str) -> Result<Option<TenantRecord>, StoreError> {
+        self.with(|c| {
+            c.prepare_cached("SELECT name, plan, monthly_budget_nano_usd FROM tenants WHERE name = ?1")?
+                .query_row([name], |r| {
+                    let budget: Option<i64> = r.get(2)?;
+                    Ok(TenantRecord {
+                        name: r.get(0)?,
+                        plan: r.get(1)?,
+                        monthly_budget_nano_usd: budget.map(|b| u64::try_from(b).unwrap_or(0)),
+                    })
+                })
+                .optional()
+        })
+    }
+
+    fn put_tenant(&self, t: &TenantRecord) -> Result<(), StoreError> {
+        let budget = t.monthly_budget_nano_usd.map(|b| i64::try_from(b).unwrap_or(i64::MAX));
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO tenants (name, plan, monthly_budget_nano_usd) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (name) DO UPDATE SET plan = ?2, monthly_budget_nano_usd = ?3",
+                params![t.name, t.plan, budget],
+            )
+            .map(drop)
         })
     }
 
@@ -607,7 +659,7 @@ mod tests {
     }
 
     fn key(id: &str, tenant: &str, role: Role) -> ApiKey {
-        ApiKey { id: id.into(), name: "n".into(), tenant: tenant.into(), role, scopes: Vec::new(), created_at: 5 }
+        ApiKey { id: id.into(), name: "n".into(), tenant: tenant.into(), role, scopes: Vec::new(), created_at: 5, plan: None }
     }
 
     #[test]

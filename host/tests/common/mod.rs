@@ -50,8 +50,13 @@ impl Server {
             Ok(k) => k,
             Err(_) => {
                 // The tests' own key is an operator (of tenant alpha), like a bootstrap key.
-                let spec =
-                    tensoras::auth::KeySpec { name: "test", tenant: "alpha", role: tensoras::auth::Role::Operator, scopes: &[] };
+                let spec = tensoras::auth::KeySpec {
+                    name: "test",
+                    tenant: "alpha",
+                    role: tensoras::auth::Role::Operator,
+                    scopes: &[],
+                    plan: None,
+                };
                 let (_, secret) = tensoras::auth::create_key(state.store.as_ref(), &spec).unwrap();
                 std::fs::write(data.path().join("test-key"), &secret).unwrap();
                 secret
