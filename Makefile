@@ -77,7 +77,7 @@ bench-versus: setup
 	@bash benches/versus.sh
 
 ## KV cache updated in place vs copied every step, at a short and a ~1,000-token context.
-## What metering adds to a request: Meter::record, and the once-a-second flush to SQLite.
+## What metering and rate limits add to a request: record, flush, tenant lookup, admission, budget check.
 bench-metering: setup
 	@$(ENV); use_host_cargo && cargo bench --locked -p tensoras --bench metering
 
