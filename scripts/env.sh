@@ -8,6 +8,8 @@ export TENSORAS_GUEST_TARGET_DIR=${TENSORAS_GUEST_TARGET_DIR:-$TENSORAS_CACHE/gu
 TENSORAS_VENV=${TENSORAS_VENV:-$TENSORAS_CACHE/venv}
 # The Python and JS guest toolchains `tensoras functions build` runs (setup.sh installs both).
 export TENSORAS_COMPONENTIZE_PY=${TENSORAS_COMPONENTIZE_PY:-$TENSORAS_CACHE/componentize-py/bin/componentize-py}
+# Prometheus' own checker of /metrics (scripts/setup.sh takes it from Debian's package).
+export TENSORAS_PROMTOOL=${TENSORAS_PROMTOOL:-$TENSORAS_CACHE/bin/promtool}
 export TENSORAS_COMPONENTIZE_JS=${TENSORAS_COMPONENTIZE_JS:-$TENSORAS_CACHE/componentize-js/node_modules/.bin/componentize-js}
 # A binary named in the environment (a benchmark of another build) is kept.
 TENSORAS_BIN=${TENSORAS_BIN:-$CARGO_TARGET_DIR/release/tensoras}

@@ -71,6 +71,20 @@ if ! cmp -s guest-sdk/js/toolchain/package-lock.json "$JS_TOOLCHAIN/package-lock
   (cd "$JS_TOOLCHAIN" && npm ci --silent --no-audit --no-fund)
 fi
 
+# promtool checks /metrics in the tests: the binary alone, out of Debian's prometheus
+# package, so no Prometheus service is installed or started.
+if [ ! -x "$TENSORAS_PROMTOOL" ]; then
+  command -v apt-get >/dev/null || { echo "setup: please put promtool (Debian package prometheus) at $TENSORAS_PROMTOOL" >&2; exit 1; }
+  echo "setup: fetching promtool from Debian's prometheus package"
+  if [ $apt_updated = 0 ]; then $SUDO apt-get update -qq; apt_updated=1; fi
+  deb=$(mktemp -d)
+  (cd "$deb" && chmod 777 . && apt-get download -qq prometheus 2>/dev/null)
+  dpkg-deb -x "$deb"/prometheus_*.deb "$deb/root"
+  mkdir -p "$(dirname "$TENSORAS_PROMTOOL")"
+  install -m 755 "$deb/root/usr/bin/promtool" "$TENSORAS_PROMTOOL"
+  rm -rf "$deb"
+fi
+
 scripts/vendor-wit.sh --check
 echo "setup: building the host with $("$CARGO" --version)"
 PATH="$(dirname "$CARGO"):$PATH" "$CARGO" build --release --locked -p tensoras

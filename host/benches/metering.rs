@@ -66,6 +66,14 @@ fn metering(c: &mut Criterion) {
             std::hint::black_box(ticket.status());
         });
     });
+    // What `/metrics` adds to a request: its answer counted and timed (the API's layer).
+    let m = tensoras::metrics::metrics();
+    c.bench_function("metrics: answer counted and timed", |b| {
+        b.iter(|| {
+            m.http_requests.inc(&["/v1/chat/completions", "POST", "200"]);
+            m.http_duration.observe(&["/v1/chat/completions"], std::time::Duration::from_millis(70));
+        });
+    });
     rt.block_on(meter.month_cost("acme")).unwrap();
     c.bench_function("budget check (month's spending, cached)", |b| b.iter(|| rt.block_on(meter.month_cost("acme")).unwrap()));
 }

@@ -20,6 +20,7 @@ pub mod ids;
 pub mod inference;
 pub mod kb;
 pub mod limits;
+pub mod metrics;
 pub mod net;
 pub mod plans;
 pub mod ratelimit;

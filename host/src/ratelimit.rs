@@ -120,9 +120,30 @@ pub struct Status {
     pub now: i64,
 }
 
+/// The limit a request ran into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    Requests,
+    Tokens,
+    Concurrency,
+}
+
+impl Limit {
+    /// Its name, a metrics label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Requests => "requests",
+            Self::Tokens => "tokens",
+            Self::Concurrency => "concurrency",
+        }
+    }
+}
+
 /// A request the limits refused.
 #[derive(Debug, Clone)]
 pub struct Refusal {
+    /// Which limit.
+    pub reason: Limit,
     /// What was exceeded, for the client.
     pub message: String,
     /// Seconds after which the request would fit; `None` when it never will (it alone
@@ -156,7 +177,8 @@ impl Limiter {
     fn admit_at(self: &Arc<Self>, key: &str, plan: &Arc<Plan>, now: i64) -> Result<Ticket, Refusal> {
         let mut keys = self.keys.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let w = keys.entry(key.to_owned()).or_default();
-        let refuse = |w: &Window, message: String, retry_at: i64| Refusal {
+        let refuse = |w: &Window, reason, message: String, retry_at: i64| Refusal {
+            reason,
             message,
             retry_after: Some(u64::try_from(retry_at - now).unwrap_or(0).max(1)),
             status: status_of(w, plan, now),
@@ -165,7 +187,7 @@ impl Limiter {
             && w.running >= max
         {
             let message = format!("Rate limit reached: this key may run {max} requests at once. Retry when one has finished.");
-            return Err(refuse(w, message, now + 1));
+            return Err(refuse(w, Limit::Concurrency, message, now + 1));
         }
         if let Some(rpm) = plan.rpm {
             let at = w.requests.fits_at(now, rpm, 1).unwrap_or(now + WINDOW);
@@ -174,7 +196,7 @@ impl Limiter {
                     "Rate limit reached for requests per minute (limit {rpm}). Please retry after {} seconds.",
                     (at - now).max(1)
                 );
-                return Err(refuse(w, message, at));
+                return Err(refuse(w, Limit::Requests, message, at));
             }
         }
         w.requests.add(now, 1);
@@ -232,6 +254,7 @@ impl Ticket {
                 Ok(())
             }
             Some(at) => Err(Refusal {
+                reason: Limit::Tokens,
                 message: format!(
                     "Rate limit reached for tokens per minute (limit {tpm}, this request may use {tokens}). Please retry after {} seconds.",
                     at - now
@@ -240,6 +263,7 @@ impl Ticket {
                 status: status_of(w, plan, now),
             }),
             None => Err(Refusal {
+                reason: Limit::Tokens,
                 message: format!(
                     "Request too large for tokens per minute (limit {tpm}): it may use {tokens} tokens (its prompt and max_tokens). \
                      Send a shorter prompt or a smaller max_tokens."

@@ -10,7 +10,7 @@
 //!
 //! The meter also feeds what it records to the places that limit it: the tokens to the
 //! rate limiter's window of the key, the cost to the month's spending of the tenant
-//! (checked against its budget).
+//! (checked against its budget); and to the `/metrics` token counters.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -96,6 +96,10 @@ impl Meter {
         let day = today();
         let bucket = (day, tenant.to_owned(), key_id.to_owned(), model.to_owned());
         self.limiter.consume(key_id, input.saturating_add(output));
+        let m = crate::metrics::metrics();
+        m.model_requests.inc(&[model]);
+        m.tokens.add(&[model, "prompt"], input);
+        m.tokens.add(&[model, "completion"], output);
         let mut spend = self.spend.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Ok(mut pending) = self.pending.lock() {
             *pending.entry(bucket).or_default() += counts;

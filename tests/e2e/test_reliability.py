@@ -161,6 +161,45 @@ def test_past_capacity_requests_get_a_503_with_retry_after_at_once(tmp_path):
         s.kill()
 
 
+def test_a_bounded_queue_serves_n_and_refuses_the_rest_at_once(tmp_path):
+    """Queue bound N = 2 behind one slot: while a stream holds the slot, N requests wait
+    and every further one (k = 3) is refused at once with 503 `server_overloaded`; when the
+    slot frees, the N waiting ones are served. /metrics counts the refusals and the waits.
+    The queue wait is far longer than the test, so nothing depends on how fast it runs."""
+    s = Server(tmp_path / "data", new_key(), "--max-instances", "1", "--max-queue", "2", "--queue-timeout-secs", "600").start()
+    try:
+        def depth():
+            text = requests.get(s.url + "/metrics", timeout=60).text
+            return next(float(l.split()[-1]) for l in text.splitlines() if l.startswith("tensoras_queue_depth "))
+
+        def ask(i):
+            body = {"model": CHAT, "messages": [{"role": "user", "content": f"Say {i}."}], "max_tokens": 3, "seed": i}
+            return requests.post(s.url + "/v1/chat/completions", headers=s.headers(), json=body, timeout=600)
+
+        stream = endless_stream(s)
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            waiting = [pool.submit(ask, i) for i in range(2)]
+            deadline = time.time() + 300
+            while depth() < 2:
+                assert time.time() < deadline and not any(f.done() for f in waiting), [f.result().text for f in waiting if f.done()]
+                time.sleep(0.05)
+            refused = [ask(10 + i) for i in range(3)]
+            for r in refused:
+                err = assert_openai_error(r, 503)
+                assert err["code"] == "server_overloaded", err
+                assert int(r.headers["retry-after"]) >= 1
+            assert not any(f.done() for f in waiting), "the queued requests wait for the slot"
+            stream.close()
+            served = [f.result() for f in waiting]
+        assert [r.status_code for r in served] == [200, 200], [r.text for r in served]
+        text = requests.get(s.url + "/metrics", timeout=60).text
+        assert 'tensoras_overloaded_total{reason="queue_full"} 3' in text, text
+        assert 'tensoras_http_requests_total{route="/v1/chat/completions",method="POST",status="503"} 3' in text
+        assert depth() == 0
+    finally:
+        s.kill()
+
+
 # --- 9. work stops when the client leaves --------------------------------------------------
 
 

@@ -11,6 +11,7 @@ pub mod inference;
 mod keys;
 mod knowledge_bases;
 mod listen;
+mod metrics;
 mod ratelimit;
 mod request_id;
 mod tenants;
@@ -173,12 +174,14 @@ pub fn router(state: AppState) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), authn::require_key));
     Router::new()
         .route("/health", get(health))
+        .route("/metrics", get(metrics::scrape))
         .nest("/v1", v1)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .layer(axum::middleware::from_fn(extract::openai_rejections))
         .layer(axum::middleware::from_fn(interactive))
+        .layer(axum::middleware::from_fn(metrics::track))
         // Outermost, so that every answer has the id, errors of the layers above included.
         .layer(axum::middleware::from_fn(request_id::tag))
         .with_state(state)

@@ -19,6 +19,7 @@ use crate::ratelimit::{Refusal, Status, Ticket};
 
 impl From<Refusal> for ApiError {
     fn from(r: Refusal) -> Self {
+        crate::metrics::metrics().rate_limited.inc(&[r.reason.as_str()]);
         let mut e = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", r.message).code("rate_limit_exceeded");
         e.retry_after = r.retry_after;
         e
@@ -104,6 +105,7 @@ pub async fn admit_inference(state: &AppState, caller: &Caller, ticket: Option<&
     if let Some(budget) = caller.monthly_budget_nano_usd {
         let spent = state.meter.month_cost(&caller.tenant).await.map_err(ApiError::internal)?;
         if spent >= budget {
+            crate::metrics::metrics().rate_limited.inc(&["budget"]);
             return Err(ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "insufficient_quota",

@@ -6,7 +6,8 @@
 //!   layer wraps every request in) waits at most [`AdmissionOptions::queue_timeout`],
 //!   and not at all when [`AdmissionOptions::max_waiting`] requests already wait: an
 //!   overloaded server answers 503 at once instead of letting latency grow without
-//!   bound. Background work (ingestion) waits as long as it takes.
+//!   bound. Background work (ingestion) waits as long as it takes, and behind every
+//!   interactive request: it takes a slot only while no interactive request waits for one.
 //! - A *nested* call (started by a host call of a running guest) takes a slot from a
 //!   second pool without waiting. Each top-level call has at most one chain of nested
 //!   calls alive at a time (a guest is single-threaded and its host calls are awaited
@@ -17,7 +18,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use super::InvokeError;
 use crate::limits::AdmissionOptions;
@@ -57,14 +58,32 @@ pub struct Admission {
     top: Arc<Semaphore>,
     nested: Arc<Semaphore>,
     waiting: Arc<AtomicUsize>,
+    /// Background calls waiting for a slot.
+    deferred: AtomicUsize,
+    /// Woken when a top-level slot is freed or an interactive wait ends: waiting
+    /// background calls look again.
+    freed: Arc<Notify>,
     options: AdmissionOptions,
 }
 
 /// A slot held for one call; the call's host calls run in [`Ticket::scope`].
 #[derive(Debug)]
 pub struct Ticket {
-    _permit: OwnedSemaphorePermit,
+    /// `None` only while the ticket is dropped.
+    permit: Option<OwnedSemaphorePermit>,
     inner: CallScope,
+    /// Top-level tickets: who to tell when the slot is free again.
+    freed: Option<Arc<Notify>>,
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        // The permit first, so that a woken background call finds the slot free.
+        drop(self.permit.take());
+        if let Some(freed) = &self.freed {
+            freed.notify_waiters();
+        }
+    }
 }
 
 impl Ticket {
@@ -75,11 +94,12 @@ impl Ticket {
 }
 
 /// Decrements the waiting count when a wait ends, however it ends.
-struct Waiting(Arc<AtomicUsize>);
+struct Waiting(Arc<AtomicUsize>, Arc<Notify>);
 
 impl Drop for Waiting {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
+        self.1.notify_waiters();
     }
 }
 
@@ -92,6 +112,8 @@ impl Admission {
             top: Arc::new(Semaphore::new(max_instances as usize)),
             nested: Arc::new(Semaphore::new(nested as usize)),
             waiting: Arc::new(AtomicUsize::new(0)),
+            deferred: AtomicUsize::new(0),
+            freed: Arc::new(Notify::new()),
             options,
         }
     }
@@ -111,6 +133,33 @@ impl Admission {
         self.waiting.load(Ordering::Acquire)
     }
 
+    /// Background calls (ingestion) waiting for a slot now.
+    pub fn deferred(&self) -> usize {
+        self.deferred.load(Ordering::Acquire)
+    }
+
+    fn top_ticket(&self, permit: OwnedSemaphorePermit, inner: CallScope) -> Ticket {
+        Ticket { permit: Some(permit), inner, freed: Some(self.freed.clone()) }
+    }
+
+    /// A slot for background work: one free while no interactive request waits.
+    async fn background(&self, inner: CallScope) -> Ticket {
+        self.deferred.fetch_add(1, Ordering::AcqRel);
+        loop {
+            // Registered before looking, so a slot freed in between still wakes it.
+            let freed = self.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            if self.waiting() == 0
+                && let Ok(permit) = self.top.clone().try_acquire_owned()
+            {
+                self.deferred.fetch_sub(1, Ordering::AcqRel);
+                return self.top_ticket(permit, inner);
+            }
+            freed.await;
+        }
+    }
+
     /// A slot for a call made in the current task's scope.
     pub async fn admit(&self) -> Result<Ticket, InvokeError> {
         let call = CALL.try_with(|c| *c).unwrap_or(CallScope { depth: 0, interactive: false });
@@ -120,28 +169,32 @@ impl Admission {
                 return Err(InvokeError::TooDeep);
             }
             // Sized never to run dry (module doc); failing beats waiting on a parent.
-            let permit =
-                self.nested.clone().try_acquire_owned().map_err(|_| InvokeError::Overloaded("no nested instance slot"))?;
-            return Ok(Ticket { _permit: permit, inner });
-        }
-        if let Ok(permit) = self.top.clone().try_acquire_owned() {
-            return Ok(Ticket { _permit: permit, inner });
+            let permit = self.nested.clone().try_acquire_owned().map_err(|_| overloaded("nested", "no nested instance slot"))?;
+            return Ok(Ticket { permit: Some(permit), inner, freed: None });
         }
         if !call.interactive {
-            let permit = self.top.clone().acquire_owned().await.map_err(|e| InvokeError::Internal(e.into()))?;
-            return Ok(Ticket { _permit: permit, inner });
+            return Ok(self.background(inner).await);
+        }
+        if let Ok(permit) = self.top.clone().try_acquire_owned() {
+            return Ok(self.top_ticket(permit, inner));
         }
         if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.options.max_waiting {
             self.waiting.fetch_sub(1, Ordering::AcqRel);
-            return Err(InvokeError::Overloaded("the request queue is full"));
+            return Err(overloaded("queue_full", "the request queue is full"));
         }
-        let _waiting = Waiting(self.waiting.clone());
+        let _waiting = Waiting(self.waiting.clone(), self.freed.clone());
         match tokio::time::timeout(self.options.queue_timeout, self.top.clone().acquire_owned()).await {
-            Ok(Ok(permit)) => Ok(Ticket { _permit: permit, inner }),
+            Ok(Ok(permit)) => Ok(self.top_ticket(permit, inner)),
             Ok(Err(e)) => Err(InvokeError::Internal(e.into())),
-            Err(_) => Err(InvokeError::Overloaded("no instance slot became free in time")),
+            Err(_) => Err(overloaded("queue_timeout", "no instance slot became free in time")),
         }
     }
+}
+
+/// A refusal for want of a slot, counted in the metrics under `reason`.
+fn overloaded(reason: &str, message: &'static str) -> InvokeError {
+    crate::metrics::metrics().overloaded.inc(&[reason]);
+    InvokeError::Overloaded(message)
 }
 
 #[cfg(test)]
@@ -190,6 +243,51 @@ mod tests {
         drop(held);
         waiter.await.unwrap().unwrap();
         assert_eq!(a.waiting(), 0);
+    }
+
+    #[tokio::test]
+    async fn interactive_requests_go_before_waiting_background_work() {
+        let a = admission(1, 8);
+        let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let held = interactive(a.admit()).await.unwrap();
+        let background = {
+            let (a, order) = (a.clone(), order.clone());
+            tokio::spawn(async move {
+                let _slot = a.admit().await.unwrap();
+                order.lock().unwrap().push("background");
+            })
+        };
+        while a.deferred() == 0 {
+            tokio::task::yield_now().await;
+        }
+        // An interactive request that comes later...
+        let (release, released) = tokio::sync::oneshot::channel::<()>();
+        let request = {
+            let (a, order) = (a.clone(), order.clone());
+            tokio::spawn(interactive(async move {
+                let _slot = a.admit().await.unwrap();
+                order.lock().unwrap().push("interactive");
+                released.await.unwrap();
+            }))
+        };
+        while a.waiting() == 0 {
+            tokio::task::yield_now().await;
+        }
+        // ...gets the slot first, and the background call waits until it is done.
+        drop(held);
+        while order.lock().unwrap().is_empty() {
+            tokio::task::yield_now().await;
+        }
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(*order.lock().unwrap(), ["interactive"]);
+        assert_eq!(a.deferred(), 1);
+        release.send(()).unwrap();
+        request.await.unwrap();
+        background.await.unwrap();
+        assert_eq!(*order.lock().unwrap(), ["interactive", "background"]);
+        assert_eq!((a.deferred(), a.available()), (0, 1));
     }
 
     #[tokio::test]

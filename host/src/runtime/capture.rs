@@ -95,28 +95,29 @@ impl AsyncWrite for Writer {
 
 /// The clock and output of one invocation, recorded into the function's log when it ends.
 pub(super) struct Recorder {
+    /// `tool`, `http` or `chat`, for the metrics.
+    kind: &'static str,
     started: Instant,
     started_at_ms: i64,
     pub(super) output: Captured,
 }
 
 impl Recorder {
-    pub(super) fn start() -> Self {
+    pub(super) fn start(kind: &'static str) -> Self {
         let started_at_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-        Self { started: Instant::now(), started_at_ms, output: Captured::new() }
+        Self { kind, started: Instant::now(), started_at_ms, output: Captured::new() }
     }
 
-    /// Records the invocation into `sandbox`'s log, if it has one.
+    /// Records the invocation into `sandbox`'s log, if it has one, and the metrics.
     pub(super) fn finish(self, sandbox: &Sandbox, error: Option<String>) {
+        let duration = self.started.elapsed();
+        let m = crate::metrics::metrics();
+        m.function_invocations.inc(&[self.kind, if error.is_none() { "ok" } else { "error" }]);
+        m.function_duration.observe(&[self.kind], duration);
         if let Some(log) = &sandbox.log {
-            log.record(Invocation {
-                started_at_ms: self.started_at_ms,
-                duration: self.started.elapsed(),
-                error,
-                output: self.output.text(),
-            });
+            log.record(Invocation { started_at_ms: self.started_at_ms, duration, error, output: self.output.text() });
         }
     }
 }

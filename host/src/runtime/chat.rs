@@ -67,7 +67,7 @@ impl Runtime {
     ) -> Result<Result<HandlerResponse, HandlerError>, InvokeError> {
         let pre = f.pre.clone();
         let req = export::Request { body: req.body, stream: req.stream, tenant: req.tenant, path: req.path };
-        let recorder = Recorder::start();
+        let recorder = Recorder::start("chat");
         let guest = Guest::Function(Some(services), output, Some(recorder.output.clone()));
         let result = self
             .run(&f.limits, &f.sandbox, guest, move |store| {

@@ -55,7 +55,7 @@ impl Runtime {
     ) -> Result<hyper::Response<HyperOutgoingBody>, InvokeError> {
         let ticket = self.admission.admit().await?;
         let limits = f.limits;
-        let recorder = Recorder::start();
+        let recorder = Recorder::start("http");
         let mut store = self.new_store(&limits, &f.sandbox, Guest::Function(services, None, Some(recorder.output.clone())))?;
         let sandbox = f.sandbox.clone();
         let (tx, rx) = tokio::sync::oneshot::channel();

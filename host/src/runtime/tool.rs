@@ -101,7 +101,7 @@ impl Runtime {
     ) -> Result<ToolOutcome, InvokeError> {
         let pre = f.pre.clone();
         let arguments = arguments.to_owned();
-        let recorder = Recorder::start();
+        let recorder = Recorder::start("tool");
         let guest = Guest::Function(services, None, Some(recorder.output.clone()));
         let result = self
             .run(&f.limits, &f.sandbox, guest, move |store| {

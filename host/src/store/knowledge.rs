@@ -101,6 +101,19 @@ impl SourceStatus {
     }
 }
 
+/// Data sources in one status, across tenants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IngestionCount {
+    /// Their status.
+    pub status: SourceStatus,
+    /// How many.
+    pub sources: u64,
+    /// Chunks they stored.
+    pub chunks_done: u64,
+    /// Chunks they will have stored when done (of those that know).
+    pub chunks_total: u64,
+}
+
 /// One file attached to a knowledge base, and its ingestion job.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DataSourceRecord {
@@ -164,6 +177,9 @@ pub trait KnowledgeStore: Send + Sync {
     fn get_file(&self, tenant: &str, id: &str) -> Result<Option<FileRecord>, StoreError>;
     /// A tenant's files, ordered by creation time; `None` when the `after` cursor is unknown.
     fn list_files(&self, tenant: &str, q: &FileQuery) -> Result<Option<Vec<FileRecord>>, StoreError>;
+    /// Data sources of every tenant per status, with the chunks they have stored and
+    /// (where known) will store: the ingestion progress `/metrics` reports.
+    fn ingestion_counts(&self) -> Result<Vec<IngestionCount>, StoreError>;
     /// Bytes of all of a tenant's files (its plan may cap them).
     fn file_bytes(&self, tenant: &str) -> Result<u64, StoreError>;
     /// The `(tenant, id)` of every file (start-up compares them with the stored objects).

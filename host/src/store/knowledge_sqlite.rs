@@ -4,7 +4,8 @@ use rusqlite::{OptionalExtension, params};
 
 use super::StoreError;
 use super::knowledge::{
-    DataSourceRecord, FileDeletion, FileQuery, FileRecord, KnowledgeBaseRecord, KnowledgeStore, SourceProgress, SourceStatus,
+    DataSourceRecord, FileDeletion, FileQuery, FileRecord, IngestionCount, KnowledgeBaseRecord, KnowledgeStore, SourceProgress,
+    SourceStatus,
 };
 use super::sqlite::{SqliteStore, json_column, to_json};
 
@@ -58,6 +59,29 @@ fn source_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DataSourceRecord> 
 }
 
 impl KnowledgeStore for SqliteStore {
+    fn ingestion_counts(&self) -> Result<Vec<IngestionCount>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT status, COUNT(*), COALESCE(SUM(chunks_done), 0), COALESCE(SUM(chunks_total), 0)
+                 FROM data_sources GROUP BY status ORDER BY status",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                let status: String = r.get(0)?;
+                let n = |i: usize| r.get::<_, i64>(i).map(|v| u64::try_from(v).unwrap_or(0));
+                Ok((status, n(1)?, n(2)?, n(3)?))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (status, sources, chunks_done, chunks_total) = row?;
+                // A status this build does not know is skipped, not a failed scrape.
+                if let Some(status) = SourceStatus::parse(&status) {
+                    out.push(IngestionCount { status, sources, chunks_done, chunks_total });
+                }
+            }
+            Ok(out)
+        })
+    }
+
     fn file_bytes(&self, tenant: &str) -> Result<u64, StoreError> {
         self.with(|c| {
             let bytes: i64 = c

@@ -7,7 +7,8 @@ mod knowledge_sqlite;
 pub mod sqlite;
 
 pub use knowledge::{
-    DataSourceRecord, FileDeletion, FileQuery, FileRecord, KnowledgeBaseRecord, KnowledgeStore, SourceProgress, SourceStatus,
+    DataSourceRecord, FileDeletion, FileQuery, FileRecord, IngestionCount, KnowledgeBaseRecord, KnowledgeStore, SourceProgress,
+    SourceStatus,
 };
 
 use serde::{Deserialize, Serialize};
