@@ -3,7 +3,8 @@
 //! log searches). A client's own id is echoed when it is a plausible id, so a gateway's
 //! trace id follows the request through; otherwise one is made up. Every log line written
 //! while the request is handled carries it (a tracing span), and nothing else of the
-//! request (no body, no key).
+//! request (no body, no key); one line per request says how it was answered (an access
+//! log, JSON with `--log-format json`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -23,7 +24,19 @@ const MAX_LEN: usize = 128;
 pub async fn tag(req: Request, next: Next) -> Response {
     let id = req.headers().get(HEADER).and_then(|v| v.to_str().ok()).filter(|v| acceptable(v)).map_or_else(new_id, str::to_owned);
     let span = tracing::info_span!("request", id = %id, method = %req.method(), path = %req.uri().path());
-    let mut response = next.run(req).instrument(span).await;
+    // Probes and scrapes come every few seconds: their successes are logged at debug only.
+    let probe = matches!(req.uri().path(), "/health" | "/metrics");
+    let started = std::time::Instant::now();
+    let mut response = next.run(req).instrument(span.clone()).await;
+    // The access log line: status and time to the answer's head (a stream goes on after).
+    span.in_scope(|| {
+        let (status, ms) = (response.status().as_u16(), started.elapsed().as_millis() as u64);
+        if probe && response.status().is_success() {
+            tracing::debug!(status, ms, "answered");
+        } else {
+            tracing::info!(status, ms, "answered");
+        }
+    });
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(HEADER, value);
     }
