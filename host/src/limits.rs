@@ -225,6 +225,11 @@ pub struct AdmissionOptions {
     pub queue_timeout: Duration,
     /// Most requests waiting at once; one more is refused at once.
     pub max_waiting: usize,
+    /// Most inference requests running on one model at once (`None`: only the server's
+    /// slots bound them).
+    pub max_model_requests: Option<usize>,
+    /// Most requests waiting for one model at once.
+    pub max_model_waiting: usize,
 }
 
 /// [`AdmissionOptions::queue_timeout`]'s default.
@@ -234,7 +239,12 @@ pub const MAX_QUEUE: usize = 1024;
 
 impl Default for AdmissionOptions {
     fn default() -> Self {
-        Self { queue_timeout: Duration::from_secs(QUEUE_TIMEOUT_SECS), max_waiting: MAX_QUEUE }
+        Self {
+            queue_timeout: Duration::from_secs(QUEUE_TIMEOUT_SECS),
+            max_waiting: MAX_QUEUE,
+            max_model_requests: None,
+            max_model_waiting: MAX_QUEUE,
+        }
     }
 }
 

@@ -161,6 +161,12 @@ def test_past_capacity_requests_get_a_503_with_retry_after_at_once(tmp_path):
         s.kill()
 
 
+def metric(server, prefix):
+    """The value of the one sample line of /metrics that starts with `prefix` (0 if none)."""
+    text = requests.get(server.url + "/metrics", timeout=60).text
+    return next((float(l.split()[-1]) for l in text.splitlines() if l.startswith(prefix)), 0.0)
+
+
 def test_a_bounded_queue_serves_n_and_refuses_the_rest_at_once(tmp_path):
     """Queue bound N = 2 behind one slot: while a stream holds the slot, N requests wait
     and every further one (k = 3) is refused at once with 503 `server_overloaded`; when the
@@ -169,8 +175,7 @@ def test_a_bounded_queue_serves_n_and_refuses_the_rest_at_once(tmp_path):
     s = Server(tmp_path / "data", new_key(), "--max-instances", "1", "--max-queue", "2", "--queue-timeout-secs", "600").start()
     try:
         def depth():
-            text = requests.get(s.url + "/metrics", timeout=60).text
-            return next(float(l.split()[-1]) for l in text.splitlines() if l.startswith("tensoras_queue_depth "))
+            return metric(s, "tensoras_queue_depth ")
 
         def ask(i):
             body = {"model": CHAT, "messages": [{"role": "user", "content": f"Say {i}."}], "max_tokens": 3, "seed": i}
@@ -196,6 +201,37 @@ def test_a_bounded_queue_serves_n_and_refuses_the_rest_at_once(tmp_path):
         assert 'tensoras_overloaded_total{reason="queue_full"} 3' in text, text
         assert 'tensoras_http_requests_total{route="/v1/chat/completions",method="POST",status="503"} 3' in text
         assert depth() == 0
+    finally:
+        s.kill()
+
+
+def test_a_model_queue_bounds_one_model_and_leaves_the_others_alone(tmp_path):
+    """`--max-model-requests 1 --max-model-queue 1`: while a stream holds the chat model, one
+    chat request waits and the next is refused at once (503 `server_overloaded`), and the
+    embedding model still answers. The server's own slots are plenty, so only the model's
+    queue can be what refuses."""
+    s = Server(
+        tmp_path / "data", new_key(), "--max-model-requests", "1", "--max-model-queue", "1", "--queue-timeout-secs", "600"
+    ).start()
+    try:
+        body = {"model": CHAT, "messages": [{"role": "user", "content": "Say hi."}], "max_tokens": 3}
+        ask = lambda: requests.post(s.url + "/v1/chat/completions", headers=s.headers(), json=body, timeout=600)  # noqa: E731
+        stream = endless_stream(s)
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            waiting = pool.submit(ask)
+            deadline = time.time() + 300
+            while metric(s, f'tensoras_model_queue_depth{{model="{CHAT}"}}') < 1:
+                assert time.time() < deadline and not waiting.done(), waiting.result().text if waiting.done() else "timeout"
+                time.sleep(0.05)
+            err = assert_openai_error(ask(), 503)
+            assert err["code"] == "server_overloaded" and "model" in err["message"], err
+            e = requests.post(s.url + "/v1/embeddings", headers=s.headers(), json={"model": EMBED, "input": "hi"}, timeout=300)
+            assert e.status_code == 200, e.text
+            assert not waiting.done()
+            stream.close()
+            assert waiting.result().status_code == 200, waiting.result().text
+        assert metric(s, 'tensoras_overloaded_total{reason="model_queue_full"}') == 1
+        assert metric(s, f'tensoras_model_queue_depth{{model="{CHAT}"}}') == 0
     finally:
         s.kill()
 

@@ -102,7 +102,7 @@ async fn run(
 ) -> Result<Response, ApiError> {
     let arrived = std::time::Instant::now();
     let stream = precheck(state, &body)?;
-    let model = metrics_model(state, &body);
+    let installed = installed_model(state, &body);
     super::ratelimit::admit_inference(state, caller, ticket.as_deref(), &body).await?;
     let target = state.gateway.route(endpoint, &caller.tenant, &body).map_err(|e| match e {
         Unrouted::HandlerMissing(name) => ApiError::new(
@@ -124,9 +124,17 @@ async fn run(
         (None, None)
     };
     let (gateway, who, path) = (state.gateway.clone(), caller.principal(), path.to_owned());
+    let queue = installed.as_deref().and_then(|m| state.runtime.admission().model_queue(m));
     // A task of its own so a stream's handler runs while its events are written; it
     // keeps the request's interactive admission and its span (the request id in its logs).
-    let call = crate::runtime::interactive(async move { gateway.handle(&who, &target, &path, &body, tx).await });
+    let call = crate::runtime::interactive(async move {
+        // The model's turn first (its own queue, when bounded), then a server slot.
+        let _turn = match &queue {
+            Some(q) => Some(q.enter().await?),
+            None => None,
+        };
+        gateway.handle(&who, &target, &path, &body, tx).await
+    });
     let grace = if stream { STREAM_GRACE } else { std::time::Duration::ZERO };
     let task = HandlerTask { handle: tokio::spawn(call.in_current_span()), grace, ticket };
 
@@ -148,7 +156,7 @@ async fn run(
         join(task).await??;
         return Err(ApiError::internal("handler finished a stream without sending anything"));
     };
-    let clock = TokenClock::new(model, arrived);
+    let clock = TokenClock::new(installed.unwrap_or_else(|| "function".to_owned()), arrived);
     let events = async_stream(first, chunks, task, clock);
     Ok(Sse::new(events).into_response())
 }
@@ -199,11 +207,11 @@ async fn join(mut task: HandlerTask) -> Result<Result<crate::runtime::HandlerRes
     }
 }
 
-/// The model a request's metrics count under: its canonical id, or `function` for chat
-/// functions (whose names are their tenants').
-fn metrics_model(state: &AppState, body: &Value) -> String {
+/// The installed model a request names, by its canonical id; `None` for chat functions
+/// (whose names are their tenants', so their metrics count under `function`).
+fn installed_model(state: &AppState, body: &Value) -> Option<String> {
     let asked = body.get("model").and_then(Value::as_str).unwrap_or_default();
-    state.inference.get(asked).map_or_else(|| "function".to_owned(), |m| m.model.manifest.id.clone())
+    state.inference.get(asked).map(|m| m.model.manifest.id.clone())
 }
 
 /// Times a stream's tokens for the metrics: the first from the request's arrival, each

@@ -67,6 +67,26 @@ pub async fn scrape(State(state): State<AppState>) -> Response {
         "Background calls (ingestion) waiting behind the interactive ones.",
         a.deferred(),
     );
+    let models = a.model_queues();
+    let per_model = |f: fn(&(String, usize, usize)) -> usize| -> Vec<(String, usize)> {
+        models.iter().map(|q| (q.0.clone(), f(q))).collect()
+    };
+    family(
+        &mut out,
+        "tensoras_model_requests_running",
+        "Inference requests running on a model (with --max-model-requests).",
+        "gauge",
+        "model",
+        &per_model(|q| q.1),
+    );
+    family(
+        &mut out,
+        "tensoras_model_queue_depth",
+        "Requests waiting for a model (at most --max-model-queue).",
+        "gauge",
+        "model",
+        &per_model(|q| q.2),
+    );
 
     // The decoders' schedulers, per installed chat model.
     let mut decoders: Vec<(String, crate::inference::decoder::Stats)> = Vec::new();

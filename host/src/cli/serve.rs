@@ -33,6 +33,13 @@ pub struct ServeArgs {
     /// Most requests waiting for an instance at once; past it, a 503 at once.
     #[arg(long, env = "TENSORAS_MAX_QUEUE", default_value_t = defaults::MAX_QUEUE)]
     max_queue: usize,
+    /// Most inference requests running on one model at once (unset: only --max-instances
+    /// bounds them); past it they wait in the model's own queue.
+    #[arg(long, env = "TENSORAS_MAX_MODEL_REQUESTS", value_parser = clap::value_parser!(u32).range(1..))]
+    max_model_requests: Option<u32>,
+    /// Most requests waiting for one model at once; past it, a 503 at once.
+    #[arg(long, env = "TENSORAS_MAX_MODEL_QUEUE", default_value_t = defaults::MAX_QUEUE)]
+    max_model_queue: usize,
     /// Most client connections open at once; more wait in the kernel's backlog.
     #[arg(long, env = "TENSORAS_MAX_CONNECTIONS", default_value_t = defaults::MAX_CONNECTIONS)]
     max_connections: usize,
@@ -156,6 +163,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     config.admission = tensoras::limits::AdmissionOptions {
         queue_timeout: Duration::from_secs(args.queue_timeout_secs),
         max_waiting: args.max_queue,
+        max_model_requests: args.max_model_requests.map(|n| n as usize),
+        max_model_waiting: args.max_model_queue,
     };
     config.listen = tensoras::config::ListenOptions {
         max_connections: args.max_connections.max(1),

@@ -8,15 +8,21 @@
 //!   overloaded server answers 503 at once instead of letting latency grow without
 //!   bound. Background work (ingestion) waits as long as it takes, and behind every
 //!   interactive request: it takes a slot only while no interactive request waits for one.
+//! - An inference request naming an installed model also queues for that model when the
+//!   operator bounds the requests per model ([`AdmissionOptions::max_model_requests`]):
+//!   at most that many run on one model, at most [`AdmissionOptions::max_model_waiting`]
+//!   wait, with the same timeout, so one busy model cannot take every slot from the rest.
 //! - A *nested* call (started by a host call of a running guest) takes a slot from a
 //!   second pool without waiting. Each top-level call has at most one chain of nested
 //!   calls alive at a time (a guest is single-threaded and its host calls are awaited
 //!   one by one), at most [`MAX_NESTED_DEPTH`] deep, so `max_instances` ×
 //!   [`MAX_NESTED_DEPTH`] nested slots never run out.
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
@@ -55,15 +61,71 @@ pub async fn interactive<F: Future>(f: F) -> F::Output {
 #[derive(Debug)]
 pub struct Admission {
     max_instances: u32,
-    top: Arc<Semaphore>,
+    /// The top-level slots and the interactive requests' queue for them.
+    top: Queue,
     nested: Arc<Semaphore>,
-    waiting: Arc<AtomicUsize>,
     /// Background calls waiting for a slot.
     deferred: AtomicUsize,
     /// Woken when a top-level slot is freed or an interactive wait ends: waiting
     /// background calls look again.
     freed: Arc<Notify>,
+    /// Per-model queues, made on a model's first request; empty when unbounded.
+    models: Mutex<HashMap<String, Arc<Queue>>>,
     options: AdmissionOptions,
+}
+
+/// A bounded wait for a semaphore's permits: at most `max_waiting` wait, each at most
+/// `timeout`; past either, 503 `server_overloaded`.
+#[derive(Debug)]
+pub struct Queue {
+    slots: Arc<Semaphore>,
+    size: usize,
+    waiting: Arc<AtomicUsize>,
+    max_waiting: usize,
+    timeout: Duration,
+    /// Told when a wait ends, however it ends (the server queue's background calls look again).
+    ended: Arc<Notify>,
+    /// The metrics' reason prefix: empty for the server's queue, `model_` for a model's.
+    kind: &'static str,
+}
+
+impl Queue {
+    fn new(size: usize, max_waiting: usize, timeout: Duration, ended: Arc<Notify>, kind: &'static str) -> Self {
+        let (slots, waiting) = (Arc::new(Semaphore::new(size)), Arc::new(AtomicUsize::new(0)));
+        Self { slots, size, waiting, max_waiting, timeout, ended, kind }
+    }
+
+    /// A permit now, or after a bounded wait.
+    pub async fn enter(&self) -> Result<OwnedSemaphorePermit, InvokeError> {
+        if let Ok(permit) = self.slots.clone().try_acquire_owned() {
+            return Ok(permit);
+        }
+        let model = !self.kind.is_empty();
+        if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.max_waiting {
+            self.waiting.fetch_sub(1, Ordering::AcqRel);
+            let why = if model { "this model's request queue is full" } else { "the request queue is full" };
+            return Err(overloaded(if model { "model_queue_full" } else { "queue_full" }, why));
+        }
+        let _waiting = Waiting(self.waiting.clone(), self.ended.clone());
+        match tokio::time::timeout(self.timeout, self.slots.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            Ok(Err(e)) => Err(InvokeError::Internal(e.into())),
+            Err(_) => Err(overloaded(
+                if model { "model_queue_timeout" } else { "queue_timeout" },
+                "no instance slot became free in time",
+            )),
+        }
+    }
+
+    /// Requests waiting now.
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Acquire)
+    }
+
+    /// Requests holding a permit now.
+    pub fn running(&self) -> usize {
+        self.size.saturating_sub(self.slots.available_permits())
+    }
 }
 
 /// A slot held for one call; the call's host calls run in [`Ticket::scope`].
@@ -107,13 +169,14 @@ impl Admission {
     /// `max_instances` top-level slots and their nested pool.
     pub fn new(max_instances: u32, options: AdmissionOptions) -> Self {
         let nested = total_instances(max_instances).saturating_sub(max_instances);
+        let freed = Arc::new(Notify::new());
         Self {
             max_instances,
-            top: Arc::new(Semaphore::new(max_instances as usize)),
+            top: Queue::new(max_instances as usize, options.max_waiting, options.queue_timeout, freed.clone(), ""),
             nested: Arc::new(Semaphore::new(nested as usize)),
-            waiting: Arc::new(AtomicUsize::new(0)),
             deferred: AtomicUsize::new(0),
-            freed: Arc::new(Notify::new()),
+            freed,
+            models: Mutex::new(HashMap::new()),
             options,
         }
     }
@@ -125,12 +188,31 @@ impl Admission {
 
     /// Top-level slots free now.
     pub fn available(&self) -> usize {
-        self.top.available_permits()
+        self.top.slots.available_permits()
     }
 
     /// Requests waiting for a slot now.
     pub fn waiting(&self) -> usize {
-        self.waiting.load(Ordering::Acquire)
+        self.top.waiting()
+    }
+
+    /// `model`'s queue, when the requests per model are bounded.
+    pub fn model_queue(&self, model: &str) -> Option<Arc<Queue>> {
+        let size = self.options.max_model_requests?;
+        let mut models = self.models.lock().unwrap_or_else(PoisonError::into_inner);
+        let o = &self.options;
+        let queue = models.entry(model.to_owned()).or_insert_with(|| {
+            Arc::new(Queue::new(size, o.max_model_waiting, o.queue_timeout, Arc::new(Notify::new()), "model_"))
+        });
+        Some(queue.clone())
+    }
+
+    /// Each model's queue that has been used: (model, running, waiting).
+    pub fn model_queues(&self) -> Vec<(String, usize, usize)> {
+        let models = self.models.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut out: Vec<_> = models.iter().map(|(m, q)| (m.clone(), q.running(), q.waiting())).collect();
+        out.sort();
+        out
     }
 
     /// Background calls (ingestion) waiting for a slot now.
@@ -151,7 +233,7 @@ impl Admission {
             tokio::pin!(freed);
             freed.as_mut().enable();
             if self.waiting() == 0
-                && let Ok(permit) = self.top.clone().try_acquire_owned()
+                && let Ok(permit) = self.top.slots.clone().try_acquire_owned()
             {
                 self.deferred.fetch_sub(1, Ordering::AcqRel);
                 return self.top_ticket(permit, inner);
@@ -175,19 +257,8 @@ impl Admission {
         if !call.interactive {
             return Ok(self.background(inner).await);
         }
-        if let Ok(permit) = self.top.clone().try_acquire_owned() {
-            return Ok(self.top_ticket(permit, inner));
-        }
-        if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.options.max_waiting {
-            self.waiting.fetch_sub(1, Ordering::AcqRel);
-            return Err(overloaded("queue_full", "the request queue is full"));
-        }
-        let _waiting = Waiting(self.waiting.clone(), self.freed.clone());
-        match tokio::time::timeout(self.options.queue_timeout, self.top.clone().acquire_owned()).await {
-            Ok(Ok(permit)) => Ok(self.top_ticket(permit, inner)),
-            Ok(Err(e)) => Err(InvokeError::Internal(e.into())),
-            Err(_) => Err(overloaded("queue_timeout", "no instance slot became free in time")),
-        }
+        let permit = self.top.enter().await?;
+        Ok(self.top_ticket(permit, inner))
     }
 }
 
@@ -204,7 +275,7 @@ mod tests {
     use super::*;
 
     fn admission(slots: u32, max_waiting: usize) -> Arc<Admission> {
-        let options = AdmissionOptions { queue_timeout: Duration::from_secs(3600), max_waiting };
+        let options = AdmissionOptions { queue_timeout: Duration::from_secs(3600), max_waiting, ..Default::default() };
         Arc::new(Admission::new(slots, options))
     }
 
@@ -291,8 +362,37 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn each_model_has_its_own_bounded_queue() {
+        let options = AdmissionOptions {
+            queue_timeout: Duration::from_secs(3600),
+            max_model_requests: Some(1),
+            max_model_waiting: 1,
+            ..Default::default()
+        };
+        let a = Arc::new(Admission::new(8, options));
+        let busy = a.model_queue("a").unwrap();
+        let held = busy.enter().await.unwrap();
+        // Another model is not held up by the busy one.
+        let _other = a.model_queue("b").unwrap().enter().await.unwrap();
+        let waiter = {
+            let q = a.model_queue("a").unwrap();
+            tokio::spawn(async move { q.enter().await.map(drop) })
+        };
+        while busy.waiting() == 0 {
+            tokio::task::yield_now().await;
+        }
+        assert!(matches!(busy.enter().await, Err(InvokeError::Overloaded(_))));
+        assert_eq!(a.model_queues(), [("a".to_owned(), 1, 1), ("b".to_owned(), 1, 0)]);
+        drop(held);
+        waiter.await.unwrap().unwrap();
+        assert_eq!((busy.running(), busy.waiting()), (0, 0));
+        // Unbounded by default: no queue per model.
+        assert!(Admission::new(1, AdmissionOptions::default()).model_queue("a").is_none());
+    }
+
+    #[tokio::test]
     async fn an_interactive_wait_ends_with_overloaded_at_its_timeout() {
-        let options = AdmissionOptions { queue_timeout: Duration::from_millis(1), max_waiting: 8 };
+        let options = AdmissionOptions { queue_timeout: Duration::from_millis(1), max_waiting: 8, ..Default::default() };
         let a = Admission::new(1, options);
         let _held = a.admit().await.unwrap();
         assert!(matches!(interactive(a.admit()).await, Err(InvokeError::Overloaded(_))));
