@@ -1,7 +1,8 @@
 //! What metering and rate limits add to a request (issue #21's target: under 50 µs, under
 //! 1 % of a single stream's decode): `Meter::record`, the once-a-second flush of what
 //! accumulated into a real SQLite file, and a limited key's admission (plan lookup of its
-//! tenant, admit, token reservation, the headers' status, release) and budget check.
+//! tenant, admit, token reservation, the headers' status, release) and budget check; what
+//! `/metrics` adds (an answer counted and timed) and a model queue's turn.
 //!
 //! `cargo bench -p tensoras --bench metering` (`make bench-metering`).
 
@@ -72,6 +73,17 @@ fn metering(c: &mut Criterion) {
         b.iter(|| {
             m.http_requests.inc(&["/v1/chat/completions", "POST", "200"]);
             m.http_duration.observe(&["/v1/chat/completions"], std::time::Duration::from_millis(70));
+        });
+    });
+    // With --max-model-requests: a request's model queue found, its turn taken and given back.
+    let admission = tensoras::runtime::Admission::new(
+        256,
+        tensoras::limits::AdmissionOptions { max_model_requests: Some(64), ..Default::default() },
+    );
+    c.bench_function("model queue: turn taken and given back", |b| {
+        b.iter(|| {
+            let queue = admission.model_queue("smollm2-135m-instruct").unwrap();
+            drop(std::hint::black_box(rt.block_on(queue.enter()).unwrap()));
         });
     });
     rt.block_on(meter.month_cost("acme")).unwrap();
