@@ -75,6 +75,10 @@ fn metering(c: &mut Criterion) {
             m.http_duration.observe(&["/v1/chat/completions"], std::time::Duration::from_millis(70));
         });
     });
+    // A streamed token's event: classified (a JSON parse of the chunk) and timed.
+    let mut clock = tensoras::metrics::TokenClock::new("smollm2-135m-instruct".to_owned(), std::time::Instant::now());
+    let event = r#"{"id":"chatcmpl-4bf92f3577b34da6a3ce929d","object":"chat.completion.chunk","created":1765000000,"model":"smollm2-135m-instruct","system_fingerprint":"tensoras","choices":[{"index":0,"delta":{"content":" token"},"logprobs":null,"finish_reason":null}]}"#;
+    c.bench_function("metrics: stream event classified and timed", |b| b.iter(|| clock.event(std::hint::black_box(event))));
     // With --max-model-requests: a request's model queue found, its turn taken and given back.
     let admission = tensoras::runtime::Admission::new(
         256,

@@ -8,10 +8,13 @@
 //! them would buy nothing, since a process serves one `/metrics`. Labels are bounded sets —
 //! route templates, model ids, function kinds, reasons — never tenants, keys or raw paths.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::{LazyLock, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
 
 /// A counter with labels.
 #[derive(Debug)]
@@ -232,9 +235,89 @@ impl Metrics {
     }
 }
 
+/// Times a stream's tokens for the metrics: the first from the request's arrival, each
+/// next from the one before. Events that carry no output (the opening `role` chunk, sent
+/// before the prompt runs; usage) are not tokens.
+#[derive(Debug)]
+pub struct TokenClock {
+    model: String,
+    arrived: Instant,
+    last: Option<Instant>,
+}
+
+impl TokenClock {
+    /// A clock for a stream of `model` that arrived at `arrived`.
+    pub fn new(model: String, arrived: Instant) -> Self {
+        Self { model, arrived, last: None }
+    }
+
+    /// Counts one event (a chunk's JSON), if it carries output.
+    pub fn event(&mut self, chunk: &str) {
+        if !carries_output(chunk) {
+            return;
+        }
+        let now = Instant::now();
+        let m = metrics();
+        match self.last {
+            None => m.first_token.observe(&[&self.model], now - self.arrived),
+            Some(last) => m.inter_token.observe(&[&self.model], now - last),
+        }
+        self.last = Some(now);
+    }
+}
+
+/// The parts of a stream chunk that say whether it carries output; the rest is skipped
+/// unparsed (once per token, so no `Value` tree is built).
+#[derive(Deserialize)]
+struct Chunk<'a> {
+    #[serde(default, borrow)]
+    choices: Vec<ChunkChoice<'a>>,
+}
+
+#[derive(Deserialize)]
+struct ChunkChoice<'a> {
+    #[serde(default, borrow)]
+    delta: Option<Delta<'a>>,
+    #[serde(default, borrow)]
+    text: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct Delta<'a> {
+    #[serde(default, borrow)]
+    content: Option<Cow<'a, str>>,
+    #[serde(default)]
+    tool_calls: Option<serde::de::IgnoredAny>,
+}
+
+/// Whether a stream chunk has generated output: chat `delta.content` or `delta.tool_calls`,
+/// or a completion's `text`.
+pub fn carries_output(chunk: &str) -> bool {
+    let Ok(chunk) = serde_json::from_str::<Chunk<'_>>(chunk) else { return false };
+    let nonempty = |s: &Option<Cow<'_, str>>| s.as_ref().is_some_and(|s| !s.is_empty());
+    chunk
+        .choices
+        .iter()
+        .any(|c| c.delta.as_ref().is_some_and(|d| nonempty(&d.content) || d.tool_calls.is_some()) || nonempty(&c.text))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_chunks_with_output_are_tokens() {
+        let chunk = |choice: &str| format!(r#"{{"object":"chat.completion.chunk","choices":[{choice}]}}"#);
+        assert!(!carries_output(&chunk(r#"{"index":0,"delta":{"role":"assistant","content":""}}"#)));
+        assert!(carries_output(&chunk(r#"{"index":0,"delta":{"content":"Hi"}}"#)));
+        assert!(carries_output(&chunk(r#"{"index":0,"delta":{"content":"\"q\""}}"#)));
+        assert!(carries_output(&chunk(r#"{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{"}}]}}"#)));
+        assert!(!carries_output(&chunk(r#"{"index":0,"delta":{"tool_calls":null,"content":null}}"#)));
+        assert!(!carries_output(&chunk(r#"{"index":0,"delta":{},"finish_reason":"stop"}"#)));
+        assert!(carries_output(r#"{"object":"text_completion","choices":[{"index":0,"text":" the","logprobs":null}]}"#));
+        assert!(!carries_output(r#"{"object":"chat.completion.chunk","choices":[],"usage":{"total_tokens":3}}"#));
+        assert!(!carries_output("not json"));
+    }
 
     #[test]
     fn counters_and_histograms_print_in_the_text_format() {

@@ -156,7 +156,7 @@ async fn run(
         join(task).await??;
         return Err(ApiError::internal("handler finished a stream without sending anything"));
     };
-    let clock = TokenClock::new(installed.unwrap_or_else(|| "function".to_owned()), arrived);
+    let clock = crate::metrics::TokenClock::new(installed.unwrap_or_else(|| "function".to_owned()), arrived);
     let events = async_stream(first, chunks, task, clock);
     Ok(Sse::new(events).into_response())
 }
@@ -214,60 +214,17 @@ fn installed_model(state: &AppState, body: &Value) -> Option<String> {
     state.inference.get(asked).map(|m| m.model.manifest.id.clone())
 }
 
-/// Times a stream's tokens for the metrics: the first from the request's arrival, each
-/// next from the one before. Events that carry no output (the opening `role` chunk, sent
-/// before the prompt runs; usage) are not tokens.
-struct TokenClock {
-    model: String,
-    arrived: std::time::Instant,
-    last: Option<std::time::Instant>,
-}
-
-impl TokenClock {
-    fn new(model: String, arrived: std::time::Instant) -> Self {
-        Self { model, arrived, last: None }
-    }
-
-    /// Counts one event, if it carries output.
-    fn event(&mut self, chunk: &str) {
-        if !carries_output(chunk) {
-            return;
-        }
-        let now = std::time::Instant::now();
-        let m = crate::metrics::metrics();
-        match self.last {
-            None => m.first_token.observe(&[&self.model], now - self.arrived),
-            Some(last) => m.inter_token.observe(&[&self.model], now - last),
-        }
-        self.last = Some(now);
-    }
-}
-
-/// Whether a chunk has generated output: chat `delta.content` or `delta.tool_calls`, or a
-/// completion's `text`.
-fn carries_output(chunk: &str) -> bool {
-    let Ok(v) = serde_json::from_str::<Value>(chunk) else { return false };
-    let Some(choices) = v.get("choices").and_then(Value::as_array) else { return false };
-    let nonempty = |v: Option<&Value>| v.and_then(Value::as_str).is_some_and(|s| !s.is_empty());
-    choices.iter().any(|c| {
-        let delta = c.get("delta");
-        nonempty(delta.and_then(|d| d.get("content")))
-            || delta.and_then(|d| d.get("tool_calls")).is_some_and(|t| !t.is_null())
-            || nonempty(c.get("text"))
-    })
-}
-
 /// The SSE body: chunks as they come, an error event if the handler fails mid-stream,
 /// then `[DONE]`. Dropping it (client gone) drops the receiver, which stops the handler.
 fn async_stream(
     first: String,
     rx: mpsc::Receiver<String>,
     task: HandlerTask,
-    clock: TokenClock,
+    clock: crate::metrics::TokenClock,
 ) -> impl futures::Stream<Item = Result<Event, Infallible>> {
     enum Phase {
-        First(String, mpsc::Receiver<String>, HandlerTask, TokenClock),
-        Chunks(mpsc::Receiver<String>, HandlerTask, TokenClock),
+        First(String, mpsc::Receiver<String>, HandlerTask, crate::metrics::TokenClock),
+        Chunks(mpsc::Receiver<String>, HandlerTask, crate::metrics::TokenClock),
         Done,
     }
     futures::stream::unfold(Phase::First(first, rx, task, clock), |phase| async move {
@@ -376,21 +333,4 @@ fn model_not_found(state: &AppState, model: &str) -> ApiError {
         None => format!("The model `{model}` does not exist or you do not have access to it."),
     };
     ApiError::not_found(message).param("model").code("model_not_found")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::carries_output;
-
-    #[test]
-    fn only_chunks_with_output_are_tokens() {
-        let chunk = |choice: &str| format!(r#"{{"object":"chat.completion.chunk","choices":[{choice}]}}"#);
-        assert!(!carries_output(&chunk(r#"{"index":0,"delta":{"role":"assistant","content":""}}"#)));
-        assert!(carries_output(&chunk(r#"{"index":0,"delta":{"content":"Hi"}}"#)));
-        assert!(carries_output(&chunk(r#"{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{"}}]}}"#)));
-        assert!(!carries_output(&chunk(r#"{"index":0,"delta":{},"finish_reason":"stop"}"#)));
-        assert!(carries_output(r#"{"object":"text_completion","choices":[{"index":0,"text":" the"}]}"#));
-        assert!(!carries_output(r#"{"object":"chat.completion.chunk","choices":[],"usage":{"total_tokens":3}}"#));
-        assert!(!carries_output("not json"));
-    }
 }
