@@ -43,8 +43,9 @@ impl Counter {
         self.add(values, 1);
     }
 
-    /// The value of one series (0 when it has none), for tests.
-    pub fn get(&self, values: &[&str]) -> u64 {
+    /// The value of one series (0 when it has none).
+    #[cfg(test)]
+    fn get(&self, values: &[&str]) -> u64 {
         let map = self.values.lock().unwrap_or_else(PoisonError::into_inner);
         map.get(&key(values)).copied().unwrap_or(0)
     }
@@ -90,8 +91,9 @@ impl Histogram {
         series.sum += secs;
     }
 
-    /// Observations in one series, for tests.
-    pub fn count(&self, values: &[&str]) -> u64 {
+    /// Observations in one series.
+    #[cfg(test)]
+    fn count(&self, values: &[&str]) -> u64 {
         let map = self.values.lock().unwrap_or_else(PoisonError::into_inner);
         map.get(&key(values)).map_or(0, |s| s.counts.iter().sum())
     }
@@ -157,7 +159,7 @@ pub struct Metrics {
     pub model_requests: Counter,
     /// Requests refused by rate limits or budgets, per reason.
     pub rate_limited: Counter,
-    /// Requests refused for want of an instance slot (503 `server_overloaded`), per reason.
+    /// Requests refused for want of a server or model slot (503 `server_overloaded`), per reason.
     pub overloaded: Counter,
     /// Function invocations per kind (`tool`, `http`, `chat`) and outcome (`ok`, `error`).
     pub function_invocations: Counter,
@@ -198,7 +200,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
     ),
     overloaded: Counter::new(
         "tensoras_overloaded_total",
-        "Requests refused for want of an instance slot (503 server_overloaded), by reason (queue_full, queue_timeout, nested).",
+        "Requests refused for want of a slot (503 server_overloaded), by reason (queue_full, queue_timeout, model_queue_full, model_queue_timeout, nested).",
         &["reason"],
     ),
     function_invocations: Counter::new(

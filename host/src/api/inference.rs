@@ -72,9 +72,17 @@ pub async fn embeddings(
     run(&state, &caller, ticket.map(|t| t.0), Endpoint::Embeddings, uri.path(), body).await
 }
 
+/// What [`precheck`] found.
+struct Checked {
+    stream: bool,
+    /// The installed model named, by its canonical id; `None` for a chat function (whose
+    /// names are its tenant's, so its metrics count under `function`).
+    installed: Option<String>,
+}
+
 /// Checks what the host must know before a handler runs: a JSON object, a model that
-/// is installed, and a boolean `stream`.
-fn precheck(state: &AppState, body: &Value) -> Result<bool, ApiError> {
+/// is installed (or a chat function's id), and a boolean `stream`.
+fn precheck(state: &AppState, body: &Value) -> Result<Checked, ApiError> {
     let obj = body.as_object().ok_or_else(|| ApiError::invalid("The request body must be a JSON object."))?;
     let model = match obj.get("model") {
         Some(Value::String(m)) if !m.is_empty() => m,
@@ -82,14 +90,18 @@ fn precheck(state: &AppState, body: &Value) -> Result<bool, ApiError> {
         None => return Err(ApiError::invalid("you must provide a model parameter").param("model")),
     };
     // A chat function's model id (`fn:NAME`) is resolved with the caller's tenant.
-    if !model.starts_with(FUNCTION_MODEL_PREFIX) && state.inference.get(model).is_none() {
-        return Err(model_not_found(state, model));
-    }
-    match obj.get("stream") {
-        None | Some(Value::Null) => Ok(false),
-        Some(Value::Bool(b)) => Ok(*b),
-        Some(_) => Err(ApiError::invalid("'stream' must be a boolean.").param("stream")),
-    }
+    let installed = if model.starts_with(FUNCTION_MODEL_PREFIX) {
+        None
+    } else {
+        let m = state.inference.get(model).ok_or_else(|| model_not_found(state, model))?;
+        Some(m.model.manifest.id.clone())
+    };
+    let stream = match obj.get("stream") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(ApiError::invalid("'stream' must be a boolean.").param("stream")),
+    };
+    Ok(Checked { stream, installed })
 }
 
 async fn run(
@@ -101,8 +113,7 @@ async fn run(
     body: Value,
 ) -> Result<Response, ApiError> {
     let arrived = std::time::Instant::now();
-    let stream = precheck(state, &body)?;
-    let installed = installed_model(state, &body);
+    let Checked { stream, installed } = precheck(state, &body)?;
     super::ratelimit::admit_inference(state, caller, ticket.as_deref(), &body).await?;
     let target = state.gateway.route(endpoint, &caller.tenant, &body).map_err(|e| match e {
         Unrouted::HandlerMissing(name) => ApiError::new(
@@ -205,13 +216,6 @@ async fn join(mut task: HandlerTask) -> Result<Result<crate::runtime::HandlerRes
         Ok(Err(e)) => Err(ApiError::from_handler(e)),
         Ok(Ok(r)) => Ok(r.map_err(ApiError::from)),
     }
-}
-
-/// The installed model a request names, by its canonical id; `None` for chat functions
-/// (whose names are their tenants', so their metrics count under `function`).
-fn installed_model(state: &AppState, body: &Value) -> Option<String> {
-    let asked = body.get("model").and_then(Value::as_str).unwrap_or_default();
-    state.inference.get(asked).map(|m| m.model.manifest.id.clone())
 }
 
 /// The SSE body: chunks as they come, an error event if the handler fails mid-stream,

@@ -83,16 +83,28 @@ pub struct Queue {
     waiting: Arc<AtomicUsize>,
     max_waiting: usize,
     timeout: Duration,
-    /// Told when a wait ends, however it ends (the server queue's background calls look again).
-    ended: Arc<Notify>,
-    /// The metrics' reason prefix: empty for the server's queue, `model_` for a model's.
-    kind: &'static str,
+    /// Told when a wait ends, however it ends: the server queue's background calls look again.
+    ended: Option<Arc<Notify>>,
+    refusals: &'static Refusals,
 }
 
+/// How a queue's refusals are counted in the metrics (`reason`) and worded.
+#[derive(Debug)]
+struct Refusals {
+    full: &'static str,
+    full_message: &'static str,
+    timeout: &'static str,
+}
+
+const SERVER_QUEUE: Refusals =
+    Refusals { full: "queue_full", full_message: "the request queue is full", timeout: "queue_timeout" };
+const MODEL_QUEUE: Refusals =
+    Refusals { full: "model_queue_full", full_message: "this model's request queue is full", timeout: "model_queue_timeout" };
+
 impl Queue {
-    fn new(size: usize, max_waiting: usize, timeout: Duration, ended: Arc<Notify>, kind: &'static str) -> Self {
+    fn new(size: usize, max_waiting: usize, timeout: Duration, ended: Option<Arc<Notify>>, refusals: &'static Refusals) -> Self {
         let (slots, waiting) = (Arc::new(Semaphore::new(size)), Arc::new(AtomicUsize::new(0)));
-        Self { slots, size, waiting, max_waiting, timeout, ended, kind }
+        Self { slots, size, waiting, max_waiting, timeout, ended, refusals }
     }
 
     /// A permit now, or after a bounded wait.
@@ -100,20 +112,15 @@ impl Queue {
         if let Ok(permit) = self.slots.clone().try_acquire_owned() {
             return Ok(permit);
         }
-        let model = !self.kind.is_empty();
         if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.max_waiting {
             self.waiting.fetch_sub(1, Ordering::AcqRel);
-            let why = if model { "this model's request queue is full" } else { "the request queue is full" };
-            return Err(overloaded(if model { "model_queue_full" } else { "queue_full" }, why));
+            return Err(overloaded(self.refusals.full, self.refusals.full_message));
         }
         let _waiting = Waiting(self.waiting.clone(), self.ended.clone());
         match tokio::time::timeout(self.timeout, self.slots.clone().acquire_owned()).await {
             Ok(Ok(permit)) => Ok(permit),
             Ok(Err(e)) => Err(InvokeError::Internal(e.into())),
-            Err(_) => Err(overloaded(
-                if model { "model_queue_timeout" } else { "queue_timeout" },
-                "no instance slot became free in time",
-            )),
+            Err(_) => Err(overloaded(self.refusals.timeout, "no instance slot became free in time")),
         }
     }
 
@@ -156,12 +163,14 @@ impl Ticket {
 }
 
 /// Decrements the waiting count when a wait ends, however it ends.
-struct Waiting(Arc<AtomicUsize>, Arc<Notify>);
+struct Waiting(Arc<AtomicUsize>, Option<Arc<Notify>>);
 
 impl Drop for Waiting {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
-        self.1.notify_waiters();
+        if let Some(ended) = &self.1 {
+            ended.notify_waiters();
+        }
     }
 }
 
@@ -172,7 +181,13 @@ impl Admission {
         let freed = Arc::new(Notify::new());
         Self {
             max_instances,
-            top: Queue::new(max_instances as usize, options.max_waiting, options.queue_timeout, freed.clone(), ""),
+            top: Queue::new(
+                max_instances as usize,
+                options.max_waiting,
+                options.queue_timeout,
+                Some(freed.clone()),
+                &SERVER_QUEUE,
+            ),
             nested: Arc::new(Semaphore::new(nested as usize)),
             deferred: AtomicUsize::new(0),
             freed,
@@ -201,9 +216,9 @@ impl Admission {
         let size = self.options.max_model_requests?;
         let mut models = self.models.lock().unwrap_or_else(PoisonError::into_inner);
         let o = &self.options;
-        let queue = models.entry(model.to_owned()).or_insert_with(|| {
-            Arc::new(Queue::new(size, o.max_model_waiting, o.queue_timeout, Arc::new(Notify::new()), "model_"))
-        });
+        let queue = models
+            .entry(model.to_owned())
+            .or_insert_with(|| Arc::new(Queue::new(size, o.max_model_waiting, o.queue_timeout, None, &MODEL_QUEUE)));
         Some(queue.clone())
     }
 
