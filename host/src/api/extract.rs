@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
 
-/// `axum::Json` with OpenAI-shaped rejections.
+/// `axum::Json` with OpenAI-shaped rejections, for bodies that are JSON objects.
 #[derive(Debug)]
 pub struct Json<T>(pub T);
 
@@ -20,10 +20,32 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(v)) => Ok(Self(v)),
+        match axum::Json::<ObjectOnly<T>>::from_request(req, state).await {
+            Ok(axum::Json(ObjectOnly(v))) => Ok(Self(v)),
             Err(rejection) => Err(json_rejection(rejection)),
         }
+    }
+}
+
+/// Deserializes `T` from a JSON object only. serde's derived structs also accept an array
+/// of their fields in order (`[null, null]` for a two-field struct), which no body of
+/// this API is and no client means.
+#[derive(Debug)]
+struct ObjectOnly<T>(T);
+
+impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for ObjectOnly<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit<T>(std::marker::PhantomData<T>);
+        impl<'de, T: serde::Deserialize<'de>> serde::de::Visitor<'de> for Visit<T> {
+            type Value = T;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("the request body to be a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            }
+        }
+        deserializer.deserialize_map(Visit(std::marker::PhantomData)).map(ObjectOnly)
     }
 }
 
@@ -93,6 +115,27 @@ fn is_function_invoke(path: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use super::ObjectOnly;
+
+    #[derive(Debug, serde::Deserialize, PartialEq)]
+    struct Two {
+        a: Option<u8>,
+        b: Option<u8>,
+    }
+
+    #[test]
+    fn bodies_are_objects_only() {
+        let two: ObjectOnly<Two> = serde_json::from_str(r#"{"a": 1}"#).unwrap();
+        assert_eq!(two.0, Two { a: Some(1), b: None });
+        // A derived struct would take these as its fields in order.
+        for body in ["[null, null]", "[1, 2]", "null", "3", "\"x\""] {
+            let err = serde_json::from_str::<ObjectOnly<Two>>(body).unwrap_err().to_string();
+            assert!(err.contains("JSON object"), "{body}: {err}");
+            assert!(serde_json::from_str::<ObjectOnly<serde_json::Value>>(body).is_err(), "{body}");
+        }
+        let any: ObjectOnly<serde_json::Value> = serde_json::from_str(r#"{"x": [1]}"#).unwrap();
+        assert_eq!(any.0, serde_json::json!({"x": [1]}));
+    }
     #[test]
     fn function_invoke_paths() {
         assert!(super::is_function_invoke("/v1/functions/echo/invoke"));
