@@ -20,7 +20,7 @@ pub struct Limits {
 }
 
 /// Limits as a manifest states them; unset fields take the server's defaults.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsSpec {
     /// Memory limit in MiB.
@@ -139,7 +139,7 @@ impl Default for ModelBudget {
 
 /// Capabilities beyond the sandbox's defaults. The default grants nothing: no files,
 /// no network, no environment variables.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Grants {
     /// Outbound destinations allowed, each `*`, `host:port` or `host:*` (TCP and

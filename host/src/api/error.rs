@@ -6,7 +6,7 @@ use std::borrow::Cow;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
 
 use crate::runtime::InvokeError;
 
@@ -94,16 +94,33 @@ impl ApiError {
     }
 }
 
+/// The body of every error answer, as OpenAI writes it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorResponse {
+    /// What went wrong.
+    pub error: ErrorBody,
+}
+
+/// OpenAI's error object.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// A message for people, saying what to change.
+    pub message: String,
+    /// `invalid_request_error`, `not_found_error`, `permission_error`, `rate_limit_error`,
+    /// `server_error`, `timeout_error` or `function_error`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// The request field at fault, where one is.
+    pub param: Option<String>,
+    /// A stable code for programs (`invalid_api_key`, `model_not_found`, `rate_limit_exceeded`...).
+    #[schema(value_type = Option<String>)]
+    pub code: Option<Cow<'static, str>>,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({
-            "error": {
-                "message": self.message,
-                "type": self.kind,
-                "param": self.param,
-                "code": self.code,
-            }
-        });
+        let body =
+            ErrorResponse { error: ErrorBody { message: self.message, kind: self.kind, param: self.param, code: self.code } };
         let mut response = (self.status, axum::Json(body)).into_response();
         if let Some(secs) = self.retry_after {
             response.headers_mut().insert(axum::http::header::RETRY_AFTER, secs.into());

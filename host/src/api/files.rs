@@ -8,8 +8,8 @@ use axum::extract::{Multipart, Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::error::ApiError;
 use super::extract::body_rejection;
@@ -18,19 +18,76 @@ use crate::files::{PURPOSES, StoreError, sniff};
 use crate::store::{FileDeletion, FileQuery, FileRecord};
 
 /// The OpenAI file object.
-pub fn file_json(f: &FileRecord) -> Value {
-    json!({
-        "id": f.id,
-        "object": "file",
-        "bytes": f.bytes,
-        "created_at": f.created_at,
-        "expires_at": null,
-        "filename": f.filename,
-        "purpose": f.purpose,
-        "status": "processed",
-        "status_details": null,
-        "content_type": f.content_type,
-    })
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FileObject {
+    id: String,
+    #[schema(value_type = String, pattern = "^file$")]
+    object: &'static str,
+    /// Size in bytes.
+    bytes: u64,
+    /// Unix seconds.
+    created_at: i64,
+    /// Files do not expire here: always `null`.
+    #[schema(value_type = Option<i64>)]
+    expires_at: Option<()>,
+    filename: String,
+    purpose: String,
+    /// Always `processed`: a file is listed only once its bytes are stored.
+    #[schema(value_type = String, pattern = "^processed$")]
+    status: &'static str,
+    #[schema(value_type = Option<String>)]
+    status_details: Option<()>,
+    /// The media type sniffed from the bytes and the name (a Tensoras extension).
+    content_type: String,
+}
+
+impl From<&FileRecord> for FileObject {
+    fn from(f: &FileRecord) -> Self {
+        Self {
+            id: f.id.clone(),
+            object: "file",
+            bytes: f.bytes,
+            created_at: f.created_at,
+            expires_at: None,
+            filename: f.filename.clone(),
+            purpose: f.purpose.clone(),
+            status: "processed",
+            status_details: None,
+            content_type: f.content_type.clone(),
+        }
+    }
+}
+
+/// A page of files.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FileList {
+    #[schema(value_type = String, pattern = "^list$")]
+    object: &'static str,
+    data: Vec<FileObject>,
+    first_id: Option<String>,
+    last_id: Option<String>,
+    has_more: bool,
+}
+
+/// What a delete answers.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FileDeleted {
+    id: String,
+    #[schema(value_type = String, pattern = "^file$")]
+    object: &'static str,
+    deleted: bool,
+}
+
+/// The multipart form of an upload. Other parts (`expires_after[...]`) are read and ignored.
+#[derive(ToSchema)]
+#[allow(dead_code)] // Read part by part from the stream (upload); here for the document.
+pub struct UploadForm {
+    /// The file's bytes; its part's filename names it.
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+    /// What the file is for.
+    #[schema(pattern = "^(assistants|batch|fine-tune|vision|user_data|evals|knowledge_base)$")]
+    purpose: String,
 }
 
 /// 404 for a file id the caller's tenant does not own (or that does not exist).
@@ -142,6 +199,9 @@ async fn receive(
 }
 
 /// `POST /v1/files`: multipart with `file` and `purpose`.
+#[utoipa::path(post, path = "/files", tag = "files",
+    request_body(content = UploadForm, content_type = "multipart/form-data"),
+    responses((status = 200, description = "The stored file.", body = FileObject)))]
 pub async fn upload(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -199,24 +259,34 @@ pub async fn upload(
         return Err(ApiError::internal(e));
     }
     tracing::info!(file_id = %record.id, bytes = record.bytes, content_type = %record.content_type, "file uploaded");
-    Ok(axum::Json(file_json(&record)).into_response())
+    Ok(axum::Json(FileObject::from(&record)).into_response())
 }
 
-/// Query of `GET /v1/files`.
-#[derive(Debug, Deserialize)]
+/// Query of `GET /v1/files`. `limit` is read as text so that a bad one gets OpenAI's
+/// message rather than the query parser's.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Only files with this purpose.
     purpose: Option<String>,
+    /// At most this many, 1 to 10000 (all by default).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 10000)]
     limit: Option<String>,
+    /// `desc` (newest first, the default) or `asc`.
+    #[param(value_type = Option<String>, pattern = "^(asc|desc)$")]
     order: Option<String>,
+    /// A file id: the page starts after it.
     after: Option<String>,
 }
 
 /// `GET /v1/files`: newest first by default, cursor pagination with `after`.
+#[utoipa::path(get, path = "/files", tag = "files", params(ListQuery),
+    responses((status = 200, description = "A page of files.", body = FileList)))]
 pub async fn list(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<FileList>, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::invalid(format!("Invalid query string: {}", e.body_text())))?;
     let limit: u32 = match q.limit.as_deref() {
         None => 10_000,
@@ -244,14 +314,13 @@ pub async fn list(
         .ok_or_else(|| ApiError::invalid("'after' does not name one of your files.").param("after"))?;
     let has_more = files.len() > limit as usize;
     files.truncate(limit as usize);
-    let data: Vec<Value> = files.iter().map(file_json).collect();
-    Ok(axum::Json(json!({
-        "object": "list",
-        "data": data,
-        "first_id": files.first().map(|f| &f.id),
-        "last_id": files.last().map(|f| &f.id),
-        "has_more": has_more,
-    })))
+    Ok(axum::Json(FileList {
+        object: "list",
+        data: files.iter().map(FileObject::from).collect(),
+        first_id: files.first().map(|f| f.id.clone()),
+        last_id: files.last().map(|f| f.id.clone()),
+        has_more,
+    }))
 }
 
 fn lookup(state: &AppState, caller: &Caller, id: &str) -> Result<FileRecord, ApiError> {
@@ -259,15 +328,22 @@ fn lookup(state: &AppState, caller: &Caller, id: &str) -> Result<FileRecord, Api
 }
 
 /// `GET /v1/files/{id}`.
+#[utoipa::path(get, path = "/files/{id}", tag = "files",
+    params(("id" = String, Path, description = "The file's id.")),
+    responses((status = 200, description = "The file.", body = FileObject)))]
 pub async fn get(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
-) -> Result<axum::Json<Value>, ApiError> {
-    Ok(axum::Json(file_json(&lookup(&state, &caller, &id)?)))
+) -> Result<axum::Json<FileObject>, ApiError> {
+    Ok(axum::Json(FileObject::from(&lookup(&state, &caller, &id)?)))
 }
 
 /// `GET /v1/files/{id}/content`: the bytes, streamed.
+#[utoipa::path(get, path = "/files/{id}/content", tag = "files",
+    params(("id" = String, Path, description = "The file's id.")),
+    responses((status = 200, description = "The bytes, with the sniffed `Content-Type`.",
+        content((String = "application/octet-stream"), (String = "*/*")))))]
 pub async fn content(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -295,11 +371,14 @@ pub async fn content(
 /// every knowledge base (so the id stops resolving at once) and journals the rest; then
 /// the bytes and the sources' chunks go, and the journal entry with them. A crash in
 /// between is finished at the next start ([`finish_deletions`]).
+#[utoipa::path(delete, path = "/files/{id}", tag = "files",
+    params(("id" = String, Path, description = "The file's id.")),
+    responses((status = 200, description = "Deleted, with its data sources in every knowledge base.", body = FileDeleted)))]
 pub async fn delete(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<FileDeleted>, ApiError> {
     let deletion = state
         .reserve
         .freeing(|| async { state.store.delete_file(&caller.tenant, &id) })
@@ -308,7 +387,7 @@ pub async fn delete(
         .ok_or_else(|| file_not_found(&id))?;
     finish_deletion(&state, &deletion).await.map_err(|e| ApiError::internal(format!("{e:#}")))?;
     super::rearm_reserve(&state).await;
-    Ok(axum::Json(json!({"id": id, "object": "file", "deleted": true})))
+    Ok(axum::Json(FileDeleted { id, object: "file", deleted: true }))
 }
 
 /// Removes a deleted file's bytes and its sources' chunks, then forgets the journal entry.

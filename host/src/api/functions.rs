@@ -9,40 +9,248 @@ use axum::extract::{Multipart, Path, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt as _;
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
 
 use super::error::ApiError;
 use super::extract::{Json, body_rejection};
 use super::{AppState, Caller};
 use crate::functions::{DeployError, Executable, Manifest};
+use crate::limits::{Grants, LimitsSpec};
 use crate::runtime::{HttpRequestBody, ToolOutcome};
 use crate::store::{FunctionKind, FunctionRecord};
 
-fn function_json(f: &FunctionRecord) -> Value {
-    let mut v = json!({
-        "id": f.name,
-        "object": "function",
-        "name": f.name,
-        "version": f.version,
-        "kind": f.kind.as_str(),
-        "description": f.description,
-        "limits": f.limits,
-        "grants": f.grants,
-        "sha256": f.sha256,
-        "size_bytes": f.size_bytes,
-        "created_at": f.created_at,
-    });
-    match f.kind {
-        FunctionKind::Tool => v["parameters"] = f.parameters.clone().unwrap_or(Value::Null),
-        FunctionKind::Http => v["url"] = Value::String(format!("/v1/functions/{}/invoke", f.name)),
-        FunctionKind::Chat => {
-            v["model"] = Value::String(format!("fn:{}", f.name));
-            if let Some(handler) = &f.replaces {
-                v["replaces"] = Value::String(handler.clone());
+// ---- The request bodies (documentation only where a handler reads them by hand) ----
+
+/// The multipart form of a deploy. `manifest` holds the whole manifest as JSON; `name`,
+/// `kind`, `description` and `parameters` may come as parts of their own instead, and
+/// win over the manifest's. Any other part is refused.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // Read part by part from the stream (deploy); here for the document.
+pub struct DeployForm {
+    /// The WebAssembly component.
+    #[schema(value_type = String, format = Binary, content_media_type = "application/wasm")]
+    file: Vec<u8>,
+    /// The manifest, as JSON.
+    #[schema(nullable = false)]
+    manifest: Option<DeployManifest>,
+    /// Overrides the manifest's `name`.
+    #[schema(nullable = false, pattern = "^[A-Za-z0-9_-]{1,64}$")]
+    name: Option<String>,
+    /// Overrides the manifest's `kind`.
+    #[schema(nullable = false, pattern = "^(tool|http|chat)$")]
+    kind: Option<String>,
+    /// Overrides the manifest's `description`.
+    #[schema(nullable = false)]
+    description: Option<String>,
+    /// Overrides the manifest's `parameters` (JSON).
+    #[schema(value_type = Object, required = false)]
+    parameters: Option<Value>,
+}
+
+/// A deploy manifest, sent as JSON in the deploy form's `manifest` part.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // Documents `crate::functions::Manifest`, which the deploy form's `manifest` part is parsed into.
+pub struct DeployManifest {
+    /// Unique per tenant: 1-64 of A-Z, a-z, 0-9, `_`, `-`. Required here or as a form part.
+    #[schema(nullable = false, pattern = "^[A-Za-z0-9_-]{1,64}$")]
+    name: Option<String>,
+    /// `tool`, `http` or `chat`. Required here or as a form part.
+    #[schema(nullable = false, pattern = "^(tool|http|chat)$")]
+    kind: Option<String>,
+    /// For tools: shown to the model; the component's own description by default.
+    description: Option<String>,
+    /// For tools only: the JSON Schema of the arguments (`"type": "object"`); the
+    /// component's own by default.
+    #[schema(value_type = Option<Object>)]
+    parameters: Option<Value>,
+    /// Resource limits; the server's defaults where left out, within its maximums.
+    #[schema(nullable = false)]
+    limits: Option<LimitsSpec>,
+    /// Capabilities beyond the deny-by-default sandbox.
+    #[schema(nullable = false)]
+    grants: Option<Grants>,
+    /// For chat functions: the built-in handler it stands in for, for its tenant's own
+    /// requests (`rag`: the tenant's chat completions that name `knowledge_bases`).
+    #[schema(pattern = "^rag$")]
+    replaces: Option<String>,
+}
+
+// ---- The answers ----
+
+/// What every function object shows, whatever its kind.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FunctionDetails {
+    /// Unique per tenant; part of its URL.
+    name: String,
+    /// Which deploy of the name this is: 1, 2, ...
+    version: u32,
+    /// `tool`, `http` or `chat`.
+    #[schema(value_type = String, pattern = "^(tool|http|chat)$")]
+    kind: &'static str,
+    /// Shown to models for tools.
+    description: String,
+    /// Resource limits as the manifest states them.
+    limits: LimitsSpec,
+    /// Capabilities granted beyond the sandbox.
+    grants: Grants,
+    /// SHA-256 of the component, hex.
+    sha256: String,
+    /// Component size in bytes.
+    size_bytes: u64,
+    /// Unix seconds.
+    created_at: i64,
+    /// Tools only: the JSON Schema of the arguments (`null` if none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>, required = false)]
+    parameters: Option<Value>,
+    /// HTTP functions only: where to send requests.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    url: Option<String>,
+    /// Chat functions only: the model name to use it by, `fn:NAME`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    model: Option<String>,
+    /// Chat functions only: the built-in handler it stands in for, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    replaces: Option<String>,
+}
+
+impl From<&FunctionRecord> for FunctionDetails {
+    fn from(f: &FunctionRecord) -> Self {
+        let (mut parameters, mut url, mut model, mut replaces) = (None, None, None, None);
+        match f.kind {
+            FunctionKind::Tool => parameters = Some(f.parameters.clone().unwrap_or(Value::Null)),
+            FunctionKind::Http => url = Some(format!("/v1/functions/{}/invoke", f.name)),
+            FunctionKind::Chat => {
+                model = Some(format!("fn:{}", f.name));
+                replaces = f.replaces.clone();
             }
         }
+        Self {
+            name: f.name.clone(),
+            version: f.version,
+            kind: f.kind.as_str(),
+            description: f.description.clone(),
+            limits: f.limits.clone(),
+            grants: f.grants.clone(),
+            sha256: f.sha256.clone(),
+            size_bytes: f.size_bytes,
+            created_at: f.created_at,
+            parameters,
+            url,
+            model,
+            replaces,
+        }
     }
-    v
+}
+
+/// A deployed function (the version that serves).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FunctionObject {
+    /// The function's name.
+    id: String,
+    #[schema(value_type = String, pattern = "^function$")]
+    object: &'static str,
+    #[serde(flatten)]
+    details: FunctionDetails,
+}
+
+impl From<&FunctionRecord> for FunctionObject {
+    fn from(f: &FunctionRecord) -> Self {
+        Self { id: f.name.clone(), object: "function", details: f.into() }
+    }
+}
+
+/// One kept version of a function.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FunctionVersion {
+    /// The function's name.
+    id: String,
+    #[schema(value_type = String, pattern = "^function\\.version$")]
+    object: &'static str,
+    #[serde(flatten)]
+    details: FunctionDetails,
+    /// Whether this version serves.
+    active: bool,
+}
+
+/// The caller's tenant's functions.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FunctionList {
+    #[schema(value_type = String, pattern = "^list$")]
+    object: &'static str,
+    data: Vec<FunctionObject>,
+}
+
+/// A function's kept versions, oldest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FunctionVersionList {
+    #[schema(value_type = String, pattern = "^list$")]
+    object: &'static str,
+    data: Vec<FunctionVersion>,
+}
+
+/// What deleting a function answers.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FunctionDeleted {
+    id: String,
+    #[schema(value_type = String, pattern = "^function$")]
+    object: &'static str,
+    deleted: bool,
+}
+
+/// One recorded invocation.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FunctionInvocation {
+    /// Increasing; pass the last one seen as `after` to follow.
+    id: u64,
+    #[schema(value_type = String, pattern = "^function\\.invocation$")]
+    object: &'static str,
+    /// When it started, in Unix milliseconds.
+    started_at_ms: i64,
+    duration_ms: f64,
+    /// `ok` or `error`.
+    #[schema(value_type = String, pattern = "^(ok|error)$")]
+    status: &'static str,
+    /// Why it failed (a trap, a limit, or the guest's own error); `null` if it did not.
+    error: Option<String>,
+    /// What it wrote to stdout and stderr (lossy UTF-8), with a note of what was dropped.
+    output: String,
+}
+
+/// A function's counts since it was loaded.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FunctionLogStats {
+    invocations: u64,
+    errors: u64,
+    mean_duration_ms: f64,
+}
+
+/// A function's recent invocations, oldest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FunctionLogs {
+    #[schema(value_type = String, pattern = "^list$")]
+    object: &'static str,
+    data: Vec<FunctionInvocation>,
+    stats: FunctionLogStats,
+}
+
+/// What a tool call answers.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ToolResult {
+    #[schema(value_type = String, pattern = "^function\\.result$")]
+    object: &'static str,
+    /// The tool's name.
+    name: String,
+    /// The tool's output text.
+    output: String,
+    duration_ms: f64,
 }
 
 /// A function called the way another kind is: the message says how to call this one.
@@ -75,12 +283,20 @@ impl From<DeployError> for ApiError {
 
 /// `POST /v1/functions`: multipart with `file` (the component) and `manifest` (JSON);
 /// `name`, `kind`, `description` and `parameters` may also come as separate fields. Needs
-/// the deploy permission (tenant admin, operator, or the `functions:deploy` scope).
+/// the deploy permission (tenant admin, operator, or the `functions:deploy` scope). A name
+/// already deployed gets a new version, which serves from then on.
+#[utoipa::path(post, path = "/functions", tag = "functions",
+    request_body(content = DeployForm, content_type = "multipart/form-data"),
+    responses(
+        (status = 201, description = "The deployed function.", body = FunctionObject),
+        (status = 409, description = "Another function already replaces that handler (`handler_already_replaced`).",
+            body = super::error::ErrorResponse),
+    ))]
 pub async fn deploy(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     mut form: Multipart,
-) -> Result<(StatusCode, axum::Json<Value>), ApiError> {
+) -> Result<(StatusCode, axum::Json<FunctionObject>), ApiError> {
     // Before the body is read: a key without the permission does not get to upload.
     caller.require_deploy()?;
     let mut manifest = Manifest::default();
@@ -116,98 +332,123 @@ pub async fn deploy(
         }
     }
     let record = state.functions.deploy(&caller.tenant, manifest, wasm).await?;
-    Ok((StatusCode::CREATED, axum::Json(function_json(&record))))
+    Ok((StatusCode::CREATED, axum::Json(FunctionObject::from(&record))))
 }
 
-/// `GET /v1/functions`.
-pub async fn list(State(state): State<AppState>, Extension(caller): Extension<Caller>) -> axum::Json<Value> {
-    let data: Vec<Value> = state.functions.list(&caller.tenant).iter().map(function_json).collect();
-    axum::Json(json!({"object": "list", "data": data}))
+/// `GET /v1/functions`: the caller's tenant's functions.
+#[utoipa::path(get, path = "/functions", tag = "functions",
+    responses((status = 200, description = "The functions.", body = FunctionList)))]
+pub async fn list(State(state): State<AppState>, Extension(caller): Extension<Caller>) -> axum::Json<FunctionList> {
+    let data = state.functions.list(&caller.tenant).iter().map(FunctionObject::from).collect();
+    axum::Json(FunctionList { object: "list", data })
 }
 
-/// `GET /v1/functions/{name}`.
+/// `GET /v1/functions/{name}`: a function (the version that serves).
+#[utoipa::path(get, path = "/functions/{name}", tag = "functions",
+    params(("name" = String, Path, description = "The function's name.")),
+    responses((status = 200, description = "The function.", body = FunctionObject)))]
 pub async fn get(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<FunctionObject>, ApiError> {
     let f = state.functions.get(&caller.tenant, &name).ok_or_else(|| not_found(&name))?;
-    Ok(axum::Json(function_json(&f.record)))
+    Ok(axum::Json(FunctionObject::from(&f.record)))
 }
 
-/// `DELETE /v1/functions/{name}`: needs the deploy permission, like deploying.
+/// `DELETE /v1/functions/{name}`: every version; needs the deploy permission, like deploying.
+#[utoipa::path(delete, path = "/functions/{name}", tag = "functions",
+    params(("name" = String, Path, description = "The function's name.")),
+    responses((status = 200, description = "Deleted, every version.", body = FunctionDeleted)))]
 pub async fn delete(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<FunctionDeleted>, ApiError> {
     caller.require_deploy()?;
     let existed = state.reserve.freeing(|| state.functions.delete(&caller.tenant, &name)).await;
     if !existed.map_err(|e| ApiError::internal(format!("{e:#}")))? {
         return Err(not_found(&name));
     }
     super::rearm_reserve(&state).await;
-    Ok(axum::Json(json!({"id": name, "object": "function", "deleted": true})))
+    Ok(axum::Json(FunctionDeleted { id: name, object: "function", deleted: true }))
 }
 
 /// `GET /v1/functions/{name}/versions`: every kept version, oldest first, the serving one
 /// marked `active`.
+#[utoipa::path(get, path = "/functions/{name}/versions", tag = "functions",
+    params(("name" = String, Path, description = "The function's name.")),
+    responses((status = 200, description = "The kept versions, oldest first.", body = FunctionVersionList)))]
 pub async fn versions(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<FunctionVersionList>, ApiError> {
     let active = state.functions.get(&caller.tenant, &name).ok_or_else(|| not_found(&name))?.record.version;
     let versions = state.functions.versions(&caller.tenant, &name).map_err(|e| ApiError::internal(format!("{e:#}")))?;
-    let data: Vec<Value> = versions
+    let data = versions
         .iter()
-        .map(|r| {
-            let mut v = function_json(r);
-            v["object"] = json!("function.version");
-            v["active"] = json!(r.version == active);
-            v
+        .map(|r| FunctionVersion {
+            id: r.name.clone(),
+            object: "function.version",
+            details: r.into(),
+            active: r.version == active,
         })
         .collect();
-    Ok(axum::Json(json!({"object": "list", "data": data})))
+    Ok(axum::Json(FunctionVersionList { object: "list", data }))
 }
 
 /// The body of `POST /v1/functions/{name}/rollback`.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RollbackBody {
+    /// A kept version (`GET /v1/functions/{name}/versions`).
+    #[schema(minimum = 1)]
     version: u32,
 }
 
 /// `POST /v1/functions/{name}/rollback` with `{"version": N}`: version N serves from now
 /// on; requests already running finish on the version they started with.
+#[utoipa::path(post, path = "/functions/{name}/rollback", tag = "functions", request_body = RollbackBody,
+    params(("name" = String, Path, description = "The function's name.")),
+    responses(
+        (status = 200, description = "The function, now serving that version.", body = FunctionObject),
+        (status = 409, description = "The version replaces a handler another function already replaces \
+            (`handler_already_replaced`).", body = super::error::ErrorResponse),
+    ))]
 pub async fn rollback(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
     Json(body): Json<RollbackBody>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<FunctionObject>, ApiError> {
     caller.require_deploy()?;
     let record = state.functions.rollback(&caller.tenant, &name, body.version).await?;
-    Ok(axum::Json(function_json(&record)))
+    Ok(axum::Json(FunctionObject::from(&record)))
 }
 
 /// The query of `GET /v1/functions/{name}/logs`.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LogsQuery {
     /// Only invocations with a greater id (what a follower has not seen yet).
     after: Option<u64>,
     /// Most invocations to return (1..=200, default 50).
+    #[param(minimum = 1, maximum = 200)] // crate::functions::logs::KEEP
     limit: Option<usize>,
 }
 
 /// `GET /v1/functions/{name}/logs`: the function's recent invocations, oldest first, with
 /// what each wrote to stdout and stderr, and its counts since it was loaded.
+#[utoipa::path(get, path = "/functions/{name}/logs", tag = "functions",
+    params(("name" = String, Path, description = "The function's name."), LogsQuery),
+    responses((status = 200, description = "The recent invocations, oldest first, and the counts.", body = FunctionLogs)))]
 pub async fn logs(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
     query: Result<axum::extract::Query<LogsQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<FunctionLogs>, ApiError> {
     let axum::extract::Query(query) = query.map_err(|e| ApiError::invalid(format!("Invalid query: {e}")))?;
     let limit = query.limit.unwrap_or(50);
     if !(1..=crate::functions::logs::KEEP).contains(&limit) {
@@ -217,35 +458,44 @@ pub async fn logs(
         return Err(not_found(&name));
     }
     let (entries, stats) = state.functions.logs(&caller.tenant, &name, query.after, limit);
-    let data: Vec<Value> = entries
+    let data = entries
         .iter()
-        .map(|e| {
-            json!({
-                "id": e.id,
-                "object": "function.invocation",
-                "started_at_ms": e.invocation.started_at_ms,
-                "duration_ms": e.invocation.duration.as_secs_f64() * 1000.0,
-                "status": if e.invocation.error.is_some() { "error" } else { "ok" },
-                "error": e.invocation.error,
-                "output": e.invocation.output,
-            })
+        .map(|e| FunctionInvocation {
+            id: e.id,
+            object: "function.invocation",
+            started_at_ms: e.invocation.started_at_ms,
+            duration_ms: e.invocation.duration.as_secs_f64() * 1000.0,
+            status: if e.invocation.error.is_some() { "error" } else { "ok" },
+            error: e.invocation.error.clone(),
+            output: e.invocation.output.clone(),
         })
         .collect();
     let mean_ms = if stats.invocations == 0 { 0.0 } else { stats.total_ms / stats.invocations as f64 };
-    Ok(axum::Json(json!({
-        "object": "list",
-        "data": data,
-        "stats": {"invocations": stats.invocations, "errors": stats.errors, "mean_duration_ms": mean_ms},
-    })))
+    Ok(axum::Json(FunctionLogs {
+        object: "list",
+        data,
+        stats: FunctionLogStats { invocations: stats.invocations, errors: stats.errors, mean_duration_ms: mean_ms },
+    }))
 }
 
-/// `POST /v1/functions/{name}/call`: the body is the tool's arguments object.
+/// `POST /v1/functions/{name}/call`: calls a tool; the body is its arguments object,
+/// checked against its `parameters` by the tool itself.
+#[utoipa::path(post, path = "/functions/{name}/call", tag = "functions",
+    request_body(content = Object, description = "The tool's arguments: a JSON object its `parameters` describe."),
+    params(("name" = String, Path, description = "The function's name.")),
+    responses(
+        (status = 200, description = "The tool's output.", body = ToolResult),
+        (status = 422, description = "The tool ran and reported a failure (`tool_failed`).", body = super::error::ErrorResponse),
+        (status = 502, description = "The tool broke its contract (`function_failed`).", body = super::error::ErrorResponse),
+        (status = 504, description = "The tool passed its time limit (`function_timeout`) or CPU budget \
+            (`function_cpu_limit`).", body = super::error::ErrorResponse),
+    ))]
 pub async fn call(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
     Json(arguments): Json<Value>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<ToolResult>, ApiError> {
     let f = state.functions.get(&caller.tenant, &name).ok_or_else(|| not_found(&name))?;
     let Executable::Tool(tool) = &f.exec else {
         return Err(wrong_kind(&f.record));
@@ -256,12 +506,12 @@ pub async fn call(
     let started = std::time::Instant::now();
     let services = state.gateway.on_behalf(caller.principal());
     match state.runtime.call_tool(tool, &arguments.to_string(), Some(services)).await? {
-        ToolOutcome::Ok(output) => Ok(axum::Json(json!({
-            "object": "function.result",
-            "name": name,
-            "output": output,
-            "duration_ms": started.elapsed().as_secs_f64() * 1000.0,
-        }))),
+        ToolOutcome::Ok(output) => Ok(axum::Json(ToolResult {
+            object: "function.result",
+            name,
+            output,
+            duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+        })),
         ToolOutcome::InvalidArguments(m) => Err(ApiError::invalid(format!("Invalid arguments for '{name}': {m}"))
             .param("arguments")
             .code("invalid_tool_arguments")),
@@ -276,12 +526,21 @@ pub async fn call(
     }
 }
 
-/// `ANY /v1/functions/{name}/invoke[/{*rest}]`: the function sees `/{rest}?{query}`,
-/// without the caller's `Authorization` header.
+/// The captures of an invoke path by name: `name`, and `rest` on the longer route. An alias,
+/// as utoipa's axum support reads a `Path<...>` argument as the parameters and cannot read a
+/// map; the annotations name them.
+type InvokePath = Path<HashMap<String, String>>;
+
+/// `ANY /v1/functions/{name}/invoke[/{*rest}]`: sends the request to an HTTP function,
+/// which sees `/{rest}?{query}`, its headers but the caller's `Authorization`, and its body
+/// (any, streamed as is); its answer, streamed, is the function's own.
+#[utoipa::path(method(get, post, put, patch, delete), path = "/functions/{name}/invoke", tag = "functions",
+    params(("name" = String, Path, description = "The function's name.")),
+    responses((status = "default", description = "The function's own answer.")))]
 pub async fn invoke(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    Path(params): Path<HashMap<String, String>>,
+    Path(params): InvokePath,
     req: Request,
 ) -> Result<Response, ApiError> {
     let name = params.get("name").cloned().unwrap_or_default();
@@ -317,4 +576,18 @@ pub async fn invoke(
     let services = state.gateway.on_behalf(caller.principal());
     let resp = state.runtime.handle_http(http_fn, hyper::Request::from_parts(parts, body), Some(services)).await?;
     Ok(resp.map(Body::new).into_response())
+}
+
+/// `ANY /v1/functions/{name}/invoke/{*rest}`: [`invoke`], the function seeing `/{rest}`.
+#[utoipa::path(method(get, post, put, patch, delete), path = "/functions/{name}/invoke/{rest}", tag = "functions",
+    params(("name" = String, Path, description = "The function's name."),
+        ("rest" = String, Path, description = "The rest of the path, handed to the function (may contain '/').")),
+    responses((status = "default", description = "The function's own answer.")))]
+pub async fn invoke_rest(
+    state: State<AppState>,
+    caller: Extension<Caller>,
+    params: InvokePath,
+    req: Request,
+) -> Result<Response, ApiError> {
+    invoke(state, caller, params, req).await
 }

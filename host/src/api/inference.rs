@@ -21,8 +21,12 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tracing::Instrument as _;
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorResponse};
 use super::extract::Json;
+use super::openapi::inference::{
+    ChatCompletion, ChatCompletionEvents, ChatCompletionRequest, Completion, CompletionEvents, CompletionRequest, EmbeddingList,
+    EmbeddingRequest, ListObject, Model as ModelObject, ModelKind, ModelList, ModelObject as ModelTag, ModelPricing,
+};
 use super::{AppState, Caller};
 use crate::gateway::{Endpoint, FUNCTION_MODEL_PREFIX, HandlerResult, Unrouted};
 use crate::inference::Model;
@@ -48,9 +52,36 @@ impl From<HandlerError> for ApiError {
     }
 }
 
-/// `POST /v1/chat/completions` and `POST /v1/completions`. A body naming
-/// `knowledge_bases` goes to the RAG handler, which searches them (as the caller's
-/// tenant) before generating; it refuses the legacy completions endpoint itself.
+/// `POST /v1/chat/completions`. A body naming `knowledge_bases` goes to the RAG handler,
+/// which searches them (as the caller's tenant) before generating.
+#[utoipa::path(post, path = "/chat/completions", tag = "inference", request_body = ChatCompletionRequest,
+    responses(
+        (status = 200, description = "The completion; with `stream: true`, server-sent events of \
+            `chat.completion.chunk` objects (`ChatCompletionChunk`) ended by `data: [DONE]`.",
+            content((ChatCompletion = "application/json"), (ChatCompletionEvents = "text/event-stream"))),
+        (status = 404, description = "No such model (`model_not_found`) or knowledge base.", body = ErrorResponse),
+        (status = 502, description = "A chat function failed (`function_failed`).", body = ErrorResponse),
+        (status = 504, description = "Past the server's time or CPU limit for one request.", body = ErrorResponse),
+    ))]
+pub async fn chat_completions(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ticket: Option<Extension<Arc<Ticket>>>,
+    OriginalUri(uri): OriginalUri,
+    Json(body): Json<Value>,
+) -> Result<Response, ApiError> {
+    run(&state, &caller, ticket.map(|t| t.0), Endpoint::Completions, uri.path(), body).await
+}
+
+/// `POST /v1/completions`, the legacy text completions (the RAG handler refuses them).
+#[utoipa::path(post, path = "/completions", tag = "inference", request_body = CompletionRequest,
+    responses(
+        (status = 200, description = "The completion; with `stream: true`, server-sent events of \
+            `text_completion` objects ended by `data: [DONE]`.",
+            content((Completion = "application/json"), (CompletionEvents = "text/event-stream"))),
+        (status = 404, description = "No such model (`model_not_found`).", body = ErrorResponse),
+        (status = 504, description = "Past the server's time or CPU limit for one request.", body = ErrorResponse),
+    ))]
 pub async fn completions(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -62,6 +93,12 @@ pub async fn completions(
 }
 
 /// `POST /v1/embeddings`.
+#[utoipa::path(post, path = "/embeddings", tag = "inference", request_body = EmbeddingRequest,
+    responses(
+        (status = 200, description = "One embedding per input.", body = EmbeddingList),
+        (status = 404, description = "No such model (`model_not_found`).", body = ErrorResponse),
+        (status = 504, description = "Past the server's time or CPU limit for one request.", body = ErrorResponse),
+    ))]
 pub async fn embeddings(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -260,17 +297,21 @@ fn async_stream(
     })
 }
 
-fn model_json(m: &Model) -> Value {
-    json!({
-        "id": m.manifest.id,
-        "object": "model",
-        "created": installed_at(m),
-        "owned_by": m.manifest.owned_by,
-        "kind": m.manifest.kind.as_str(),
-        "context_length": m.context_length(),
-        "aliases": m.manifest.aliases,
-        "pricing": {"input_per_million": m.manifest.price.input, "output_per_million": m.manifest.price.output},
-    })
+fn model_json(m: &Model) -> ModelObject {
+    ModelObject {
+        id: m.manifest.id.clone(),
+        object: ModelTag::Model,
+        created: installed_at(m) as i64,
+        owned_by: m.manifest.owned_by.clone(),
+        kind: match m.manifest.kind {
+            crate::inference::ModelKind::Chat => ModelKind::Chat,
+            crate::inference::ModelKind::Embedding => ModelKind::Embedding,
+        },
+        context_length: Some(m.context_length()),
+        aliases: Some(m.manifest.aliases.clone()),
+        pricing: Some(ModelPricing { input_per_million: m.manifest.price.input, output_per_million: m.manifest.price.output }),
+        description: None,
+    }
 }
 
 /// When the model's files were written (unix seconds), as OpenAI's `created`.
@@ -287,20 +328,25 @@ fn installed_at(m: &Model) -> u64 {
 /// functions (`fn:NAME`). Clients offer this list to their users, so catalogue entries that
 /// are not installed (listed by `tensoras models list`) stay out of it: each would answer
 /// `model_not_found`.
-pub async fn list_models(State(state): State<AppState>, Extension(caller): Extension<Caller>) -> axum::Json<Value> {
-    let mut data: Vec<Value> =
+#[utoipa::path(get, path = "/models", tag = "inference",
+    responses((status = 200, description = "Installed models and chat functions.", body = ModelList)))]
+pub async fn list_models(State(state): State<AppState>, Extension(caller): Extension<Caller>) -> axum::Json<ModelList> {
+    let mut data: Vec<ModelObject> =
         state.inference.catalog().all().filter(|m| state.inference.get(&m.manifest.id).is_some()).map(model_json).collect();
     data.extend(state.functions.list(&caller.tenant).iter().filter(|f| f.kind == FunctionKind::Chat).map(function_model_json));
-    data.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
-    axum::Json(json!({"object": "list", "data": data}))
+    data.sort_by(|a, b| a.id.cmp(&b.id));
+    axum::Json(ModelList { object: ListObject::List, data })
 }
 
 /// `GET /v1/models/{id}`: an installed model, by id or alias, or a chat function.
+#[utoipa::path(get, path = "/models/{id}", tag = "inference",
+    params(("id" = String, Path, description = "A model's id or alias, or `fn:NAME` for a chat function.")),
+    responses((status = 200, description = "The model.", body = ModelObject)))]
 pub async fn get_model(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<ModelObject>, ApiError> {
     if let Some(name) = id.strip_prefix(FUNCTION_MODEL_PREFIX) {
         return match state.functions.get(&caller.tenant, name) {
             Some(f) if f.record.kind == FunctionKind::Chat => Ok(axum::Json(function_model_json(&f.record))),
@@ -314,15 +360,18 @@ pub async fn get_model(
 }
 
 /// A chat function as `/v1/models` lists it.
-fn function_model_json(f: &FunctionRecord) -> Value {
-    json!({
-        "id": format!("{FUNCTION_MODEL_PREFIX}{}", f.name),
-        "object": "model",
-        "created": f.created_at,
-        "owned_by": f.tenant,
-        "kind": "function",
-        "description": f.description,
-    })
+fn function_model_json(f: &FunctionRecord) -> ModelObject {
+    ModelObject {
+        id: format!("{FUNCTION_MODEL_PREFIX}{}", f.name),
+        object: ModelTag::Model,
+        created: f.created_at,
+        owned_by: f.tenant.clone(),
+        kind: ModelKind::Function,
+        context_length: None,
+        aliases: None,
+        pricing: None,
+        description: Some(f.description.clone()),
+    }
 }
 
 /// 404 `model_not_found`, saying how to install the model when the catalogue has it.

@@ -6,8 +6,9 @@
 use axum::Extension;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
 
 use super::error::ApiError;
 use super::extract::Json;
@@ -34,27 +35,79 @@ fn require_tenant(caller: &Caller, tenant: &str) -> Result<(), ApiError> {
     }
 }
 
-fn key_json(k: &ApiKey) -> Value {
-    json!({
-        "id": k.id,
-        "object": "api_key",
-        "name": k.name,
-        "tenant": k.tenant,
-        "role": k.role,
-        "scopes": k.scopes,
-        "plan": k.plan,
-        "created_at": k.created_at,
-    })
+/// An API key as the API shows it (never its secret, but once at creation).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KeyObject {
+    /// The key's id (not its secret).
+    id: String,
+    #[schema(value_type = String, pattern = "^api_key$")]
+    object: &'static str,
+    /// A name for people.
+    name: String,
+    /// The tenant whose resources the key reaches.
+    tenant: String,
+    /// `member`, `admin` or `operator`.
+    #[schema(value_type = String, pattern = "^(member|admin|operator)$")]
+    role: Role,
+    /// Permissions beyond the role's, e.g. `functions:deploy`.
+    #[schema(value_type = Vec<String>)]
+    scopes: Vec<Scope>,
+    /// The key's own rate-limit plan; `null` takes its tenant's.
+    plan: Option<String>,
+    /// Unix seconds.
+    created_at: i64,
+    /// The secret, `tns_...`: in the answer to the create request only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    key: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+impl From<&ApiKey> for KeyObject {
+    fn from(k: &ApiKey) -> Self {
+        Self {
+            id: k.id.clone(),
+            object: "api_key",
+            name: k.name.clone(),
+            tenant: k.tenant.clone(),
+            role: k.role,
+            scopes: k.scopes.clone(),
+            plan: k.plan.clone(),
+            created_at: k.created_at,
+            key: None,
+        }
+    }
+}
+
+/// A page of keys.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KeyList {
+    #[schema(value_type = String, pattern = "^list$")]
+    object: &'static str,
+    data: Vec<KeyObject>,
+}
+
+/// What a revoke answers.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KeyDeleted {
+    id: String,
+    #[schema(value_type = String, pattern = "^api_key$")]
+    object: &'static str,
+    deleted: bool,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKey {
+    /// A name for people, 1-256 characters.
+    #[schema(min_length = 1, max_length = 256)]
     name: String,
+    /// The tenant the key belongs to (1-64 of A-Z, a-z, 0-9, `_`, `-`); the caller's own by default.
     #[serde(default)]
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     tenant: Option<String>,
     /// `member` (default), `admin` or `operator`.
     #[serde(default)]
+    #[schema(value_type = Option<String>, pattern = "^(member|admin|operator)$")]
     role: Option<String>,
     /// The older spelling of `"role": "admin"`; kept so existing scripts keep working.
     #[serde(default)]
@@ -62,6 +115,7 @@ pub struct CreateKey {
     /// Extra permissions, e.g. `["functions:deploy"]`; checked by hand so a bad value names
     /// `scopes` as the param.
     #[serde(default)]
+    #[schema(value_type = Option<Vec<String>>)]
     scopes: Option<Value>,
     /// Rate-limit plan (operators only); none takes the tenant's.
     #[serde(default)]
@@ -96,11 +150,14 @@ fn parse_scopes(scopes: Option<&Value>) -> Result<Vec<Scope>, ApiError> {
     }
 }
 
+/// Creates a key; its secret is in this answer and nowhere else, ever.
+#[utoipa::path(post, path = "/keys", tag = "keys", request_body = CreateKey,
+    responses((status = 200, description = "The new key, with its secret in `key`.", body = KeyObject)))]
 pub async fn create(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Json(body): Json<CreateKey>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<KeyObject>, ApiError> {
     require_manager(&caller)?;
     let tenant = body.tenant.clone().unwrap_or_else(|| caller.tenant.clone());
     if !crate::ids::valid_name(&tenant) {
@@ -121,8 +178,8 @@ pub async fn create(
     let spec = KeySpec { name: &body.name, tenant: &tenant, role, scopes: &scopes, plan: body.plan.as_deref() };
     let (key, secret) = crate::auth::create_key(state.store.as_ref(), &spec).map_err(ApiError::internal)?;
     tracing::info!(by = %caller.key_id, key_id = %key.id, tenant = %key.tenant, role = key.role.as_str(), "created an API key");
-    let mut out = key_json(&key);
-    out["key"] = Value::String(secret);
+    let mut out = KeyObject::from(&key);
+    out.key = Some(secret);
     Ok(axum::Json(out))
 }
 
@@ -145,7 +202,7 @@ pub(super) fn check_plan(state: &AppState, caller: &Caller, plan: Option<&str>) 
     Ok(())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateKey {
     /// The new plan; `null` drops the key's own (it takes its tenant's).
@@ -153,31 +210,38 @@ pub struct UpdateKey {
 }
 
 /// `PATCH /v1/keys/{id}`: sets a key's plan (operators only).
+#[utoipa::path(patch, path = "/keys/{id}", tag = "keys", request_body = UpdateKey,
+    params(("id" = String, Path, description = "The key's id.")),
+    responses((status = 200, description = "The key.", body = KeyObject)))]
 pub async fn update(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     Json(body): Json<UpdateKey>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<KeyObject>, ApiError> {
     require_manager(&caller)?;
     check_plan(&state, &caller, body.plan.as_deref())?;
     let key = state.store.set_key_plan(&id, None, body.plan.as_deref()).map_err(ApiError::internal)?;
     let key = key.ok_or_else(|| ApiError::not_found(format!("No API key with id '{id}'.")).param("id"))?;
     tracing::info!(by = %caller.key_id, key_id = %id, plan = ?key.plan, "set a key's plan");
-    Ok(axum::Json(key_json(&key)))
+    Ok(axum::Json(KeyObject::from(&key)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListKeys {
     /// Only this tenant's keys.
     tenant: Option<String>,
 }
 
+/// Lists the keys the caller manages: an operator every tenant's, a tenant admin its own.
+#[utoipa::path(get, path = "/keys", tag = "keys", params(ListKeys),
+    responses((status = 200, description = "The keys.", body = KeyList)))]
 pub async fn list(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Query(query): Query<ListKeys>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<KeyList>, ApiError> {
     require_manager(&caller)?;
     let tenant = match (caller.role, query.tenant) {
         (Role::Operator, wanted) => wanted,
@@ -188,14 +252,21 @@ pub async fn list(
         (_, None) => Some(caller.tenant.clone()),
     };
     let keys = state.store.list_keys(tenant.as_deref()).map_err(ApiError::internal)?;
-    Ok(axum::Json(json!({"object": "list", "data": keys.iter().map(key_json).collect::<Vec<_>>()})))
+    Ok(axum::Json(KeyList { object: "list", data: keys.iter().map(KeyObject::from).collect() }))
 }
 
+/// Revokes a key; the last active operator key cannot be (409).
+#[utoipa::path(delete, path = "/keys/{id}", tag = "keys",
+    params(("id" = String, Path, description = "The key's id.")),
+    responses(
+        (status = 200, description = "Revoked.", body = KeyDeleted),
+        (status = 409, description = "The last active operator key (`last_operator_key`).", body = super::error::ErrorResponse),
+    ))]
 pub async fn revoke(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<KeyDeleted>, ApiError> {
     require_manager(&caller)?;
     let not_found = || ApiError::not_found(format!("No API key with id '{id}'.")).param("id");
     // A tenant admin sees another tenant's key as missing, so ids of other tenants leak nothing.
@@ -225,5 +296,5 @@ pub async fn revoke(
         }
     }
     tracing::info!(by = %caller.key_id, key_id = %id, "revoked an API key");
-    Ok(axum::Json(json!({"id": id, "object": "api_key", "deleted": true})))
+    Ok(axum::Json(KeyDeleted { id, object: "api_key", deleted: true }))
 }

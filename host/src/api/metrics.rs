@@ -44,6 +44,9 @@ fn gauge(out: &mut String, name: &str, help: &str, v: impl std::fmt::Display) {
 }
 
 /// `GET /metrics`.
+#[utoipa::path(get, path = "/metrics", tag = "server",
+    responses((status = 200, description = "Prometheus' text exposition format (no key needed).",
+        content_type = "text/plain", body = String)))]
 pub async fn scrape(State(state): State<AppState>) -> Response {
     let mut out = String::with_capacity(16 << 10);
     metrics().write(&mut out);

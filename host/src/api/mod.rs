@@ -12,6 +12,7 @@ mod keys;
 mod knowledge_bases;
 mod listen;
 mod metrics;
+pub mod openapi;
 mod ratelimit;
 mod request_id;
 mod tenants;
@@ -22,7 +23,10 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
-use axum::routing::{any, get, post};
+use axum::response::IntoResponse as _;
+use axum::routing::{any, get};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::config::Config;
 use crate::functions::Registry;
@@ -129,53 +133,16 @@ async fn rearm_reserve(state: &AppState) {
     let _ = tokio::task::spawn_blocking(move || reserve.rearm()).await;
 }
 
-/// The whole application.
+/// The whole application. Routes are registered with their documentation
+/// (utoipa-axum's `routes!` reads each handler's `#[utoipa::path]`), and the document
+/// is served at `/openapi.json`.
 pub fn router(state: AppState) -> Router {
-    let v1 = Router::new()
-        .route("/chat/completions", post(inference::completions))
-        .route("/completions", post(inference::completions))
-        .route("/embeddings", post(inference::embeddings))
-        .route("/models", get(inference::list_models))
-        .route("/models/{id}", get(inference::get_model))
-        .route("/functions", post(functions::deploy).get(functions::list))
-        .route("/functions/{name}", get(functions::get).delete(functions::delete))
-        .route("/functions/{name}/call", post(functions::call))
-        .route("/functions/{name}/logs", get(functions::logs))
-        .route("/functions/{name}/versions", get(functions::versions))
-        .route("/functions/{name}/rollback", post(functions::rollback))
-        .route("/functions/{name}/invoke", any(functions::invoke))
-        .route("/functions/{name}/invoke/{*rest}", any(functions::invoke))
-        .route(
-            "/files",
-            // Uploads have their own cap (checked while streaming, with a precise 413);
-            // the body limit only leaves room for the multipart framing around it.
-            post(files::upload)
-                .layer(DefaultBodyLimit::max(
-                    usize::try_from(state.config.max_file_bytes).unwrap_or(usize::MAX).saturating_add(1 << 20),
-                ))
-                .get(files::list),
-        )
-        .route("/files/{id}", get(files::get).delete(files::delete))
-        .route("/files/{id}/content", get(files::content))
-        .route("/knowledge-bases", post(knowledge_bases::create).get(knowledge_bases::list))
-        .route("/knowledge-bases/{id}", get(knowledge_bases::get).patch(knowledge_bases::update).delete(knowledge_bases::delete))
-        .route("/knowledge-bases/{id}/data-sources", post(knowledge_bases::add_sources).get(knowledge_bases::list_sources))
-        .route(
-            "/knowledge-bases/{id}/data-sources/{source_id}",
-            get(knowledge_bases::get_source).delete(knowledge_bases::delete_source),
-        )
-        .route("/knowledge-bases/{id}/retrieve", post(knowledge_bases::retrieve))
-        .route("/keys", post(keys::create).get(keys::list))
-        .route("/usage", get(usage::report))
-        .route("/keys/{id}", axum::routing::delete(keys::revoke).patch(keys::update))
-        .route("/tenants/{name}", get(tenants::get).patch(tenants::update))
-        // Layers run outside in: the key is checked, then the request is admitted.
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), ratelimit::limit))
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), authn::require_key));
-    Router::new()
-        .route("/health", get(health))
-        .route("/metrics", get(metrics::scrape))
-        .nest("/v1", v1)
+    let (router, mut doc) = documented_router(&state).split_for_parts();
+    openapi::add_path::<__path_openapi_document>(&mut doc.paths);
+    openapi::finish(&mut doc);
+    let doc = openapi::to_json(&doc);
+    router
+        .route("/openapi.json", get(move || openapi_json(doc.clone())))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
@@ -187,20 +154,94 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Every route, and the document of each.
+fn documented_router(state: &AppState) -> OpenApiRouter<AppState> {
+    // Uploads have their own cap (checked while streaming, with a precise 413); the body
+    // limit only leaves room for the multipart framing around it.
+    let upload_limit = usize::try_from(state.config.max_file_bytes).unwrap_or(usize::MAX).saturating_add(1 << 20);
+    let (schemas, paths, files) = routes!(files::upload, files::list);
+    let files = (schemas, paths, files.layer(DefaultBodyLimit::max(upload_limit)));
+    let v1 = OpenApiRouter::new()
+        .routes(routes!(inference::chat_completions))
+        .routes(routes!(inference::completions))
+        .routes(routes!(inference::embeddings))
+        .routes(routes!(inference::list_models))
+        .routes(routes!(inference::get_model))
+        .routes(routes!(functions::deploy, functions::list))
+        .routes(routes!(functions::get, functions::delete))
+        .routes(routes!(functions::call))
+        .routes(routes!(functions::logs))
+        .routes(routes!(functions::versions))
+        .routes(routes!(functions::rollback))
+        // A deployed HTTP function answers any method, OPTIONS (CORS) included, so these
+        // two are routed for every method and documented for the usual ones below.
+        .route("/functions/{name}/invoke", any(functions::invoke))
+        .route("/functions/{name}/invoke/{*rest}", any(functions::invoke_rest))
+        .routes(files)
+        .routes(routes!(files::get, files::delete))
+        .routes(routes!(files::content))
+        .routes(routes!(knowledge_bases::create, knowledge_bases::list))
+        .routes(routes!(knowledge_bases::get, knowledge_bases::update, knowledge_bases::delete))
+        .routes(routes!(knowledge_bases::add_sources, knowledge_bases::list_sources))
+        .routes(routes!(knowledge_bases::get_source, knowledge_bases::delete_source))
+        .routes(routes!(knowledge_bases::retrieve))
+        .routes(routes!(keys::create, keys::list))
+        .routes(routes!(keys::revoke, keys::update))
+        .routes(routes!(usage::report))
+        .routes(routes!(tenants::get, tenants::update))
+        // Layers run outside in: the key is checked, then the request is admitted.
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), ratelimit::limit))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), authn::require_key));
+    let mut v1 = v1;
+    openapi::add_path::<functions::__path_invoke>(&mut v1.get_openapi_mut().paths);
+    openapi::add_path::<functions::__path_invoke_rest>(&mut v1.get_openapi_mut().paths);
+    OpenApiRouter::with_openapi(openapi::base()).routes(routes!(health)).routes(routes!(metrics::scrape)).nest("/v1", v1)
+}
+
+/// `GET /openapi.json`: this document (no key needed).
+#[utoipa::path(get, path = "/openapi.json", tag = "server",
+    responses((status = 200, description = "The OpenAPI 3.1 document of this server.", body = Object)))]
+#[allow(dead_code)] // The route serves the document built once in `router`; this carries its documentation.
+async fn openapi_document() {}
+
+async fn openapi_json(doc: bytes::Bytes) -> axum::response::Response {
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], doc).into_response()
+}
+
 /// Every HTTP request is interactive: it waits for an instance slot only as long as
 /// the admission queue allows (background ingestion waits as long as it takes).
 async fn interactive(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
     crate::runtime::interactive(next.run(req)).await
 }
 
+/// `GET /health`'s answer.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct Health {
+    #[schema(value_type = String, pattern = "^ok$")]
+    status: &'static str,
+    instances: Instances,
+}
+
+/// How busy the instance slots are.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct Instances {
+    /// Slots running a request now.
+    busy: usize,
+    /// Slots in all (`--max-instances`).
+    slots: usize,
+    /// Requests waiting for a slot.
+    waiting: usize,
+}
+
 /// `GET /health`: alive, with how busy the instance slots are (no key needed; counts only).
-async fn health(axum::extract::State(state): axum::extract::State<AppState>) -> axum::Json<serde_json::Value> {
+#[utoipa::path(get, path = "/health", tag = "server", responses((status = 200, description = "Alive.", body = Health)))]
+async fn health(axum::extract::State(state): axum::extract::State<AppState>) -> axum::Json<Health> {
     let a = state.runtime.admission();
     let slots = a.max_instances() as usize;
-    axum::Json(serde_json::json!({
-        "status": "ok",
-        "instances": {"busy": slots.saturating_sub(a.available()), "slots": slots, "waiting": a.waiting()},
-    }))
+    axum::Json(Health {
+        status: "ok",
+        instances: Instances { busy: slots.saturating_sub(a.available()), slots, waiting: a.waiting() },
+    })
 }
 
 async fn not_found(uri: axum::http::Uri) -> ApiError {

@@ -3,7 +3,8 @@
 
 use axum::Extension;
 use axum::extract::{Query, State};
-use serde_json::{Map, Value, json};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::error::ApiError;
 use super::{AppState, Caller};
@@ -16,14 +17,66 @@ const MAX_DAYS: i64 = 366;
 /// What a report covers without `start`: the last 30 days.
 const DEFAULT_DAYS: i64 = 30;
 
-fn counts_json(c: &UsageCounts) -> Map<String, Value> {
-    let mut m = Map::new();
-    m.insert("requests".into(), c.requests.into());
-    m.insert("input_tokens".into(), c.input_tokens.into());
-    m.insert("output_tokens".into(), c.output_tokens.into());
-    m.insert("cached_tokens".into(), c.cached_tokens.into());
-    m.insert("cost_usd".into(), crate::usage::usd_from_nano(c.cost_nano_usd).into());
-    m
+/// What a span of requests used.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Counts {
+    requests: u64,
+    input_tokens: u64,
+    output_tokens: u64,
+    cached_tokens: u64,
+    /// At the catalogue's prices (0 for a model without a price).
+    cost_usd: f64,
+}
+
+impl From<&UsageCounts> for Counts {
+    fn from(c: &UsageCounts) -> Self {
+        Self {
+            requests: c.requests,
+            input_tokens: c.input_tokens,
+            output_tokens: c.output_tokens,
+            cached_tokens: c.cached_tokens,
+            cost_usd: crate::usage::usd_from_nano(c.cost_nano_usd),
+        }
+    }
+}
+
+/// One group of the report: the fields named by `group_by` say which.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Bucket {
+    #[schema(value_type = String, pattern = "^usage\\.bucket$")]
+    object: &'static str,
+    /// `YYYY-MM-DD` (UTC), when grouped by day.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false, format = Date)]
+    day: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    tenant: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    key_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    model: Option<String>,
+    #[serde(flatten)]
+    counts: Counts,
+}
+
+/// `GET /v1/usage`'s answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UsageReport {
+    #[schema(value_type = String, pattern = "^list$")]
+    object: &'static str,
+    /// First day covered, `YYYY-MM-DD`.
+    #[schema(format = Date)]
+    start: String,
+    /// Last day covered, `YYYY-MM-DD`.
+    #[schema(format = Date)]
+    end: String,
+    /// What the buckets are grouped by.
+    group_by: Vec<&'static str>,
+    data: Vec<Bucket>,
+    total: Counts,
 }
 
 /// The last value given for `name`, if any (a repeated parameter's last one wins).
@@ -41,11 +94,22 @@ fn day_param(params: &[(String, String)], name: &'static str) -> Result<Option<i
 }
 
 /// `GET /v1/usage?start=YYYY-MM-DD&end=YYYY-MM-DD&model=&key=&tenant=&group_by=day,model`.
+/// The parameters are read as pairs, as `group_by` may repeat; unknown ones are a 400.
+#[utoipa::path(get, path = "/usage", tag = "keys",
+    params(
+        ("start" = Option<String>, Query, format = Date, description = "First day (UTC); 30 days before `end` by default."),
+        ("end" = Option<String>, Query, format = Date, description = "Last day (UTC); today by default. At most 366 days in all."),
+        ("model" = Option<String>, Query, description = "Only this model (any of its names)."),
+        ("key" = Option<String>, Query, description = "Only this key's id."),
+        ("tenant" = Option<String>, Query, description = "Only this tenant (operators; others see their own)."),
+        ("group_by" = Option<String>, Query, description = "Comma-separated `day`, `model`, `key`, `tenant`; `day,model` by default."),
+    ),
+    responses((status = 200, description = "The report.", body = UsageReport)))]
 pub async fn report(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Query(params): Query<Vec<(String, String)>>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<UsageReport>, ApiError> {
     if let Some((k, _)) =
         params.iter().find(|(k, _)| !["start", "end", "model", "key", "tenant", "group_by"].contains(&k.as_str()))
     {
@@ -96,35 +160,26 @@ pub async fn report(
         rows.retain(|r| r.key_id == key);
     }
     let mut total = UsageCounts::default();
-    let data: Vec<Value> = group(&rows, &by)
+    let data = group(&rows, &by)
         .into_iter()
         .map(|(g, counts)| {
             total += counts;
-            let mut m = Map::new();
-            m.insert("object".into(), "usage.bucket".into());
-            if let Some(day) = g.day {
-                m.insert("day".into(), format_day(day).into());
+            Bucket {
+                object: "usage.bucket",
+                day: g.day.map(format_day),
+                tenant: g.tenant,
+                key_id: g.key_id,
+                model: g.model,
+                counts: Counts::from(&counts),
             }
-            if let Some(t) = g.tenant {
-                m.insert("tenant".into(), t.into());
-            }
-            if let Some(k) = g.key_id {
-                m.insert("key_id".into(), k.into());
-            }
-            if let Some(model) = g.model {
-                m.insert("model".into(), model.into());
-            }
-            m.extend(counts_json(&counts));
-            Value::Object(m)
         })
         .collect();
-    let by: Vec<&str> = by.iter().map(|g| g.name()).collect();
-    Ok(axum::Json(json!({
-        "object": "list",
-        "start": format_day(start),
-        "end": format_day(end),
-        "group_by": by,
-        "data": data,
-        "total": counts_json(&total),
-    })))
+    Ok(axum::Json(UsageReport {
+        object: "list",
+        start: format_day(start),
+        end: format_day(end),
+        group_by: by.iter().map(|g| g.name()).collect(),
+        data,
+        total: Counts::from(&total),
+    }))
 }

@@ -7,6 +7,10 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde_json::{Map, Value, json};
 
+mod wire;
+
+use wire::*;
+
 use super::error::ApiError;
 use super::extract::Json;
 use super::files::{file_not_found, new_record};
@@ -95,44 +99,27 @@ fn parse_chunking(v: &Value, base: ChunkingStrategy) -> Result<ChunkingStrategy,
 
 /// The knowledge base object. `chunk_count` is the recorded progress of its sources
 /// unless `stored_chunks` (counted in the vector store) is given.
-fn kb_json(state: &AppState, kb: &KnowledgeBaseRecord, stored_chunks: Option<u64>) -> Result<Value, ApiError> {
+fn kb_json(state: &AppState, kb: &KnowledgeBaseRecord, stored_chunks: Option<u64>) -> Result<KnowledgeBase, ApiError> {
     let sources = state.store.list_sources(&kb.tenant, &kb.id).map_err(internal)?;
-    let count = |st: SourceStatus| sources.iter().filter(|s| s.status == st).count();
-    Ok(json!({
-        "id": kb.id,
-        "object": "knowledge_base",
-        "name": kb.name,
-        "description": kb.description,
-        "embedding_model": kb.embedding_model,
-        "chunking_strategy": kb.chunking,
-        "metadata": kb.metadata,
-        "created_at": kb.created_at,
-        "updated_at": kb.updated_at,
-        "data_source_counts": {
-            "pending": count(SourceStatus::Pending),
-            "processing": count(SourceStatus::Processing),
-            "completed": count(SourceStatus::Completed),
-            "failed": count(SourceStatus::Failed),
-            "total": sources.len(),
+    let count = |st: SourceStatus| sources.iter().filter(|s| s.status == st).count() as u64;
+    Ok(KnowledgeBase {
+        id: kb.id.clone(),
+        object: "knowledge_base",
+        name: kb.name.clone(),
+        description: kb.description.clone(),
+        embedding_model: kb.embedding_model.clone(),
+        chunking_strategy: kb.chunking.into(),
+        metadata: kb.metadata.clone(),
+        created_at: kb.created_at,
+        updated_at: kb.updated_at,
+        data_source_counts: DataSourceCounts {
+            pending: count(SourceStatus::Pending),
+            processing: count(SourceStatus::Processing),
+            completed: count(SourceStatus::Completed),
+            failed: count(SourceStatus::Failed),
+            total: sources.len() as u64,
         },
-        "chunk_count": stored_chunks.unwrap_or_else(|| sources.iter().map(|s| s.chunks_done).sum::<u64>()),
-    }))
-}
-
-fn source_json(s: &DataSourceRecord) -> Value {
-    json!({
-        "id": s.id,
-        "object": "knowledge_base.data_source",
-        "knowledge_base_id": s.kb_id,
-        "type": "file",
-        "file_id": s.file_id,
-        "status": s.status.as_str(),
-        "error": s.error.as_ref().map(|m| json!({"message": m})),
-        "chunks_total": s.chunks_total,
-        "chunks_done": s.chunks_done,
-        "metadata": s.metadata,
-        "created_at": s.created_at,
-        "updated_at": s.updated_at,
+        chunk_count: stored_chunks.unwrap_or_else(|| sources.iter().map(|s| s.chunks_done).sum::<u64>()),
     })
 }
 
@@ -140,12 +127,14 @@ fn lookup(state: &AppState, caller: &Caller, id: &str) -> Result<KnowledgeBaseRe
     state.store.get_kb(&caller.tenant, id).map_err(internal)?.ok_or_else(|| kb_not_found(id))
 }
 
-/// `POST /v1/knowledge-bases`.
+/// `POST /v1/knowledge-bases`: a new, empty knowledge base.
+#[utoipa::path(post, path = "/knowledge-bases", tag = "knowledge-bases", request_body = CreateKnowledgeBase,
+    responses((status = 201, description = "The new knowledge base.", body = KnowledgeBase)))]
 pub async fn create(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Json(body): Json<Value>,
-) -> Result<(StatusCode, axum::Json<Value>), ApiError> {
+) -> Result<(StatusCode, axum::Json<KnowledgeBase>), ApiError> {
     let obj = object(&body)?;
     let name = opt_string(obj, "name", MAX_NAME)?
         .filter(|n| !n.trim().is_empty())
@@ -192,19 +181,27 @@ pub async fn create(
     Ok((StatusCode::CREATED, axum::Json(kb_json(&state, &kb, None)?)))
 }
 
-/// `GET /v1/knowledge-bases`.
-pub async fn list(State(state): State<AppState>, Extension(caller): Extension<Caller>) -> Result<axum::Json<Value>, ApiError> {
+/// `GET /v1/knowledge-bases`: every knowledge base of the caller's tenant.
+#[utoipa::path(get, path = "/knowledge-bases", tag = "knowledge-bases",
+    responses((status = 200, description = "The knowledge bases.", body = KnowledgeBaseList)))]
+pub async fn list(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> Result<axum::Json<KnowledgeBaseList>, ApiError> {
     let kbs = state.store.list_kbs(&caller.tenant).map_err(internal)?;
     let data = kbs.iter().map(|kb| kb_json(&state, kb, None)).collect::<Result<Vec<_>, _>>()?;
-    Ok(axum::Json(json!({"object": "list", "data": data, "has_more": false})))
+    Ok(axum::Json(KnowledgeBaseList { object: "list", data, has_more: false }))
 }
 
-/// `GET /v1/knowledge-bases/{id}`.
+/// `GET /v1/knowledge-bases/{id}`: a knowledge base, its chunks counted in the vector store.
+#[utoipa::path(get, path = "/knowledge-bases/{id}", tag = "knowledge-bases",
+    params(("id" = String, Path, description = "The knowledge base's id (`kb_...`).")),
+    responses((status = 200, description = "The knowledge base.", body = KnowledgeBase)))]
 pub async fn get(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<KnowledgeBase>, ApiError> {
     let kb = lookup(&state, &caller, &id)?;
     let stored = state.knowledge.count_vectors(&kb.id).await.map_err(ApiError::internal)?;
     Ok(axum::Json(kb_json(&state, &kb, Some(stored))?))
@@ -212,12 +209,15 @@ pub async fn get(
 
 /// `PATCH /v1/knowledge-bases/{id}`: name, description, metadata, chunking (for sources
 /// ingested from now on). The embedding model is fixed: stored vectors depend on it.
+#[utoipa::path(patch, path = "/knowledge-bases/{id}", tag = "knowledge-bases", request_body = UpdateKnowledgeBase,
+    params(("id" = String, Path, description = "The knowledge base's id (`kb_...`).")),
+    responses((status = 200, description = "The knowledge base.", body = KnowledgeBase)))]
 pub async fn update(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     Json(body): Json<Value>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<KnowledgeBase>, ApiError> {
     let mut kb = lookup(&state, &caller, &id)?;
     let obj = object(&body)?;
     if let Some(m) = opt_string(obj, "embedding_model", MAX_NAME)? {
@@ -251,17 +251,20 @@ pub async fn update(
 }
 
 /// `DELETE /v1/knowledge-bases/{id}`: the record, its data sources and its vectors.
+#[utoipa::path(delete, path = "/knowledge-bases/{id}", tag = "knowledge-bases",
+    params(("id" = String, Path, description = "The knowledge base's id (`kb_...`).")),
+    responses((status = 200, description = "Deleted, with its data sources and chunks.", body = KnowledgeBaseDeleted)))]
 pub async fn delete(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<KnowledgeBaseDeleted>, ApiError> {
     if !state.reserve.freeing(|| async { state.store.delete_kb(&caller.tenant, &id) }).await.map_err(internal)? {
         return Err(kb_not_found(&id));
     }
     state.knowledge.drop_vectors(&id).await.map_err(ApiError::internal)?;
     super::rearm_reserve(&state).await;
-    Ok(axum::Json(json!({"id": id, "object": "knowledge_base.deleted", "deleted": true})))
+    Ok(axum::Json(KnowledgeBaseDeleted { id, object: "knowledge_base.deleted", deleted: true }))
 }
 
 /// Downloads a URL data source into a new file (purpose `knowledge_base`) of the caller,
@@ -302,12 +305,21 @@ async fn import_url(state: &AppState, caller: &Caller, url: &str) -> Result<Stri
 /// `POST /v1/knowledge-bases/{id}/data-sources`: `{"file_id": ...}`, `{"file_ids": [...]}`
 /// or `{"url": "https://..."}` (downloaded into a file first, see [`import_url`]);
 /// optional `metadata` (copied onto every chunk, filterable; a URL source adds `url`).
+/// Ingestion runs in the background: each source's `status` tells how far it got.
+#[utoipa::path(post, path = "/knowledge-bases/{id}/data-sources", tag = "knowledge-bases", request_body = AddDataSources,
+    params(("id" = String, Path, description = "The knowledge base's id (`kb_...`).")),
+    responses(
+        (status = 202, description = "Queued for ingestion: the data source (`file_id`, `url`) or a list of them (`file_ids`).",
+            body = DataSourcesAdded),
+        (status = 409, description = "A file is already a data source of this knowledge base (`data_source_exists`).",
+            body = super::error::ErrorResponse),
+    ))]
 pub async fn add_sources(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     Json(body): Json<Value>,
-) -> Result<(StatusCode, axum::Json<Value>), ApiError> {
+) -> Result<(StatusCode, axum::Json<DataSourcesAdded>), ApiError> {
     let kb = lookup(&state, &caller, &id)?;
     let obj = object(&body)?;
     let kind = obj.get("type").and_then(Value::as_str);
@@ -387,45 +399,55 @@ pub async fn add_sources(
         created.push(s);
     }
     let body = if single {
-        source_json(&created[0])
+        DataSourcesAdded::One(Box::new(DataSource::from(&created[0])))
     } else {
-        json!({"object": "list", "data": created.iter().map(source_json).collect::<Vec<_>>()})
+        DataSourcesAdded::Many(DataSourceBatch { object: "list", data: created.iter().map(DataSource::from).collect() })
     };
     Ok((StatusCode::ACCEPTED, axum::Json(body)))
 }
 
-/// `GET /v1/knowledge-bases/{id}/data-sources`.
+/// `GET /v1/knowledge-bases/{id}/data-sources`: every data source of a knowledge base.
+#[utoipa::path(get, path = "/knowledge-bases/{id}/data-sources", tag = "knowledge-bases",
+    params(("id" = String, Path, description = "The knowledge base's id (`kb_...`).")),
+    responses((status = 200, description = "The data sources.", body = DataSourceList)))]
 pub async fn list_sources(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<DataSourceList>, ApiError> {
     let kb = lookup(&state, &caller, &id)?;
     let sources = state.store.list_sources(&caller.tenant, &kb.id).map_err(internal)?;
-    Ok(axum::Json(json!({"object": "list", "data": sources.iter().map(source_json).collect::<Vec<_>>(), "has_more": false})))
+    Ok(axum::Json(DataSourceList { object: "list", data: sources.iter().map(DataSource::from).collect(), has_more: false }))
 }
 
-/// `GET /v1/knowledge-bases/{id}/data-sources/{source_id}`.
+/// `GET /v1/knowledge-bases/{id}/data-sources/{source_id}`: a data source and its progress.
+#[utoipa::path(get, path = "/knowledge-bases/{id}/data-sources/{source_id}", tag = "knowledge-bases",
+    params(("id" = String, Path, description = "The knowledge base's id (`kb_...`)."), ("source_id" = String, Path, description = "The data source's id (`ds_...`).")),
+    responses((status = 200, description = "The data source.", body = DataSource)))]
 pub async fn get_source(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path((id, source_id)): Path<(String, String)>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<DataSource>, ApiError> {
     let kb = lookup(&state, &caller, &id)?;
     let s = state
         .store
         .get_source(&caller.tenant, &kb.id, &source_id)
         .map_err(internal)?
         .ok_or_else(|| source_not_found(&source_id))?;
-    Ok(axum::Json(source_json(&s)))
+    Ok(axum::Json(DataSource::from(&s)))
 }
 
-/// `DELETE /v1/knowledge-bases/{id}/data-sources/{source_id}`: the source and its chunks.
+/// `DELETE /v1/knowledge-bases/{id}/data-sources/{source_id}`: the source and its chunks
+/// (the file stays).
+#[utoipa::path(delete, path = "/knowledge-bases/{id}/data-sources/{source_id}", tag = "knowledge-bases",
+    params(("id" = String, Path, description = "The knowledge base's id (`kb_...`)."), ("source_id" = String, Path, description = "The data source's id (`ds_...`).")),
+    responses((status = 200, description = "Deleted, with its chunks.", body = DataSourceDeleted)))]
 pub async fn delete_source(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path((id, source_id)): Path<(String, String)>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<DataSourceDeleted>, ApiError> {
     let kb = lookup(&state, &caller, &id)?;
     let deleted = state.reserve.freeing(|| async { state.store.delete_source(&caller.tenant, &kb.id, &source_id) }).await;
     if !deleted.map_err(internal)? {
@@ -433,7 +455,7 @@ pub async fn delete_source(
     }
     state.knowledge.delete_source_vectors(&kb.id, &source_id).await.map_err(ApiError::internal)?;
     super::rearm_reserve(&state).await;
-    Ok(axum::Json(json!({"id": source_id, "object": "knowledge_base.data_source.deleted", "deleted": true})))
+    Ok(axum::Json(DataSourceDeleted { id: source_id, object: "knowledge_base.data_source.deleted", deleted: true }))
 }
 
 fn parse_retrieve(obj: &Map<String, Value>) -> Result<RetrieveRequest, ApiError> {
@@ -459,13 +481,17 @@ fn parse_retrieve(obj: &Map<String, Value>) -> Result<RetrieveRequest, ApiError>
     RetrieveRequest::new(query, top_k, search_type, filters, min_score).map_err(|r| ApiError::invalid(r.message).param(r.param))
 }
 
-/// `POST /v1/knowledge-bases/{id}/retrieve`.
+/// `POST /v1/knowledge-bases/{id}/retrieve`: the chunks that best match a query, by
+/// meaning (`vector`), keywords (`keyword`) or both (`hybrid`).
+#[utoipa::path(post, path = "/knowledge-bases/{id}/retrieve", tag = "knowledge-bases", request_body = RetrieveBody,
+    params(("id" = String, Path, description = "The knowledge base's id (`kb_...`).")),
+    responses((status = 200, description = "The chunks found, best first.", body = RetrieveResult)))]
 pub async fn retrieve(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     Json(body): Json<Value>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<RetrieveResult>, ApiError> {
     let kb = lookup(&state, &caller, &id)?;
     let obj = object(&body)?;
     let req = parse_retrieve(obj)?;
@@ -481,31 +507,31 @@ pub async fn retrieve(
         }
         RetrieveError::Vector(e) => ApiError::internal(e),
     })?;
-    let data: Vec<Value> = found
+    let data = found
         .into_iter()
-        .map(|Found { hit: h, .. }| {
-            let p = &h.payload;
-            let mut chunk = json!({
-                "object": "knowledge_base.chunk",
-                "id": h.id.to_string(),
-                "score": h.score,
-                "text": p.get("text"),
-                "file_id": p.get("file_id"),
-                "filename": p.get("filename"),
-                "data_source_id": p.get("source_id"),
-                "chunk_index": p.get("chunk_index"),
-            });
-            if include_metadata {
-                chunk["metadata"] = p.get(crate::vector::filter::METADATA_KEY).cloned().unwrap_or_else(|| json!({}));
+        .map(|Found { hit: mut h, .. }| {
+            let p = &mut h.payload;
+            let metadata = include_metadata
+                .then(|| p.remove(crate::vector::filter::METADATA_KEY).unwrap_or_else(|| Value::Object(Map::new())));
+            RetrievedChunk {
+                object: "knowledge_base.chunk",
+                id: h.id.to_string(),
+                // As `json!` wrote it: the f32 widened.
+                score: f64::from(h.score),
+                text: p.remove("text"),
+                file_id: p.remove("file_id"),
+                filename: p.remove("filename"),
+                data_source_id: p.remove("source_id"),
+                chunk_index: p.remove("chunk_index"),
+                metadata,
             }
-            chunk
         })
         .collect();
-    Ok(axum::Json(json!({
-        "object": "list",
-        "knowledge_base_id": kb.id,
-        "query": req.query,
-        "search_type": req.search_type.as_str(),
-        "data": data,
-    })))
+    Ok(axum::Json(RetrieveResult {
+        object: "list",
+        knowledge_base_id: kb.id,
+        query: req.query,
+        search_type: req.search_type.as_str(),
+        data,
+    }))
 }
