@@ -420,3 +420,14 @@ pub(super) async fn finish_deletions(state: &AppState) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    /// The document's pattern for `purpose` and the purposes the upload accepts are one list.
+    #[test]
+    fn upload_purposes_are_documented() {
+        let schema = serde_json::to_value(<super::UploadForm as utoipa::PartialSchema>::schema()).unwrap();
+        let pattern = schema["properties"]["purpose"]["pattern"].as_str().unwrap();
+        assert_eq!(pattern, format!("^({})$", crate::files::PURPOSES.join("|")));
+    }
+}
