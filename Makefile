@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := run
 ENV := . scripts/env.sh
 
-.PHONY: setup run test test-rust test-guests test-models test-e2e lint fmt bench bench-inference bench-grammar bench-batching bench-wasm-ratio bench-versus bench-kv bench-metering bench-kb bench-load bench-ai-functions bench-languages guests fuzz
+.PHONY: setup run test test-rust test-guests test-models test-e2e lint fmt bench bench-inference bench-grammar bench-batching bench-wasm-ratio bench-versus bench-kv bench-metering bench-kb bench-load bench-ai-functions bench-languages guests fuzz schemathesis
 
 setup:
 	@bash scripts/setup.sh
@@ -50,6 +50,13 @@ fuzz:
 	 cargo test --release -p chat-core --test fuzz --test props -- --test-threads=2 --nocapture && \
 	 cargo test --release -p embeddings fuzz_props -- --nocapture) && \
 	"$${TENSORAS_IMPORTER_VENV:-$$TENSORAS_CACHE/importer-venv}/bin/python" -m pytest -q -s tests/models/test_gguf_fuzz.py
+
+## schemathesis over /openapi.json, long: SCHEMATHESIS_EXAMPLES per operation (default 200)
+## with a fresh SCHEMATHESIS_SEED. CI runs a fixed slice of 12 inside test-e2e (test_openapi.py).
+schemathesis: setup
+	@$(ENV); export SCHEMATHESIS_EXAMPLES=$${SCHEMATHESIS_EXAMPLES:-200} SCHEMATHESIS_SEED=$${SCHEMATHESIS_SEED:-$$RANDOM}; \
+	echo "schemathesis: $$SCHEMATHESIS_EXAMPLES examples per operation, SCHEMATHESIS_SEED=$$SCHEMATHESIS_SEED"; \
+	TENSORAS_BIN="$$TENSORAS_BIN" "$$TENSORAS_VENV/bin/python" -m pytest -q -s tests/e2e/test_openapi.py
 
 ## Benchmarks (not tests): per-request instantiation, pooled vs on-demand.
 bench: setup
