@@ -162,8 +162,6 @@ def test_no_server_error_and_no_answer_breaks_the_document(server, tmp_path):
         "--seed",
         os.environ.get("SCHEMATHESIS_SEED", "21"),
         "--generation-deterministic",
-        "--generation-database",
-        "none",
         "--workers",
         "1",
         "--request-timeout",
@@ -175,7 +173,7 @@ def test_no_server_error_and_no_answer_breaks_the_document(server, tmp_path):
         "--report-dir",
         str(report),
     ]
-    # Run from the test's own directory, so that nothing schemathesis writes lands in the tree.
+    # Run in the test's temporary directory, so that nothing schemathesis writes lands in the tree.
     out = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=3000)
     text = out.stdout + out.stderr
     print(text[-20000:])
