@@ -27,6 +27,22 @@ where
     }
 }
 
+/// Any JSON document, for a handler that checks the shape itself so that its error can
+/// name the field at fault (a tool call's `arguments`).
+#[derive(Debug)]
+pub struct AnyJson(pub serde_json::Value);
+
+impl<S: Send + Sync> FromRequest<S> for AnyJson {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<serde_json::Value>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(Self(v)),
+            Err(rejection) => Err(json_rejection(rejection)),
+        }
+    }
+}
+
 /// Deserializes `T` from a JSON object only. serde's derived structs also accept an array
 /// of their fields in order (`[null, null]` for a two-field struct), which no body of
 /// this API is and no client means.

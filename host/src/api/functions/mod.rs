@@ -17,7 +17,7 @@ mod wire;
 use wire::*;
 
 use super::error::ApiError;
-use super::extract::{Json, body_rejection};
+use super::extract::{AnyJson, Json, body_rejection};
 use super::{AppState, Caller};
 use crate::functions::{DeployError, Executable, Manifest};
 use crate::runtime::{HttpRequestBody, ToolOutcome};
@@ -264,7 +264,7 @@ pub async fn call(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
-    Json(arguments): Json<Value>,
+    AnyJson(arguments): AnyJson,
 ) -> Result<axum::Json<ToolResult>, ApiError> {
     let f = state.functions.get(&caller.tenant, &name).ok_or_else(|| not_found(&name))?;
     let Executable::Tool(tool) = &f.exec else {
