@@ -9,7 +9,6 @@ use axum::extract::{Multipart, Path, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt as _;
-use serde_json::Value;
 use utoipa::ToSchema;
 
 mod wire;
