@@ -535,3 +535,23 @@ pub async fn retrieve(
         data,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use utoipa::PartialSchema as _;
+
+    use super::{MAX_DESCRIPTION, MAX_NAME, wire};
+
+    /// The documented lengths are literals in `#[schema]` attributes (utoipa takes no
+    /// constants there); this keeps them equal to the limits `create` and `update` check.
+    #[test]
+    fn documented_lengths_are_the_checked_ones() {
+        for schema in [wire::CreateKnowledgeBase::schema(), wire::UpdateKnowledgeBase::schema()] {
+            let json = serde_json::to_value(&schema).unwrap();
+            let max = |field: &str| json["properties"][field]["maxLength"].as_u64().map(|n| n as usize);
+            assert_eq!(max("name"), Some(MAX_NAME), "{json}");
+            assert_eq!(max("embedding_model"), Some(MAX_NAME), "{json}");
+            assert_eq!(max("description"), Some(MAX_DESCRIPTION), "{json}");
+        }
+    }
+}
