@@ -158,18 +158,17 @@ type LinkSpec =
 
 const LINKS: &[LinkSpec] = {
     use HttpMethod::{Delete, Get, Patch, Post};
-    const KB: &[(&str, &str)] = &[("id", "$response.body#/id")];
-    const FILE: &[(&str, &str)] = &[("id", "$response.body#/id")];
-    const KEY: &[(&str, &str)] = &[("id", "$response.body#/id")];
+    // Knowledge bases, files and keys: the new object's `id` is the path's `{id}`.
+    const BY_ID: &[(&str, &str)] = &[("id", "$response.body#/id")];
     const FUNCTION: &[(&str, &str)] = &[("name", "$response.body#/name")];
     const SOURCE: &[(&str, &str)] = &[("id", "$request.path.id"), ("source_id", "$response.body#/id")];
     &[
-        (Post, "/v1/knowledge-bases", "201", "GetKnowledgeBase", Get, "/v1/knowledge-bases/{id}", KB),
-        (Post, "/v1/knowledge-bases", "201", "UpdateKnowledgeBase", Patch, "/v1/knowledge-bases/{id}", KB),
-        (Post, "/v1/knowledge-bases", "201", "DeleteKnowledgeBase", Delete, "/v1/knowledge-bases/{id}", KB),
-        (Post, "/v1/knowledge-bases", "201", "AddDataSources", Post, "/v1/knowledge-bases/{id}/data-sources", KB),
-        (Post, "/v1/knowledge-bases", "201", "ListDataSources", Get, "/v1/knowledge-bases/{id}/data-sources", KB),
-        (Post, "/v1/knowledge-bases", "201", "Retrieve", Post, "/v1/knowledge-bases/{id}/retrieve", KB),
+        (Post, "/v1/knowledge-bases", "201", "GetKnowledgeBase", Get, "/v1/knowledge-bases/{id}", BY_ID),
+        (Post, "/v1/knowledge-bases", "201", "UpdateKnowledgeBase", Patch, "/v1/knowledge-bases/{id}", BY_ID),
+        (Post, "/v1/knowledge-bases", "201", "DeleteKnowledgeBase", Delete, "/v1/knowledge-bases/{id}", BY_ID),
+        (Post, "/v1/knowledge-bases", "201", "AddDataSources", Post, "/v1/knowledge-bases/{id}/data-sources", BY_ID),
+        (Post, "/v1/knowledge-bases", "201", "ListDataSources", Get, "/v1/knowledge-bases/{id}/data-sources", BY_ID),
+        (Post, "/v1/knowledge-bases", "201", "Retrieve", Post, "/v1/knowledge-bases/{id}/retrieve", BY_ID),
         (
             Post,
             "/v1/knowledge-bases/{id}/data-sources",
