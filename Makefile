@@ -3,10 +3,13 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := run
 ENV := . scripts/env.sh
 
-.PHONY: setup run test test-rust test-guests test-models test-e2e lint fmt bench bench-inference bench-grammar bench-batching bench-wasm-ratio bench-versus bench-kv bench-metering bench-kb bench-load bench-ai-functions bench-languages guests fuzz schemathesis
+.PHONY: setup setup-tests run test test-rust test-guests test-models test-e2e lint fmt bench bench-inference bench-grammar bench-batching bench-wasm-ratio bench-versus bench-kv bench-metering bench-kb bench-load bench-ai-functions bench-languages guests fuzz schemathesis console-screenshots
 
 setup:
 	@bash scripts/setup.sh
+
+setup-tests:
+	@bash scripts/setup.sh --tests
 
 guests:
 	@bash scripts/build-guests.sh
@@ -16,7 +19,7 @@ run: setup
 	@$(ENV); exec "$$TENSORAS_BIN" serve
 
 ## Build everything and run every test: unit, component and end-to-end.
-test: setup lint test-rust test-guests test-models test-e2e
+test: setup-tests lint test-rust test-guests test-models test-e2e
 
 ## rustfmt --check and clippy -D warnings over the host and the guests (scripts/lint.sh).
 lint:
@@ -57,6 +60,11 @@ schemathesis: setup
 	@$(ENV); export SCHEMATHESIS_EXAMPLES=$${SCHEMATHESIS_EXAMPLES:-200} SCHEMATHESIS_SEED=$${SCHEMATHESIS_SEED:-$$RANDOM}; \
 	echo "schemathesis: $$SCHEMATHESIS_EXAMPLES examples per operation, SCHEMATHESIS_SEED=$$SCHEMATHESIS_SEED"; \
 	TENSORAS_BIN="$$TENSORAS_BIN" "$$TENSORAS_VENV/bin/python" -m pytest -q -s tests/e2e/test_openapi.py
+
+## The web console's browser tests, saving a screenshot of each page into docs/console/.
+console-screenshots: setup-tests
+	@$(ENV); TENSORAS_CONSOLE_SCREENSHOTS="$(CURDIR)/docs/console" TENSORAS_BIN="$$TENSORAS_BIN" \
+	"$$TENSORAS_VENV/bin/python" -m pytest -q tests/e2e/test_console.py
 
 ## Benchmarks (not tests): per-request instantiation, pooled vs on-demand.
 bench: setup

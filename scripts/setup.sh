@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Installs what is missing, then builds the host and every guest component.
-# Idempotent and quick when everything is already in place.
+# Installs what is missing, then builds the web console, the host and every guest
+# component. Idempotent and quick when everything is already in place.
+# --tests: also what only the tests need (Debian's Chromium for the console's browser tests).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
+FOR_TESTS=0; [ "${1:-}" = --tests ] && FOR_TESTS=1
 
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
 apt_updated=0
@@ -83,6 +85,26 @@ if [ ! -x "$TENSORAS_PROMTOOL" ]; then
   mkdir -p "$(dirname "$TENSORAS_PROMTOOL")"
   install -m 755 "$deb/root/usr/bin/promtool" "$TENSORAS_PROMTOOL"
   rm -rf "$deb"
+fi
+
+# The console's browser tests drive Debian's Chromium with Playwright (tests/requirements.txt);
+# Playwright's own browser download is not used.
+[ $FOR_TESTS = 1 ] && apt_install chromium
+
+# The web console (host/console): npm builds it into host/console/dist, which the host
+# binary embeds (host/build.rs). Rebuilt only when its sources or lock changed.
+CONSOLE=host/console
+console_sum=$(cd "$CONSOLE" && cat package.json package-lock.json vite.config.js index.html $(find src -type f | sort) | sha256sum | cut -d' ' -f1)
+lock_sum=$(sha256sum "$CONSOLE/package-lock.json" | cut -d' ' -f1)
+if [ "$(cat "$CONSOLE/node_modules/.tensoras-lock.sha256" 2>/dev/null)" != "$lock_sum" ]; then
+  echo "setup: installing the console's npm packages"
+  (cd "$CONSOLE" && npm ci --silent --no-audit --no-fund --prefer-offline)
+  echo "$lock_sum" > "$CONSOLE/node_modules/.tensoras-lock.sha256"
+fi
+if [ ! -f "$CONSOLE/dist/index.html" ] || [ "$(cat "$CONSOLE/node_modules/.tensoras-dist.sha256" 2>/dev/null)" != "$console_sum" ]; then
+  echo "setup: building the web console"
+  (cd "$CONSOLE" && npm run --silent build >/dev/null)
+  echo "$console_sum" > "$CONSOLE/node_modules/.tensoras-dist.sha256"
 fi
 
 scripts/vendor-wit.sh --check

@@ -3,6 +3,7 @@
 //! socket; [`serve`] binds it and shuts down gracefully.
 
 mod authn;
+mod console;
 pub mod error;
 pub mod extract;
 mod files;
@@ -195,7 +196,16 @@ fn documented_router(state: &AppState) -> OpenApiRouter<AppState> {
     let mut v1 = v1;
     openapi::add_path::<functions::__path_invoke>(&mut v1.get_openapi_mut().paths);
     openapi::add_path::<functions::__path_invoke_rest>(&mut v1.get_openapi_mut().paths);
-    OpenApiRouter::with_openapi(openapi::base()).routes(routes!(health)).routes(routes!(metrics::scrape)).nest("/v1", v1)
+    let mut app = OpenApiRouter::with_openapi(openapi::base())
+        .routes(routes!(health))
+        .routes(routes!(metrics::scrape))
+        .routes(routes!(console::redirect))
+        .routes(routes!(console::index))
+        // A wildcard (the file's path may hold '/'), routed by hand like the invoke routes.
+        .route("/console/{*path}", get(console::asset))
+        .nest("/v1", v1);
+    openapi::add_path::<console::__path_asset>(&mut app.get_openapi_mut().paths);
+    app
 }
 
 /// `GET /openapi.json`: this document (no key needed).

@@ -40,6 +40,7 @@ const BEARER: &str = "api_key";
         (name = "functions", description = "WebAssembly functions deployed by users."),
         (name = "keys", description = "API keys, tenants, plans and usage."),
         (name = "server", description = "Health, metrics and this document."),
+        (name = "console", description = "The web console's page and files (a person signs in with a key)."),
     )
 )]
 struct Base;
@@ -187,11 +188,11 @@ const LINKS: &[LinkSpec] = {
             "/v1/knowledge-bases/{id}/data-sources/{source_id}",
             SOURCE,
         ),
-        (Post, "/v1/files", "200", "GetFile", Get, "/v1/files/{id}", FILE),
-        (Post, "/v1/files", "200", "GetFileContent", Get, "/v1/files/{id}/content", FILE),
-        (Post, "/v1/files", "200", "DeleteFile", Delete, "/v1/files/{id}", FILE),
-        (Post, "/v1/keys", "200", "UpdateKey", Patch, "/v1/keys/{id}", KEY),
-        (Post, "/v1/keys", "200", "RevokeKey", Delete, "/v1/keys/{id}", KEY),
+        (Post, "/v1/files", "200", "GetFile", Get, "/v1/files/{id}", BY_ID),
+        (Post, "/v1/files", "200", "GetFileContent", Get, "/v1/files/{id}/content", BY_ID),
+        (Post, "/v1/files", "200", "DeleteFile", Delete, "/v1/files/{id}", BY_ID),
+        (Post, "/v1/keys", "200", "UpdateKey", Patch, "/v1/keys/{id}", BY_ID),
+        (Post, "/v1/keys", "200", "RevokeKey", Delete, "/v1/keys/{id}", BY_ID),
         (Post, "/v1/functions", "201", "GetFunction", Get, "/v1/functions/{name}", FUNCTION),
         (Post, "/v1/functions", "201", "FunctionVersions", Get, "/v1/functions/{name}/versions", FUNCTION),
         (Post, "/v1/functions", "201", "DeleteFunction", Delete, "/v1/functions/{name}", FUNCTION),
