@@ -96,6 +96,9 @@ def test_document_is_openapi_31_and_names_every_route(server):
         ("GET", "/health"),
         ("GET", "/metrics"),
         ("GET", "/openapi.json"),
+        ("GET", "/console"),
+        ("GET", "/console/"),
+        ("GET", "/console/{path}"),
     }
     assert expected <= ops, sorted(expected - ops)
     assert ops - expected <= {

@@ -142,12 +142,16 @@ pub fn finish(doc: &mut utoipa::openapi::OpenApi) {
     }
 }
 
-/// `get_v1_knowledge_bases_id` for `GET /v1/knowledge-bases/{id}`: unique, as a method and
-/// a path are (handlers' own names repeat across modules: `get`, `list`...).
+/// `get_v1_knowledge_bases_id` for `GET /v1/knowledge-bases/{id}`, `get_console_index` for
+/// `GET /console/`: unique, as a method and a path are (handlers' own names repeat across modules: `get`, `list`...).
 fn operation_id(method: &HttpMethod, path: &str) -> String {
     let method = serde_json::to_value(method).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
-    let words: Vec<String> =
+    let mut words: Vec<String> =
         path.split(|c: char| !c.is_ascii_alphanumeric()).filter(|w| !w.is_empty()).map(str::to_owned).collect();
+    // `/console/` (the page) apart from `/console` (its redirect).
+    if path.len() > 1 && path.ends_with('/') {
+        words.push("index".to_owned());
+    }
     format!("{method}_{}", words.join("_"))
 }
 
