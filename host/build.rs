@@ -3,17 +3,18 @@
 //! binary serves `/console` with nothing beside it. A checkout built without npm gets an
 //! empty table and a console that says how to build it.
 
+use std::io::{Error, Result};
 use std::path::{Path, PathBuf};
 
-fn main() {
-    let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+fn main() -> Result<()> {
+    let manifest = PathBuf::from(cargo_var("CARGO_MANIFEST_DIR")?);
     let dist = manifest.join("console").join("dist");
     let mut files = Vec::new();
     if dist.join("index.html").is_file() {
         // Cargo scans a directory named here for changed files, so a rebuilt console
         // relinks the binary and an unchanged one costs nothing.
         println!("cargo:rerun-if-changed=console/dist");
-        collect(&dist, &dist, &mut files);
+        collect(&dist, &dist, &mut files)?;
     } else {
         println!("cargo:rerun-if-changed=console");
         println!("cargo:warning=host/console/dist is missing: the binary's /console says how to build it (make setup)");
@@ -25,19 +26,22 @@ fn main() {
         table.push_str(&format!("    ({name:?}, include_bytes!({path:?})),\n"));
     }
     table.push_str("];\n");
-    let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR")).join("console_assets.rs");
-    std::fs::write(out, table).expect("writing console_assets.rs");
+    std::fs::write(PathBuf::from(cargo_var("OUT_DIR")?).join("console_assets.rs"), table)
 }
 
-fn collect(root: &Path, dir: &Path, files: &mut Vec<(String, String)>) {
-    let entries = std::fs::read_dir(dir).unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()));
-    for entry in entries {
-        let path = entry.expect("a directory entry").path();
+fn cargo_var(name: &str) -> Result<std::ffi::OsString> {
+    std::env::var_os(name).ok_or_else(|| Error::other(format!("cargo did not set {name}")))
+}
+
+fn collect(root: &Path, dir: &Path, files: &mut Vec<(String, String)>) -> Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
         if path.is_dir() {
-            collect(root, &path, files);
+            collect(root, &path, files)?;
         } else if let Ok(rel) = path.strip_prefix(root) {
             let name = rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/");
             files.push((name, path.to_string_lossy().into_owned()));
         }
     }
+    Ok(())
 }
