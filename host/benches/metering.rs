@@ -13,7 +13,10 @@ use std::sync::Arc;
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use tensoras::store::MetadataStore;
 use tensoras::store::sqlite::SqliteStore;
-use tensoras::usage::{Meter, Price};
+use tensoras::usage::{Meter, Price, Tokens};
+
+/// A typical chat request's tokens, a third of its prompt from the prefix cache.
+const TOKENS: Tokens = Tokens { input: 812, output: 128, cached: 256 };
 
 fn metering(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
@@ -25,7 +28,7 @@ fn metering(c: &mut Criterion) {
 
     // A request's share: one record into a bucket that exists (a busy key's steady state).
     c.bench_function("record (existing bucket)", |b| {
-        b.iter(|| meter.record("acme", "key_0123456789abcdef", "smollm2-135m-instruct", 812, 128, price));
+        b.iter(|| meter.record("acme", "key_0123456789abcdef", "smollm2-135m-instruct", TOKENS, price));
     });
     // Flushing a second's worth: 50 keys × 2 models, upserted in one transaction.
     c.bench_function("flush 100 buckets", |b| {
@@ -33,7 +36,7 @@ fn metering(c: &mut Criterion) {
             || {
                 for key in 0..50 {
                     for model in ["smollm2-135m-instruct", "all-minilm-l6-v2"] {
-                        meter.record("acme", &format!("key_{key:016x}"), model, 812, 128, price);
+                        meter.record("acme", &format!("key_{key:016x}"), model, TOKENS, price);
                     }
                 }
             },

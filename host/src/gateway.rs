@@ -188,8 +188,10 @@ impl Gateway {
             Target::Function(f) => return self.runtime.call_chat(f, req, output, self.on_behalf(who.clone())).await,
         };
         let retrieval: Option<Arc<dyn Retriever>> = grounded(body).then(|| self.knowledge.retriever(&who.tenant));
+        let models = ModelAccess::new(self.inference.clone(), &who.tenant);
+        let cached = models.cached_tokens();
         let ctx = HandlerCtx {
-            models: ModelAccess::new(self.inference.clone(), &who.tenant),
+            models,
             output,
             // Tools the model calls act for the same key.
             tools: Some(self.functions.toolbox(&who.tenant, self.on_behalf(who.clone()))),
@@ -199,19 +201,23 @@ impl Gateway {
         // Metered here, where models run, and only here: a chat function's own answer is
         // what its model calls (metered as they ran) produced, so it is not counted again.
         if let (Ok(Ok(response)), Some(model)) = (&result, body.get("model").and_then(Value::as_str)) {
-            self.meter_call(who, model, response.usage);
+            self.meter_call(who, model, response.usage, cached.load(std::sync::atomic::Ordering::Relaxed));
         }
         result
     }
 
-    /// Counts a model execution for `who`, at the model's catalogue price.
-    fn meter_call(&self, who: &Principal, model: &str, usage: Usage) {
+    /// Counts a model execution for `who`, at the model's catalogue price; `cached` of its
+    /// prompt tokens came from the prefix cache.
+    fn meter_call(&self, who: &Principal, model: &str, usage: Usage, cached: u64) {
         let Some(m) = self.inference.get(model) else { return };
         let manifest = &m.model.manifest;
         let price = Price { input: manifest.price.input, output: manifest.price.output };
         let (input, output) = (u64::from(usage.prompt_tokens), u64::from(usage.completion_tokens));
+        // Never more than the prompt the handler reported (a handler counts its prompt its
+        // own way; the prefix cache counts the tokens the model really skipped).
+        let tokens = crate::usage::Tokens { input, output, cached: cached.min(input) };
         // Under the model's canonical id, whatever alias the request used.
-        self.meter.record(&who.tenant, &who.key_id, &manifest.id, input, output, price);
+        self.meter.record(&who.tenant, &who.key_id, &manifest.id, tokens, price);
     }
 
     /// The platform as `who` sees it, for the functions it invokes.
@@ -274,7 +280,8 @@ impl Services for OnBehalf {
                 Ok((vectors, tokens)) => {
                     // Embedded on the host, not by the embeddings handler: metered here.
                     let prompt_tokens = u32::try_from(tokens).unwrap_or(u32::MAX);
-                    gateway.meter_call(&who, &metered, Usage { prompt_tokens, completion_tokens: 0 });
+                    // Encoders keep no cache: nothing of an embedding is cached.
+                    gateway.meter_call(&who, &metered, Usage { prompt_tokens, completion_tokens: 0 }, 0);
                     Ok(Embeddings { vectors, prompt_tokens })
                 }
                 Err(e @ crate::inference::EmbeddingError::NotAnEncoder(_)) => Err(AiError::InvalidRequest(e.to_string())),

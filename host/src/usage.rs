@@ -41,6 +41,17 @@ impl std::fmt::Debug for Meter {
     }
 }
 
+/// The tokens of one model execution.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tokens {
+    /// Prompt tokens.
+    pub input: u64,
+    /// Generated tokens.
+    pub output: u64,
+    /// Of the prompt tokens, those whose keys and values came from the prefix cache.
+    pub cached: u64,
+}
+
 /// A catalogue price: US dollars per million input and output tokens.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Price {
@@ -85,12 +96,13 @@ impl Meter {
     }
 
     /// Adds one model execution for `key_id` of `tenant` on `model`, today.
-    pub fn record(&self, tenant: &str, key_id: &str, model: &str, input: u64, output: u64, price: Price) {
+    pub fn record(&self, tenant: &str, key_id: &str, model: &str, tokens: Tokens, price: Price) {
+        let Tokens { input, output, cached } = tokens;
         let counts = UsageCounts {
             requests: 1,
             input_tokens: input,
             output_tokens: output,
-            cached_tokens: 0,
+            cached_tokens: cached,
             cost_nano_usd: price.nano_usd(input, output),
         };
         let day = today();

@@ -184,16 +184,20 @@ async fn prompts_reuse_the_cached_prefix_of_a_finished_sequence() {
     assert_eq!(next.step(vec![1, 2, 3, 4, 5, 6, 7]).await.unwrap()[..2], [28.0, 7.0]);
     let s1 = graph.batch_stats();
     assert_eq!((s1.prefix_hits - s0.prefix_hits, s1.prefix_tokens - s0.prefix_tokens), (1, 6), "{s1:?}");
+    // The sequence tells its owner once (a request's `cached_tokens`).
+    assert_eq!((next.take_reused(), next.take_reused()), (6, 0));
     // Only the common part of a prompt that diverges.
     let other = graph.sequence(1);
     assert_eq!(other.step(vec![1, 2, 3, 4, 9, 9]).await.unwrap()[..2], [28.0, 6.0]);
     assert_eq!(other.step(vec![2]).await.unwrap()[..2], [30.0, 7.0], "the copied cache carries on");
     let s2 = graph.batch_stats();
     assert_eq!((s2.prefix_hits - s1.prefix_hits, s2.prefix_tokens - s1.prefix_tokens), (1, 4), "{s2:?}");
+    assert_eq!(other.take_reused(), 4);
     // Another tenant's sequence computes everything itself.
     let stranger = graph.sequence(2);
     assert_eq!(stranger.step(vec![1, 2, 3, 4, 5, 6, 7]).await.unwrap()[..2], [28.0, 7.0]);
     assert_eq!(graph.batch_stats().prefix_hits, s2.prefix_hits);
+    assert_eq!(stranger.take_reused(), 0);
 }
 
 /// Held by the tests that run SmolLM2 through the scheduler: its batching decisions follow

@@ -161,6 +161,27 @@ def test_the_cli_prints_the_report(server, traffic):
     assert json.loads(r.stdout)["object"] == "list"
 
 
+def test_prompt_tokens_served_from_the_prefix_cache_count_as_cached(server):
+    # A tenant of its own: cached prompt prefixes are shared only within a tenant, so its
+    # first request finds none, and the same conversation again finds all but its tail.
+    key = make_key(server, "cache", "cache-tenant")
+    client = client_for(server, key["key"])
+    messages = [
+        {"role": "system", "content": "You answer questions about the Larkspur orchard in one short sentence."},
+        {"role": "user", "content": "Which pear variety grows in the Larkspur orchard, and when is it picked?"},
+    ]
+    seen = []
+    for seed in (1, 2):
+        r = client.chat.completions.create(model=CHAT, messages=messages, max_tokens=4, temperature=0.9, seed=seed)
+        (b,) = buckets(usage(server, key["key"], group_by="key,model"), model=CHAT)
+        seen.append((b["input_tokens"], b["cached_tokens"], r.usage.prompt_tokens))
+    (first_input, first_cached, prompt), (both_input, both_cached, _) = seen
+    assert first_cached == 0, seen
+    assert both_input == 2 * prompt and first_input == prompt, seen
+    # All of the second prompt but what must be computed to get its last logits.
+    assert prompt // 2 < both_cached < prompt, seen
+
+
 def test_a_stream_its_client_abandons_is_metered_for_what_it_generated(server):
     key = make_key(server, "quitter", "quitters")
     body = {

@@ -16,6 +16,7 @@ mod scheduler;
 
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use self::graph::DecoderGraph;
 pub use self::graph::DecoderSequence;
@@ -49,7 +50,7 @@ impl Decoder {
     /// A new, empty execution context stepped by the scheduler; it reuses cached prompt
     /// prefixes only of sequences with the same `scope` (the tenant).
     pub fn sequence(&self, scope: u64) -> Sequence {
-        Sequence { id: self.scheduler.new_sequence(), scope, scheduler: self.scheduler.clone() }
+        Sequence { id: self.scheduler.new_sequence(), scope, scheduler: self.scheduler.clone(), reused: Arc::default() }
     }
 
     /// A sequence stepped on the calling thread without the scheduler: the bare loop the
@@ -82,6 +83,8 @@ pub struct Sequence {
     id: u64,
     scope: u64,
     scheduler: Arc<Handle>,
+    /// Prompt tokens the scheduler took from the prefix cache for this sequence.
+    reused: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Sequence {
@@ -94,7 +97,13 @@ impl Sequence {
     /// Appends `ids` and returns the logits of the last position, once the scheduler has
     /// run this step (possibly together with other sequences' steps).
     pub async fn step(&self, ids: Vec<i64>) -> Result<Vec<f32>, NnError> {
-        self.scheduler.step(self.id, self.scope, ids).await
+        self.scheduler.step(self.id, self.scope, ids, &self.reused).await
+    }
+
+    /// The prompt tokens taken from the prefix cache since the last call: counted once,
+    /// as the cached part of the request's prompt (OpenAI's `cached_tokens`).
+    pub fn take_reused(&self) -> u64 {
+        self.reused.swap(0, Ordering::Relaxed)
     }
 }
 

@@ -70,6 +70,8 @@ enum Msg {
         scope: u64,
         ids: Vec<i64>,
         reply: Reply,
+        /// The sequence's count of prompt tokens taken from the prefix cache.
+        reused: Arc<AtomicU64>,
     },
     Close(u64),
     /// A [`super::Lockstep`] hold ended: steps held for it run now.
@@ -162,14 +164,14 @@ impl Handle {
 
     /// Appends `ids` to sequence `seq` and returns the logits of the last position, once
     /// this step has run (possibly together with other sequences' steps).
-    pub(super) async fn step(&self, seq: u64, scope: u64, ids: Vec<i64>) -> Result<Vec<f32>, NnError> {
-        let ids = match self.step_here(seq, scope, ids) {
+    pub(super) async fn step(&self, seq: u64, scope: u64, ids: Vec<i64>, reused: &Arc<AtomicU64>) -> Result<Vec<f32>, NnError> {
+        let ids = match self.step_here(seq, scope, ids, reused) {
             Ok(answer) => return answer,
             Err(ids) => ids,
         };
         let (reply, answer) = oneshot::channel();
         let stopped = || NnError::internal("the model's scheduler has stopped");
-        self.send(Msg::Step { seq, scope, ids, reply }).map_err(|_| stopped())?;
+        self.send(Msg::Step { seq, scope, ids, reply, reused: reused.clone() }).map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
     }
 
@@ -177,7 +179,13 @@ impl Handle {
     /// knows and its thread is idle; gives `ids` back otherwise. Only on a multi-threaded
     /// tokio runtime, where `block_in_place` moves the worker's other tasks elsewhere while
     /// ONNX Runtime runs.
-    fn step_here(&self, seq: u64, scope: u64, ids: Vec<i64>) -> Result<Result<Vec<f32>, NnError>, Vec<i64>> {
+    fn step_here(
+        &self,
+        seq: u64,
+        scope: u64,
+        ids: Vec<i64>,
+        reused: &Arc<AtomicU64>,
+    ) -> Result<Result<Vec<f32>, NnError>, Vec<i64>> {
         let multi_thread =
             tokio::runtime::Handle::try_current().is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
         if !multi_thread {
@@ -193,7 +201,7 @@ impl Handle {
         }
         let (reply, mut answer) = oneshot::channel();
         let mut pending = Vec::new();
-        scheduler.accept(Msg::Step { seq, scope, ids, reply }, &mut pending, &mut Vec::new());
+        scheduler.accept(Msg::Step { seq, scope, ids, reply, reused: reused.clone() }, &mut pending, &mut Vec::new());
         scheduler.count(|s| s.direct_steps += 1);
         let graph = scheduler.graph.clone();
         tokio::task::block_in_place(|| scheduler.run_pending(&graph, pending));
@@ -244,6 +252,9 @@ struct SeqState {
     tokens: Vec<i64>,
     /// `None` before the first step, and after a failed run lost the cache.
     home: Option<Home>,
+    /// Prompt tokens taken from the prefix cache, read by the sequence's owner
+    /// ([`super::Sequence::take_reused`]) for the request's usage.
+    reused: Arc<AtomicU64>,
 }
 
 impl SeqState {
@@ -418,11 +429,11 @@ impl Scheduler {
 
     fn accept(&mut self, msg: Msg, pending: &mut Vec<Step>, closed: &mut Vec<SeqState>) {
         match msg {
-            Msg::Step { seq, scope, ids, reply } => {
+            Msg::Step { seq, scope, ids, reply, reused } => {
                 if pending.iter().any(|s| s.seq == seq) {
                     self.answers.push((reply, Err(NnError::internal("a step of this context is already running"))));
                 } else {
-                    self.seqs.entry(seq).or_insert(SeqState { scope, tokens: Vec::new(), home: None });
+                    self.seqs.entry(seq).or_insert(SeqState { scope, tokens: Vec::new(), home: None, reused });
                     pending.push(Step { seq, ids, reply });
                 }
             }
@@ -652,6 +663,7 @@ impl Scheduler {
         if let Some(state) = self.seqs.get_mut(&step.seq) {
             state.tokens = step.ids.drain(..take).collect();
             state.home = Some(Home { group, row: 0 });
+            state.reused.fetch_add(take as u64, Ordering::Relaxed);
         }
         self.count(|s| {
             s.prefix_hits += 1;

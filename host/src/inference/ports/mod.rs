@@ -15,24 +15,33 @@ pub mod nn;
 pub mod tokenizer;
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use wasmtime::component::{HasData, Linker, ResourceTable};
 
 use super::Inference;
 
 /// What one request's model imports reach: the installed models, and the prefix-cache
-/// scope of its tenant (cached prompt prefixes are shared only within a tenant).
+/// scope of its tenant (cached prompt prefixes are shared only within a tenant). It also
+/// counts the prompt tokens its sequences found in the prefix cache, for the usage.
 #[derive(Debug, Clone)]
 pub struct ModelAccess {
     inference: Arc<Inference>,
     scope: u64,
+    cached_tokens: Arc<AtomicU64>,
 }
 
 impl ModelAccess {
     /// The models, for a request of `tenant`.
     pub fn new(inference: Arc<Inference>, tenant: &str) -> Self {
         use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
-        Self { inference, scope: BuildHasherDefault::<DefaultHasher>::default().hash_one(tenant) }
+        Self { inference, scope: BuildHasherDefault::<DefaultHasher>::default().hash_one(tenant), cached_tokens: Arc::default() }
+    }
+
+    /// The request's count of prompt tokens served from the prefix cache, shared: it still
+    /// reads after the access moved into the request's store.
+    pub fn cached_tokens(&self) -> Arc<AtomicU64> {
+        self.cached_tokens.clone()
     }
 }
 

@@ -194,6 +194,7 @@ impl inference::HostGraphExecutionContext for ModelsView<'_> {
         let result = match self.table.get(&ctx)? {
             NnContext::Decoder(seq) => {
                 let seq = seq.clone();
+                let cached = self.access()?.cached_tokens.clone();
                 match find("input_ids").ok_or_else(|| invalid("missing input tensor \"input_ids\"")).and_then(|t| {
                     if t.dims.len() != 2 || t.dims[0] != 1 {
                         return Err(invalid(format!("input_ids must be [1, n], got {:?}", t.dims)));
@@ -201,10 +202,11 @@ impl inference::HostGraphExecutionContext for ModelsView<'_> {
                     i64_values(t, "input_ids")
                 }) {
                     Err(e) => Err(e),
-                    Ok(ids) => seq
-                        .step(ids)
-                        .await
-                        .map(|logits| vec![("logits".to_owned(), f32_tensor(vec![1, logits.len() as u32], logits))]),
+                    Ok(ids) => {
+                        let step = seq.step(ids).await;
+                        cached.fetch_add(seq.take_reused(), std::sync::atomic::Ordering::Relaxed);
+                        step.map(|logits| vec![("logits".to_owned(), f32_tensor(vec![1, logits.len() as u32], logits))])
+                    }
                 }
             }
             NnContext::Encoder(enc) => {
