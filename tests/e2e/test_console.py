@@ -122,12 +122,13 @@ def test_the_console_is_served_with_a_strict_policy(server):
     assert r.status_code == 404 and r.json()["error"]["code"] == "unknown_url"
 
 
-def test_sign_in_refuses_a_wrong_key_and_keeps_the_right_one(page, server):
+def test_sign_in_refuses_a_wrong_key_and_keeps_the_right_one(page, server, shots):
     page.goto(server.url + "/console/")
     page.get_by_test_id("api-key").fill(new_key())
     page.get_by_test_id("sign-in").click()
     expect(page.get_by_test_id("sign-in-error")).to_contain_text("API key")
     expect(page.get_by_test_id("nav-playground")).to_have_count(0)
+    page.screenshot(path=str(shots / "sign-in.png"))
     sign_in(page, server)
     # A reload keeps the session (sessionStorage); signing out forgets the key.
     page.reload()

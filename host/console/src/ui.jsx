@@ -59,6 +59,17 @@ export function ConfirmButton({ label, confirmLabel, onConfirm, disabled, testid
 
 // Runs async actions for a page: one `error` for the banner, and which named action
 // is running so its button can be disabled.
+// The one row a table shows while it has nothing to list.
+export function EmptyRow({ cols, children }) {
+  return (
+    <tr>
+      <td colSpan={cols} class="muted">
+        {children}
+      </td>
+    </tr>
+  );
+}
+
 export function useAction() {
   const [error, setError] = useState(null);
   const [running, setRunning] = useState({});

@@ -1,6 +1,6 @@
 import { useState, useEffect, useRef } from 'preact/hooks';
 import { get, del, api, blobUrl } from '../api.js';
-import { ErrorBanner, ConfirmButton, useAction, fmtTime, fmtBytes } from '../ui.jsx';
+import { ConfirmButton, EmptyRow, ErrorBanner, fmtBytes, fmtTime, useAction } from '../ui.jsx';
 
 const PURPOSES = ['user_data', 'assistants', 'batch', 'fine-tune', 'vision', 'evals', 'knowledge_base'];
 
@@ -85,13 +85,7 @@ export function Files() {
           </tr>
         </thead>
         <tbody>
-          {files && files.length === 0 && (
-            <tr>
-              <td colSpan={6} class="muted">
-                No files.
-              </td>
-            </tr>
-          )}
+          {files && files.length === 0 && <EmptyRow cols={6}>No files.</EmptyRow>}
           {(files || []).map((f) => (
             <tr key={f.id} data-file={f.id}>
               <td>{f.filename}</td>

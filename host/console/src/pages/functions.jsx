@@ -1,6 +1,6 @@
 import { useState, useEffect } from 'preact/hooks';
 import { get, post, del, api } from '../api.js';
-import { ErrorBanner, ConfirmButton, useAction, fmtTime, fmtBytes } from '../ui.jsx';
+import { ConfirmButton, EmptyRow, ErrorBanner, fmtBytes, fmtTime, useAction } from '../ui.jsx';
 
 const KINDS = ['tool', 'http', 'chat'];
 
@@ -232,13 +232,7 @@ export function Functions() {
           </tr>
         </thead>
         <tbody>
-          {fns && fns.length === 0 && (
-            <tr>
-              <td colSpan={5} class="muted">
-                No functions deployed.
-              </td>
-            </tr>
-          )}
+          {fns && fns.length === 0 && <EmptyRow cols={5}>No functions deployed.</EmptyRow>}
           {(fns || []).map((f) => (
             <tr key={f.name} data-function={f.name} class={selected === f.name ? 'selected' : ''}>
               <td>

@@ -1,6 +1,6 @@
 import { useState, useEffect } from 'preact/hooks';
 import { get, post, patch, del } from '../api.js';
-import { ErrorBanner, ConfirmButton, useAction, fmtTime } from '../ui.jsx';
+import { ConfirmButton, EmptyRow, ErrorBanner, fmtTime, useAction } from '../ui.jsx';
 
 const ROLES = ['member', 'admin', 'operator'];
 const PLANS = ['free', 'developer', 'pro', 'enterprise', 'unlimited'];
@@ -134,13 +134,7 @@ export function Keys() {
           </tr>
         </thead>
         <tbody>
-          {keys && keys.length === 0 && (
-            <tr>
-              <td colSpan={8} class="muted">
-                No keys.
-              </td>
-            </tr>
-          )}
+          {keys && keys.length === 0 && <EmptyRow cols={8}>No keys.</EmptyRow>}
           {(keys || []).map((k) => (
             <tr key={k.id} data-key-id={k.id}>
               <td>{k.name}</td>

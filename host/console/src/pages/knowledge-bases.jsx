@@ -1,6 +1,6 @@
 import { useState, useEffect, useRef } from 'preact/hooks';
 import { get, post, del, api } from '../api.js';
-import { ErrorBanner, ConfirmButton, useAction, fmtTime } from '../ui.jsx';
+import { ConfirmButton, EmptyRow, ErrorBanner, fmtTime, useAction } from '../ui.jsx';
 
 const BUSY = new Set(['pending', 'processing']);
 
@@ -17,13 +17,7 @@ function Sources({ sources, names }) {
         </tr>
       </thead>
       <tbody>
-        {sources.length === 0 && (
-          <tr>
-            <td colSpan={5} class="muted">
-              No data sources yet. Upload documents above.
-            </td>
-          </tr>
-        )}
+        {sources.length === 0 && <EmptyRow cols={5}>No data sources yet. Upload documents above.</EmptyRow>}
         {sources.map((s) => (
           <tr key={s.id} data-source={s.id} data-status={s.status}>
             <td>
@@ -238,13 +232,7 @@ export function KnowledgeBases() {
           </tr>
         </thead>
         <tbody>
-          {kbs && kbs.length === 0 && (
-            <tr>
-              <td colSpan={6} class="muted">
-                No knowledge bases.
-              </td>
-            </tr>
-          )}
+          {kbs && kbs.length === 0 && <EmptyRow cols={6}>No knowledge bases.</EmptyRow>}
           {(kbs || []).map((k) => (
             <tr key={k.id} data-kb={k.id} class={`clickable ${selected === k.id ? 'selected' : ''}`} onClick={() => setSelected(k.id)}>
               <td>
