@@ -26,6 +26,7 @@ pub mod plans;
 pub mod ratelimit;
 pub mod runtime;
 pub mod store;
+pub mod telemetry;
 pub mod usage;
 pub mod vector;
 

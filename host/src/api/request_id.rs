@@ -8,11 +8,12 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use axum::extract::Request;
+use axum::extract::{MatchedPath, Request};
 use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::Response;
 use tracing::Instrument as _;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 /// The header, in both directions.
 pub const HEADER: &str = "x-request-id";
@@ -23,7 +24,29 @@ const MAX_LEN: usize = 128;
 /// Tags the request and its answer with an id.
 pub async fn tag(req: Request, next: Next) -> Response {
     let id = req.headers().get(HEADER).and_then(|v| v.to_str().ok()).filter(|v| acceptable(v)).map_or_else(new_id, str::to_owned);
-    let span = tracing::info_span!("request", id = %id, method = %req.method(), path = %req.uri().path());
+    let span = tracing::info_span!(
+        "request",
+        id = %id,
+        method = %req.method(),
+        path = %req.uri().path(),
+        // For the trace exporter only (telemetry.rs reads them as the span's name, kind and
+        // attributes), so recorded only when it runs: unrecorded, the logs do not show them.
+        otel.name = tracing::field::Empty,
+        otel.kind = tracing::field::Empty,
+        http.route = tracing::field::Empty,
+        http.response.status_code = tracing::field::Empty,
+    );
+    let tracing = crate::telemetry::exporting();
+    if tracing {
+        // The route's template (`/v1/files/{id}`) names the span: ids would make every name
+        // unique.
+        let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
+        let name = route.as_ref().map_or_else(|| req.method().to_string(), |r| format!("{} {r}", req.method()));
+        span.record("otel.name", name.as_str());
+        span.record("otel.kind", "server");
+        span.record("http.route", route.as_deref());
+        let _ = span.set_parent(crate::telemetry::remote_context(req.headers()));
+    }
     // Probes and scrapes come every few seconds: their successes are logged at debug only.
     let probe = matches!(req.uri().path(), "/health" | "/metrics");
     let started = std::time::Instant::now();
@@ -31,6 +54,9 @@ pub async fn tag(req: Request, next: Next) -> Response {
     // The access log line: status and time to the answer's head (a stream goes on after).
     span.in_scope(|| {
         let (status, ms) = (response.status().as_u16(), started.elapsed().as_millis() as u64);
+        if tracing {
+            span.record("http.response.status_code", status);
+        }
         if probe && response.status().is_success() {
             tracing::debug!(status, ms, "answered");
         } else {

@@ -33,8 +33,20 @@ pub enum LogFormat {
 
 impl Cli {
     /// The log format asked for.
-    pub fn log_format(&self) -> LogFormat {
-        self.log_format
+    pub fn log_format(&self) -> tensoras::telemetry::LogFormat {
+        match self.log_format {
+            LogFormat::Text => tensoras::telemetry::LogFormat::Text,
+            LogFormat::Json => tensoras::telemetry::LogFormat::Json,
+        }
+    }
+
+    /// Whether traces are exported: by `serve` only (a command's spans would be noise in a
+    /// collector), to the endpoint it was given or OpenTelemetry's variables name.
+    pub fn traces(&self) -> tensoras::telemetry::Traces<'_> {
+        match &self.command {
+            Command::Serve(args) => tensoras::telemetry::Traces::IfConfigured { endpoint: args.otlp_endpoint.as_deref() },
+            _ => tensoras::telemetry::Traces::Off,
+        }
     }
 }
 

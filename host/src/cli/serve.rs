@@ -52,6 +52,12 @@ pub struct ServeArgs {
     /// Operator key: stored (or reactivated, if revoked) as an operator key on every start.
     #[arg(long, env = "TENSORAS_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
+    /// Export each request's trace span to this OpenTelemetry collector (OTLP over HTTP, base
+    /// URL such as `http://127.0.0.1:4318`; spans go to `/v1/traces`). OpenTelemetry's own
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT`, `_PROTOCOL` (`http/protobuf`, `http/json`) and `_HEADERS`
+    /// work too. Off when neither is set.
+    #[arg(long, env = "TENSORAS_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
     /// Folder of model manifests (`*.toml`).
     #[arg(long, env = "TENSORAS_MODEL_MANIFESTS", default_value = defaults::MANIFESTS_DIR)]
     manifests: PathBuf,
