@@ -99,7 +99,8 @@ fn tracer_provider(endpoint: Option<&str>) -> anyhow::Result<Option<SdkTracerPro
     let mut exporter = opentelemetry_otlp::SpanExporter::builder().with_http();
     // OTLP/HTTP's default encoding is protobuf (the exporter would pick JSON, its other
     // feature here); the variables still choose.
-    let chosen = ["OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"].iter().any(|v| std::env::var_os(v).is_some());
+    let chosen =
+        ["OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"].iter().any(|v| std::env::var_os(v).is_some());
     if !chosen {
         exporter = exporter.with_protocol(opentelemetry_otlp::Protocol::HttpBinary);
     }
