@@ -37,7 +37,7 @@ pub async fn index() -> Result<Response, ApiError> {
     responses((status = 200, description = "The file.", content_type = "application/octet-stream", body = Vec<u8>),
         (status = 404, description = "No such file.", body = super::error::ErrorResponse)))]
 pub async fn asset(Path(path): Path<String>) -> Result<Response, ApiError> {
-    if path.is_empty() { serve("index.html") } else { serve(&path) }
+    serve(&path)
 }
 
 fn serve(name: &str) -> Result<Response, ApiError> {
