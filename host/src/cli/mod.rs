@@ -11,6 +11,7 @@ mod usage;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use tensoras::telemetry::LogFormat;
 
 /// Tensoras: an OpenAI-compatible inference platform with WebAssembly functions.
 #[derive(Debug, Parser)]
@@ -24,20 +25,10 @@ pub struct Cli {
     log_format: LogFormat,
 }
 
-/// The log line formats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
-    Text,
-    Json,
-}
-
 impl Cli {
     /// The log format asked for.
-    pub fn log_format(&self) -> tensoras::telemetry::LogFormat {
-        match self.log_format {
-            LogFormat::Text => tensoras::telemetry::LogFormat::Text,
-            LogFormat::Json => tensoras::telemetry::LogFormat::Json,
-        }
+    pub fn log_format(&self) -> LogFormat {
+        self.log_format
     }
 
     /// Whether traces are exported: by `serve` only (a command's spans would be noise in a
