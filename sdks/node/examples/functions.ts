@@ -1,7 +1,7 @@
 // Deploys a tool function from a `.wasm` component, calls it, and reads its versions and logs;
 // then an HTTP function, invoked.
 //   TENSORAS_API_KEY=tns_... node functions.js build/functions/calc.wasm build/functions/echo.wasm
-import { Tensoras, UnprocessableEntityError } from 'tensoras';
+import { BadRequestError, Tensoras } from 'tensoras';
 
 const client = new Tensoras();
 const [calcWasm = 'build/functions/calc.wasm', echoWasm = 'build/functions/echo.wasm'] = process.argv.slice(2);
@@ -14,7 +14,7 @@ console.log(result.output, `in ${result.duration_ms.toFixed(1)} ms`);
 try {
   await client.functions.call('calc', { expression: '1 +' });
 } catch (err) {
-  if (err instanceof UnprocessableEntityError) console.log('the tool failed:', err.message);
+  if (err instanceof BadRequestError) console.log('refused:', err.message); // invalid_tool_arguments
   else throw err;
 }
 

@@ -55,12 +55,22 @@ export {
   Tenants,
   Usage,
 } from './resources.js';
+// The openai SDK's errors, which every failed request rejects with.
 export {
+  APIConnectionError,
+  APIConnectionTimeoutError,
   APIError,
+  APIUserAbortError,
+  AuthenticationError,
   BadRequestError,
+  ConflictError,
+  InternalServerError,
   NotFoundError,
-  UnprocessableEntityError,
   OpenAI,
+  OpenAIError,
+  PermissionDeniedError,
+  RateLimitError,
+  UnprocessableEntityError,
   toFile,
   type ClientOptions,
 } from 'openai';

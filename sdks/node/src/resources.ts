@@ -174,7 +174,8 @@ export class Functions extends APIResource {
     return this._client.delete(path('/functions/{}', name), options);
   }
 
-  /** Calls a tool function with its arguments; a failing tool rejects with `UnprocessableEntityError`. */
+  /** Calls a tool function with its arguments. Arguments it refuses reject with `BadRequestError`,
+   * a tool that fails with `UnprocessableEntityError`. */
   call(name: string, args: Record<string, unknown> = {}, options?: RequestOptions): APIPromise<T.ToolResult> {
     return this._client.post(path('/functions/{}/call', name), { body: args, ...options });
   }

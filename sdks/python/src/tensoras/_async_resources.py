@@ -299,7 +299,8 @@ class AsyncFunctions(_Resource):
         return await self._client.delete(path("/functions/{}", name), cast_to=FunctionDeleted)
 
     async def call(self, name: str, arguments: Mapping[str, object] | None = None) -> ToolResult:
-        """Calls a tool function with its arguments; a failing tool raises `openai.UnprocessableEntityError`."""
+        """Calls a tool function with its arguments. Arguments it refuses raise `openai.BadRequestError`,
+        a tool that fails `openai.UnprocessableEntityError`."""
         return await self._client.post(path("/functions/{}/call", name), body=dict(arguments or {}), cast_to=ToolResult)
 
     async def invoke(

@@ -340,7 +340,8 @@ class Functions(_Resource):
         return self._client.delete(path("/functions/{}", name), cast_to=FunctionDeleted)
 
     def call(self, name: str, arguments: Mapping[str, object] | None = None) -> ToolResult:
-        """Calls a tool function with its arguments; a failing tool raises `openai.UnprocessableEntityError`."""
+        """Calls a tool function with its arguments. Arguments it refuses raise `openai.BadRequestError`,
+        a tool that fails `openai.UnprocessableEntityError`."""
         return self._client.post(path("/functions/{}/call", name), body=dict(arguments or {}), cast_to=ToolResult)
 
     def invoke(
