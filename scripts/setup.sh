@@ -111,4 +111,5 @@ scripts/vendor-wit.sh --check
 echo "setup: building the host with $("$CARGO" --version)"
 PATH="$(dirname "$CARGO"):$PATH" "$CARGO" build --release --locked -p tensoras
 bash scripts/build-guests.sh
+[ $FOR_TESTS = 1 ] && bash scripts/sdks.sh  # the native SDKs (sdks/): wheel and npm tarball, installed for the tests
 echo "setup: ready: $TENSORAS_BIN"
