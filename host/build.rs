@@ -22,8 +22,12 @@ fn main() -> Result<()> {
     files.sort();
     let mut table =
         String::from("/// The console's files: path under `/console/`, bytes.\npub static ASSETS: &[(&str, &[u8])] = &[\n");
-    for (name, path) in &files {
-        table.push_str(&format!("    ({name:?}, include_bytes!({path:?})),\n"));
+    // Paths from the crate's directory as the compiler sees it, not as this script did:
+    // checkouts at other paths share one target directory (scripts/env.sh), and a table
+    // naming another checkout's files would build from them, or fail once they are gone.
+    for name in &files {
+        let path = format!("/console/dist/{name}");
+        table.push_str(&format!("    ({name:?}, include_bytes!(concat!(env!(\"CARGO_MANIFEST_DIR\"), {path:?}))),\n"));
     }
     table.push_str("];\n");
     std::fs::write(PathBuf::from(cargo_var("OUT_DIR")?).join("console_assets.rs"), table)
@@ -33,14 +37,15 @@ fn cargo_var(name: &str) -> Result<std::ffi::OsString> {
     std::env::var_os(name).ok_or_else(|| Error::other(format!("cargo did not set {name}")))
 }
 
-fn collect(root: &Path, dir: &Path, files: &mut Vec<(String, String)>) -> Result<()> {
+/// The files under `dir`, as `/`-separated paths from `root`.
+fn collect(root: &Path, dir: &Path, files: &mut Vec<String>) -> Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
         if path.is_dir() {
             collect(root, &path, files)?;
         } else if let Ok(rel) = path.strip_prefix(root) {
             let name = rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/");
-            files.push((name, path.to_string_lossy().into_owned()));
+            files.push(name);
         }
     }
     Ok(())
