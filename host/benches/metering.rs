@@ -16,7 +16,7 @@ use tensoras::store::sqlite::SqliteStore;
 use tensoras::usage::{Meter, Price, Tokens};
 
 /// A typical chat request's tokens, a third of its prompt from the prefix cache.
-const TOKENS: Tokens = Tokens { input: 812, output: 128, cached: 256 };
+const TOKENS: Tokens = Tokens { input: 812, output: 128, cached: 256, batch: false };
 
 fn metering(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();

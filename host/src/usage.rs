@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::store::{MetadataStore, UsageCounts, UsageRow};
+use crate::store::{BatchCounts, MetadataStore, UsageCounts, UsageRow};
 
 /// How often recorded usage is written.
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
@@ -41,7 +41,7 @@ impl std::fmt::Debug for Meter {
     }
 }
 
-/// The tokens of one model execution.
+/// The tokens of one model execution, and whether a batch job ran it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Tokens {
     /// Prompt tokens.
@@ -50,6 +50,9 @@ pub struct Tokens {
     pub output: u64,
     /// Of the prompt tokens, those whose keys and values came from the prefix cache.
     pub cached: u64,
+    /// A line of a batch (`/v1/batches`): counted apart too, and not against the key's
+    /// per-minute window (batches run in idle capacity; the budget still counts them).
+    pub batch: bool,
 }
 
 /// A catalogue price: US dollars per million input and output tokens.
@@ -97,17 +100,24 @@ impl Meter {
 
     /// Adds one model execution for `key_id` of `tenant` on `model`, today.
     pub fn record(&self, tenant: &str, key_id: &str, model: &str, tokens: Tokens, price: Price) {
-        let Tokens { input, output, cached } = tokens;
+        let Tokens { input, output, cached, batch } = tokens;
         let counts = UsageCounts {
             requests: 1,
             input_tokens: input,
             output_tokens: output,
             cached_tokens: cached,
             cost_nano_usd: price.nano_usd(input, output),
+            batch: if batch {
+                BatchCounts { requests: 1, input_tokens: input, output_tokens: output }
+            } else {
+                BatchCounts::default()
+            },
         };
         let day = today();
         let bucket = (day, tenant.to_owned(), key_id.to_owned(), model.to_owned());
-        self.limiter.consume(key_id, input.saturating_add(output));
+        if !batch {
+            self.limiter.consume(key_id, input.saturating_add(output));
+        }
         let m = crate::metrics::metrics();
         m.model_requests.inc(&[model]);
         m.tokens.add(&[model, "prompt"], input);

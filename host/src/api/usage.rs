@@ -26,6 +26,16 @@ pub struct Counts {
     cached_tokens: u64,
     /// At the catalogue's prices (0 for a model without a price).
     cost_usd: f64,
+    /// Of these, what batch jobs (`/v1/batches`) ran.
+    batch: BatchUsage,
+}
+
+/// What batch jobs ran, included in the totals beside it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BatchUsage {
+    requests: u64,
+    input_tokens: u64,
+    output_tokens: u64,
 }
 
 impl From<&UsageCounts> for Counts {
@@ -36,6 +46,11 @@ impl From<&UsageCounts> for Counts {
             output_tokens: c.output_tokens,
             cached_tokens: c.cached_tokens,
             cost_usd: crate::usage::usd_from_nano(c.cost_nano_usd),
+            batch: BatchUsage {
+                requests: c.batch.requests,
+                input_tokens: c.batch.input_tokens,
+                output_tokens: c.batch.output_tokens,
+            },
         }
     }
 }

@@ -2,10 +2,13 @@
 //! boundary; SQLite ([`sqlite::SqliteStore`]) is its one implementation today. A backend
 //! for replicated deployments (PostgreSQL, #26) would implement the same trait.
 
+pub mod batches;
+mod batches_sqlite;
 pub mod knowledge;
 mod knowledge_sqlite;
 pub mod sqlite;
 
+pub use batches::{BatchEnd, BatchLineError, BatchRecord, BatchResult, BatchStatus, BatchStore, BatchTransition};
 pub use knowledge::{
     DataSourceRecord, FileDeletion, FileQuery, FileRecord, IngestionCount, KnowledgeBaseRecord, KnowledgeStore, SourceProgress,
     SourceStatus,
@@ -129,7 +132,7 @@ pub enum StoreError {
 
 /// Data access for keys and functions. Methods are short and synchronous: SQLite answers
 /// in microseconds, and a networked backend would wrap its own pool.
-pub trait MetadataStore: KnowledgeStore + Send + Sync {
+pub trait MetadataStore: KnowledgeStore + BatchStore + Send + Sync {
     /// Number of active operator keys.
     fn count_operators(&self) -> Result<u64, StoreError>;
     /// Stores a new key by hash.
@@ -214,6 +217,19 @@ pub struct UsageCounts {
     /// Cost at the catalogue's prices when recorded, in billionths of a US dollar (so sums
     /// are exact).
     pub cost_nano_usd: u64,
+    /// Of these, what batch jobs ran (`/v1/batches`).
+    pub batch: BatchCounts,
+}
+
+/// What batch jobs ran: counted in [`UsageCounts`]' totals, and apart here.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BatchCounts {
+    /// Request lines that ran the model.
+    pub requests: u64,
+    /// Their prompt tokens.
+    pub input_tokens: u64,
+    /// Their generated tokens.
+    pub output_tokens: u64,
 }
 
 impl std::ops::AddAssign for UsageCounts {
@@ -223,5 +239,8 @@ impl std::ops::AddAssign for UsageCounts {
         self.output_tokens += o.output_tokens;
         self.cached_tokens += o.cached_tokens;
         self.cost_nano_usd += o.cost_nano_usd;
+        self.batch.requests += o.batch.requests;
+        self.batch.input_tokens += o.batch.input_tokens;
+        self.batch.output_tokens += o.batch.output_tokens;
     }
 }

@@ -13,7 +13,9 @@ use std::sync::Mutex;
 use anyhow::Context as _;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 
-use super::{ApiKey, FunctionKind, FunctionRecord, MetadataStore, Revocation, StoreError, TenantRecord, UsageCounts, UsageRow};
+use super::{
+    ApiKey, BatchCounts, FunctionKind, FunctionRecord, MetadataStore, Revocation, StoreError, TenantRecord, UsageCounts, UsageRow,
+};
 use crate::access::Role;
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
@@ -169,6 +171,45 @@ CREATE TABLE tenants (
     plan TEXT,
     monthly_budget_nano_usd INTEGER
 ) WITHOUT ROWID;
+"#,
+    // Batches and the result of each of their request lines (store/batches.rs); usage
+    // counts what batches ran apart as well.
+    r#"
+CREATE TABLE batches (
+    id TEXT PRIMARY KEY,
+    tenant TEXT NOT NULL,
+    key_id TEXT NOT NULL,
+    endpoint TEXT NOT NULL,
+    input_file_id TEXT NOT NULL,
+    completion_window TEXT NOT NULL,
+    status TEXT NOT NULL,
+    metadata TEXT,
+    errors TEXT NOT NULL DEFAULT '[]',
+    total INTEGER NOT NULL DEFAULT 0,
+    output_file_id TEXT,
+    error_file_id TEXT,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    in_progress_at INTEGER,
+    finalizing_at INTEGER,
+    completed_at INTEGER,
+    failed_at INTEGER,
+    expired_at INTEGER,
+    cancelling_at INTEGER,
+    cancelled_at INTEGER
+);
+CREATE INDEX batches_by_tenant ON batches (tenant, created_at);
+CREATE INDEX batches_by_status ON batches (status, created_at);
+CREATE TABLE batch_results (
+    batch_id TEXT NOT NULL REFERENCES batches (id) ON DELETE CASCADE,
+    line INTEGER NOT NULL,
+    ok INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (batch_id, line)
+) WITHOUT ROWID;
+ALTER TABLE usage ADD COLUMN batch_requests INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE usage ADD COLUMN batch_input_tokens INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE usage ADD COLUMN batch_output_tokens INTEGER NOT NULL DEFAULT 0;
 "#,
 ];
 
@@ -575,14 +616,18 @@ impl MetadataStore for SqliteStore {
             {
                 let mut stmt = tx.prepare_cached(
                     "INSERT INTO usage
-                         (day, tenant, key_id, model, requests, input_tokens, output_tokens, cached_tokens, cost_nano_usd)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                         (day, tenant, key_id, model, requests, input_tokens, output_tokens, cached_tokens, cost_nano_usd,
+                          batch_requests, batch_input_tokens, batch_output_tokens)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
                      ON CONFLICT (day, tenant, key_id, model) DO UPDATE SET
                          requests = requests + excluded.requests,
                          input_tokens = input_tokens + excluded.input_tokens,
                          output_tokens = output_tokens + excluded.output_tokens,
                          cached_tokens = cached_tokens + excluded.cached_tokens,
-                         cost_nano_usd = cost_nano_usd + excluded.cost_nano_usd",
+                         cost_nano_usd = cost_nano_usd + excluded.cost_nano_usd,
+                         batch_requests = batch_requests + excluded.batch_requests,
+                         batch_input_tokens = batch_input_tokens + excluded.batch_input_tokens,
+                         batch_output_tokens = batch_output_tokens + excluded.batch_output_tokens",
                 )?;
                 for r in rows {
                     let n = &r.counts;
@@ -595,7 +640,10 @@ impl MetadataStore for SqliteStore {
                         sql_int(n.input_tokens),
                         sql_int(n.output_tokens),
                         sql_int(n.cached_tokens),
-                        sql_int(n.cost_nano_usd)
+                        sql_int(n.cost_nano_usd),
+                        sql_int(n.batch.requests),
+                        sql_int(n.batch.input_tokens),
+                        sql_int(n.batch.output_tokens)
                     ])?;
                 }
             }
@@ -606,7 +654,8 @@ impl MetadataStore for SqliteStore {
     fn usage(&self, from: i64, to: i64, tenant: Option<&str>) -> Result<Vec<UsageRow>, StoreError> {
         self.with(|c| {
             let mut stmt = c.prepare_cached(
-                "SELECT day, tenant, key_id, model, requests, input_tokens, output_tokens, cached_tokens, cost_nano_usd
+                "SELECT day, tenant, key_id, model, requests, input_tokens, output_tokens, cached_tokens, cost_nano_usd,
+                        batch_requests, batch_input_tokens, batch_output_tokens
                  FROM usage WHERE day BETWEEN ?1 AND ?2 AND (?3 IS NULL OR tenant = ?3)
                  ORDER BY day, tenant, key_id, model",
             )?;
@@ -623,6 +672,7 @@ impl MetadataStore for SqliteStore {
                         output_tokens: n(6)?,
                         cached_tokens: n(7)?,
                         cost_nano_usd: n(8)?,
+                        batch: BatchCounts { requests: n(9)?, input_tokens: n(10)?, output_tokens: n(11)? },
                     },
                 })
             })?;
@@ -752,7 +802,14 @@ mod tests {
             tenant: tenant.into(),
             key_id: "key_1".into(),
             model: model.into(),
-            counts: UsageCounts { requests: 1, input_tokens: n, output_tokens: n, cached_tokens: 0, cost_nano_usd: 7 },
+            counts: UsageCounts {
+                requests: 1,
+                input_tokens: n,
+                output_tokens: n,
+                cached_tokens: 0,
+                cost_nano_usd: 7,
+                batch: BatchCounts::default(),
+            },
         };
         store.add_usage(&[row(10, "a", "m", 5), row(10, "b", "m", 1)]).unwrap();
         store.add_usage(&[row(10, "a", "m", 3), row(11, "a", "m", 1)]).unwrap();
@@ -760,7 +817,14 @@ mod tests {
         assert_eq!(a.len(), 2);
         assert_eq!(
             a[0].counts,
-            UsageCounts { requests: 2, input_tokens: 8, output_tokens: 8, cached_tokens: 0, cost_nano_usd: 14 }
+            UsageCounts {
+                requests: 2,
+                input_tokens: 8,
+                output_tokens: 8,
+                cached_tokens: 0,
+                cost_nano_usd: 14,
+                batch: BatchCounts::default()
+            }
         );
         assert_eq!(store.usage(10, 10, None).unwrap().len(), 2);
         assert!(store.usage(12, 20, None).unwrap().is_empty());
