@@ -17,6 +17,7 @@ pub mod defaults {
     pub const MANIFESTS_DIR: &str = "models";
     pub const HANDLERS_DIR: &str = "build/functions";
     pub const MAX_BATCH: usize = 16;
+    pub const BATCH_CONCURRENCY: usize = 8;
     pub const PREFIX_CACHE_MB: usize = 256;
     pub const MAX_FILE_BYTES: u64 = 512 << 20;
     pub const MAX_FUNCTION_MEMORY_MB: usize = 256;
@@ -45,6 +46,8 @@ pub struct Config {
     pub max_instances: u32,
     /// How long and how many requests may wait for an instance slot.
     pub admission: crate::limits::AdmissionOptions,
+    /// Lines of a batch job (`/v1/batches`) running at once.
+    pub batch_concurrency: usize,
     /// Connection cap and request read deadlines.
     pub listen: ListenOptions,
     /// Limits of one inference request (chat, embeddings handlers).
@@ -101,6 +104,7 @@ impl Config {
             },
             max_instances: defaults::MAX_INSTANCES,
             admission: crate::limits::AdmissionOptions::default(),
+            batch_concurrency: defaults::BATCH_CONCURRENCY,
             listen: ListenOptions::default(),
             handler_limits: crate::limits::Limits {
                 memory_bytes: 512 << 20,

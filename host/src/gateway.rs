@@ -98,6 +98,8 @@ pub struct Principal {
     pub tenant: String,
     /// Key id (`key_...`).
     pub key_id: String,
+    /// Whether the call is a line of a batch job (metered as such).
+    pub batch: bool,
 }
 
 /// What a handler call ended with.
@@ -215,7 +217,7 @@ impl Gateway {
         let (input, output) = (u64::from(usage.prompt_tokens), u64::from(usage.completion_tokens));
         // Never more than the prompt the handler reported (a handler counts its prompt its
         // own way; the prefix cache counts the tokens the model really skipped).
-        let tokens = crate::usage::Tokens { input, output, cached: cached.min(input) };
+        let tokens = crate::usage::Tokens { input, output, cached: cached.min(input), batch: who.batch };
         // Under the model's canonical id, whatever alias the request used.
         self.meter.record(&who.tenant, &who.key_id, &manifest.id, tokens, price);
     }

@@ -34,7 +34,7 @@ pub struct Caller {
 impl Caller {
     /// Who the calls made for this request are made for.
     pub fn principal(&self) -> crate::gateway::Principal {
-        crate::gateway::Principal { tenant: self.tenant.clone(), key_id: self.key_id.clone() }
+        crate::gateway::Principal { tenant: self.tenant.clone(), key_id: self.key_id.clone(), batch: false }
     }
 
     /// Deploying and deleting functions is a permission: code that runs in the server with

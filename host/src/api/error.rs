@@ -117,12 +117,21 @@ pub struct ErrorBody {
     pub code: Option<Cow<'static, str>>,
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+impl ApiError {
+    /// The status and the error object of the answer (without its headers).
+    pub fn into_parts(self) -> (StatusCode, ErrorResponse) {
         let body =
             ErrorResponse { error: ErrorBody { message: self.message, kind: self.kind, param: self.param, code: self.code } };
-        let mut response = (self.status, axum::Json(body)).into_response();
-        if let Some(secs) = self.retry_after {
+        (self.status, body)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let retry_after = self.retry_after;
+        let (status, body) = self.into_parts();
+        let mut response = (status, axum::Json(body)).into_response();
+        if let Some(secs) = retry_after {
             response.headers_mut().insert(axum::http::header::RETRY_AFTER, secs.into());
         }
         response

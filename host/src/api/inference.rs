@@ -29,7 +29,7 @@ use super::openapi::inference::{
 };
 use super::{AppState, Caller};
 use crate::gateway::{Endpoint, FUNCTION_MODEL_PREFIX, HandlerResult, Unrouted};
-use crate::inference::Model;
+use crate::inference::{Inference, Model};
 use crate::ratelimit::Ticket;
 use crate::runtime::HandlerError;
 use crate::store::{FunctionKind, FunctionRecord};
@@ -119,7 +119,7 @@ struct Checked {
 
 /// Checks what the host must know before a handler runs: a JSON object, a model that
 /// is installed (or a chat function's id), and a boolean `stream`.
-fn precheck(state: &AppState, body: &Value) -> Result<Checked, ApiError> {
+fn precheck(inference: &Inference, body: &Value) -> Result<Checked, ApiError> {
     let obj = body.as_object().ok_or_else(|| ApiError::invalid("The request body must be a JSON object."))?;
     let model = match obj.get("model") {
         Some(Value::String(m)) if !m.is_empty() => m,
@@ -130,7 +130,7 @@ fn precheck(state: &AppState, body: &Value) -> Result<Checked, ApiError> {
     let installed = if model.starts_with(FUNCTION_MODEL_PREFIX) {
         None
     } else {
-        let m = state.inference.get(model).ok_or_else(|| model_not_found(state, model))?;
+        let m = inference.get(model).ok_or_else(|| model_not_found(inference, model))?;
         Some(m.model.manifest.id.clone())
     };
     let stream = match obj.get("stream") {
@@ -150,21 +150,9 @@ async fn run(
     body: Value,
 ) -> Result<Response, ApiError> {
     let arrived = std::time::Instant::now();
-    let Checked { stream, installed } = precheck(state, &body)?;
+    let Checked { stream, installed } = precheck(&state.inference, &body)?;
     super::ratelimit::admit_inference(state, caller, ticket.as_deref(), &body).await?;
-    let target = state.gateway.route(endpoint, &caller.tenant, &body).map_err(|e| match e {
-        Unrouted::HandlerMissing(name) => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "server_error",
-            format!("The {name} handler component is not installed on this server."),
-        )
-        .code("handler_unavailable"),
-        Unrouted::NoSuchFunction(model) => ApiError::not_found(format!(
-            "The model `{model}` does not exist: no chat function of that name is deployed (kind \"chat\", see /v1/functions)."
-        ))
-        .param("model")
-        .code("model_not_found"),
-    })?;
+    let target = state.gateway.route(endpoint, &caller.tenant, &body).map_err(unrouted)?;
     let (tx, mut rx) = if stream {
         let (tx, rx) = mpsc::channel::<String>(64);
         (Some(tx), Some(rx))
@@ -207,6 +195,49 @@ async fn run(
     let clock = crate::metrics::TokenClock::new(installed.unwrap_or_else(|| "function".to_owned()), arrived);
     let events = async_stream(first, chunks, task, clock);
     Ok(Sse::new(events).into_response())
+}
+
+fn unrouted(e: Unrouted) -> ApiError {
+    match e {
+        Unrouted::HandlerMissing(name) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_error",
+            format!("The {name} handler component is not installed on this server."),
+        )
+        .code("handler_unavailable"),
+        Unrouted::NoSuchFunction(model) => ApiError::not_found(format!(
+            "The model `{model}` does not exist: no chat function of that name is deployed (kind \"chat\", see /v1/functions)."
+        ))
+        .param("model")
+        .code("model_not_found"),
+    }
+}
+
+/// Runs a request line of a batch (crate::batches) as its endpoint would run the same
+/// body from `who`: the same checks, routing and handler, but never streamed, outside the
+/// interactive scope (an instance slot only while no API request waits for one) and past
+/// the per-model queue (the batch worker bounds its own lines).
+pub(super) async fn execute_line(
+    inference: &Inference,
+    gateway: &crate::gateway::Gateway,
+    who: &crate::gateway::Principal,
+    path: &str,
+    body: Value,
+) -> Result<Value, ApiError> {
+    let Checked { stream, .. } = precheck(inference, &body)?;
+    if stream {
+        return Err(
+            ApiError::invalid("Streaming is not available in a batch: leave 'stream' out or set it to false.").param("stream")
+        );
+    }
+    let endpoint = if path == "/v1/embeddings" { Endpoint::Embeddings } else { Endpoint::Completions };
+    let target = gateway.route(endpoint, &who.tenant, &body).map_err(unrouted)?;
+    let response = match gateway.handle(who, &target, path, &body, None).await {
+        Ok(Ok(response)) => response,
+        Ok(Err(e)) => return Err(ApiError::from(e)),
+        Err(e) => return Err(ApiError::from_handler(e)),
+    };
+    serde_json::from_str(&response.body).map_err(|e| ApiError::internal(format!("handler returned invalid JSON: {e}")))
 }
 
 /// How long a stream's handler has, once its client went away, to notice (its next
@@ -350,12 +381,12 @@ pub async fn get_model(
     if let Some(name) = id.strip_prefix(FUNCTION_MODEL_PREFIX) {
         return match state.functions.get(&caller.tenant, name) {
             Some(f) if f.record.kind == FunctionKind::Chat => Ok(axum::Json(function_model_json(&f.record))),
-            _ => Err(model_not_found(&state, &id)),
+            _ => Err(model_not_found(&state.inference, &id)),
         };
     }
     match state.inference.get(&id) {
         Some(loaded) => Ok(axum::Json(model_json(&loaded.model))),
-        None => Err(model_not_found(&state, &id)),
+        None => Err(model_not_found(&state.inference, &id)),
     }
 }
 
@@ -375,8 +406,8 @@ fn function_model_json(f: &FunctionRecord) -> ModelObject {
 }
 
 /// 404 `model_not_found`, saying how to install the model when the catalogue has it.
-fn model_not_found(state: &AppState, model: &str) -> ApiError {
-    let message = match state.inference.catalog().get(model) {
+fn model_not_found(inference: &Inference, model: &str) -> ApiError {
+    let message = match inference.catalog().get(model) {
         Some(m) => format!(
             "The model `{model}` is in the catalogue but not installed on this server. Install it with \
              `tensoras models import` (models directory: see `tensoras models list`); installed models are listed \

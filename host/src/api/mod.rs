@@ -3,6 +3,7 @@
 //! socket; [`serve`] binds it and shuts down gracefully.
 
 mod authn;
+mod batches;
 mod console;
 pub mod error;
 pub mod extract;
@@ -62,6 +63,8 @@ pub struct AppState {
     pub meter: Arc<crate::usage::Meter>,
     /// Every key's rate-limit windows.
     pub limiter: Arc<crate::ratelimit::Limiter>,
+    /// The batch worker.
+    pub batches: crate::batches::Batches,
 }
 
 impl std::fmt::Debug for AppState {
@@ -120,8 +123,27 @@ impl AppState {
             crate::files::Library::new(store.clone(), file_storage.clone()),
             meter.clone(),
         );
-        let state =
-            Self { config, store, runtime, functions, inference, gateway, file_storage, knowledge, reserve, meter, limiter };
+        let lines = Arc::new(batches::LineExecutor {
+            inference: inference.clone(),
+            gateway: gateway.clone(),
+            store: store.clone(),
+            meter: meter.clone(),
+        });
+        let batches = crate::batches::Batches::start(store.clone(), file_storage.clone(), lines, config.batch_concurrency);
+        let state = Self {
+            config,
+            store,
+            runtime,
+            functions,
+            inference,
+            gateway,
+            file_storage,
+            knowledge,
+            reserve,
+            meter,
+            limiter,
+            batches,
+        };
         files::finish_deletions(&state).await?;
         Ok(state)
     }
@@ -181,6 +203,9 @@ fn documented_router(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(files)
         .routes(routes!(files::get, files::delete))
         .routes(routes!(files::content))
+        .routes(routes!(batches::create, batches::list))
+        .routes(routes!(batches::get))
+        .routes(routes!(batches::cancel))
         .routes(routes!(knowledge_bases::create, knowledge_bases::list))
         .routes(routes!(knowledge_bases::get, knowledge_bases::update, knowledge_bases::delete))
         .routes(routes!(knowledge_bases::add_sources, knowledge_bases::list_sources))
@@ -274,12 +299,15 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let knowledge = state.knowledge.clone();
+    let batches = state.batches.clone();
     let meter = state.meter.clone();
     let metering = meter.start();
     let options = state.config.listen;
     let served = listen::serve(listener, router(state), options, shutdown).await;
     // Stop ingestion after its current batch; unfinished sources resume on the next start.
     knowledge.shutdown().await;
+    // Lines running now run again on the next start (their results were not stored).
+    batches.shutdown().await;
     // What the requests that just finished used.
     metering.abort();
     meter.flush().await;

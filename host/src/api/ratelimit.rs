@@ -102,28 +102,32 @@ fn set_headers(headers: &mut HeaderMap, s: &Status) {
 /// budget is not spent, and the tokens it may use (its prompt, estimated at four bytes a
 /// token as OpenAI's limiter does, plus `max_tokens` per choice) fit in the key's window.
 pub async fn admit_inference(state: &AppState, caller: &Caller, ticket: Option<&Ticket>, body: &Value) -> Result<(), ApiError> {
-    if let Some(budget) = caller.monthly_budget_nano_usd {
-        let spent = state.meter.month_cost(&caller.tenant).await.map_err(ApiError::internal)?;
-        if spent >= budget {
-            crate::metrics::metrics().rate_limited.inc(&["budget"]);
-            return Err(ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "insufficient_quota",
-                format!(
-                    "You exceeded your current quota: tenant '{}' has spent ${:.6} of its monthly budget of ${:.6}. \
-                     Ask the server's operator to raise it.",
-                    caller.tenant,
-                    crate::usage::usd_from_nano(spent),
-                    crate::usage::usd_from_nano(budget)
-                ),
-            )
-            .code("insufficient_quota"));
-        }
-    }
+    check_budget(&state.meter, &caller.tenant, caller.monthly_budget_nano_usd).await?;
     if let Some(ticket) = ticket {
         ticket.reserve(token_estimate(body))?;
     }
     Ok(())
+}
+
+/// Refuses (429 `insufficient_quota`) when `tenant` has spent its monthly `budget`.
+pub async fn check_budget(meter: &crate::usage::Meter, tenant: &str, budget: Option<u64>) -> Result<(), ApiError> {
+    let Some(budget) = budget else { return Ok(()) };
+    let spent = meter.month_cost(tenant).await.map_err(ApiError::internal)?;
+    if spent < budget {
+        return Ok(());
+    }
+    crate::metrics::metrics().rate_limited.inc(&["budget"]);
+    Err(ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "insufficient_quota",
+        format!(
+            "You exceeded your current quota: tenant '{tenant}' has spent ${:.6} of its monthly budget of ${:.6}. \
+             Ask the server's operator to raise it.",
+            crate::usage::usd_from_nano(spent),
+            crate::usage::usd_from_nano(budget)
+        ),
+    )
+    .code("insufficient_quota"))
 }
 
 /// The most tokens a chat, completions or embeddings body may use.

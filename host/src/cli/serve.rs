@@ -80,6 +80,11 @@ pub struct ServeArgs {
     /// run (continuous batching); 1 turns batching off.
     #[arg(long, env = "TENSORAS_MAX_BATCH", default_value_t = defaults::MAX_BATCH)]
     max_batch: usize,
+    /// Lines of a batch job (`/v1/batches`) running at once. They run only in capacity
+    /// no API request is waiting for; fewer leave more of each decoder step to
+    /// interactive requests.
+    #[arg(long, env = "TENSORAS_BATCH_CONCURRENCY", default_value_t = defaults::BATCH_CONCURRENCY)]
+    batch_concurrency: usize,
     /// Memory per chat model for the KV caches of finished requests, reused by prompts
     /// that start with the same tokens (next turns, shared system prompts), in MiB; 0 off.
     #[arg(long, env = "TENSORAS_PREFIX_CACHE_MB", default_value_t = defaults::PREFIX_CACHE_MB)]
@@ -189,6 +194,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     config.ort.cuda = args.device == "cuda";
     config.ort.max_batch = args.max_batch.max(1);
+    config.batch_concurrency = args.batch_concurrency.max(1);
     config.ort.prefix_cache_bytes = args.prefix_cache_mb << 20;
     config.ort.kv_in_place = !args.kv_copy;
     config.ort.nbits_kernel = !args.ort_matmul;

@@ -36,6 +36,7 @@ const BEARER: &str = "api_key";
     tags(
         (name = "inference", description = "Chat, completions, embeddings and models (OpenAI's shapes)."),
         (name = "files", description = "Uploaded files (OpenAI's shapes)."),
+        (name = "batches", description = "Batch jobs: a file of requests run in the background (OpenAI's shapes)."),
         (name = "knowledge-bases", description = "Knowledge bases, their data sources and retrieval."),
         (name = "functions", description = "WebAssembly functions deployed by users."),
         (name = "keys", description = "API keys, tenants, plans and usage."),
@@ -166,6 +167,7 @@ const LINKS: &[LinkSpec] = {
     // Knowledge bases, files and keys: the new object's `id` is the path's `{id}`.
     const BY_ID: &[(&str, &str)] = &[("id", "$response.body#/id")];
     const FUNCTION: &[(&str, &str)] = &[("name", "$response.body#/name")];
+    const BATCH: &[(&str, &str)] = &[("batch_id", "$response.body#/id")];
     const SOURCE: &[(&str, &str)] = &[("id", "$request.path.id"), ("source_id", "$response.body#/id")];
     &[
         (Post, "/v1/knowledge-bases", "201", "GetKnowledgeBase", Get, "/v1/knowledge-bases/{id}", BY_ID),
@@ -195,6 +197,8 @@ const LINKS: &[LinkSpec] = {
         (Post, "/v1/files", "200", "GetFile", Get, "/v1/files/{id}", BY_ID),
         (Post, "/v1/files", "200", "GetFileContent", Get, "/v1/files/{id}/content", BY_ID),
         (Post, "/v1/files", "200", "DeleteFile", Delete, "/v1/files/{id}", BY_ID),
+        (Post, "/v1/batches", "200", "GetBatch", Get, "/v1/batches/{batch_id}", BATCH),
+        (Post, "/v1/batches", "200", "CancelBatch", Post, "/v1/batches/{batch_id}/cancel", BATCH),
         (Post, "/v1/keys", "200", "UpdateKey", Patch, "/v1/keys/{id}", BY_ID),
         (Post, "/v1/keys", "200", "RevokeKey", Delete, "/v1/keys/{id}", BY_ID),
         (Post, "/v1/functions", "201", "GetFunction", Get, "/v1/functions/{name}", FUNCTION),
