@@ -110,6 +110,13 @@ pub fn handle(raw: Request) -> Result<Response, ApiError> {
 /// fields (RAG's `citations`) added at the top level of the response, or of
 /// the first chunk of a stream.
 pub fn respond(prepared: &Prepared, extra: &Map<String, Value>) -> Result<Response, ApiError> {
+    respond_to(prepared, extra, &|chunk| output::send(chunk))
+}
+
+/// [`respond`], with a stream's chunks handed to `sink` instead of
+/// `output.send` (the Responses handler turns them into its own events); a
+/// false return means the client left.
+pub fn respond_to(prepared: &Prepared, extra: &Map<String, Value>, sink: &dyn Fn(&str) -> bool) -> Result<Response, ApiError> {
     let Prepared { req, info } = prepared;
     let endpoint = req.endpoint;
     let stop_tokens = host::stop_tokens(&info.id)?;
@@ -127,9 +134,7 @@ pub fn respond(prepared: &Prepared, extra: &Map<String, Value>) -> Result<Respon
     // Streams go to `output.send`; a false return means the client left.
     let first = std::cell::Cell::new(true);
     let send = |chunk: Option<String>| {
-        chunk.is_none_or(|c| {
-            if first.replace(false) && !extra.is_empty() { output::send(&with_fields(&c, extra)) } else { output::send(&c) }
-        })
+        chunk.is_none_or(|c| if first.replace(false) && !extra.is_empty() { sink(&with_fields(&c, extra)) } else { sink(&c) })
     };
     let turns = Turns {
         req,
