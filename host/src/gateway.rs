@@ -36,10 +36,12 @@ pub struct Handlers {
     pub rag: Option<HandlerFunction>,
     /// `functions/handlers/embeddings`.
     pub embeddings: Option<HandlerFunction>,
+    /// `functions/handlers/responses`: `/v1/responses`, over chat-core.
+    pub responses: Option<HandlerFunction>,
 }
 
 impl Handlers {
-    /// Loads `chat.wasm`, `rag.wasm` and `embeddings.wasm` from `dir`. A missing or broken handler is
+    /// Loads `chat.wasm`, `rag.wasm`, `embeddings.wasm` and `responses.wasm` from `dir`. A missing or broken handler is
     /// logged and its endpoints answer 503; the rest of the server still works.
     pub fn load(runtime: &Runtime, dir: &Path, limits: Limits) -> Self {
         let load = |name: &str| -> Option<HandlerFunction> {
@@ -56,7 +58,7 @@ impl Handlers {
                 }
             }
         };
-        Self { chat: load("chat"), rag: load("rag"), embeddings: load("embeddings") }
+        Self { chat: load("chat"), rag: load("rag"), embeddings: load("embeddings"), responses: load("responses") }
     }
 }
 
@@ -67,6 +69,8 @@ pub enum Endpoint {
     Completions,
     /// `/v1/embeddings`.
     Embeddings,
+    /// `/v1/responses`.
+    Responses,
 }
 
 /// The prefix of a model id that names a tenant's chat function (`fn:NAME`).
@@ -166,6 +170,7 @@ impl Gateway {
         }
         let (handler, name) = match endpoint {
             Endpoint::Embeddings => (&self.handlers.embeddings, "embeddings"),
+            Endpoint::Responses => (&self.handlers.responses, "responses"),
             Endpoint::Completions if grounded(body) => (&self.handlers.rag, "RAG"),
             Endpoint::Completions => (&self.handlers.chat, "chat"),
         };

@@ -70,7 +70,7 @@ pub async fn chat_completions(
     OriginalUri(uri): OriginalUri,
     Json(body): Json<Value>,
 ) -> Result<Response, ApiError> {
-    run(&state, &caller, ticket.map(|t| t.0), Endpoint::Completions, uri.path(), body).await
+    run(&state, &caller, ticket.map(|t| t.0), Endpoint::Completions, uri.path(), body, None).await
 }
 
 /// `POST /v1/completions`, the legacy text completions (the RAG handler refuses them).
@@ -89,7 +89,7 @@ pub async fn completions(
     OriginalUri(uri): OriginalUri,
     Json(body): Json<Value>,
 ) -> Result<Response, ApiError> {
-    run(&state, &caller, ticket.map(|t| t.0), Endpoint::Completions, uri.path(), body).await
+    run(&state, &caller, ticket.map(|t| t.0), Endpoint::Completions, uri.path(), body, None).await
 }
 
 /// `POST /v1/embeddings`.
@@ -106,7 +106,7 @@ pub async fn embeddings(
     OriginalUri(uri): OriginalUri,
     Json(body): Json<Value>,
 ) -> Result<Response, ApiError> {
-    run(&state, &caller, ticket.map(|t| t.0), Endpoint::Embeddings, uri.path(), body).await
+    run(&state, &caller, ticket.map(|t| t.0), Endpoint::Embeddings, uri.path(), body, None).await
 }
 
 /// What [`precheck`] found.
@@ -141,13 +141,19 @@ fn precheck(inference: &Inference, body: &Value) -> Result<Checked, ApiError> {
     Ok(Checked { stream, installed })
 }
 
-async fn run(
+/// Sees what a request answered: the whole body, or each event of a stream (the
+/// Responses API stores its responses from here).
+pub(super) type Observer = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// Runs a request through its handler and answers it, as JSON or server-sent events.
+pub(super) async fn run(
     state: &AppState,
     caller: &Caller,
     ticket: Option<Arc<Ticket>>,
     endpoint: Endpoint,
     path: &str,
     body: Value,
+    observer: Option<Observer>,
 ) -> Result<Response, ApiError> {
     let arrived = std::time::Instant::now();
     let Checked { stream, installed } = precheck(&state.inference, &body)?;
@@ -183,6 +189,9 @@ async fn run(
         );
         let value: Value = serde_json::from_str(&response.body)
             .map_err(|e| ApiError::internal(format!("handler returned invalid JSON: {e}")))?;
+        if let Some(observe) = &observer {
+            observe(&response.body);
+        }
         return Ok(axum::Json(value).into_response());
     };
 
@@ -193,7 +202,7 @@ async fn run(
         return Err(ApiError::internal("handler finished a stream without sending anything"));
     };
     let clock = crate::metrics::TokenClock::new(installed.unwrap_or_else(|| "function".to_owned()), arrived);
-    let events = async_stream(first, chunks, task, clock);
+    let events = async_stream(first, chunks, task, clock, observer);
     Ok(Sse::new(events).into_response())
 }
 
@@ -293,37 +302,48 @@ fn async_stream(
     rx: mpsc::Receiver<String>,
     task: HandlerTask,
     clock: crate::metrics::TokenClock,
+    observer: Option<Observer>,
 ) -> impl futures::Stream<Item = Result<Event, Infallible>> {
     enum Phase {
         First(String, mpsc::Receiver<String>, HandlerTask, crate::metrics::TokenClock),
         Chunks(mpsc::Receiver<String>, HandlerTask, crate::metrics::TokenClock),
         Done,
     }
-    futures::stream::unfold(Phase::First(first, rx, task, clock), |phase| async move {
-        match phase {
-            Phase::First(chunk, rx, task, mut clock) => {
-                clock.event(&chunk);
-                Some((Ok(Event::default().data(chunk)), Phase::Chunks(rx, task, clock)))
-            }
-            Phase::Chunks(mut rx, task, mut clock) => match rx.recv().await {
-                Some(chunk) => {
+    let seen = move |chunk: &str| {
+        if let Some(observe) = &observer {
+            observe(chunk);
+        }
+    };
+    futures::stream::unfold(Phase::First(first, rx, task, clock), move |phase| {
+        let seen = seen.clone();
+        async move {
+            match phase {
+                Phase::First(chunk, rx, task, mut clock) => {
                     clock.event(&chunk);
+                    seen(&chunk);
                     Some((Ok(Event::default().data(chunk)), Phase::Chunks(rx, task, clock)))
                 }
-                None => {
-                    let end = match join(task).await {
-                        Ok(Ok(_)) => Event::default().data("[DONE]"),
-                        Ok(Err(e)) | Err(e) => Event::default().data(
-                            json!({"error": {
-                                "message": e.message, "type": e.kind, "param": e.param, "code": e.code
-                            }})
-                            .to_string(),
-                        ),
-                    };
-                    Some((Ok(end), Phase::Done))
-                }
-            },
-            Phase::Done => None,
+                Phase::Chunks(mut rx, task, mut clock) => match rx.recv().await {
+                    Some(chunk) => {
+                        clock.event(&chunk);
+                        seen(&chunk);
+                        Some((Ok(Event::default().data(chunk)), Phase::Chunks(rx, task, clock)))
+                    }
+                    None => {
+                        let end = match join(task).await {
+                            Ok(Ok(_)) => Event::default().data("[DONE]"),
+                            Ok(Err(e)) | Err(e) => Event::default().data(
+                                json!({"error": {
+                                    "message": e.message, "type": e.kind, "param": e.param, "code": e.code
+                                }})
+                                .to_string(),
+                            ),
+                        };
+                        Some((Ok(end), Phase::Done))
+                    }
+                },
+                Phase::Done => None,
+            }
         }
     })
 }

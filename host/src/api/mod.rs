@@ -17,6 +17,7 @@ mod metrics;
 pub mod openapi;
 mod ratelimit;
 mod request_id;
+mod responses;
 mod tenants;
 mod usage;
 
@@ -188,6 +189,9 @@ fn documented_router(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(inference::chat_completions))
         .routes(routes!(inference::completions))
         .routes(routes!(inference::embeddings))
+        .routes(routes!(responses::create))
+        .routes(routes!(responses::get, responses::delete))
+        .routes(routes!(responses::input_items))
         .routes(routes!(inference::list_models))
         .routes(routes!(inference::get_model))
         .routes(routes!(functions::deploy, functions::list))

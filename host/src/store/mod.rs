@@ -6,6 +6,8 @@ pub mod batches;
 mod batches_sqlite;
 pub mod knowledge;
 mod knowledge_sqlite;
+pub mod responses;
+mod responses_sqlite;
 pub mod sqlite;
 
 pub use batches::{BatchEnd, BatchLineError, BatchRecord, BatchResult, BatchStatus, BatchStore, BatchTransition};
@@ -13,6 +15,7 @@ pub use knowledge::{
     DataSourceRecord, FileDeletion, FileQuery, FileRecord, IngestionCount, KnowledgeBaseRecord, KnowledgeStore, SourceProgress,
     SourceStatus,
 };
+pub use responses::{ResponseStore, StoredResponse};
 
 use serde::{Deserialize, Serialize};
 
@@ -132,7 +135,7 @@ pub enum StoreError {
 
 /// Data access for keys and functions. Methods are short and synchronous: SQLite answers
 /// in microseconds, and a networked backend would wrap its own pool.
-pub trait MetadataStore: KnowledgeStore + BatchStore + Send + Sync {
+pub trait MetadataStore: KnowledgeStore + BatchStore + ResponseStore + Send + Sync {
     /// Number of active operator keys.
     fn count_operators(&self) -> Result<u64, StoreError>;
     /// Stores a new key by hash.

@@ -211,6 +211,16 @@ ALTER TABLE usage ADD COLUMN batch_requests INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE usage ADD COLUMN batch_input_tokens INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE usage ADD COLUMN batch_output_tokens INTEGER NOT NULL DEFAULT 0;
 "#,
+    // Stored responses of the Responses API (store/responses.rs).
+    r#"
+CREATE TABLE responses (
+    id TEXT PRIMARY KEY,
+    tenant TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    response TEXT NOT NULL,
+    input TEXT NOT NULL
+);
+"#,
 ];
 
 const VERSION_COLUMNS: &str = "v.tenant, v.name, v.version, v.kind, v.description, v.parameters, v.limits, v.grants, v.sha256, v.size_bytes, v.created_at, \

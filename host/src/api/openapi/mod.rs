@@ -168,6 +168,7 @@ const LINKS: &[LinkSpec] = {
     const BY_ID: &[(&str, &str)] = &[("id", "$response.body#/id")];
     const FUNCTION: &[(&str, &str)] = &[("name", "$response.body#/name")];
     const BATCH: &[(&str, &str)] = &[("batch_id", "$response.body#/id")];
+    const RESPONSE: &[(&str, &str)] = &[("response_id", "$response.body#/id")];
     const SOURCE: &[(&str, &str)] = &[("id", "$request.path.id"), ("source_id", "$response.body#/id")];
     &[
         (Post, "/v1/knowledge-bases", "201", "GetKnowledgeBase", Get, "/v1/knowledge-bases/{id}", BY_ID),
@@ -197,6 +198,9 @@ const LINKS: &[LinkSpec] = {
         (Post, "/v1/files", "200", "GetFile", Get, "/v1/files/{id}", BY_ID),
         (Post, "/v1/files", "200", "GetFileContent", Get, "/v1/files/{id}/content", BY_ID),
         (Post, "/v1/files", "200", "DeleteFile", Delete, "/v1/files/{id}", BY_ID),
+        (Post, "/v1/responses", "200", "GetResponse", Get, "/v1/responses/{response_id}", RESPONSE),
+        (Post, "/v1/responses", "200", "ResponseInputItems", Get, "/v1/responses/{response_id}/input_items", RESPONSE),
+        (Post, "/v1/responses", "200", "DeleteResponse", Delete, "/v1/responses/{response_id}", RESPONSE),
         (Post, "/v1/batches", "200", "GetBatch", Get, "/v1/batches/{batch_id}", BATCH),
         (Post, "/v1/batches", "200", "CancelBatch", Post, "/v1/batches/{batch_id}/cancel", BATCH),
         (Post, "/v1/keys", "200", "UpdateKey", Patch, "/v1/keys/{id}", BY_ID),
