@@ -8,9 +8,9 @@ import schemathesis
 
 CHAT = "smollm2-135m-instruct"
 EMBED = "all-minilm-l6-v2"
-MODEL_FOR = {"/v1/chat/completions": CHAT, "/v1/completions": CHAT, "/v1/embeddings": EMBED}
+MODEL_FOR = {"/v1/chat/completions": CHAT, "/v1/completions": CHAT, "/v1/embeddings": EMBED, "/v1/responses": CHAT}
 # Fields that bound how much the model generates.
-TOKEN_FIELDS = ("max_tokens", "max_completion_tokens")
+TOKEN_FIELDS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
 MAX_TOKENS = 4
 # The document's maximum for them (int64): a larger value is a request invalid on purpose.
 INT64_MAX = 2**63 - 1
@@ -28,6 +28,7 @@ def map_body(context, body):
         value = body.get(field)
         if isinstance(value, int) and not isinstance(value, bool) and MAX_TOKENS < value <= INT64_MAX:
             body[field] = MAX_TOKENS
-    if TOKEN_FIELDS[0] not in body and TOKEN_FIELDS[1] not in body:
-        body["max_tokens"] = MAX_TOKENS
+    if not any(field in body for field in TOKEN_FIELDS):
+        # The Responses API names its limit differently (and refuses the others).
+        body["max_output_tokens" if path == "/v1/responses" else "max_tokens"] = MAX_TOKENS
     return body
