@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := run
 ENV := . scripts/env.sh
 
-.PHONY: setup setup-tests run test test-rust test-guests test-models test-e2e lint fmt bench bench-inference bench-grammar bench-batching bench-wasm-ratio bench-versus bench-kv bench-metering bench-kb bench-load bench-ai-functions bench-languages guests fuzz schemathesis console-screenshots
+.PHONY: setup setup-tests run test test-rust test-guests test-models test-e2e lint fmt bench bench-inference bench-grammar bench-batching bench-batches bench-wasm-ratio bench-versus bench-kv bench-metering bench-kb bench-load bench-ai-functions bench-languages guests fuzz schemathesis console-screenshots
 
 setup:
 	@bash scripts/setup.sh
@@ -82,6 +82,11 @@ bench-grammar: setup
 ## Concurrent streams: continuous batching on vs off (and llama.cpp's server when installed).
 bench-batching: setup
 	@bash benches/batching.sh
+
+## Time to first token of interactive requests idle and during a large batch job, per
+## --batch-concurrency, and the batch's lines/s meanwhile.
+bench-batches: setup
+	@bash benches/batches.sh
 
 ## WASM path / bare ORT loop decode ratio, in back-to-back pairs (steadier on a drifting VM).
 bench-wasm-ratio: setup
