@@ -29,6 +29,7 @@ pub mod calls;
 pub mod decoded;
 pub mod generate;
 pub mod grammar;
+pub mod grounding;
 pub mod host;
 pub mod logits;
 pub mod numbers;

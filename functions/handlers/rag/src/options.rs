@@ -10,37 +10,19 @@
 //! Stock OpenAI SDKs send both through `extra_body`; every other field of the
 //! body is the chat request's own.
 
+use chat_core::grounding::Retrieval;
+pub use chat_core::grounding::{DEFAULT_TOP_K, MAX_KNOWLEDGE_BASES};
 use handler_common::ApiError;
 use handler_common::fields::{Body, type_error};
 use serde_json::{Map, Value};
 
-/// Most knowledge bases one request may search.
-pub const MAX_KNOWLEDGE_BASES: usize = 10;
 /// Most chunks one request may put in the prompt.
 pub const MAX_TOP_K: i64 = 20;
-/// Chunks put in the prompt when the request does not say: enough to cover
-/// a fact stated in a few places, few enough for a small model to use.
-pub const DEFAULT_TOP_K: u32 = 4;
-
-/// How to retrieve.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RagOptions {
-    /// Knowledge base ids, in request order, without repeats.
-    pub knowledge_bases: Vec<String>,
-    /// Chunks wanted over all knowledge bases.
-    pub top_k: u32,
-    /// `vector`, `keyword` or `hybrid`.
-    pub search_type: String,
-    /// Metadata filter as JSON text.
-    pub filters: Option<String>,
-    /// Lowest score kept.
-    pub min_score: Option<f32>,
-}
 
 const OPTIONS: &str = "retrieval_options";
 
 /// Reads the RAG fields of a body.
-pub fn parse(body: &Map<String, Value>) -> Result<RagOptions, ApiError> {
+pub fn parse(body: &Map<String, Value>) -> Result<Retrieval, ApiError> {
     let knowledge_bases = parse_ids(body.get("knowledge_bases"))?;
     let options = match body.get(OPTIONS) {
         None | Some(Value::Null) => Map::new(),
@@ -66,7 +48,15 @@ pub fn parse(body: &Map<String, Value>) -> Result<RagOptions, ApiError> {
         Some(other) => return Err(nested(type_error("filters", "an object", other))),
     };
     let min_score = fields.opt_number("min_score", f64::MIN, f64::MAX, false).map_err(nested)?.map(|s| s as f32);
-    Ok(RagOptions { knowledge_bases, top_k, search_type, filters, min_score })
+    Ok(Retrieval {
+        knowledge_bases,
+        top_k,
+        search_type,
+        filters,
+        min_score,
+        knowledge_bases_param: "knowledge_bases".into(),
+        options_param: OPTIONS.into(),
+    })
 }
 
 fn parse_ids(value: Option<&Value>) -> Result<Vec<String>, ApiError> {
@@ -104,7 +94,7 @@ mod tests {
 
     use super::*;
 
-    fn parse_json(v: Value) -> Result<RagOptions, ApiError> {
+    fn parse_json(v: Value) -> Result<Retrieval, ApiError> {
         parse(v.as_object().unwrap())
     }
 
