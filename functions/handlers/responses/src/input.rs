@@ -6,6 +6,7 @@
 //! other way round. The host has already put a `previous_response_id`'s
 //! conversation in front of `input`.
 
+use chat_core::grounding::Retrieval;
 use handler_common::ApiError;
 use handler_common::fields::type_error;
 use serde_json::{Map, Value, json};
@@ -41,6 +42,10 @@ pub struct Converted {
     pub chat: Value,
     /// Request fields the Response object echoes.
     pub echo: Map<String, Value>,
+    /// The knowledge-base search of a `file_search` tool, unless `tool_choice` is `none`.
+    pub file_search: Option<Retrieval>,
+    /// Whether `include` asks for `file_search_call.results`.
+    pub include_results: bool,
 }
 
 fn invalid(param: &str, message: impl Into<String>) -> ApiError {
@@ -89,11 +94,37 @@ pub fn convert(body: &Map<String, Value>, stream: bool) -> Result<Converted, Api
         Some(Value::Array(tools)) => tools.clone(),
         Some(other) => return Err(type_error("tools", "an array", other)),
     };
-    if !tools.is_empty() {
-        chat.insert("tools".into(), Value::Array(tools.iter().enumerate().map(chat_tool).collect::<Result<_, _>>()?));
+    let mut functions = Vec::new();
+    let mut file_search = None;
+    for (i, tool) in tools.iter().enumerate() {
+        let param = format!("tools[{i}]");
+        if tool.get("type").and_then(Value::as_str) != Some("file_search") {
+            functions.push(chat_tool(tool, &param)?);
+        } else if file_search.is_some() {
+            return Err(invalid(&format!("{param}.type"), "Only one 'file_search' tool may be given."));
+        } else {
+            file_search = Some(crate::file_search::parse(tool, &param)?);
+        }
     }
-    if let Some(choice) = body.get("tool_choice").filter(|v| !v.is_null()) {
-        chat.insert("tool_choice".into(), tool_choice(choice)?);
+    let choice = body.get("tool_choice").filter(|v| !v.is_null());
+    let searching = match choice {
+        Some(Value::Object(o)) if o.get("type").and_then(Value::as_str) == Some("file_search") => {
+            if file_search.is_none() {
+                return Err(invalid("tool_choice", "'tool_choice' is file_search, but no 'file_search' tool is given."));
+            }
+            true
+        }
+        Some(Value::String(s)) if s == "none" => false,
+        _ => true,
+    };
+    let chat_choice = choice.map(tool_choice).transpose()?.flatten();
+    // With the file search as the only tool, auto, required and none are about the search.
+    let about_search = functions.is_empty() && file_search.is_some() && chat_choice.as_ref().is_some_and(Value::is_string);
+    if !functions.is_empty() {
+        chat.insert("tools".into(), Value::Array(functions));
+    }
+    if let Some(choice) = chat_choice.filter(|_| !about_search) {
+        chat.insert("tool_choice".into(), choice);
     }
     let format = match body.get("text") {
         None | Some(Value::Null) => None,
@@ -123,7 +154,27 @@ pub fn convert(body: &Map<String, Value>, stream: bool) -> Result<Converted, Api
     echo.insert("truncation".into(), body.get("truncation").cloned().filter(|v| !v.is_null()).unwrap_or(json!("disabled")));
     echo.insert("metadata".into(), body.get("metadata").cloned().filter(|v| !v.is_null()).unwrap_or(json!({})));
     echo.insert("user".into(), body.get("user").cloned().unwrap_or(Value::Null));
-    Ok(Converted { chat: Value::Object(chat), echo })
+    Ok(Converted {
+        chat: Value::Object(chat),
+        echo,
+        file_search: file_search.filter(|_| searching),
+        include_results: includes(body.get("include"))?.contains(&"file_search_call.results"),
+    })
+}
+
+/// The `include` list (output data added on request); of OpenAI's values only
+/// `file_search_call.results` has something to add here, the rest are accepted
+/// and add nothing.
+fn includes(include: Option<&Value>) -> Result<Vec<&str>, ApiError> {
+    match include {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(values)) => values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| v.as_str().ok_or_else(|| type_error(&format!("include[{i}]"), "a string", v)))
+            .collect(),
+        Some(other) => Err(type_error("include", "an array of strings", other)),
+    }
 }
 
 /// The text of a message's `content`: a string, or `input_text` /
@@ -207,8 +258,9 @@ fn items_to_messages(items: &[Value], messages: &mut Vec<Value>) -> Result<(), A
                 };
                 messages.push(json!({"role": "tool", "tool_call_id": str_field(item, "call_id", &param)?, "content": output}));
             }
-            // What a reasoning model thought: not part of the next prompt.
-            "reasoning" => {}
+            // What a reasoning model thought, and an earlier search (its
+            // answer follows it): not part of the next prompt.
+            "reasoning" | "file_search_call" => {}
             other => {
                 return Err(invalid(
                     &format!("{param}.type"),
@@ -222,17 +274,16 @@ fn items_to_messages(items: &[Value], messages: &mut Vec<Value>) -> Result<(), A
 
 /// A Responses function tool (`{type, name, description, parameters, strict}`)
 /// in the chat shape.
-fn chat_tool((i, tool): (usize, &Value)) -> Result<Value, ApiError> {
-    let param = format!("tools[{i}]");
+fn chat_tool(tool: &Value, param: &str) -> Result<Value, ApiError> {
     let kind = tool.get("type").and_then(Value::as_str).unwrap_or_default();
     if kind != "function" {
         return Err(invalid(
             &format!("{param}.type"),
-            format!("Tools of type '{kind}' are not supported here: 'function' tools only."),
+            format!("Tools of type '{kind}' are not supported here: 'function' and 'file_search' tools only."),
         ));
     }
     let mut function = Map::new();
-    function.insert("name".into(), Value::String(str_field(tool, "name", &param)?.to_owned()));
+    function.insert("name".into(), Value::String(str_field(tool, "name", param)?.to_owned()));
     for key in ["description", "parameters", "strict"] {
         if let Some(v) = tool.get(key).filter(|v| !v.is_null()) {
             function.insert(key.into(), v.clone());
@@ -241,16 +292,20 @@ fn chat_tool((i, tool): (usize, &Value)) -> Result<Value, ApiError> {
     Ok(json!({"type": "function", "function": function}))
 }
 
-fn tool_choice(choice: &Value) -> Result<Value, ApiError> {
+/// `tool_choice` for the function tools (none when it picks the file search).
+fn tool_choice(choice: &Value) -> Result<Option<Value>, ApiError> {
     match choice {
-        Value::String(s) if ["auto", "none", "required"].contains(&s.as_str()) => Ok(choice.clone()),
+        Value::String(s) if ["auto", "none", "required"].contains(&s.as_str()) => Ok(Some(choice.clone())),
         Value::Object(o) if o.get("type").and_then(Value::as_str) == Some("function") => {
             let name = str_field(choice, "name", "tool_choice")?;
-            Ok(json!({"type": "function", "function": {"name": name}}))
+            Ok(Some(json!({"type": "function", "function": {"name": name}})))
         }
+        Value::Object(o) if o.get("type").and_then(Value::as_str) == Some("file_search") => Ok(None),
         other => Err(invalid(
             "tool_choice",
-            format!("'tool_choice' must be auto, none, required or {{type: function, name}}, not {other}."),
+            format!(
+                "'tool_choice' must be auto, none, required, {{type: function, name}} or {{type: file_search}}, not {other}."
+            ),
         )),
     }
 }
@@ -347,6 +402,40 @@ mod tests {
         assert_eq!(refused(json!({"model": "m", "input": "hi", "tools": [{"type": "web_search"}]})), "tools[0].type");
         assert_eq!(refused(json!({"model": "m", "input": "hi", "reasoning": {"effort": "high"}})), "reasoning");
         assert_eq!(refused(json!({"model": "m", "input": "hi", "text": {"format": {"type": "xml"}}})), "text.format.type");
+    }
+
+    #[test]
+    fn a_file_search_tool_is_a_search_not_a_chat_tool() {
+        let fs = json!({"type": "file_search", "vector_store_ids": ["kb_a"]});
+        let weather = json!({"type": "function", "name": "weather", "parameters": {"type": "object"}});
+        let with = |extra: Value| {
+            let mut body = json!({"model": "m", "input": [
+                {"role": "user", "content": "Earlier?"},
+                {"type": "file_search_call", "id": "fs_1", "status": "completed", "queries": ["Earlier?"], "results": null},
+                {"role": "assistant", "content": [{"type": "output_text", "text": "Yes [1].",
+                    "annotations": [{"type": "file_citation", "file_id": "file-a", "filename": "a.txt", "index": 4}]}]},
+                {"role": "user", "content": "And now?"}]});
+            body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            convert(&obj(body), false).unwrap()
+        };
+        let c = with(json!({"tools": [fs.clone(), weather], "tool_choice": "required", "include": ["file_search_call.results"]}));
+        assert_eq!(c.file_search.as_ref().unwrap().knowledge_bases, ["kb_a"]);
+        assert!(c.include_results);
+        assert_eq!(c.chat["tools"].as_array().unwrap().len(), 1);
+        assert_eq!(c.chat["tool_choice"], "required");
+        assert_eq!(c.chat["messages"].as_array().unwrap().len(), 3, "the earlier search is not a message");
+        assert_eq!(c.chat["messages"][1]["content"], "Yes [1].");
+
+        let only = with(json!({"tools": [fs.clone()], "tool_choice": "required"}));
+        assert!(only.file_search.is_some() && !only.include_results);
+        assert!(only.chat.get("tools").is_none() && only.chat.get("tool_choice").is_none());
+        assert!(with(json!({"tools": [fs.clone()], "tool_choice": {"type": "file_search"}})).file_search.is_some());
+        assert!(with(json!({"tools": [fs.clone()], "tool_choice": "none"})).file_search.is_none());
+
+        let refused = |v: Value| convert(&obj(v), false).err().unwrap().param.unwrap();
+        assert_eq!(refused(json!({"model": "m", "input": "hi", "tools": [fs.clone(), fs]})), "tools[1].type");
+        assert_eq!(refused(json!({"model": "m", "input": "hi", "tool_choice": {"type": "file_search"}})), "tool_choice");
+        assert_eq!(refused(json!({"model": "m", "input": "hi", "include": "all"})), "include");
     }
 
     #[test]

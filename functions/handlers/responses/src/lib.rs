@@ -6,12 +6,15 @@
 //! the request's items become a chat completion ([`input`]), chat-core
 //! validates and generates it (sampling, tools and `text.format` by the same
 //! constrained decoding), and its answer, or each chunk of its stream, is
-//! written as Responses items and events ([`output`]).
+//! written as Responses items and events ([`output`]). A `file_search` tool
+//! grounds the conversation in knowledge-base chunks first, as the RAG
+//! handler does ([`file_search`]).
 //!
 //! The host keeps what this handler cannot: stored responses, and the
 //! conversation of a `previous_response_id`, which it puts in front of
 //! `input` before the handler runs (host `api/responses.rs`).
 
+pub mod file_search;
 pub mod input;
 pub mod output;
 
@@ -38,13 +41,27 @@ fn handle(raw: Request) -> Result<Response, ApiError> {
         tenant: raw.tenant.clone(),
         path: "/v1/chat/completions".into(),
     };
-    let prepared = chat_core::prepare(&chat).map_err(input::rename_param)?;
+    let mut prepared = chat_core::prepare(&chat).map_err(input::rename_param)?;
+    // Searched before anything is sent, so a missing knowledge base is a plain 404.
+    let search = match &converted.file_search {
+        Some(retrieval) => {
+            let grounded = chat_core::grounding::ground(&mut prepared, retrieval).map_err(input::rename_param)?;
+            Some(output::Search {
+                id: ids::random_id("fs_"),
+                query: grounded.question,
+                sources: grounded.sources,
+                include_results: converted.include_results,
+            })
+        }
+        None => None,
+    };
     let frame = output::Frame {
         id: ids::random_id("resp_"),
         created_at: ids::unix_time(),
         model: prepared.info.id.clone(),
         echo: converted.echo,
         new_id: ids::random_id,
+        search,
     };
     if !raw.stream {
         let answer = chat_core::respond(&prepared, &Map::new()).map_err(input::rename_param)?;

@@ -3,11 +3,15 @@
 //! `function_call` item per tool call; and, for a stream, the event sequence
 //! (`response.created`, `response.output_item.added`,
 //! `response.output_text.delta`, ..., `response.completed`) built from
-//! chat-core's chunks as they come.
+//! chat-core's chunks as they come. A `file_search` tool adds its
+//! `file_search_call` item first, and `file_citation` annotations to the text.
 
 use std::cell::RefCell;
 
+use chat_core::grounding::Source;
 use serde_json::{Map, Value, json};
+
+use crate::file_search;
 
 /// The Response object's frame: id, model, time and the echoed request fields.
 #[derive(Clone)]
@@ -22,6 +26,28 @@ pub struct Frame {
     pub echo: Map<String, Value>,
     /// Makes item ids from a prefix (`msg_`, `fc_`): random ones in the component.
     pub new_id: fn(&str) -> String,
+    /// The file search made before generation, if the request had the tool.
+    pub search: Option<Search>,
+}
+
+/// A file search done: the question searched for and the sources the prompt holds.
+#[derive(Clone)]
+pub struct Search {
+    /// `fs_...`.
+    pub id: String,
+    /// The question.
+    pub query: String,
+    /// The chunks in the prompt, numbered from 1 in this order.
+    pub sources: Vec<Source>,
+    /// Whether the item lists them (`include: ["file_search_call.results"]`).
+    pub include_results: bool,
+}
+
+impl Search {
+    fn item(&self, status: &str) -> Value {
+        let results = (self.include_results && status == "completed").then_some(self.sources.as_slice());
+        file_search::call_item(&self.id, status, &self.query, results)
+    }
 }
 
 /// Token counts, as the Responses API names them.
@@ -71,14 +97,19 @@ pub fn status_of(finish_reason: Option<&str>) -> (&'static str, Option<&'static 
     }
 }
 
-fn message_item(id: &str, text: &str, status: &str) -> Value {
+fn message_item(id: &str, text: &str, status: &str, annotations: Vec<Value>) -> Value {
     json!({
         "type": "message",
         "id": id,
         "status": status,
         "role": "assistant",
-        "content": [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}],
+        "content": [{"type": "output_text", "text": text, "annotations": annotations, "logprobs": []}],
     })
+}
+
+/// The annotations of `text`: its citations of the search's sources.
+fn annotations_of(frame: &Frame, text: &str) -> Vec<Value> {
+    frame.search.as_ref().map(|s| file_search::annotations(text, &s.sources)).unwrap_or_default()
 }
 
 fn call_item(id: &str, call_id: &str, name: &str, arguments: &str, status: &str) -> Value {
@@ -89,9 +120,9 @@ fn call_item(id: &str, call_id: &str, name: &str, arguments: &str, status: &str)
 pub fn from_completion(frame: &Frame, completion: &Value, usage: Usage) -> Value {
     let choice = &completion["choices"][0];
     let message = &choice["message"];
-    let mut output = Vec::new();
+    let mut output: Vec<Value> = frame.search.iter().map(|s| s.item("completed")).collect();
     if let Some(text) = message["content"].as_str().filter(|t| !t.is_empty()) {
-        output.push(message_item(&(frame.new_id)("msg_"), text, "completed"));
+        output.push(message_item(&(frame.new_id)("msg_"), text, "completed", annotations_of(frame, text)));
     }
     for call in message["tool_calls"].as_array().into_iter().flatten() {
         output.push(call_item(
@@ -154,12 +185,29 @@ impl<'a> Events<'a> {
         pairs.as_object().cloned().unwrap_or_default()
     }
 
-    /// `response.created` and `response.in_progress`.
+    /// `response.created` and `response.in_progress`, then the file search's
+    /// item and events (it was made before generation began).
     pub fn start(&self) -> bool {
         let st = &mut self.state.borrow_mut();
         let r = self.frame.response("in_progress", Vec::new(), None, None);
-        self.emit(st, "response.created", Self::fields(json!({"response": r.clone()})))
-            && self.emit(st, "response.in_progress", Self::fields(json!({"response": r})))
+        let started = self.emit(st, "response.created", Self::fields(json!({"response": r.clone()})))
+            && self.emit(st, "response.in_progress", Self::fields(json!({"response": r})));
+        if let Some(search) = &self.frame.search {
+            let index = st.done.len();
+            let at = json!({"output_index": index, "item_id": search.id});
+            self.emit(
+                st,
+                "response.output_item.added",
+                Self::fields(json!({"output_index": index, "item": search.item("in_progress")})),
+            );
+            for kind in ["in_progress", "searching", "completed"] {
+                self.emit(st, &format!("response.file_search_call.{kind}"), Self::fields(at.clone()));
+            }
+            let done = search.item("completed");
+            self.emit(st, "response.output_item.done", Self::fields(json!({"output_index": index, "item": done.clone()})));
+            st.done.push(done);
+        }
+        started && !st.gone
     }
 
     /// One chat.completion.chunk; false when the client left.
@@ -241,12 +289,18 @@ impl<'a> Events<'a> {
         let output_index = st.done.len();
         let done = match item {
             Open::Message { id, text } => {
+                let annotations = annotations_of(&self.frame, &text);
+                for (i, annotation) in annotations.iter().enumerate() {
+                    let f = json!({"item_id": id, "output_index": output_index, "content_index": 0,
+                        "annotation_index": i, "annotation": annotation});
+                    self.emit(st, "response.output_text.annotation.added", Self::fields(f));
+                }
                 let f = json!({"item_id": id, "output_index": output_index, "content_index": 0, "text": text, "logprobs": []});
                 self.emit(st, "response.output_text.done", Self::fields(f));
                 let f = json!({"item_id": id, "output_index": output_index, "content_index": 0,
-                    "part": {"type": "output_text", "text": text, "annotations": []}});
+                    "part": {"type": "output_text", "text": text, "annotations": annotations}});
                 self.emit(st, "response.content_part.done", Self::fields(f));
-                message_item(&id, &text, "completed")
+                message_item(&id, &text, "completed", annotations)
             }
             Open::Call { id, call_id, name, arguments } => {
                 let f = json!({"item_id": id, "output_index": output_index, "name": name, "arguments": arguments});
@@ -274,7 +328,14 @@ mod tests {
     use super::*;
 
     fn frame() -> Frame {
-        Frame { id: "resp_1".into(), created_at: 1, model: "m".into(), echo: Map::new(), new_id: |prefix| format!("{prefix}1") }
+        Frame {
+            id: "resp_1".into(),
+            created_at: 1,
+            model: "m".into(),
+            echo: Map::new(),
+            new_id: |prefix| format!("{prefix}1"),
+            search: None,
+        }
     }
 
     #[test]
@@ -326,6 +387,61 @@ mod tests {
         assert_eq!(done["output"][1]["arguments"], "{\"a\":1}");
         assert_eq!(done["output"][1]["call_id"], "call_1");
         assert_eq!(done["usage"]["total_tokens"], 12);
+    }
+
+    #[test]
+    fn a_file_search_comes_first_and_the_text_cites_its_files() {
+        let source = Source {
+            knowledge_base: "kb_1".into(),
+            file_id: "file-v".into(),
+            filename: "vault.txt".into(),
+            chunk_index: 0,
+            text: "The code is 7.".into(),
+            score: 0.9,
+        };
+        let search = Search { id: "fs_1".into(), query: "Code?".into(), sources: vec![source], include_results: true };
+        let frame = Frame { search: Some(search), ..frame() };
+
+        let completion = json!({"choices": [{"message": {"content": "It is 7 [1]."}, "finish_reason": "stop"}]});
+        let r = from_completion(&frame, &completion, Usage::default());
+        assert_eq!(r["output"][0]["type"], "file_search_call");
+        assert_eq!(r["output"][0]["queries"], json!(["Code?"]));
+        assert_eq!(r["output"][0]["results"][0]["filename"], "vault.txt");
+        let cited = &r["output"][1]["content"][0]["annotations"];
+        assert_eq!(cited, &json!([{"type": "file_citation", "file_id": "file-v", "filename": "vault.txt", "index": 8}]));
+
+        let sent = RefCell::new(Vec::<Value>::new());
+        let send = |e: &str| {
+            sent.borrow_mut().push(serde_json::from_str(e).unwrap());
+            true
+        };
+        let events = Events::new(frame, &send);
+        assert!(events.start());
+        assert!(
+            events.chunk(
+                &json!({"choices": [{"index": 0, "delta": {"content": "It is 7."}, "finish_reason": "stop"}]}).to_string()
+            )
+        );
+        events.finish(Usage::default());
+        let sent = sent.into_inner();
+        let kinds: Vec<&str> = sent.iter().map(|e| e["type"].as_str().unwrap()).collect();
+        assert_eq!(
+            kinds[2..9],
+            [
+                "response.output_item.added",
+                "response.file_search_call.in_progress",
+                "response.file_search_call.searching",
+                "response.file_search_call.completed",
+                "response.output_item.done",
+                "response.output_item.added",
+                "response.content_part.added",
+            ]
+        );
+        let added = sent.iter().find(|e| e["type"] == "response.output_text.annotation.added").unwrap();
+        assert_eq!((added["output_index"].as_u64(), added["annotation"]["index"].as_u64()), (Some(1), Some(8)));
+        let done = &sent.last().unwrap()["response"];
+        assert_eq!(done["output"][0]["status"], "completed");
+        assert_eq!(done["output"][1]["content"][0]["annotations"][0]["filename"], "vault.txt");
     }
 
     #[test]
