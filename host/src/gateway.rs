@@ -194,7 +194,7 @@ impl Gateway {
             // A chat function reaches the platform as any function does, for the same key.
             Target::Function(f) => return self.runtime.call_chat(f, req, output, self.on_behalf(who.clone())).await,
         };
-        let retrieval: Option<Arc<dyn Retriever>> = grounded(body).then(|| self.knowledge.retriever(&who.tenant));
+        let retrieval: Option<Arc<dyn Retriever>> = searches(body).then(|| self.knowledge.retriever(&who.tenant));
         let models = ModelAccess::new(self.inference.clone(), &who.tenant);
         let cached = models.cached_tokens();
         let ctx = HandlerCtx {
@@ -235,6 +235,13 @@ impl Gateway {
 
 fn grounded(body: &Value) -> bool {
     body.get("knowledge_bases").is_some_and(|v| !v.is_null())
+}
+
+/// Whether the handler may search the tenant's knowledge bases: a grounded chat
+/// completion, or a response offered the `file_search` tool.
+fn searches(body: &Value) -> bool {
+    let file_search = |tools: &Vec<Value>| tools.iter().any(|t| t.get("type").and_then(Value::as_str) == Some("file_search"));
+    grounded(body) || body.get("tools").and_then(Value::as_array).is_some_and(file_search)
 }
 
 /// [`Services`] for one principal.

@@ -37,7 +37,9 @@ pub struct CreateResponse {
     /// Most tokens to generate.
     #[schema(minimum = 1, maximum = 9223372036854775807i64)]
     max_output_tokens: Option<i64>,
-    /// Function tools `{type: "function", name, description, parameters, strict}`.
+    /// Function tools `{type: "function", name, description, parameters, strict}`, and a
+    /// `{type: "file_search", vector_store_ids, max_num_results, ranking_options, filters}`
+    /// tool whose `vector_store_ids` are knowledge-base ids.
     #[schema(value_type = Option<Vec<Object>>)]
     tools: Option<Value>,
     /// `{format: {type: "text" | "json_object" | "json_schema", name, schema, strict}}`.
@@ -124,7 +126,8 @@ fn items(input: &Value) -> Vec<Value> {
     responses(
         (status = 200, description = "The response; with `stream: true`, server-sent events of the Responses \
             API ended by `data: [DONE]`.", body = ResponseObject),
-        (status = 404, description = "No such model (`model_not_found`) or previous response (`response_not_found`).",
+        (status = 404, description = "No such model (`model_not_found`), previous response (`response_not_found`) \
+            or knowledge base of a `file_search` tool (`knowledge_base_not_found`).",
             body = ErrorResponse),
     ))]
 pub async fn create(
