@@ -2,17 +2,9 @@
 knowledge base to retrieve from."""
 
 import json
-import time
-
-import openai
-import requests
 
 from conftest import FUNCTIONS
-
-
-def api(server, method, path, key=None, **kw):
-    headers = {"Authorization": f"Bearer {key or server.api_key}"}
-    return requests.request(method, server.url + "/v1" + path, headers=headers, timeout=300, **kw)
+from kbs import api, make_kb
 
 
 def deploy(server, name, wasm="ai-probe", key=None, **manifest):
@@ -37,17 +29,5 @@ def output(resp):
 
 def kb_with(server, client, text, key=None):
     """A knowledge base holding one file with `text`, ingested."""
-    headers = {"Authorization": f"Bearer {key or server.api_key}"}
-    kb = requests.post(server.url + "/v1/knowledge-bases", headers=headers, json={"name": "notes"}, timeout=60).json()
-    c = openai.OpenAI(base_url=server.url + "/v1", api_key=key or server.api_key, max_retries=0)
-    f = c.files.create(file=("notes.txt", text.encode()), purpose="knowledge_base")
-    r = requests.post(server.url + f"/v1/knowledge-bases/{kb['id']}/data-sources", headers=headers, json={"file_id": f.id}, timeout=60)
-    assert r.status_code == 202, r.text
-    deadline = time.time() + 300
-    while True:
-        sources = requests.get(server.url + f"/v1/knowledge-bases/{kb['id']}/data-sources", headers=headers, timeout=60).json()["data"]
-        if all(s["status"] == "completed" for s in sources):
-            return kb["id"], f.id
-        assert not any(s["status"] == "failed" for s in sources), sources
-        assert time.time() < deadline, sources
-        time.sleep(0.2)
+    kb_id, files = make_kb(server, "notes", {"notes.txt": text.encode()}, key=key)
+    return kb_id, files["notes.txt"]

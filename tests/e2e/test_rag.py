@@ -5,14 +5,13 @@ that holds the fact, with `citations` naming that file. Streaming, several knowl
 the context budget, deletion and tenant isolation are covered too."""
 
 import json
-import time
 
 import openai
 import pytest
-import requests
 
 from conftest import Server, new_key
 from documents import make_docx, make_pdf
+from kbs import api, make_kb
 
 MODEL = "smollm2"
 
@@ -40,35 +39,9 @@ def client(server):
     return openai.OpenAI(base_url=server.url + "/v1", api_key=server.api_key, max_retries=0, timeout=300)
 
 
-def api(server, method, path, key=None, **kw):
-    headers = {"Authorization": f"Bearer {key or server.api_key}"}
-    return requests.request(method, server.url + "/v1" + path, headers=headers, timeout=300, **kw)
-
-
-def make_kb(server, client, name, docs):
-    r = api(server, "POST", "/knowledge-bases", json={"name": name})
-    assert r.status_code == 201, r.text
-    kb = r.json()
-    files = {}
-    for filename, content in docs.items():
-        f = client.files.create(file=(filename, content), purpose="knowledge_base")
-        files[filename] = f.id
-        r = api(server, "POST", f"/knowledge-bases/{kb['id']}/data-sources", json={"file_id": f.id})
-        assert r.status_code == 202, r.text
-    deadline = time.time() + 300
-    while True:
-        sources = api(server, "GET", f"/knowledge-bases/{kb['id']}/data-sources").json()["data"]
-        if all(s["status"] in ("completed", "failed") for s in sources):
-            break
-        assert time.time() < deadline, sources
-        time.sleep(0.2)
-    assert [s["status"] for s in sources] == ["completed"] * len(docs), sources
-    return kb["id"], files
-
-
 @pytest.fixture(scope="module")
 def kb(server, client):
-    return make_kb(server, client, "facts", DOCS)
+    return make_kb(server, "facts", DOCS)
 
 
 def ask(client, question, kbs, extra=None, **kw):
@@ -134,7 +107,7 @@ def test_streamed_answer_matches_and_carries_citations_first(client, kb):
 
 def test_several_knowledge_bases_at_once(server, client, kb):
     kb_id, _ = kb
-    other_id, other_files = make_kb(server, client, "lights",
+    other_id, other_files = make_kb(server, "lights",
                                     {"keepers.txt": b"The keeper of the Skerry Island lighthouse is Orla Brandt."})
     resp = ask(client, "Who is the keeper of the Skerry Island lighthouse?", [kb_id, other_id])
     assert "Orla" in resp.choices[0].message.content, (resp.choices[0].message.content, [(c["source"], c["score"]) for c in citations(resp)])
@@ -195,7 +168,7 @@ def test_errors(server, client, kb):
 
 
 def test_deleted_file_and_knowledge_base_are_no_longer_cited(server, client):
-    kb_id, files = make_kb(server, client, "temporary", {"owl.txt": b"The owl Bramble lives in the clock tower of Vell."})
+    kb_id, files = make_kb(server, "temporary", {"owl.txt": b"The owl Bramble lives in the clock tower of Vell."})
     resp = ask(client, "Where does the owl Bramble live?", [kb_id])
     assert [c["source"] for c in citations(resp)] == ["owl.txt"]
     client.files.delete(files["owl.txt"])

@@ -1,8 +1,9 @@
 """End to end: the Responses API (issue #22, part 2) through the official `openai` Python SDK:
 text and message input, instructions, streamed events that reassemble to the non-streamed
 text, a function-tool round trip, `text.format` json_schema, `previous_response_id` carrying
-the conversation (and `store: false` keeping nothing), GET/DELETE of a stored response, and
-OpenAI-shaped errors naming the Responses field. Greedy (temperature 0) where outputs are
+the conversation (and `store: false` keeping nothing), GET/DELETE of a stored response, the
+`file_search` tool over a knowledge base (the same grounded answer as `knowledge_bases` on
+chat, with `file_citation` annotations), and OpenAI-shaped errors naming the Responses field. Greedy (temperature 0) where outputs are
 compared; a few seeds at temperature 0.8 where only the shape is."""
 
 import json
@@ -11,6 +12,7 @@ import openai
 import pytest
 
 from conftest import Server, new_key
+from kbs import make_kb
 
 CHAT = "smollm2-135m-instruct"
 WEATHER = {
@@ -21,11 +23,23 @@ WEATHER = {
 }
 
 
+# Facts no model can know, one per file.
+DOCS = {
+    "vault.txt": b"Security memo. The access code for the Zephyr vault is 4417. Only two people know it.",
+    "ferry.md": b"# Ferry timetable\n\nThe ferry to Kelpie Island leaves from Pier 9 at 7:40 every morning.\n",
+}
+
+
 @pytest.fixture(scope="module")
-def client(tmp_path_factory):
-    server = Server(tmp_path_factory.mktemp("responses") / "data", new_key()).start()
-    yield openai.OpenAI(base_url=server.url + "/v1", api_key=server.api_key, max_retries=0, timeout=300)
-    server.kill()
+def server(tmp_path_factory):
+    s = Server(tmp_path_factory.mktemp("responses") / "data", new_key()).start()
+    yield s
+    s.kill()
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    return openai.OpenAI(base_url=server.url + "/v1", api_key=server.api_key, max_retries=0, timeout=300)
 
 
 def test_text_in_text_out_matches_chat_completions(client):
@@ -147,6 +161,62 @@ def test_previous_response_id_carries_the_conversation(client):
     client.responses.delete(first.id)
     with pytest.raises(openai.NotFoundError):
         client.responses.retrieve(first.id)
+
+
+def test_file_search_answers_from_the_knowledge_base_with_an_annotation(server, client):
+    kb_id, files = make_kb(server, "facts", DOCS)
+    question = "What is the access code for the Zephyr vault?"
+    args = dict(model=CHAT, input=question, temperature=0, max_output_tokens=48,
+                tools=[{"type": "file_search", "vector_store_ids": [kb_id]}])
+    r = client.responses.create(include=["file_search_call.results"], **args)
+    search, message = r.output[0], r.output[1]
+    assert search.type == "file_search_call" and search.status == "completed" and search.queries == [question]
+    assert search.results[0].filename == "vault.txt" and search.results[0].file_id == files["vault.txt"]
+    assert "4417" in search.results[0].text and search.results[0].score > 0
+    assert "4417" in r.output_text, r.output_text
+    cited = message.content[0].annotations
+    assert cited[0].type == "file_citation" and cited[0].file_id == files["vault.txt"], cited
+    assert cited[0].filename == "vault.txt" and 0 <= cited[0].index <= len(r.output_text)
+    # The grounding is the RAG handler's: the same prompt, the same answer.
+    chat = client.chat.completions.create(model=CHAT, messages=[{"role": "user", "content": question}], temperature=0,
+                                          max_tokens=48, extra_body={"knowledge_bases": [kb_id]})
+    assert r.output_text == chat.choices[0].message.content
+    assert r.usage.input_tokens == chat.usage.prompt_tokens
+    assert client.responses.create(**args).output[0].results is None  # results only when included
+
+    # Streamed: the search's events first, then the same text, its annotations announced.
+    events = list(client.responses.create(stream=True, **args))
+    kinds = [e.type for e in events]
+    assert kinds[2:7] == ["response.output_item.added", "response.file_search_call.in_progress",
+                          "response.file_search_call.searching", "response.file_search_call.completed",
+                          "response.output_item.done"], kinds
+    assert "".join(e.delta for e in events if e.type == "response.output_text.delta") == r.output_text
+    added = [e for e in events if e.type == "response.output_text.annotation.added"]
+    assert added and added[0].annotation.file_id == files["vault.txt"]
+    assert events[-1].response.output[1].content[0].annotations[0].filename == "vault.txt"
+
+    # A follow-up over the stored conversation (search item included) searches again.
+    later = client.responses.create(model=CHAT, previous_response_id=r.id, input="Where does the ferry to Kelpie Island leave from?",
+                                    tools=[{"type": "file_search", "vector_store_ids": [kb_id], "max_num_results": 1}],
+                                    temperature=0, max_output_tokens=48)
+    assert "pier 9" in later.output_text.lower(), later.output_text
+    assert [a.filename for a in later.output[1].content[0].annotations] == ["ferry.md"]
+    # tool_choice none: no search, no citations.
+    plain = client.responses.create(tool_choice="none", **args)
+    assert [o.type for o in plain.output] == ["message"] and plain.output[0].content[0].annotations == []
+
+    # Another tenant's knowledge base does not exist for this key; filters the KBs cannot express are named.
+    with pytest.raises(openai.NotFoundError) as e:
+        client.responses.create(**{**args, "tools": [{"type": "file_search", "vector_store_ids": ["kb_missing"]}]})
+    assert e.value.body["param"] == "tools[0].vector_store_ids" and e.value.body["code"] == "knowledge_base_not_found"
+    with pytest.raises(openai.BadRequestError) as e:
+        client.responses.create(**{**args, "tools": [{"type": "file_search", "vector_store_ids": [kb_id],
+                                                    "filters": {"type": "or", "filters": []}}]})
+    assert e.value.body["param"] == "tools[0].filters.type"
+    # An attribute filter reaches the search: only the ferry's file matches.
+    filtered = client.responses.create(include=["file_search_call.results"], **{**args, "tools": [
+        {"type": "file_search", "vector_store_ids": [kb_id], "filters": {"type": "eq", "key": "filename", "value": "ferry.md"}}]})
+    assert {x.filename for x in filtered.output[0].results} == {"ferry.md"}
 
 
 def test_errors_name_the_responses_field(client):

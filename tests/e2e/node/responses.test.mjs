@@ -1,10 +1,11 @@
 // End to end: the Responses API through the official `openai` Node SDK (issue #22): text,
-// streamed events that reassemble to the same text, a function call, previous_response_id.
+// streamed events that reassemble to the same text, a function call, previous_response_id, and the
+// file_search tool over a knowledge base.
 
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 
-import OpenAI from 'openai';
+import OpenAI, { toFile } from 'openai';
 
 import { startServer } from './server.mjs';
 
@@ -55,4 +56,42 @@ test('a function call, continued with previous_response_id', async () => {
   });
   assert.equal(second.previous_response_id, first.id);
   assert.ok(second.usage.input_tokens > first.usage.input_tokens);
+});
+
+test('file_search over a knowledge base cites the file with the fact', async () => {
+  const auth = { Authorization: `Bearer ${server.apiKey}`, 'Content-Type': 'application/json' };
+  const kb = await (await fetch(`${server.url}/v1/knowledge-bases`, {
+    method: 'POST', headers: auth, body: JSON.stringify({ name: 'facts' }),
+  })).json();
+  const docs = {
+    'vault.txt': 'Security memo. The access code for the Zephyr vault is 4417. Only two people know it.',
+    'ferry.md': 'The ferry to Kelpie Island leaves from Pier 9 at 7:40 every morning.',
+  };
+  const ids = {};
+  for (const [name, text] of Object.entries(docs)) {
+    const file = await client.files.create({ file: await toFile(Buffer.from(text), name), purpose: 'knowledge_base' });
+    ids[name] = file.id;
+    const added = await fetch(`${server.url}/v1/knowledge-bases/${kb.id}/data-sources`, {
+      method: 'POST', headers: auth, body: JSON.stringify({ file_id: file.id }),
+    });
+    assert.equal(added.status, 202);
+  }
+  const deadline = Date.now() + 300_000;
+  for (;;) {
+    assert.ok(Date.now() < deadline, 'ingestion did not finish');
+    const { data } = await (await fetch(`${server.url}/v1/knowledge-bases/${kb.id}/data-sources`, { headers: auth })).json();
+    assert.ok(!data.some((s) => s.status === 'failed'));
+    if (data.every((s) => s.status === 'completed')) break;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  const r = await client.responses.create({
+    model: CHAT, input: 'What is the access code for the Zephyr vault?', temperature: 0, max_output_tokens: 48,
+    tools: [{ type: 'file_search', vector_store_ids: [kb.id] }],
+  });
+  assert.equal(r.output[0].type, 'file_search_call');
+  assert.match(r.output_text, /4417/);
+  const [first] = r.output[1].content[0].annotations;
+  assert.equal(first.type, 'file_citation');
+  assert.equal(first.file_id, ids['vault.txt']);
+  assert.equal(first.filename, 'vault.txt');
 });
