@@ -15,6 +15,7 @@
 //! reliably from text next to the question than from a long system prompt.
 
 use handler_common::ApiError;
+use handler_common::fields::type_error;
 use serde_json::{Value, json};
 
 use crate::Prepared;
@@ -59,6 +60,34 @@ pub struct Grounded {
     pub question: String,
     /// The chunks in the prompt.
     pub sources: Vec<Source>,
+}
+
+/// The knowledge-base ids a request field `param` lists (`knowledge_bases`, a file search's
+/// `vector_store_ids`): 1 to [`MAX_KNOWLEDGE_BASES`], in order, repeats searched once.
+pub fn knowledge_base_ids(value: Option<&Value>, param: &str) -> Result<Vec<String>, ApiError> {
+    let name = param.rsplit('.').next().unwrap_or(param);
+    let items = match value {
+        Some(Value::Array(items)) => items,
+        Some(Value::Null) | None => {
+            return Err(ApiError::invalid(param, format!("Missing required parameter: '{param}'.")));
+        }
+        Some(other) => return Err(type_error(param, "an array of knowledge base ids", other)),
+    };
+    if items.is_empty() || items.len() > MAX_KNOWLEDGE_BASES {
+        return Err(ApiError::invalid(param, format!("'{name}' must list 1 to {MAX_KNOWLEDGE_BASES} knowledge base ids.")));
+    }
+    let mut ids: Vec<String> = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        match item {
+            Value::String(id) if !id.is_empty() => {
+                if !ids.contains(id) {
+                    ids.push(id.clone());
+                }
+            }
+            other => return Err(type_error(&format!("{param}[{i}]"), "a knowledge base id", other)),
+        }
+    }
+    Ok(ids)
 }
 
 /// Searches for the last user message of `prepared` and puts the best chunks

@@ -10,7 +10,7 @@
 //! Stock OpenAI SDKs send both through `extra_body`; every other field of the
 //! body is the chat request's own.
 
-use chat_core::grounding::Retrieval;
+use chat_core::grounding::{self, Retrieval};
 pub use chat_core::grounding::{DEFAULT_TOP_K, MAX_KNOWLEDGE_BASES};
 use handler_common::ApiError;
 use handler_common::fields::{Body, type_error};
@@ -23,7 +23,7 @@ const OPTIONS: &str = "retrieval_options";
 
 /// Reads the RAG fields of a body.
 pub fn parse(body: &Map<String, Value>) -> Result<Retrieval, ApiError> {
-    let knowledge_bases = parse_ids(body.get("knowledge_bases"))?;
+    let knowledge_bases = grounding::knowledge_base_ids(body.get("knowledge_bases"), "knowledge_bases")?;
     let options = match body.get(OPTIONS) {
         None | Some(Value::Null) => Map::new(),
         Some(Value::Object(o)) => o.clone(),
@@ -57,35 +57,6 @@ pub fn parse(body: &Map<String, Value>) -> Result<Retrieval, ApiError> {
         knowledge_bases_param: "knowledge_bases".into(),
         options_param: OPTIONS.into(),
     })
-}
-
-fn parse_ids(value: Option<&Value>) -> Result<Vec<String>, ApiError> {
-    const PARAM: &str = "knowledge_bases";
-    let items = match value {
-        Some(Value::Array(items)) => items,
-        Some(Value::Null) | None => {
-            return Err(ApiError::invalid(PARAM, "Missing required parameter: 'knowledge_bases'."));
-        }
-        Some(other) => return Err(type_error(PARAM, "an array of knowledge base ids", other)),
-    };
-    if items.is_empty() || items.len() > MAX_KNOWLEDGE_BASES {
-        return Err(ApiError::invalid(
-            PARAM,
-            format!("'knowledge_bases' must list 1 to {MAX_KNOWLEDGE_BASES} knowledge base ids."),
-        ));
-    }
-    let mut ids: Vec<String> = Vec::with_capacity(items.len());
-    for (i, item) in items.iter().enumerate() {
-        match item {
-            Value::String(id) if !id.is_empty() => {
-                if !ids.contains(id) {
-                    ids.push(id.clone());
-                }
-            }
-            other => return Err(type_error(&format!("{PARAM}[{i}]"), "a knowledge base id", other)),
-        }
-    }
-    Ok(ids)
 }
 
 #[cfg(test)]

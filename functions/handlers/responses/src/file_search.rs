@@ -18,7 +18,7 @@
 //!   `lte`, `in`) on the chunk metadata, and `and` of them; `or` and `nin`
 //!   have no counterpart in the knowledge bases' filter language and are a 400.
 
-use chat_core::grounding::{DEFAULT_TOP_K, MAX_KNOWLEDGE_BASES, Retrieval, Source};
+use chat_core::grounding::{self, DEFAULT_TOP_K, Retrieval, Source};
 use handler_common::ApiError;
 use handler_common::fields::type_error;
 use serde_json::{Map, Value, json};
@@ -36,30 +36,7 @@ pub fn parse(tool: &Value, param: &str) -> Result<Retrieval, ApiError> {
             .with_code("unknown_parameter"));
     }
     let ids_param = format!("{param}.vector_store_ids");
-    let ids = match obj.get("vector_store_ids") {
-        Some(Value::Array(ids)) => ids,
-        None | Some(Value::Null) => {
-            return Err(ApiError::invalid(&ids_param, format!("Missing required parameter: '{ids_param}'.")));
-        }
-        Some(other) => return Err(type_error(&ids_param, "an array of knowledge base ids", other)),
-    };
-    if ids.is_empty() || ids.len() > MAX_KNOWLEDGE_BASES {
-        return Err(ApiError::invalid(
-            &ids_param,
-            format!("'vector_store_ids' must list 1 to {MAX_KNOWLEDGE_BASES} knowledge base ids."),
-        ));
-    }
-    let mut knowledge_bases: Vec<String> = Vec::with_capacity(ids.len());
-    for (i, id) in ids.iter().enumerate() {
-        match id {
-            Value::String(id) if !id.is_empty() => {
-                if !knowledge_bases.contains(id) {
-                    knowledge_bases.push(id.clone());
-                }
-            }
-            other => return Err(type_error(&format!("{ids_param}[{i}]"), "a knowledge base id", other)),
-        }
-    }
+    let knowledge_bases = grounding::knowledge_base_ids(obj.get("vector_store_ids"), &ids_param)?;
     let top_k = match obj.get("max_num_results") {
         None | Some(Value::Null) => DEFAULT_TOP_K,
         Some(v) => match v.as_u64().filter(|n| (1..=MAX_NUM_RESULTS).contains(n)) {
