@@ -5,6 +5,7 @@
 mod authn;
 mod batches;
 mod console;
+mod drain;
 pub mod error;
 pub mod extract;
 mod files;
@@ -173,9 +174,15 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(extract::openai_rejections))
         .layer(axum::middleware::from_fn(interactive))
         .layer(axum::middleware::from_fn(metrics::track))
+        .layer(axum::middleware::from_fn_with_state(drain::Limit(largest_body(&state)), drain::unread_rest))
         // Outermost, so that every answer has the id, errors of the layers above included.
         .layer(axum::middleware::from_fn(request_id::tag))
         .with_state(state)
+}
+
+/// The largest request body any route accepts: an upload, or any other body.
+fn largest_body(state: &AppState) -> u64 {
+    state.config.max_file_bytes.max(state.config.max_body_bytes as u64)
 }
 
 /// Every route, and the document of each.

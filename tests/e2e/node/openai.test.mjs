@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 
-import OpenAI from 'openai';
+import OpenAI, { toFile } from 'openai';
 
 import { newKey, startServer } from './server.mjs';
 
@@ -169,6 +169,22 @@ test('a wrong key is an AuthenticationError', async () => {
     assert.equal(err.status, 401);
     return true;
   });
+});
+
+test('a refused upload is answered with its error, not a reset connection', async () => {
+  // The SDK sends the whole body before it reads the answer; the server refuses the key
+  // before reading it, and must read the rest (and discard it) for the 401 to arrive.
+  const bad = new OpenAI({ baseURL: server.url + '/v1', apiKey: newKey(), maxRetries: 0 });
+  const refused = (err) => {
+    assert.ok(err instanceof OpenAI.AuthenticationError, `got ${err?.constructor?.name}: ${err}`);
+    return true;
+  };
+  for (const mb of [2, 20]) {
+    const file = await toFile(Buffer.alloc(mb << 20, 97), 'big.txt');
+    await assert.rejects(bad.files.create({ file, purpose: 'assistants' }), refused);
+  }
+  const long = [{ role: 'user', content: 'a '.repeat(1 << 20) }];
+  await assert.rejects(bad.chat.completions.create({ model: CHAT, messages: long }), refused);
 });
 
 test('models list and retrieve', async () => {
