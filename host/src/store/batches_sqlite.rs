@@ -5,7 +5,7 @@ use rusqlite::{OptionalExtension, params};
 use super::StoreError;
 use super::batches::{BatchEnd, BatchRecord, BatchResult, BatchStatus, BatchStore, BatchTransition};
 use super::knowledge::FileRecord;
-use super::sqlite::{SqliteStore, json_column, to_json};
+use super::sqlite::{SqliteStore, json_column, list_cursor, to_json};
 
 /// The columns [`batch_from_row`] reads, in order; the counts come from the results.
 const BATCH_COLUMNS: &str = "b.id, b.tenant, b.key_id, b.endpoint, b.input_file_id, b.completion_window, b.status, b.metadata, \
@@ -105,22 +105,8 @@ impl BatchStore for SqliteStore {
         self.with(|c| {
             // The cursor is the (created_at, rowid) of the `after` batch, compared as a row
             // value: the rowid orders batches created in the same second as they were made.
-            let cursor: Option<(i64, i64)> = match after {
-                None => None,
-                Some(after) => {
-                    let found = c
-                        .query_row(
-                            "SELECT created_at, rowid FROM batches WHERE tenant = ?1 AND id = ?2",
-                            params![tenant, after],
-                            |r| Ok((r.get(0)?, r.get(1)?)),
-                        )
-                        .optional()?;
-                    match found {
-                        Some(pos) => Some(pos),
-                        None => return Ok(None),
-                    }
-                }
-            };
+            let position = "SELECT created_at, rowid FROM batches WHERE tenant = ?1 AND id = ?2";
+            let Some(cursor) = list_cursor::<i64>(c, position, tenant, after)? else { return Ok(None) };
             let (at, row) = cursor.unzip();
             let mut stmt = c.prepare_cached(&format!(
                 "SELECT {BATCH_COLUMNS} FROM batches b WHERE b.tenant = ?1

@@ -7,7 +7,7 @@ use super::knowledge::{
     DataSourceRecord, FileDeletion, FileQuery, FileRecord, IngestionCount, KnowledgeBaseRecord, KnowledgeStore, SourceProgress,
     SourceStatus,
 };
-use super::sqlite::{SqliteStore, json_column, to_json};
+use super::sqlite::{SqliteStore, json_column, list_cursor, to_json};
 
 const FILE_COLUMNS: &str = "id, tenant, filename, purpose, bytes, content_type, created_at";
 const KB_COLUMNS: &str = "id, tenant, name, description, embedding_model, chunking, metadata, created_at, updated_at";
@@ -115,22 +115,8 @@ impl KnowledgeStore for SqliteStore {
     fn list_files(&self, tenant: &str, q: &FileQuery) -> Result<Option<Vec<FileRecord>>, StoreError> {
         self.with(|c| {
             // The cursor is the (created_at, id) of the `after` file, compared as a row value.
-            let cursor: Option<(i64, String)> = match &q.after {
-                None => None,
-                Some(after) => {
-                    let found = c
-                        .query_row(
-                            "SELECT created_at, id FROM files WHERE tenant = ?1 AND id = ?2",
-                            params![tenant, after],
-                            |r| Ok((r.get(0)?, r.get(1)?)),
-                        )
-                        .optional()?;
-                    match found {
-                        Some(pos) => Some(pos),
-                        None => return Ok(None),
-                    }
-                }
-            };
+            let position = "SELECT created_at, id FROM files WHERE tenant = ?1 AND id = ?2";
+            let Some(cursor) = list_cursor::<String>(c, position, tenant, q.after.as_deref())? else { return Ok(None) };
             let (cmp, order) = if q.descending { ("<", "DESC") } else { (">", "ASC") };
             let sql = format!(
                 "SELECT {FILE_COLUMNS} FROM files WHERE tenant = ?1 AND (?2 IS NULL OR purpose = ?2)

@@ -325,6 +325,21 @@ pub(super) fn json_column<T: serde::de::DeserializeOwned>(r: &rusqlite::Row<'_>,
         .map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e)))
 }
 
+/// Where the `after` row of a tenant's list stands, for keyset pagination: `position`
+/// selects the sort key of the row whose tenant is `?1` and id `?2`. `Some(None)` when the
+/// list starts at the top, `None` when the `after` row does not exist (the caller answers
+/// that as a missing list, not an empty one).
+pub(super) fn list_cursor<T: rusqlite::types::FromSql>(
+    c: &Connection,
+    position: &str,
+    tenant: &str,
+    after: Option<&str>,
+) -> rusqlite::Result<Option<Option<(i64, T)>>> {
+    let Some(after) = after else { return Ok(Some(None)) };
+    let found = c.query_row(position, params![tenant, after], |r| Ok((r.get(0)?, r.get(1)?))).optional()?;
+    Ok(found.map(Some))
+}
+
 pub(super) fn to_json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
     serde_json::to_string(v).map_err(|e| StoreError::Backend(e.into()))
 }
