@@ -258,8 +258,8 @@ async fn run_lines(
     let mut ran = Ran::All;
     loop {
         while ran == Ran::All && running.len() < inner.concurrency {
-            let (store, tenant, id) = (inner.store.clone(), b.tenant.clone(), b.id.clone());
-            let status = blocking(move || store.get_batch(&tenant, &id)).await?.map(|b| b.status);
+            let (store, id) = (inner.store.clone(), b.id.clone());
+            let status = blocking(move || store.batch_status(&id)).await?;
             if status == Some(BatchStatus::Cancelling) {
                 ran = Ran::Cancelled;
             } else if crate::unix_now() >= b.expires_at {

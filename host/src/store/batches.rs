@@ -194,6 +194,9 @@ pub trait BatchStore: Send + Sync {
     fn insert_batch(&self, b: &BatchRecord) -> Result<(), StoreError>;
     /// A tenant's batch.
     fn get_batch(&self, tenant: &str, id: &str) -> Result<Option<BatchRecord>, StoreError>;
+    /// A batch's status alone: what the worker checks before each line starts (the whole
+    /// record counts the batch's results, which grows with every line).
+    fn batch_status(&self, id: &str) -> Result<Option<BatchStatus>, StoreError>;
     /// Up to `limit` of a tenant's batches, newest first, after the batch `after`;
     /// `None` when that cursor is not one of its batches.
     fn list_batches(&self, tenant: &str, after: Option<&str>, limit: u32) -> Result<Option<Vec<BatchRecord>>, StoreError>;

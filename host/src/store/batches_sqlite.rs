@@ -14,8 +14,13 @@ const BATCH_COLUMNS: &str = "b.id, b.tenant, b.key_id, b.endpoint, b.input_file_
      (SELECT COUNT(*) FROM batch_results r WHERE r.batch_id = b.id AND r.ok = 1), \
      (SELECT COUNT(*) FROM batch_results r WHERE r.batch_id = b.id AND r.ok = 0)";
 
+/// A status column; an unknown value is an error, not a default.
+fn status_column(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<BatchStatus> {
+    let status: String = r.get(i)?;
+    BatchStatus::parse(&status).ok_or_else(|| rusqlite::Error::InvalidColumnType(i, status, rusqlite::types::Type::Text))
+}
+
 fn batch_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<BatchRecord> {
-    let status: String = r.get(6)?;
     let metadata: Option<String> = r.get(7)?;
     let count = |i: usize| r.get::<_, i64>(i).map(|v| u64::try_from(v).unwrap_or(0));
     Ok(BatchRecord {
@@ -25,8 +30,7 @@ fn batch_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<BatchRecord> {
         endpoint: r.get(3)?,
         input_file_id: r.get(4)?,
         completion_window: r.get(5)?,
-        status: BatchStatus::parse(&status)
-            .ok_or_else(|| rusqlite::Error::InvalidColumnType(6, status.clone(), rusqlite::types::Type::Text))?,
+        status: status_column(r, 6)?,
         metadata: match metadata {
             Some(m) => Some(
                 serde_json::from_str(&m)
@@ -97,6 +101,14 @@ impl BatchStore for SqliteStore {
         self.with(|c| {
             c.prepare_cached(&format!("SELECT {BATCH_COLUMNS} FROM batches b WHERE b.tenant = ?1 AND b.id = ?2"))?
                 .query_row(params![tenant, id], batch_from_row)
+                .optional()
+        })
+    }
+
+    fn batch_status(&self, id: &str) -> Result<Option<BatchStatus>, StoreError> {
+        self.with(|c| {
+            c.prepare_cached("SELECT status FROM batches WHERE id = ?1")?
+                .query_row(params![id], |r| status_column(r, 0))
                 .optional()
         })
     }
@@ -252,6 +264,8 @@ mod tests {
         assert_eq!(b.metadata, Some(serde_json::json!({"job": "nightly"})));
         // Another tenant does not see it.
         assert!(s.get_batch("t2", "batch_a").unwrap().is_none());
+        assert_eq!(s.batch_status("batch_a").unwrap(), Some(BatchStatus::InProgress));
+        assert_eq!(s.batch_status("batch_none").unwrap(), None);
 
         let file = |id: &str| FileRecord {
             id: id.into(),
@@ -266,6 +280,7 @@ mod tests {
         assert!(s.end_batch("batch_a", &end).unwrap());
         let b = s.get_batch("t1", "batch_a").unwrap().unwrap();
         assert_eq!(b.status, BatchStatus::Completed);
+        assert_eq!(s.batch_status("batch_a").unwrap(), Some(BatchStatus::Completed));
         assert_eq!((b.output_file_id.as_deref(), b.error_file_id.as_deref()), (Some("file-o"), Some("file-e")));
         assert!(s.get_file("t1", "file-o").unwrap().is_some());
         assert!(s.next_open_batch().unwrap().is_none());
